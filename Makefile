@@ -1,0 +1,56 @@
+# MovieRec — the two commands a newcomer needs are `make run` and `make test`.
+# Everything else here is a step those two call, or a tool for developers.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help venv install data java-check test test-fast lint format run bench bench-train clean
+
+help:
+	@echo "make run    start the whole stack on this machine (no Docker needed)"
+	@echo "make test   install test dependencies and run every test"
+	@echo "make bench  run every benchmark and write bench/REPORT.md"
+
+$(PY):
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "MovieRec needs Python 3.11+"' \
+	  || { echo "error: Python 3.11 or newer is required (found $$($(PYTHON) --version))"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(STAMP): $(PY) pyproject.toml
+	$(PIP) install -q -e '.[test]'
+	@touch $(STAMP)
+
+venv: $(PY)
+install: $(STAMP)
+
+data: $(PY)
+	$(PY) scripts/fetch_data.py
+
+java-check:
+	@command -v java >/dev/null 2>&1 || { echo "error: Java 17+ is required for Spark. Install it, e.g. 'sudo apt-get install -y openjdk-17-jre-headless', then re-run."; exit 1; }
+	@java -version 2>&1 | awk -F'"' '/version/ {split($$2,v,"."); if (v[1] < 17) {print "error: Java " $$2 " found; Spark needs Java 17+"; exit 1}}'
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: install data java-check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-fast: install data
+	$(VENV)/bin/pytest -m "not spark and not browser and not slow" $(PYTEST_ARGS)
+
+clean:
+	rm -rf var test-output .pytest_cache .ruff_cache

@@ -1,0 +1,49 @@
+"""One `AsyncMongoClient` per process, and a start-up wait that says clearly what is wrong.
+
+PyMongo's own async API is used (Motor reached end of life in May 2026). The same code talks to
+the embedded SecantusDB and a real mongod: no replica-set-only features anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
+
+log = logging.getLogger(__name__)
+
+
+def make_client(url: str, timeout_ms: int = 2000) -> AsyncMongoClient:
+    return AsyncMongoClient(
+        url,
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
+        socketTimeoutMS=max(timeout_ms * 15, 30000),
+        tz_aware=True,
+        uuidRepresentation="standard",
+    )
+
+
+async def wait_for_mongo(client: AsyncMongoClient, attempts: int = 30, delay: float = 1.0) -> None:
+    """Ping until the server answers; raise with a message naming the URL's host otherwise."""
+    last: Exception | None = None
+    start = time.monotonic()
+    for i in range(1, attempts + 1):
+        try:
+            await client.admin.command("ping")
+            if i > 1:
+                log.info("mongodb reachable", extra={"after_s": round(time.monotonic() - start, 1)})
+            return
+        except PyMongoError as exc:
+            last = exc
+            log.warning(
+                "waiting for mongodb", extra={"attempt": i, "of": attempts, "error": str(exc)[:200]}
+            )
+            await asyncio.sleep(delay)
+    raise RuntimeError(
+        f"MongoDB did not answer after {attempts} attempts: {last}. Is it running, and does "
+        "MONGO_URL point at it?"
+    )

@@ -1,0 +1,42 @@
+"""Settings every MovieRec process shares.
+
+Each process builds its settings object once at start-up (pydantic-settings reads the
+environment and `.env`) and passes it down; nothing below reads `os.environ` itself. Services
+subclass `CommonSettings` to add their own fields.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+# Used only when no JWT_SECRET is configured, i.e. `make run` and tests on one machine.
+# docker-compose.yml requires a real secret (`${JWT_SECRET:?}`), so this never reaches a
+# deployment; it is long enough for HS256 so PyJWT does not warn.
+DEV_ONLY_JWT_SECRET = "movierec-development-only-secret-change-me-0123456789"
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_nested_delimiter="__")
+
+    mongo_url: str = Field(
+        "mongodb://127.0.0.1:27017/?directConnection=true",
+        description="MongoDB connection string; the embedded SecantusDB listens here by default.",
+    )
+    mongo_db: str = Field("movierec", description="Database name.")
+    mongo_timeout_ms: int = Field(2000, description="Server selection timeout per operation.")
+    model_dir: Path = Field(PROJECT_ROOT / "var" / "models", description="Shared model volume.")
+    data_dir: Path = Field(
+        PROJECT_ROOT / "data" / "ml-latest-small", description="MovieLens CSV directory."
+    )
+    jwt_secret: SecretStr = Field(SecretStr(DEV_ONLY_JWT_SECRET), description="HS256 key.")
+    jwt_ttl_seconds: int = Field(3600, ge=60, description="Lifetime of an access token.")
+    api_keys: list[SecretStr] = Field(
+        default_factory=list, description="Keys other services send as X-API-Key (JSON list)."
+    )
+    log_level: str = Field("INFO", description="Python logging level.")
+    log_json: bool = Field(True, description="One JSON object per log line.")
