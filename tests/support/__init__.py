@@ -6,6 +6,7 @@ processes on 127.0.0.1, so tests exercise the same code paths `make run` does.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -93,10 +94,8 @@ class ManagedProcess:
             os.killpg(self.proc.pid, sig)
             self.proc.wait(timeout)
         except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.proc.wait(5)
 
     def kill(self) -> None:
