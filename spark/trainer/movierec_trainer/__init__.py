@@ -1,0 +1,1 @@
+"""MovieRec trainer: Spark ALS engine, evaluation, CLI and the retraining worker."""

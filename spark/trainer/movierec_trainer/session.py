@@ -1,0 +1,55 @@
+"""Building the SparkSession the trainer runs in (local[N] or a standalone cluster).
+
+Executors must run the driver's exact Python (same NumPy, same movierec_common kernel), so
+`spark.pyspark.python` is pinned to this interpreter; on Docker the image is shared, so the path
+is the same on every node. The web UI is off by default because tests and the worker start
+sessions next to each other and must never fight over port 4040.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+def build_spark(
+    master: str = "local[2]",
+    app_name: str = "movierec-trainer",
+    *,
+    driver_memory: str = "2g",
+    executor_memory: str | None = None,
+    ui: bool = False,
+    extra_conf: dict[str, str] | None = None,
+) -> SparkSession:
+    from pyspark.sql import SparkSession
+
+    # The JVM launched by pyspark reads these only from the environment, before it starts.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = (
+        SparkSession.builder.master(master)
+        .appName(app_name)
+        .config("spark.pyspark.python", sys.executable)
+        .config("spark.pyspark.driver.python", sys.executable)
+        .config("spark.driver.memory", driver_memory)
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.ui.enabled", "true" if ui else "false")
+        .config("spark.sql.shuffle.partitions", "8")
+        .config("spark.python.worker.reuse", "true")
+        .config("spark.serializer", "org.apache.spark.serializer.KryoSerializer")
+        # One factor matrix of 600k users × rank 20 in float32 is ~50 MB: allow big results.
+        .config("spark.driver.maxResultSize", "2g")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+    )
+    if executor_memory:
+        builder = builder.config("spark.executor.memory", executor_memory)
+    for key, value in (extra_conf or {}).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
