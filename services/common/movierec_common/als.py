@@ -1,0 +1,599 @@
+"""Alternating least squares in pure NumPy: the one kernel both training engines call.
+
+Explicit model: r̂_ui = μ + b_u + b_i + p_u·q_i. The biases are shrunk means computed once and
+then frozen (items first, b_i = Σ(r−μ)/(N_i+λ_b); then users on what the item bias leaves,
+b_u = Σ(r−μ−b_i)/(N_u+λ_b)), so ALS only has to explain the residual r − μ − b_u − b_i.
+
+Ranking model: Hu, Koren & Volinsky (2008) implicit ALS on the rated / not-rated matrix with
+confidence c_ui = 1 + α·r_ui and preference p_ui = 1 for every observed rating. We keep p = 1
+even for low stars: in MovieLens *having watched* a film is the strongest top-N signal, while the
+star value already enters through the confidence (a 5-star rating pulls 10× harder than a 0.5).
+
+Every iteration solves ITEMS given users, then USERS given items, so the final user factors are
+exactly one user half-step against the final item factors, and folding in a training user's own
+ratings reproduces their stored vector (`fold_in_explicit` / `fold_in_implicit`).
+
+The hot path has no Python loop per row. Rows of a CSR block are sorted by rating count and
+grouped into buckets of similar length; each bucket is gathered into a zero-padded
+(rows, L, k) tensor (bounded by `chunk` padded ratings, so a partition of millions of ratings
+never allocates more than a few tens of MB), and the normal equations are built with one batched
+matmul and solved with one stacked `np.linalg.solve`. Rows with fewer ratings than the rank use
+the equivalent dual form x = Yᵀ(YYᵀ + λ'I)⁻¹r (an L×L solve instead of k×k); with λ' > 0 both
+forms are the same ridge solution, and they are much cheaper for the long tail of rarely rated
+movies. All accumulation is float64 whatever the dtype of the fixed factors.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+USER_SALT = 0x5EED_0001
+ITEM_SALT = 0x5EED_0002
+DEFAULT_CHUNK = 1 << 17  # padded ratings gathered at once: 131072 × k=20 × 8 B ≈ 21 MB
+_MAX_ABS_FACTOR = 1e6  # a ridge solution this large means the system was (near) singular
+
+
+class TrainingDivergedError(RuntimeError):
+    """Training produced NaN/inf or exploding factors; the model must not be published."""
+
+
+# --------------------------------------------------------------------------------------------
+# Data preparation
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """Index-encoded ratings: dense int32 user/item indices and float32 ratings."""
+
+    user_idx: np.ndarray
+    item_idx: np.ndarray
+    rating: np.ndarray
+    n_users: int
+    n_items: int
+
+    def __len__(self) -> int:
+        return int(self.rating.shape[0])
+
+    def subset(self, mask: np.ndarray) -> Interactions:
+        """Rows selected by a boolean mask, in the same index space (same n_users/n_items)."""
+        return Interactions(
+            self.user_idx[mask], self.item_idx[mask], self.rating[mask], self.n_users, self.n_items
+        )
+
+
+def index_ratings(
+    user_ids: np.ndarray, movie_ids: np.ndarray, ratings: np.ndarray
+) -> tuple[Interactions, np.ndarray, np.ndarray]:
+    """Map raw ids to dense indices; index j stands for user_ids_sorted[j] / item_ids_sorted[j]."""
+    users, u_idx = np.unique(np.asarray(user_ids, dtype=np.int64), return_inverse=True)
+    items, i_idx = np.unique(np.asarray(movie_ids, dtype=np.int64), return_inverse=True)
+    inter = Interactions(
+        user_idx=u_idx.astype(np.int32).ravel(),
+        item_idx=i_idx.astype(np.int32).ravel(),
+        rating=np.asarray(ratings, dtype=np.float32).ravel(),
+        n_users=int(users.shape[0]),
+        n_items=int(items.shape[0]),
+    )
+    return inter, users, items
+
+
+def random_holdout(
+    user_idx: np.ndarray, item_idx: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The project's seeded random holdout: (train_mask, test_mask).
+
+    Exactly round(fraction·n) rows are drawn for the test part with a seeded permutation; test
+    rows whose user or item has no rating left in the training part are then dropped (they are
+    in neither mask), because no model can score them.
+    """
+    n = int(np.asarray(user_idx).shape[0])
+    rng = np.random.default_rng(seed)
+    test = np.zeros(n, dtype=bool)
+    test[rng.permutation(n)[: round(fraction * n)]] = True
+    train = ~test
+    u = np.asarray(user_idx, dtype=np.int64)
+    i = np.asarray(item_idx, dtype=np.int64)
+    n_u = int(u.max()) + 1 if n else 0
+    n_i = int(i.max()) + 1 if n else 0
+    seen_u = np.bincount(u[train], minlength=n_u) > 0
+    seen_i = np.bincount(i[train], minlength=n_i) > 0
+    test &= seen_u[u] & seen_i[i]
+    return train, test
+
+
+def compute_biases(
+    inter: Interactions, bias_reg: float = 10.0
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Global mean and shrunk biases: item biases first, then user biases on what is left.
+
+    Items first because item means are the better-supported signal on MovieLens (every user has
+    ≥ 20 ratings, but most movies have a handful); the user bias then absorbs the user's
+    leniency relative to the movies they chose.
+    """
+    r = inter.rating.astype(np.float64)
+    mu = float(r.mean()) if r.size else 0.0
+    n_i = np.bincount(inter.item_idx, minlength=inter.n_items).astype(np.float64)
+    b_i = np.bincount(inter.item_idx, weights=r - mu, minlength=inter.n_items) / (n_i + bias_reg)
+    n_u = np.bincount(inter.user_idx, minlength=inter.n_users).astype(np.float64)
+    left = r - mu - b_i[inter.item_idx]
+    b_u = np.bincount(inter.user_idx, weights=left, minlength=inter.n_users) / (n_u + bias_reg)
+    return mu, b_u, b_i
+
+
+def to_csr(
+    row_idx: np.ndarray, col_idx: np.ndarray, values: np.ndarray, n_rows: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Group entries by row (stable, so equal input gives equal output): (indptr, indices, data)."""
+    row_idx = np.asarray(row_idx)
+    order = np.argsort(row_idx, kind="stable")
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(row_idx, minlength=n_rows), out=indptr[1:])
+    return indptr, np.asarray(col_idx)[order].astype(np.int32), np.asarray(values)[order]
+
+
+def init_factors(n: int, rank: int, seed: int, salt: int, scale: float = 0.1) -> np.ndarray:
+    """Deterministic N(0, scale²) start; `salt` keeps the user and item streams independent."""
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(salt)]))
+    return rng.standard_normal((n, rank)) * scale
+
+
+# --------------------------------------------------------------------------------------------
+# Batched block solves
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Bucket:
+    rows: np.ndarray  # (nb,) row ids within the block
+    cols: np.ndarray  # (nb, L) column ids; padding is -1, i.e. the appended zero row
+    vals: np.ndarray  # (nb, L) float64 values, 0 in padding
+    valid: np.ndarray  # (nb, L) bool
+    counts: np.ndarray  # (nb,) ratings per row
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    """A CSR block pre-sorted into padded length buckets; reusable across iterations."""
+
+    n_rows: int
+    buckets: list[_Bucket] = field(repr=False)
+
+
+def _bucket_edges(max_count: int) -> list[tuple[int, int]]:
+    edges = [(1, 1), (2, 2)]
+    lo = 3
+    while lo <= max_count:
+        hi = 2 * lo - 1 if lo > 3 else 4
+        edges.append((lo, hi))
+        lo = hi + 1
+    return edges
+
+
+def plan_block(
+    indptr: np.ndarray, indices: np.ndarray, values: np.ndarray, chunk: int = DEFAULT_CHUNK
+) -> BlockPlan:
+    """Sort the rows of a CSR block into length buckets of ≤ `chunk` padded entries each.
+
+    Padding columns point at a sentinel zero row appended to the fixed matrix, and padded
+    values are 0, so padding adds exact zeros to every sum.
+    """
+    indptr = np.asarray(indptr, dtype=np.int64)
+    indices = np.asarray(indices)
+    values = np.asarray(values, dtype=np.float64)
+    n_rows = int(indptr.shape[0] - 1)
+    counts = np.diff(indptr)
+    buckets: list[_Bucket] = []
+    max_count = int(counts.max()) if n_rows else 0
+    for lo, hi in _bucket_edges(max_count):
+        rows = np.flatnonzero((counts >= lo) & (counts <= hi))
+        if rows.size == 0:
+            continue
+        length = int(counts[rows].max())
+        per_chunk = max(1, chunk // length)
+        for s in range(0, rows.size, per_chunk):
+            r = rows[s : s + per_chunk]
+            offs = np.arange(length)
+            valid = offs[None, :] < counts[r][:, None]
+            pos = np.minimum(indptr[r][:, None] + offs[None, :], max(indices.shape[0] - 1, 0))
+            cols = np.where(valid, indices[pos].astype(np.int64), -1)
+            vals = np.where(valid, values[pos], 0.0)
+            buckets.append(_Bucket(r, cols, vals, valid, counts[r]))
+    return BlockPlan(n_rows, buckets)
+
+
+def _with_sentinel(fixed: np.ndarray) -> np.ndarray:
+    f = np.asarray(fixed, dtype=np.float64)
+    return np.vstack([f, np.zeros((1, f.shape[1]))])
+
+
+def _gather(ext: np.ndarray, b: _Bucket) -> np.ndarray:
+    return ext[b.cols]  # (nb, L, k); -1 picks the zero sentinel row
+
+
+def _solve_spd(a: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Stacked solve of a·x = rhs for (n, m, m) and (n, m); closed form when m == 1."""
+    if a.shape[-1] == 1:
+        return rhs / a[:, :, 0]
+    return np.linalg.solve(a, rhs[..., None])[..., 0]
+
+
+def solve_explicit_block(
+    fixed: np.ndarray,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    values: np.ndarray,
+    reg: float,
+    reg_scaled: bool = True,
+    *,
+    plan: BlockPlan | None = None,
+    chunk: int = DEFAULT_CHUNK,
+) -> np.ndarray:
+    """Ridge-solve every row of a CSR block against `fixed`: x = (YᵀY + λ'I)⁻¹ Yᵀ r.
+
+    λ' = reg·n_row when `reg_scaled` (Spark's convention) else reg. Rows without ratings get
+    zeros. Pass a `plan_block` plan to skip re-bucketing when the same block is solved again.
+    """
+    plan = plan if plan is not None else plan_block(indptr, indices, values, chunk)
+    fixed = np.asarray(fixed)
+    k = fixed.shape[1]
+    ext = _with_sentinel(fixed)
+    out = np.zeros((plan.n_rows, k), dtype=np.float64)
+    for b in plan.buckets:
+        y = _gather(ext, b)
+        nb, length = b.cols.shape
+        lam = reg * b.counts.astype(np.float64) if reg_scaled else np.full(nb, float(reg))
+        if length < k and reg > 0:
+            # Dual form: (YYᵀ + λ'I) α = r, x = Yᵀα. Padded slots get a unit diagonal and a
+            # zero right-hand side, so their α is exactly 0.
+            kk = np.matmul(y, y.transpose(0, 2, 1))
+            diag = np.where(b.valid, lam[:, None], 1.0)
+            kk[:, np.arange(length), np.arange(length)] += diag
+            alpha = _solve_spd(kk, b.vals)
+            out[b.rows] = np.matmul(y.transpose(0, 2, 1), alpha[..., None])[..., 0]
+        else:
+            a = np.matmul(y.transpose(0, 2, 1), y)
+            a[:, np.arange(k), np.arange(k)] += lam[:, None]
+            rhs = np.matmul(y.transpose(0, 2, 1), b.vals[..., None])[..., 0]
+            out[b.rows] = _solve_spd(a, rhs)
+    return out
+
+
+def solve_implicit_block(
+    fixed: np.ndarray,
+    gram: np.ndarray,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    ratings: np.ndarray,
+    alpha: float,
+    reg: float,
+    *,
+    plan: BlockPlan | None = None,
+    chunk: int = DEFAULT_CHUNK,
+) -> np.ndarray:
+    """Hu-Koren-Volinsky solve of every row: (YᵀY + Yᵀ(C−I)Y + λI) x = Yᵀ C p, with p = 1.
+
+    `gram` = YᵀY over ALL rows of `fixed`, computed once per half-step, so each row costs
+    O(n_row·k²) instead of a dense pass over every item. Rows without ratings get zeros
+    (their right-hand side is zero).
+    """
+    plan = plan if plan is not None else plan_block(indptr, indices, ratings, chunk)
+    fixed = np.asarray(fixed)
+    k = fixed.shape[1]
+    ext = _with_sentinel(fixed)
+    base = np.asarray(gram, dtype=np.float64) + reg * np.eye(k)
+    out = np.zeros((plan.n_rows, k), dtype=np.float64)
+    for b in plan.buckets:
+        y = _gather(ext, b)
+        w = alpha * b.vals  # c − 1 on observed entries, 0 in padding
+        yw = y * w[..., None]
+        a = base[None, :, :] + np.matmul(yw.transpose(0, 2, 1), y)
+        conf = np.where(b.valid, 1.0 + w, 0.0)
+        rhs = np.matmul(y.transpose(0, 2, 1), conf[..., None])[..., 0]
+        out[b.rows] = _solve_spd(a, rhs)
+    return out
+
+
+def naive_solve_explicit(
+    fixed: np.ndarray,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    values: np.ndarray,
+    reg: float,
+    reg_scaled: bool = True,
+) -> np.ndarray:
+    """Reference: one np.linalg.solve per row in a Python loop (tests only, never hot)."""
+    fixed = np.asarray(fixed, dtype=np.float64)
+    k = fixed.shape[1]
+    out = np.zeros((len(indptr) - 1, k))
+    for row in range(len(indptr) - 1):
+        s, e = int(indptr[row]), int(indptr[row + 1])
+        if e == s:
+            continue
+        y = fixed[indices[s:e]]
+        lam = reg * (e - s) if reg_scaled else reg
+        out[row] = np.linalg.solve(y.T @ y + lam * np.eye(k), y.T @ np.asarray(values[s:e], float))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Parameters, models, fitting
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExplicitParams:
+    rank: int = 20
+    reg: float = 0.1
+    reg_scaled: bool = True
+    bias_reg: float = 10.0
+    iterations: int = 20
+    seed: int = 42
+    init_scale: float = 0.1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ImplicitParams:
+    rank: int = 20
+    reg: float = 10.0
+    alpha: float = 1.0
+    iterations: int = 20
+    seed: int = 42
+    init_scale: float = 0.1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# Chosen on a validation split carved from the training part (bench/tune_defaults.py).
+DEFAULT_EXPLICIT = ExplicitParams()
+DEFAULT_IMPLICIT = ImplicitParams()
+
+
+@dataclass
+class ExplicitModel:
+    mu: float
+    user_bias: np.ndarray
+    item_bias: np.ndarray
+    P: np.ndarray
+    Q: np.ndarray
+    history: list[dict]
+
+    def predict(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
+        return predict_explicit(self, user_idx, item_idx)
+
+
+@dataclass
+class ImplicitModel:
+    X: np.ndarray
+    Y: np.ndarray
+    history: list[dict]
+
+
+OnIteration = Callable[[dict], None]
+
+
+def predict_explicit(
+    model: ExplicitModel, user_idx: np.ndarray, item_idx: np.ndarray, chunk: int = DEFAULT_CHUNK
+) -> np.ndarray:
+    """μ + b_u + b_i + p_u·q_i for aligned index arrays, in chunks to bound memory."""
+    u = np.asarray(user_idx)
+    i = np.asarray(item_idx)
+    out = model.mu + model.user_bias[u] + model.item_bias[i]
+    for s in range(0, u.shape[0], chunk):
+        out[s : s + chunk] += np.einsum(
+            "ij,ij->i", model.P[u[s : s + chunk]], model.Q[i[s : s + chunk]]
+        )
+    return out
+
+
+def _errors(pred: np.ndarray, actual: np.ndarray) -> tuple[float, float]:
+    if pred.size == 0:
+        return float("nan"), float("nan")
+    d = pred - actual
+    return float(np.sqrt(np.mean(d * d))), float(np.mean(np.abs(d)))
+
+
+def _check_finite_input(inter: Interactions) -> None:
+    if not np.all(np.isfinite(inter.rating)):
+        bad = int(np.count_nonzero(~np.isfinite(inter.rating)))
+        raise TrainingDivergedError(f"{bad} rating(s) are NaN or infinite; refusing to train")
+
+
+def _check_factors(name: str, m: np.ndarray, iteration: int) -> None:
+    if not np.all(np.isfinite(m)):
+        raise TrainingDivergedError(
+            f"iteration {iteration}: {name} factors contain NaN/inf "
+            "(singular normal equations? check reg > 0 and the input ratings)"
+        )
+    peak = float(np.abs(m).max()) if m.size else 0.0
+    if peak > _MAX_ABS_FACTOR:
+        raise TrainingDivergedError(
+            f"iteration {iteration}: {name} factors exploded (max |value| {peak:.3g}); "
+            "the normal equations are (near) singular, increase reg"
+        )
+
+
+def _safe(name: str, iteration: int, solve: Callable[..., np.ndarray], *args, **kw) -> np.ndarray:
+    """Run one half-step solve and turn every numerical failure into TrainingDivergedError."""
+    try:
+        out = solve(*args, **kw)
+    except np.linalg.LinAlgError as exc:
+        raise TrainingDivergedError(
+            f"iteration {iteration}: {name} solve failed ({exc}); increase reg"
+        ) from exc
+    _check_factors(name, out, iteration)
+    return out
+
+
+def fit_explicit(
+    inter: Interactions,
+    params: ExplicitParams = DEFAULT_EXPLICIT,
+    valid: Interactions | None = None,
+    on_iteration: OnIteration | None = None,
+) -> ExplicitModel:
+    """The local engine: frozen shrunk biases, then ALS on the residual."""
+    _check_finite_input(inter)
+    mu, b_u, b_i = compute_biases(inter, params.bias_reg)
+    r = inter.rating.astype(np.float64)
+    resid = r - mu - b_u[inter.user_idx] - b_i[inter.item_idx]
+    by_item = plan_block(*to_csr(inter.item_idx, inter.user_idx, resid, inter.n_items))
+    by_user = plan_block(*to_csr(inter.user_idx, inter.item_idx, resid, inter.n_users))
+    P = init_factors(inter.n_users, params.rank, params.seed, USER_SALT, params.init_scale)
+    Q = np.zeros((inter.n_items, params.rank))
+    model = ExplicitModel(mu, b_u, b_i, P, Q, [])
+    start = time.perf_counter()
+    for it in range(1, params.iterations + 1):
+        Q = _safe(
+            "item",
+            it,
+            solve_explicit_block,
+            P,
+            None,
+            None,
+            None,
+            params.reg,
+            params.reg_scaled,
+            plan=by_item,
+        )
+        P = _safe(
+            "user",
+            it,
+            solve_explicit_block,
+            Q,
+            None,
+            None,
+            None,
+            params.reg,
+            params.reg_scaled,
+            plan=by_user,
+        )
+        model.P, model.Q = P, Q
+        tr_rmse, tr_mae = _errors(predict_explicit(model, inter.user_idx, inter.item_idx), r)
+        va_rmse = va_mae = None
+        if valid is not None and len(valid):
+            pred = predict_explicit(model, valid.user_idx, valid.item_idx)
+            va_rmse, va_mae = _errors(pred, valid.rating.astype(np.float64))
+        if not math.isfinite(tr_rmse) or tr_rmse > 100.0:
+            raise TrainingDivergedError(f"iteration {it}: train RMSE {tr_rmse} diverged")
+        entry = {
+            "iteration": it,
+            "of": params.iterations,
+            "train_rmse": tr_rmse,
+            "train_mae": tr_mae,
+            "valid_rmse": va_rmse,
+            "valid_mae": va_mae,
+            "seconds": time.perf_counter() - start,
+        }
+        model.history.append(entry)
+        if on_iteration is not None:
+            on_iteration(entry)
+    return model
+
+
+def fold_in_explicit(
+    Q: np.ndarray,
+    item_bias: np.ndarray,
+    mu: float,
+    item_idx: np.ndarray,
+    ratings: np.ndarray,
+    params: ExplicitParams = DEFAULT_EXPLICIT,
+) -> tuple[float, np.ndarray]:
+    """(b_u, p_u) for one user's ratings: exactly the training user half-step.
+
+    `item_idx` must not repeat an item (the caller keeps the latest rating per movie).
+    """
+    idx = np.asarray(item_idx, dtype=np.int64)
+    r = np.asarray(ratings, dtype=np.float32).astype(np.float64)
+    k = np.asarray(Q).shape[1]
+    if idx.size == 0:
+        return 0.0, np.zeros(k)
+    left = r - mu - item_bias[idx]
+    b_u = float(left.sum() / (idx.size + params.bias_reg))
+    resid = left - b_u
+    indptr = np.array([0, idx.size], dtype=np.int64)
+    p = solve_explicit_block(Q, indptr, idx, resid, params.reg, params.reg_scaled)
+    return b_u, p[0]
+
+
+def fit_implicit(
+    inter: Interactions,
+    params: ImplicitParams = DEFAULT_IMPLICIT,
+    on_iteration: OnIteration | None = None,
+) -> ImplicitModel:
+    """The local engine for the ranking model (confidence 1 + α·r, preference 1)."""
+    _check_finite_input(inter)
+    r = inter.rating.astype(np.float64)
+    by_item = plan_block(*to_csr(inter.item_idx, inter.user_idx, r, inter.n_items))
+    by_user = plan_block(*to_csr(inter.user_idx, inter.item_idx, r, inter.n_users))
+    X = init_factors(inter.n_users, params.rank, params.seed, USER_SALT, params.init_scale)
+    Y = np.zeros((inter.n_items, params.rank))
+    history: list[dict] = []
+    start = time.perf_counter()
+    for it in range(1, params.iterations + 1):
+        Y = _safe(
+            "item",
+            it,
+            solve_implicit_block,
+            X,
+            X.T @ X,
+            None,
+            None,
+            None,
+            params.alpha,
+            params.reg,
+            plan=by_item,
+        )
+        X = _safe(
+            "user",
+            it,
+            solve_implicit_block,
+            Y,
+            Y.T @ Y,
+            None,
+            None,
+            None,
+            params.alpha,
+            params.reg,
+            plan=by_user,
+        )
+        # Cheap progress signal: how close observed scores get to the preference 1.
+        scores = np.einsum("ij,ij->i", X[inter.user_idx], Y[inter.item_idx])
+        entry = {
+            "iteration": it,
+            "of": params.iterations,
+            "train_rmse": float(np.sqrt(np.mean((scores - 1.0) ** 2))),
+            "train_mae": float(np.mean(np.abs(scores - 1.0))),
+            "valid_rmse": None,
+            "valid_mae": None,
+            "seconds": time.perf_counter() - start,
+        }
+        history.append(entry)
+        if on_iteration is not None:
+            on_iteration(entry)
+    return ImplicitModel(X, Y, history)
+
+
+def fold_in_implicit(
+    Y: np.ndarray,
+    item_idx: np.ndarray,
+    ratings: np.ndarray,
+    params: ImplicitParams = DEFAULT_IMPLICIT,
+    gram: np.ndarray | None = None,
+) -> np.ndarray:
+    """x_u for one user's ratings: exactly the training user half-step (pass `gram` = YᵀY to
+    avoid recomputing it per request)."""
+    Y = np.asarray(Y, dtype=np.float64)
+    gram = Y.T @ Y if gram is None else gram
+    idx = np.asarray(item_idx, dtype=np.int64)
+    r = np.asarray(ratings, dtype=np.float32).astype(np.float64)
+    indptr = np.array([0, idx.size], dtype=np.int64)
+    return solve_implicit_block(Y, gram, indptr, idx, r, params.alpha, params.reg)[0]
