@@ -1,0 +1,373 @@
+"""Versioned model artifacts: publish atomically, verify before anyone serves them.
+
+Layout: MODEL_DIR/versions/<version>/{factors.npz, manifest.json} and MODEL_DIR/CURRENT, a text
+file naming the active version. A publisher writes the whole version into a temporary directory
+next to versions/, fsyncs it, renames it into place (a rename within one file system is atomic),
+and only then replaces CURRENT through a temporary file + os.replace. A reader therefore sees
+either the old complete version or the new complete version, never half of one.
+
+Loading is strict on purpose: the npz is read into memory once, its sha256 and size must match
+the manifest, every key must be known, every shape must agree with every other, floats must be
+finite, and pickle is never allowed. Anything unexpected raises ArtifactError, so a corrupt or
+foreign model is refused and the serving process keeps its old one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import re
+import secrets
+import shutil
+import zipfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT_VERSION = 1
+FACTORS = "factors.npz"
+MANIFEST = "manifest.json"
+CURRENT = "CURRENT"
+VERSIONS = "versions"
+REQUIRED_KEYS = (
+    "P",
+    "Q",
+    "user_bias",
+    "item_bias",
+    "global_mean",
+    "user_ids",
+    "item_ids",
+    "item_counts",
+)
+RANKING_KEYS = ("rank_X", "rank_Y")
+KNOWN_KEYS = frozenset(REQUIRED_KEYS + RANKING_KEYS)
+_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_FLOAT_KEYS = ("P", "Q", "user_bias", "item_bias", "global_mean", "rank_X", "rank_Y")
+_INT_KEYS = ("user_ids", "item_ids", "item_counts")
+
+
+class ArtifactError(Exception):
+    """The model directory or a version in it is missing, corrupt, or not understood."""
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    version: str
+    manifest: dict[str, Any]
+    P: np.ndarray
+    Q: np.ndarray
+    user_bias: np.ndarray
+    item_bias: np.ndarray
+    global_mean: float
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    item_counts: np.ndarray
+    rank_X: np.ndarray | None = None
+    rank_Y: np.ndarray | None = None
+
+    @property
+    def has_ranking(self) -> bool:
+        return self.rank_X is not None and self.rank_Y is not None
+
+    @property
+    def n_users(self) -> int:
+        return int(self.user_ids.shape[0])
+
+    @property
+    def n_items(self) -> int:
+        return int(self.item_ids.shape[0])
+
+
+# --------------------------------------------------------------------------------------------
+# Validation shared by save and load
+# --------------------------------------------------------------------------------------------
+
+
+def check_version_name(version: str) -> str:
+    """Version names end up in paths and URLs: allow only a safe, boring alphabet."""
+    if not isinstance(version, str) or not _VERSION_RE.fullmatch(version) or ".." in version:
+        raise ArtifactError(f"invalid model version name {version!r}")
+    return version
+
+
+def validate_arrays(arrays: dict[str, np.ndarray]) -> None:
+    """Every key known, all required keys present, shapes mutually consistent, floats finite."""
+    unknown = sorted(set(arrays) - KNOWN_KEYS)
+    if unknown:
+        raise ArtifactError(f"unknown array(s) in model: {unknown}")
+    missing = [k for k in REQUIRED_KEYS if k not in arrays]
+    if missing:
+        raise ArtifactError(f"model is missing array(s): {missing}")
+    has_x, has_y = "rank_X" in arrays, "rank_Y" in arrays
+    if has_x != has_y:
+        raise ArtifactError("ranking factors need both rank_X and rank_Y")
+    a = {k: np.asarray(v) for k, v in arrays.items()}
+    for key, value in a.items():
+        if value.dtype == object:
+            raise ArtifactError(f"{key}: object arrays are not allowed")
+        if key in _FLOAT_KEYS and value.dtype.kind != "f":
+            raise ArtifactError(f"{key}: expected a float array, got {value.dtype}")
+        if key in _INT_KEYS and value.dtype.kind not in "iu":
+            raise ArtifactError(f"{key}: expected an integer array, got {value.dtype}")
+        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+            raise ArtifactError(f"{key}: contains NaN or inf")
+    if a["global_mean"].shape != ():
+        raise ArtifactError(
+            f"global_mean: expected a 0-d array, got shape {a['global_mean'].shape}"
+        )
+    n_users, n_items = a["user_ids"].shape, a["item_ids"].shape
+    if len(n_users) != 1 or len(n_items) != 1:
+        raise ArtifactError("user_ids and item_ids must be 1-d")
+    nu, ni = n_users[0], n_items[0]
+    if a["P"].ndim != 2 or a["Q"].ndim != 2:
+        raise ArtifactError("P and Q must be 2-d")
+    expected = {
+        "P": (nu, a["P"].shape[1]),
+        "Q": (ni, a["P"].shape[1]),
+        "user_bias": (nu,),
+        "item_bias": (ni,),
+        "item_counts": (ni,),
+    }
+    if has_x:
+        if a["rank_X"].ndim != 2:
+            raise ArtifactError("rank_X must be 2-d")
+        expected["rank_X"] = (nu, a["rank_X"].shape[1])
+        expected["rank_Y"] = (ni, a["rank_X"].shape[1])
+    for key, shape in expected.items():
+        if a[key].shape != shape:
+            raise ArtifactError(f"{key}: expected shape {shape}, got {a[key].shape}")
+    for key in ("user_ids", "item_ids"):
+        ids = a[key]
+        if ids.size > 1 and not np.all(ids[1:] > ids[:-1]):
+            raise ArtifactError(f"{key}: must be strictly increasing (sorted, unique)")
+
+
+def _check_manifest(manifest: Any, version: str) -> dict[str, Any]:
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{version}: manifest is not a JSON object")
+    fv = manifest.get("format_version")
+    if fv != FORMAT_VERSION:
+        raise ArtifactError(
+            f"{version}: unknown manifest format_version {fv!r} (this code reads {FORMAT_VERSION})"
+        )
+    if manifest.get("version") != version:
+        raise ArtifactError(
+            f"{version}: manifest names version {manifest.get('version')!r}, not its directory"
+        )
+    entry = (manifest.get("files") or {}).get(FACTORS)
+    if not isinstance(entry, dict) or "sha256" not in entry or "bytes" not in entry:
+        raise ArtifactError(f"{version}: manifest has no checksum for {FACTORS}")
+    return manifest
+
+
+# --------------------------------------------------------------------------------------------
+# Paths and small atomic-file helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _new_version_name() -> str:
+    now = datetime.now(UTC)
+    return f"v{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z-{secrets.token_hex(3)}"
+
+
+def current_version(model_dir: str | Path) -> str | None:
+    """The active version named by CURRENT, or None when nothing was published yet."""
+    try:
+        text = (Path(model_dir) / CURRENT).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    return text or None
+
+
+def _write_current(model_dir: Path, version: str) -> None:
+    """Replace CURRENT atomically: temp file in the same directory, fsync, os.replace."""
+    tmp = model_dir / f".{CURRENT}.{secrets.token_hex(6)}.tmp"
+    try:
+        _write_file(tmp, (version + "\n").encode())
+        os.replace(tmp, model_dir / CURRENT)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    _fsync_dir(model_dir)
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------
+
+
+def save_model(
+    model_dir: str | Path,
+    arrays: dict[str, np.ndarray],
+    manifest: dict[str, Any],
+    *,
+    activate: bool = True,
+    keep: int = 5,
+    version: str | None = None,
+) -> str:
+    """Publish a new version (and make it CURRENT unless activate=False); returns its name.
+
+    The manifest is completed here: format_version, version, created_at (unless given), models
+    and the sha256/size of factors.npz.
+    """
+    validate_arrays(arrays)
+    root = Path(model_dir)
+    versions = root / VERSIONS
+    versions.mkdir(parents=True, exist_ok=True)
+    version = check_version_name(version or _new_version_name())
+    if (versions / version).exists():
+        raise ArtifactError(f"version {version} already exists")
+
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    blob = buf.getvalue()
+    has_ranking = "rank_X" in arrays
+    full = dict(manifest)
+    full.update(
+        format_version=FORMAT_VERSION,
+        version=version,
+        created_at=manifest.get("created_at") or datetime.now(UTC).isoformat(),
+        models=["explicit", "ranking"] if has_ranking else ["explicit"],
+        files={FACTORS: {"sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob)}},
+    )
+    manifest_bytes = json.dumps(full, indent=2, sort_keys=True, allow_nan=False).encode()
+
+    tmp = versions / f".tmp-{version}-{secrets.token_hex(4)}"
+    tmp.mkdir()
+    try:
+        _write_file(tmp / FACTORS, blob)
+        _write_file(tmp / MANIFEST, manifest_bytes)
+        _fsync_dir(tmp)
+        os.rename(tmp, versions / version)
+        _fsync_dir(versions)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if activate:
+        _write_current(root, version)
+    prune(root, keep)
+    return version
+
+
+def activate(model_dir: str | Path, version: str) -> None:
+    """Make an existing version CURRENT (rollback); it is fully verified first."""
+    load_model(model_dir, version)
+    _write_current(Path(model_dir), version)
+
+
+def load_model(model_dir: str | Path, version: str | None = None) -> ModelArtifact:
+    """Load and verify a version (CURRENT when not given); ArtifactError on any problem."""
+    root = Path(model_dir)
+    if version is None:
+        version = current_version(root)
+        if version is None:
+            raise ArtifactError(f"no model published in {root} (CURRENT is missing or empty)")
+    check_version_name(version)
+    vdir = root / VERSIONS / version
+    if not vdir.is_dir():
+        raise ArtifactError(f"version {version} does not exist in {root / VERSIONS}")
+    try:
+        manifest = json.loads((vdir / MANIFEST).read_text(encoding="utf-8"))
+        blob = (vdir / FACTORS).read_bytes()
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{version}: cannot read artifact files: {exc}") from exc
+    entry = _check_manifest(manifest, version)["files"][FACTORS]
+    if len(blob) != entry["bytes"]:
+        raise ArtifactError(
+            f"{version}: {FACTORS} has {len(blob)} bytes, manifest says {entry['bytes']}"
+        )
+    if hashlib.sha256(blob).hexdigest() != entry["sha256"]:
+        raise ArtifactError(f"{version}: {FACTORS} sha256 does not match the manifest")
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise ArtifactError(f"{version}: {FACTORS} is not a valid npz: {exc}") from exc
+    validate_arrays(arrays)
+    models = manifest.get("models")
+    expected_models = ["explicit", "ranking"] if "rank_X" in arrays else ["explicit"]
+    if models != expected_models:
+        raise ArtifactError(f"{version}: manifest models {models!r} do not match the arrays")
+    return ModelArtifact(
+        version=version,
+        manifest=manifest,
+        P=arrays["P"],
+        Q=arrays["Q"],
+        user_bias=arrays["user_bias"],
+        item_bias=arrays["item_bias"],
+        global_mean=float(arrays["global_mean"]),
+        user_ids=arrays["user_ids"],
+        item_ids=arrays["item_ids"],
+        item_counts=arrays["item_counts"],
+        rank_X=arrays.get("rank_X"),
+        rank_Y=arrays.get("rank_Y"),
+    )
+
+
+def _version_dirs(root: Path) -> list[Path]:
+    vroot = root / VERSIONS
+    if not vroot.is_dir():
+        return []
+    return [p for p in vroot.iterdir() if p.is_dir() and _VERSION_RE.fullmatch(p.name)]
+
+
+def _read_manifest(vdir: Path) -> dict[str, Any]:
+    try:
+        m = json.loads((vdir / MANIFEST).read_text(encoding="utf-8"))
+        if not isinstance(m, dict):
+            raise ValueError("not a JSON object")
+        return m
+    except (OSError, ValueError) as exc:
+        return {"version": vdir.name, "error": f"unreadable manifest: {exc}"}
+
+
+def list_versions(model_dir: str | Path) -> list[dict[str, Any]]:
+    """Manifests of every published version, newest first, each with "active": bool.
+
+    A version whose manifest cannot be read is still listed, with an "error" field, so an
+    operator can see it; it is never loadable.
+    """
+    root = Path(model_dir)
+    active = current_version(root)
+    out = []
+    for vdir in _version_dirs(root):
+        m = _read_manifest(vdir)
+        m["version"] = vdir.name
+        m["active"] = vdir.name == active
+        out.append(m)
+    out.sort(key=lambda m: (str(m.get("created_at", "")), m["version"]), reverse=True)
+    return out
+
+
+def prune(model_dir: str | Path, keep: int = 5) -> list[str]:
+    """Delete all but the newest `keep` versions; the active version is never deleted."""
+    root = Path(model_dir)
+    active = current_version(root)
+    removed = []
+    for m in list_versions(root)[max(keep, 0) :]:
+        if m["version"] == active:
+            continue
+        shutil.rmtree(root / VERSIONS / m["version"], ignore_errors=True)
+        removed.append(m["version"])
+    return removed
