@@ -1,0 +1,341 @@
+"""The NumPy ALS kernel against references, known answers and its own contracts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from movierec_common import als
+from movierec_common.als import ExplicitParams, ImplicitParams, Interactions
+
+
+def _random_block(n_rows: int, n_fixed: int, k: int, seed: int, max_len: int = 60):
+    """A CSR block with empty rows, 1-rating rows, rows shorter and longer than k."""
+    rng = np.random.default_rng(seed)
+    lens = rng.integers(0, max_len, n_rows)
+    lens[:4] = [0, 1, 2, k + 5]
+    rows, cols = [], []
+    for r, n in enumerate(lens):
+        picked = rng.choice(n_fixed, size=min(int(n), n_fixed), replace=False)
+        rows += [r] * len(picked)
+        cols += list(picked)
+    rows_a, cols_a = np.array(rows), np.array(cols)
+    vals = rng.standard_normal(rows_a.shape[0])
+    fixed = rng.standard_normal((n_fixed, k))
+    return fixed, als.to_csr(rows_a, cols_a, vals, n_rows)
+
+
+def _lstsq_reference(fixed, indptr, indices, values, reg, reg_scaled):
+    """Ridge as stacked least squares: min ‖[Y; √λ' I] x − [r; 0]‖²."""
+    k = fixed.shape[1]
+    out = np.zeros((len(indptr) - 1, k))
+    for row in range(len(indptr) - 1):
+        s, e = indptr[row], indptr[row + 1]
+        if e == s:
+            continue
+        lam = reg * (e - s) if reg_scaled else reg
+        a = np.vstack([fixed[indices[s:e]], np.sqrt(lam) * np.eye(k)])
+        b = np.concatenate([values[s:e], np.zeros(k)])
+        out[row] = np.linalg.lstsq(a, b, rcond=None)[0]
+    return out
+
+
+def _synthetic(n_users=120, n_items=150, k=4, density=0.3, noise=0.1, seed=3):
+    rng = np.random.default_rng(seed)
+    U = rng.standard_normal((n_users, k))
+    V = rng.standard_normal((n_items, k))
+    mask = rng.random((n_users, n_items)) < density
+    u, i = np.nonzero(mask)
+    r = 3.0 + 0.5 * rng.standard_normal(n_users)[u] + (U[u] * V[i]).sum(1) * 0.5
+    r = r + noise * rng.standard_normal(u.shape[0])
+    return Interactions(
+        u.astype(np.int32), i.astype(np.int32), r.astype(np.float32), n_users, n_items
+    )
+
+
+# ------------------------------------------------------------------------------------- helpers
+
+
+def test_index_ratings_dense_and_reversible() -> None:
+    users = np.array([50, 7, 50, 9, 7])
+    movies = np.array([300, 1, 1, 300, 2])
+    inter, uids, iids = als.index_ratings(users, movies, np.array([4, 3.5, 2, 5, 1]))
+    assert inter.user_idx.dtype == np.int32 and inter.item_idx.dtype == np.int32
+    assert inter.rating.dtype == np.float32
+    assert (inter.n_users, inter.n_items) == (3, 3)
+    np.testing.assert_array_equal(uids[inter.user_idx], users)
+    np.testing.assert_array_equal(iids[inter.item_idx], movies)
+    assert list(uids) == [7, 9, 50] and list(iids) == [1, 2, 300]
+
+
+def test_to_csr_groups_rows_stably() -> None:
+    indptr, indices, data = als.to_csr(
+        np.array([2, 0, 2, 0]), np.array([5, 6, 7, 8]), np.array([1.0, 2, 3, 4]), 4
+    )
+    assert list(indptr) == [0, 2, 2, 4, 4]
+    assert list(indices) == [6, 8, 5, 7]
+    assert list(data) == [2, 4, 1, 3]
+
+
+def test_compute_biases_items_first_then_users() -> None:
+    inter = _synthetic(n_users=30, n_items=40, seed=1)
+    lam = 10.0
+    mu, b_u, b_i = als.compute_biases(inter, lam)
+    r = inter.rating.astype(float)
+    assert mu == pytest.approx(r.mean())
+    for i in range(inter.n_items):
+        sel = inter.item_idx == i
+        assert b_i[i] == pytest.approx((r[sel] - mu).sum() / (sel.sum() + lam))
+    for u in range(inter.n_users):
+        sel = inter.user_idx == u
+        expected = (r[sel] - mu - b_i[inter.item_idx[sel]]).sum() / (sel.sum() + lam)
+        assert b_u[u] == pytest.approx(expected)
+
+
+def test_random_holdout_is_seeded_and_drops_unknown() -> None:
+    inter = _synthetic(n_users=50, n_items=400, density=0.02, seed=9)
+    train, test = als.random_holdout(inter.user_idx, inter.item_idx, 0.2, seed=42)
+    again = als.random_holdout(inter.user_idx, inter.item_idx, 0.2, seed=42)
+    np.testing.assert_array_equal(train, again[0])
+    np.testing.assert_array_equal(test, again[1])
+    assert not np.any(train & test)
+    assert train.sum() == len(inter) - round(0.2 * len(inter))
+    dropped = ~train & ~test
+    assert dropped.sum() > 0  # sparse items: some test rows have no training rating
+    assert set(inter.user_idx[test]) <= set(inter.user_idx[train])
+    assert set(inter.item_idx[test]) <= set(inter.item_idx[train])
+    for row in np.flatnonzero(dropped):
+        assert (
+            inter.item_idx[row] not in inter.item_idx[train]
+            or inter.user_idx[row] not in inter.user_idx[train]
+        )
+
+
+def test_init_factors_deterministic_and_salted() -> None:
+    a = als.init_factors(10, 4, seed=42, salt=als.USER_SALT)
+    np.testing.assert_array_equal(a, als.init_factors(10, 4, seed=42, salt=als.USER_SALT))
+    assert not np.allclose(a, als.init_factors(10, 4, seed=42, salt=als.ITEM_SALT))
+    assert not np.allclose(a, als.init_factors(10, 4, seed=43, salt=als.USER_SALT))
+    assert a.dtype == np.float64 and a.shape == (10, 4)
+
+
+# ------------------------------------------------------------------------------- block solves
+
+
+@pytest.mark.parametrize("reg_scaled", [True, False])
+@pytest.mark.parametrize("chunk", [als.DEFAULT_CHUNK, 37])
+def test_batched_explicit_solve_matches_naive_and_lstsq(reg_scaled: bool, chunk: int) -> None:
+    k = 8
+    fixed, (indptr, indices, values) = _random_block(80, 120, k, seed=5)
+    reg = 0.3
+    got = als.solve_explicit_block(fixed, indptr, indices, values, reg, reg_scaled, chunk=chunk)
+    naive = als.naive_solve_explicit(fixed, indptr, indices, values, reg, reg_scaled)
+    ref = _lstsq_reference(fixed, indptr, indices, values, reg, reg_scaled)
+    np.testing.assert_allclose(naive, ref, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-10)
+    assert np.all(got[0] == 0)  # the empty row
+    assert np.any(got[1] != 0)
+
+
+def test_batched_explicit_solve_accepts_float32_fixed() -> None:
+    fixed, (indptr, indices, values) = _random_block(30, 50, 6, seed=2)
+    f32 = fixed.astype(np.float32)
+    got = als.solve_explicit_block(f32, indptr, indices, values, 0.1)
+    ref = als.naive_solve_explicit(f32.astype(np.float64), indptr, indices, values, 0.1)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-10)
+
+
+def test_plan_is_reusable_and_matches_unplanned() -> None:
+    fixed, csr = _random_block(40, 70, 5, seed=8)
+    plan = als.plan_block(*csr)
+    a = als.solve_explicit_block(fixed, *csr, 0.2, plan=plan)
+    b = als.solve_explicit_block(fixed * 2, *csr, 0.2, plan=plan)
+    np.testing.assert_allclose(a, als.solve_explicit_block(fixed, *csr, 0.2), rtol=1e-12)
+    np.testing.assert_allclose(b, als.naive_solve_explicit(fixed * 2, *csr, 0.2), rtol=1e-9)
+
+
+def test_implicit_solve_matches_dense_reference() -> None:
+    """Full confidence matrix over ALL items per row: (Yᵀ C_u Y + λI) x = Yᵀ C_u p_u."""
+    k, n_items, alpha, reg = 5, 60, 2.0, 0.7
+    rng = np.random.default_rng(11)
+    fixed, (indptr, indices, _) = _random_block(25, n_items, k, seed=11, max_len=30)
+    ratings = rng.choice(np.arange(0.5, 5.01, 0.5), size=indices.shape[0])
+    got = als.solve_implicit_block(fixed, fixed.T @ fixed, indptr, indices, ratings, alpha, reg)
+    for row in range(25):
+        c = np.ones(n_items)
+        p = np.zeros(n_items)
+        s, e = indptr[row], indptr[row + 1]
+        c[indices[s:e]] = 1 + alpha * ratings[s:e]
+        p[indices[s:e]] = 1.0
+        a = fixed.T @ (c[:, None] * fixed) + reg * np.eye(k)
+        expected = np.linalg.solve(a, fixed.T @ (c * p))
+        np.testing.assert_allclose(got[row], expected, rtol=1e-9, atol=1e-12)
+    assert np.all(got[0] == 0)
+
+
+# ---------------------------------------------------------------------------------- fitting
+
+
+def test_recovers_synthetic_low_rank_matrix() -> None:
+    noise = 0.1
+    inter = _synthetic(n_users=200, n_items=250, k=4, density=0.3, noise=noise, seed=4)
+    train, test = als.random_holdout(inter.user_idx, inter.item_idx, 0.2, seed=1)
+    # rank 4 + 2: subtracting the per-user and per-item biases adds two rank-one terms
+    params = ExplicitParams(rank=6, reg=0.01, bias_reg=1.0, iterations=25, seed=0, init_scale=1.0)
+    model = als.fit_explicit(inter.subset(train), params, valid=inter.subset(test))
+    pred = model.predict(inter.user_idx[test], inter.item_idx[test])
+    rmse = float(np.sqrt(np.mean((pred - inter.rating[test]) ** 2)))
+    spread = float(np.std(inter.rating[test]))
+    assert spread > 0.8  # the matrix has real signal to recover
+    assert rmse < 1.5 * noise, rmse
+    assert model.history[-1]["valid_rmse"] == pytest.approx(rmse, rel=1e-6)
+
+
+def test_fit_explicit_history_and_callback() -> None:
+    inter = _synthetic(seed=6)
+    train, test = als.random_holdout(inter.user_idx, inter.item_idx, 0.2, seed=2)
+    seen: list[dict] = []
+    model = als.fit_explicit(
+        inter.subset(train), ExplicitParams(rank=3, iterations=5), inter.subset(test), seen.append
+    )
+    assert seen == model.history
+    assert [h["iteration"] for h in seen] == [1, 2, 3, 4, 5]
+    keys = {"iteration", "of", "train_rmse", "train_mae", "valid_rmse", "valid_mae", "seconds"}
+    for h in seen:
+        assert set(h) == keys and h["of"] == 5
+        assert 0 < h["train_mae"] <= h["train_rmse"]
+        assert 0 < h["valid_mae"] <= h["valid_rmse"]
+    assert seen[-1]["train_rmse"] <= seen[0]["train_rmse"] + 1e-9
+    seconds = [h["seconds"] for h in seen]
+    assert seconds == sorted(seconds)
+    no_valid = als.fit_explicit(inter.subset(train), ExplicitParams(rank=3, iterations=2))
+    assert no_valid.history[-1]["valid_rmse"] is None
+
+
+def test_fit_explicit_deterministic_for_seed() -> None:
+    inter = _synthetic(seed=7)
+    p = ExplicitParams(rank=5, iterations=4, seed=123)
+    a, b = als.fit_explicit(inter, p), als.fit_explicit(inter, p)
+    np.testing.assert_array_equal(a.P, b.P)
+    np.testing.assert_array_equal(a.Q, b.Q)
+    c = als.fit_explicit(inter, ExplicitParams(rank=5, iterations=4, seed=124))
+    assert not np.allclose(a.P, c.P)
+
+
+def test_fit_explicit_iteration_order_items_then_users() -> None:
+    """Final P is one user half-step against final Q (and Q one item step against previous P)."""
+    inter = _synthetic(seed=8)
+    p = ExplicitParams(rank=4, iterations=3)
+    model = als.fit_explicit(inter, p)
+    resid = (
+        inter.rating.astype(np.float64)
+        - model.mu
+        - model.user_bias[inter.user_idx]
+        - model.item_bias[inter.item_idx]
+    )
+    by_user = als.to_csr(inter.user_idx, inter.item_idx, resid, inter.n_users)
+    np.testing.assert_allclose(
+        als.naive_solve_explicit(model.Q, *by_user, p.reg, p.reg_scaled), model.P, rtol=1e-8
+    )
+
+
+@pytest.mark.parametrize("reg_scaled", [True, False])
+def test_fold_in_explicit_reproduces_training_user(reg_scaled: bool) -> None:
+    inter = _synthetic(seed=10)
+    params = ExplicitParams(rank=6, iterations=4, reg=0.05, reg_scaled=reg_scaled)
+    model = als.fit_explicit(inter, params)
+    for u in (0, 17, inter.n_users - 1):
+        sel = inter.user_idx == u
+        b_u, p_u = als.fold_in_explicit(
+            model.Q, model.item_bias, model.mu, inter.item_idx[sel], inter.rating[sel], params
+        )
+        assert b_u == pytest.approx(model.user_bias[u], abs=1e-6)
+        np.testing.assert_allclose(p_u, model.P[u], rtol=1e-6, atol=1e-6)
+
+
+def test_fold_in_explicit_without_ratings() -> None:
+    inter = _synthetic(seed=10)
+    model = als.fit_explicit(inter, ExplicitParams(rank=3, iterations=1))
+    b_u, p_u = als.fold_in_explicit(model.Q, model.item_bias, model.mu, [], [])
+    assert b_u == 0.0 and p_u.shape == (3,) and not p_u.any()
+
+
+def test_fold_in_implicit_reproduces_training_user() -> None:
+    inter = _synthetic(seed=12)
+    params = ImplicitParams(rank=5, reg=0.5, alpha=2.0, iterations=4)
+    model = als.fit_implicit(inter, params)
+    gram = model.Y.T @ model.Y
+    for u in (0, 33, inter.n_users - 1):
+        sel = inter.user_idx == u
+        x_u = als.fold_in_implicit(model.Y, inter.item_idx[sel], inter.rating[sel], params)
+        np.testing.assert_allclose(x_u, model.X[u], rtol=1e-6, atol=1e-9)
+        x_g = als.fold_in_implicit(model.Y, inter.item_idx[sel], inter.rating[sel], params, gram)
+        np.testing.assert_allclose(x_g, model.X[u], rtol=1e-6, atol=1e-9)
+
+
+def test_implicit_ranks_two_disjoint_taste_groups() -> None:
+    """Group A watches only movies 0..29, group B only 30..59: each must be recommended its own
+    group's unseen movies ahead of every movie of the other group."""
+    rng = np.random.default_rng(0)
+    users, items, ratings = [], [], []
+    for u in range(80):
+        lo = 0 if u < 40 else 30
+        picked = rng.choice(np.arange(lo, lo + 30), size=12, replace=False)
+        users += [u] * 12
+        items += list(picked)
+        ratings += list(rng.choice([3.0, 4.0, 5.0], size=12))
+    inter = Interactions(
+        np.array(users, np.int32), np.array(items, np.int32), np.array(ratings, np.float32), 80, 60
+    )
+    model = als.fit_implicit(inter, ImplicitParams(rank=2, reg=1.0, alpha=1.0, iterations=10))
+    scores = model.X @ model.Y.T
+    for u in range(80):
+        own = np.arange(0, 30) if u < 40 else np.arange(30, 60)
+        other = np.setdiff1d(np.arange(60), own)
+        seen = inter.item_idx[inter.user_idx == u]
+        unseen_own = np.setdiff1d(own, seen)
+        assert scores[u, unseen_own].min() > scores[u, other].max(), u
+
+
+def test_fit_implicit_deterministic_and_history() -> None:
+    inter = _synthetic(seed=13)
+    p = ImplicitParams(rank=4, iterations=3, seed=5)
+    seen: list[dict] = []
+    a = als.fit_implicit(inter, p, on_iteration=seen.append)
+    b = als.fit_implicit(inter, p)
+    np.testing.assert_array_equal(a.X, b.X)
+    np.testing.assert_array_equal(a.Y, b.Y)
+    assert [h["iteration"] for h in seen] == [1, 2, 3]
+
+
+# ------------------------------------------------------------------------------- divergence
+
+
+def test_inf_rating_raises_diverged() -> None:
+    inter = _synthetic(seed=14)
+    rating = inter.rating.copy()
+    rating[5] = np.inf
+    poisoned = Interactions(inter.user_idx, inter.item_idx, rating, inter.n_users, inter.n_items)
+    with pytest.raises(als.TrainingDivergedError, match="NaN or infinite"):
+        als.fit_explicit(poisoned, ExplicitParams(rank=3, iterations=2))
+    with pytest.raises(als.TrainingDivergedError):
+        als.fit_implicit(poisoned, ImplicitParams(rank=3, iterations=2))
+
+
+def test_zero_reg_with_rank_above_ratings_raises_diverged() -> None:
+    """Users with 2 ratings and rank 10 with reg=0: YᵀY is singular, never a silent model."""
+    rng = np.random.default_rng(0)
+    n_users, n_items = 30, 40
+    u = np.repeat(np.arange(n_users), 2)
+    i = rng.integers(0, n_items, u.shape[0])
+    keep = np.unique(np.stack([u, i], 1), axis=0)
+    r = rng.choice([1.0, 3.0, 5.0], keep.shape[0])
+    inter = Interactions(
+        keep[:, 0].astype(np.int32),
+        keep[:, 1].astype(np.int32),
+        r.astype(np.float32),
+        n_users,
+        n_items,
+    )
+    with pytest.raises(als.TrainingDivergedError, match="iteration 1"):
+        als.fit_explicit(inter, ExplicitParams(rank=10, reg=0.0, iterations=3))
