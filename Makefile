@@ -9,7 +9,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv install data java-check test test-fast lint format run bench bench-train clean
+.PHONY: help venv install data java-check test test-fast lint format run bench bench-train clean css css-check
 
 help:
 	@echo "make run    start the whole stack on this machine (no Docker needed)"
@@ -44,7 +44,7 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: install data java-check
+test: install data java-check css-check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
@@ -54,3 +54,23 @@ test-fast: install data
 
 clean:
 	rm -rf var test-output .pytest_cache .ruff_cache
+
+# --- web front: Tailwind CSS (the built file is committed; CI checks it is current) ---
+FRONTEND := frontend
+TAILWIND := cd $(FRONTEND) && ./node_modules/.bin/tailwindcss -i src/input.css --minify
+
+$(FRONTEND)/node_modules/.package-lock.json: $(FRONTEND)/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "error: npm is required to build the CSS (sudo apt-get install -y npm)"; exit 1; }
+	cd $(FRONTEND) && npm ci --no-audit --no-fund --loglevel=error
+
+css: $(FRONTEND)/node_modules/.package-lock.json $(PY)
+	$(TAILWIND) -o site/assets/app.css
+	$(PY) $(FRONTEND)/stamp_assets.py
+
+css-check: $(FRONTEND)/node_modules/.package-lock.json $(PY)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  ( $(TAILWIND) -o "$$tmp/app.css" 2>/dev/null ) && \
+	  cmp -s "$$tmp/app.css" $(FRONTEND)/site/assets/app.css || \
+	  { echo "error: frontend/site/assets/app.css is stale: run 'make css' and commit it"; exit 1; }
+	@$(PY) $(FRONTEND)/stamp_assets.py --check
+	@echo "css-check: frontend/site/assets/app.css and asset hashes are current"

@@ -1,0 +1,331 @@
+// Admin: the active model and its metrics, its training curve, every stored version with
+// activate (rollback), a retrain button with live job progress, and the job history.
+
+import { api, asList } from "../api.js";
+import { h, replace } from "../dom.js";
+import { emptyState, errorBox, fmt, spinner, toast } from "../components.js";
+import { historySeries, lineChart } from "../chart.js";
+
+const POLL_MS = 1000;
+const TERMINAL = new Set(["succeeded", "failed", "rejected", "cancelled"]);
+const METRICS = [
+  ["rmse", "RMSE", 4],
+  ["mae", "MAE", 4],
+  ["ndcg_at_10", "NDCG@10", 4],
+  ["precision_at_10", "Precision@10", 4],
+  ["recall_at_10", "Recall@10", 4],
+  ["coverage_at_10", "Coverage@10", 3],
+  ["popularity_ndcg_at_10", "Popularity NDCG@10", 4],
+];
+
+const jobId = (j) => j.id ?? j._id ?? j.job_id;
+
+function when(t) {
+  if (!t) return "–";
+  const d = new Date(typeof t === "number" ? (t < 1e12 ? t * 1000 : t) : t);
+  return Number.isNaN(d.getTime()) ? String(t) : d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+}
+
+function statusPill(status) {
+  return h("span", { class: `status-pill status-${status || "unknown"}` }, status || "unknown");
+}
+
+function panel(title, id, ...children) {
+  return h("section", { class: "panel space-y-3", id, "aria-labelledby": `${id}-h` }, h("h2", { class: "panel-title", id: `${id}-h` }, title), ...children);
+}
+
+function metricsList(metrics) {
+  const rows = METRICS.filter(([k]) => metrics && metrics[k] !== undefined && metrics[k] !== null);
+  if (!rows.length) return h("p", { class: "text-sm text-slate-600 dark:text-slate-400" }, "No metrics recorded for this version.");
+  return h(
+    "dl",
+    { class: "grid grid-cols-2 gap-3 sm:grid-cols-4" },
+    rows.map(([k, label, d]) =>
+      h(
+        "div",
+        { class: "rounded-xl bg-slate-50 px-3 py-2 dark:bg-slate-800/60", dataset: { metric: k } },
+        h("dt", { class: "text-xs font-semibold uppercase tracking-wide text-slate-500 dark:text-slate-400" }, label),
+        h("dd", { class: "text-lg font-bold tabular-nums" }, fmt(metrics[k], d)),
+      ),
+    ),
+  );
+}
+
+function activeModelPanel(active, served) {
+  if (!active) {
+    return panel("Active model", "active-model", emptyState("No model yet", "Train the first model with the Retrain button below."));
+  }
+  const m = active;
+  const data = m.data || {};
+  const params = (m.params && (m.params.explicit || m.params)) || {};
+  const chart = lineChart({ title: `Training curve of ${m.version}`, series: historySeries(m.history) });
+  return panel(
+    "Active model",
+    "active-model",
+    h(
+      "div",
+      { class: "flex flex-wrap items-baseline gap-x-3 gap-y-1" },
+      h("span", { class: "active-version font-mono text-lg font-bold", dataset: { version: m.version } }, m.version),
+      h("span", { class: "status-pill status-succeeded" }, "active"),
+      h("span", { class: "text-sm text-slate-600 dark:text-slate-400" }, `trained ${when(m.created_at)}`),
+    ),
+    served
+      ? h(
+          "p",
+          { class: "served-version text-sm text-slate-600 dark:text-slate-400" },
+          "Recommender is serving ",
+          h("span", { class: "font-mono" }, served.version || "no model (popularity only)"),
+          served.version && served.version !== m.version ? " — it reloads within a few seconds." : ".",
+          served.last_error ? h("span", { class: "block text-rose-700 dark:text-rose-300" }, `Last reload error: ${served.last_error}`) : null,
+        )
+      : null,
+    h(
+      "p",
+      { class: "text-sm text-slate-600 dark:text-slate-400" },
+      [
+        data.n_ratings !== undefined && `${Number(data.n_ratings).toLocaleString()} ratings`,
+        data.n_users !== undefined && `${Number(data.n_users).toLocaleString()} users`,
+        data.n_items !== undefined && `${Number(data.n_items).toLocaleString()} movies`,
+        params.rank !== undefined && `rank ${params.rank}`,
+        params.reg !== undefined && `λ ${params.reg}`,
+        params.iterations !== undefined && `${params.iterations} iterations`,
+      ]
+        .filter(Boolean)
+        .join(" · "),
+    ),
+    metricsList(m.metrics),
+    h("h3", { class: "pt-2 text-sm font-semibold" }, "Training curve"),
+    chart || h("p", { class: "text-sm text-slate-600 dark:text-slate-400" }, "This version has no per-iteration history."),
+  );
+}
+
+function versionsPanel(versions, reload) {
+  if (!versions.length) return panel("Versions", "versions", emptyState("No versions stored", "Published models appear here."));
+  const rows = versions.map((v) => {
+    let armed = false;
+    const btn = h(
+      "button",
+      {
+        type: "button",
+        class: "btn-secondary activate-button",
+        "aria-label": `Activate version ${v.version}`,
+        onclick: async () => {
+          if (!armed) {
+            armed = true;
+            btn.textContent = "Confirm rollback";
+            btn.classList.add("btn-warning");
+            setTimeout(() => {
+              armed = false;
+              btn.textContent = "Activate";
+              btn.classList.remove("btn-warning");
+            }, 5000);
+            return;
+          }
+          btn.disabled = true;
+          btn.textContent = "Activating…";
+          try {
+            await api(`/api/admin/models/${encodeURIComponent(v.version)}/activate`, { method: "POST" });
+            toast(`Version ${v.version} is now active.`, "success");
+            reload();
+          } catch (err) {
+            btn.disabled = false;
+            btn.textContent = "Activate";
+            toast(`Activation failed: ${err.message}`, "error");
+          }
+        },
+      },
+      "Activate",
+    );
+    return h(
+      "tr",
+      { class: v.active ? "bg-indigo-50/70 dark:bg-indigo-500/10" : "", dataset: { version: v.version } },
+      h("td", { class: "py-2 pr-3 font-mono text-xs sm:text-sm" }, v.version),
+      h("td", { class: "hidden py-2 pr-3 text-sm sm:table-cell" }, when(v.created_at)),
+      h("td", { class: "py-2 pr-3 text-sm tabular-nums" }, fmt(v.metrics && v.metrics.rmse, 4)),
+      h("td", { class: "hidden py-2 pr-3 text-sm tabular-nums md:table-cell" }, fmt(v.metrics && v.metrics.ndcg_at_10, 4)),
+      h("td", { class: "py-2 text-right" }, v.active ? h("span", { class: "status-pill status-succeeded" }, "active") : btn),
+    );
+  });
+  return panel(
+    "Versions",
+    "versions",
+    h(
+      "div",
+      { class: "-mx-1 overflow-x-auto px-1" },
+      h(
+        "table",
+        { class: "w-full text-left" },
+        h("caption", { class: "sr-only" }, "Stored model versions, newest first"),
+        h(
+          "thead",
+          { class: "text-xs uppercase tracking-wide text-slate-500 dark:text-slate-400" },
+          h("tr", null, h("th", { scope: "col", class: "py-2 pr-3" }, "Version"), h("th", { scope: "col", class: "hidden py-2 pr-3 sm:table-cell" }, "Trained"), h("th", { scope: "col", class: "py-2 pr-3" }, "RMSE"), h("th", { scope: "col", class: "hidden py-2 pr-3 md:table-cell" }, "NDCG@10"), h("th", { scope: "col", class: "py-2 text-right" }, h("span", { class: "sr-only" }, "Action"))),
+        ),
+        h("tbody", { class: "divide-y divide-slate-200 dark:divide-slate-800" }, rows),
+      ),
+    ),
+  );
+}
+
+function jobProgress(job) {
+  const p = job.progress || {};
+  const of = Number(p.of) || 0;
+  const it = Number(p.iteration) || 0;
+  const pct = job.status === "succeeded" ? 100 : of ? Math.min(100, Math.round((100 * it) / of)) : 0;
+  const bar = h("progress", { class: "progress w-full", max: "100", value: String(pct), "aria-label": "Training progress" }, `${pct}%`);
+  const logs = Array.isArray(job.log_tail) ? job.log_tail.slice(-6) : [];
+  return h(
+    "div",
+    { class: "job-progress space-y-2", dataset: { status: job.status || "", jobId: String(jobId(job)) } },
+    h(
+      "div",
+      { class: "flex flex-wrap items-center gap-2 text-sm" },
+      statusPill(job.status),
+      p.phase ? h("span", { class: "job-phase font-medium" }, p.phase) : null,
+      of ? h("span", { class: "job-iteration tabular-nums" }, `iteration ${it} of ${of}`) : null,
+      p.train_rmse !== undefined && p.train_rmse !== null ? h("span", { class: "tabular-nums text-slate-600 dark:text-slate-400" }, `train RMSE ${fmt(p.train_rmse, 4)}`) : null,
+      p.valid_rmse !== undefined && p.valid_rmse !== null ? h("span", { class: "tabular-nums text-slate-600 dark:text-slate-400" }, `validation RMSE ${fmt(p.valid_rmse, 4)}`) : null,
+    ),
+    bar,
+    job.status === "succeeded" && job.model_version
+      ? h("p", { class: "job-result text-sm font-medium text-emerald-700 dark:text-emerald-300" }, "Published version ", h("span", { class: "font-mono" }, job.model_version))
+      : null,
+    job.error ? h("p", { class: "text-sm text-rose-700 dark:text-rose-300", role: "alert" }, `Error: ${typeof job.error === "string" ? job.error : JSON.stringify(job.error)}`) : null,
+    logs.length ? h("pre", { class: "job-log max-h-40 overflow-auto rounded-lg bg-slate-900 p-3 text-xs text-slate-100" }, logs.join("\n")) : null,
+  );
+}
+
+function jobsPanel(jobs) {
+  if (!jobs.length) return panel("Job history", "jobs", emptyState("No retrain jobs yet", "Jobs started here, on schedule or after many new ratings show up in this list."));
+  return panel(
+    "Job history",
+    "jobs",
+    h(
+      "div",
+      { class: "-mx-1 overflow-x-auto px-1" },
+      h(
+        "table",
+        { class: "w-full text-left text-sm" },
+        h("caption", { class: "sr-only" }, "Recent retrain jobs, newest first"),
+        h(
+          "thead",
+          { class: "text-xs uppercase tracking-wide text-slate-500 dark:text-slate-400" },
+          h("tr", null, ["Requested", "Status", "Trigger", "Version", "RMSE"].map((t, i) => h("th", { scope: "col", class: `py-2 pr-3 ${i === 2 || i === 4 ? "hidden sm:table-cell" : ""}` }, t))),
+        ),
+        h(
+          "tbody",
+          { class: "divide-y divide-slate-200 dark:divide-slate-800" },
+          jobs.map((j) =>
+            h(
+              "tr",
+              { dataset: { jobId: String(jobId(j)) } },
+              h("td", { class: "py-2 pr-3" }, when(j.created_at)),
+              h("td", { class: "py-2 pr-3" }, statusPill(j.status), j.error ? h("span", { class: "ml-2 text-xs text-rose-700 dark:text-rose-300" }, String(j.error).slice(0, 80)) : null),
+              h("td", { class: "hidden py-2 pr-3 sm:table-cell" }, j.trigger || "–"),
+              h("td", { class: "py-2 pr-3 font-mono text-xs" }, j.model_version || "–"),
+              h("td", { class: "hidden py-2 pr-3 tabular-nums sm:table-cell" }, fmt(j.metrics && j.metrics.rmse, 4)),
+            ),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
+function retrainPanel(ctx, onDone, runningJob) {
+  const progress = h("div", { id: "job-progress", "aria-live": "polite" });
+  const dbOnly = h("input", { type: "checkbox", id: "retrain-db-only", class: "h-4 w-4 accent-indigo-600" });
+  const button = h("button", { type: "button", class: "btn-primary", id: "retrain-button" }, "Retrain now");
+
+  const poll = async (id) => {
+    while (!ctx.signal.aborted) {
+      let job;
+      try {
+        job = await api(`/api/admin/jobs/${encodeURIComponent(id)}`, { signal: ctx.signal });
+      } catch (err) {
+        if (err.name === "AbortError") return;
+        replace(progress, errorBox(err));
+        button.disabled = false;
+        return;
+      }
+      replace(progress, jobProgress(job));
+      if (TERMINAL.has(job.status)) {
+        button.disabled = false;
+        if (job.status === "succeeded") toast(`Retrain finished: version ${job.model_version} published.`, "success");
+        else toast(`Retrain ${job.status}${job.error ? `: ${job.error}` : ""}`, "error");
+        onDone();
+        return;
+      }
+      await new Promise((r) => setTimeout(r, POLL_MS));
+    }
+  };
+
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    replace(progress, spinner("Queueing a retrain job…"));
+    try {
+      const res = await api("/api/admin/retrain", { method: "POST", body: dbOnly.checked ? { db_only: true } : {} });
+      const job = res && res.job ? res.job : res;
+      replace(progress, jobProgress({ status: "queued", ...job }));
+      poll(jobId(job));
+    } catch (err) {
+      button.disabled = false;
+      replace(progress, errorBox(err));
+    }
+  });
+
+  if (runningJob) {
+    button.disabled = true;
+    replace(progress, jobProgress(runningJob));
+    poll(jobId(runningJob));
+  }
+
+  return panel(
+    "Retrain",
+    "retrain",
+    h("p", { class: "text-sm text-slate-600 dark:text-slate-400" }, "Train a new model from the MovieLens CSV plus every rating made here. It is validated before it goes live; a worse or broken model is rejected and the current one keeps serving."),
+    h(
+      "div",
+      { class: "flex flex-wrap items-center gap-4" },
+      button,
+      h("label", { for: "retrain-db-only", class: "flex items-center gap-2 text-sm" }, dbOnly, "Only ratings from the database"),
+    ),
+    progress,
+  );
+}
+
+export async function adminPage(ctx) {
+  const top = h("div", { class: "grid gap-6 lg:grid-cols-[3fr_2fr]" });
+  const versionsSlot = h("div");
+  const jobsSlot = h("div");
+  let retrain = null;
+
+  const reload = async () => {
+    try {
+      const [models, served, jobs] = await Promise.all([
+        api("/api/admin/models", { signal: ctx.signal }),
+        api("/api/recs/model", { signal: ctx.signal }).catch((err) => (err.name === "AbortError" ? Promise.reject(err) : { version: null, last_error: err.message })),
+        api("/api/admin/jobs", { query: { limit: 20 }, signal: ctx.signal }),
+      ]);
+      const versions = asList(models, "versions", "models").items;
+      const jobList = asList(jobs, "jobs").items;
+      const active = versions.find((v) => v.active) || null;
+      const running = jobList.find((j) => j.status === "queued" || j.status === "running");
+      if (!retrain) retrain = retrainPanel(ctx, () => setTimeout(reload, 300), running);
+      replace(top, activeModelPanel(active, served), retrain);
+      replace(versionsSlot, versionsPanel(versions, reload));
+      replace(jobsSlot, jobsPanel(jobList));
+    } catch (err) {
+      if (err.name === "AbortError") return;
+      replace(top, errorBox(err, reload));
+    }
+  };
+  replace(top, spinner("Loading models and jobs…"));
+  reload();
+  return h(
+    "div",
+    { dataset: { page: "admin" } },
+    h("h1", { class: "mb-6 text-2xl font-extrabold tracking-tight sm:text-3xl" }, "Model admin"),
+    h("div", { class: "space-y-6" }, top, versionsSlot, jobsSlot),
+  );
+}
