@@ -103,6 +103,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--root", required=True, type=Path, help="static site directory")
     p.add_argument("--prefix", required=True, type=Path, help="dir for nginx.conf, pid, logs")
     p.add_argument("--template", type=Path, default=TEMPLATE, help="server-block template")
+    p.add_argument(
+        "--user",
+        default=None,
+        help="worker user when started as root (default: nobody); every directory on the way to "
+        "--root and --prefix must be readable by it",
+    )
     args = p.parse_args(argv)
     for name in ("catalog", "recs"):
         if not _HOST_PORT.match(getattr(args, name)):
@@ -121,12 +127,13 @@ def write_config(args: argparse.Namespace) -> Path:
     # As root, nginx drops its workers to an unprivileged user, who must own the temp dirs.
     user = None
     if hasattr(os, "geteuid") and os.geteuid() == 0:
-        user = "nobody nogroup"
+        import grp
         import pwd
 
-        nobody = pwd.getpwnam("nobody")
+        account = pwd.getpwnam(args.user or "nobody")
+        user = f"{account.pw_name} {grp.getgrgid(account.pw_gid).gr_name}"
         for name in TEMP_DIRS:
-            os.chown(prefix / "tmp" / name, nobody.pw_uid, nobody.pw_gid)
+            os.chown(prefix / "tmp" / name, account.pw_uid, account.pw_gid)
     block = render_server_block(
         args.template.read_text(),
         listen=args.listen,

@@ -1,0 +1,304 @@
+"""frontend/nginx.conf rendered by scripts/nginx_conf.py, checked by running Debian's nginx.
+
+Two small HTTP servers stand in for the APIs and echo what nginx forwarded, so the test sees
+the real routing, forwarded headers, caching, gzip, security headers and error pages.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import ROOT, ManagedProcess, free_port, wait_http
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+SCRIPT = ROOT / "scripts" / "nginx_conf.py"
+TEMPLATE = ROOT / "frontend" / "nginx.conf"
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import nginx_conf  # noqa: E402
+
+needs_nginx = pytest.mark.skipif(
+    not Path(NGINX).exists(), reason="nginx is not installed (.ci/run installs it)"
+)
+
+
+class Echo(BaseHTTPRequestHandler):
+    """Answers every request with JSON describing it, tagged with the upstream's name."""
+
+    name = "?"
+
+    def _reply(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        body = json.dumps(
+            {
+                "upstream": self.name,
+                "method": self.command,
+                "path": self.path,
+                "headers": {k.lower(): v for k, v in self.headers.items()},
+                "padding": "x" * 2000,  # big enough for gzip_min_length
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Cache-Control", "private, max-age=7")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _reply
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def echo_server(name: str) -> ThreadingHTTPServer:
+    handler = type(f"Echo_{name}", (Echo,), {"name": name})
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def site(output_dir: Path) -> Iterator[Path]:
+    # Under the repo's test-output (world-readable), not pytest's 0700 tmp dir: nginx started
+    # as root serves files from unprivileged worker processes.
+    root = output_dir / "nginx-unit" / uuid.uuid4().hex[:8]
+    (root / "site" / "assets").mkdir(parents=True)
+    (root / "site" / "index.html").write_text("<!doctype html><title>MovieRec shell</title>")
+    (root / "site" / "assets" / "app.css").write_text("body{color:red}\n" * 200)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def stack(site: Path) -> Iterator[dict]:
+    catalog, recs = echo_server("catalog"), echo_server("recommender")
+    port = free_port()
+    prefix = site / "prefix"
+    subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--catalog",
+            f"127.0.0.1:{catalog.server_address[1]}",
+            "--recs",
+            f"127.0.0.1:{recs.server_address[1]}",
+            "--root",
+            str(site / "site"),
+            "--prefix",
+            str(prefix),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    proc = ManagedProcess(
+        [NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
+        log_path=site / "nginx.out",
+    ).start()
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", timeout=20, proc=proc.proc)
+        yield {"base": f"http://127.0.0.1:{port}", "catalog": catalog, "recs": recs}
+    finally:
+        proc.stop()
+        for s in (catalog, recs):
+            s.shutdown()
+            s.server_close()
+
+
+def test_placeholders_are_all_substituted() -> None:
+    out = nginx_conf.render_server_block(
+        TEMPLATE.read_text(),
+        listen="8080",
+        catalog="catalog:8001",
+        recs="recommender:8002",
+        static_root=Path("/srv/site"),
+    )
+    assert "${" not in out
+    assert "listen 8080;" in out
+    assert "server catalog:8001;" in out
+    assert "server recommender:8002;" in out
+    assert "root /srv/site;" in out
+
+
+def test_unknown_placeholder_is_refused() -> None:
+    with pytest.raises(ValueError, match="NOPE"):
+        nginx_conf.render_server_block(
+            "listen ${LISTEN_PORT}; root ${NOPE};",
+            listen="1",
+            catalog="a:1",
+            recs="b:2",
+            static_root=Path("/x"),
+        )
+
+
+def test_template_uses_no_braced_nginx_variables() -> None:
+    """envsubst in the nginx image would blank any ${var} it knows; only ours may be braced."""
+    braced = set(re.findall(r"\$\{([A-Za-z_]+)\}", TEMPLATE.read_text()))
+    assert braced == set(nginx_conf.PLACEHOLDERS)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["--catalog", "no-port"],
+        ["--recs", "host:port"],
+        ["--listen", "eighty"],
+    ],
+)
+def test_cli_rejects_bad_arguments(bad: list[str], tmp_path: Path) -> None:
+    args = {
+        "--listen": "8080",
+        "--catalog": "127.0.0.1:8001",
+        "--recs": "127.0.0.1:8002",
+        "--root": str(ROOT / "frontend" / "site"),
+        "--prefix": str(tmp_path / "p"),
+    }
+    args[bad[0]] = bad[1]
+    res = subprocess.run(
+        [sys.executable, str(SCRIPT), *[x for kv in args.items() for x in kv]],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 2
+    assert bad[0] in res.stderr
+
+
+@needs_nginx
+def test_rendered_config_passes_nginx_t(tmp_path: Path) -> None:
+    prefix = tmp_path / "prefix"
+    nginx_conf.main(
+        [
+            "--listen",
+            str(free_port()),
+            "--catalog",
+            "127.0.0.1:1",
+            "--recs",
+            "127.0.0.1:2",
+            "--root",
+            str(ROOT / "frontend" / "site"),
+            "--prefix",
+            str(prefix),
+        ]
+    )
+    conf = (prefix / "nginx.conf").read_text()
+    assert f"pid {prefix.resolve() / 'nginx.pid'};" in conf
+    assert "client_body_temp_path" in conf
+    res = subprocess.run(
+        [NGINX, "-t", "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+
+
+@needs_nginx
+def test_static_shell_headers_and_spa_fallback(stack: dict) -> None:
+    base = stack["base"]
+    r = httpx.get(f"{base}/")
+    assert r.status_code == 200
+    assert "MovieRec shell" in r.text
+    assert r.headers["content-type"].startswith("text/html")
+    assert r.headers["cache-control"] == "no-cache"
+    csp = r.headers["content-security-policy"]
+    assert "default-src 'self'" in csp
+    assert "frame-ancestors 'none'" in csp
+    assert "'unsafe-inline'" not in csp
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["referrer-policy"] == "strict-origin-when-cross-origin"
+    assert r.headers["x-frame-options"] == "DENY"
+    assert "server" not in r.headers or "/" not in r.headers["server"]  # no version leak
+
+    deep = httpx.get(f"{base}/movies/42")
+    assert deep.status_code == 200 and "MovieRec shell" in deep.text
+
+    missing = httpx.get(f"{base}/assets/nope.js")
+    assert missing.status_code == 404
+
+    assert httpx.get(f"{base}/healthz").text == "ok\n"
+
+
+@needs_nginx
+def test_assets_cache_and_gzip(stack: dict) -> None:
+    base = stack["base"]
+    versioned = httpx.get(f"{base}/assets/app.css?v=abc123", headers={"Accept-Encoding": "gzip"})
+    assert versioned.status_code == 200
+    assert versioned.headers["content-type"].startswith("text/css")
+    assert versioned.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert versioned.headers["content-encoding"] == "gzip"
+    assert versioned.headers["vary"] == "Accept-Encoding"
+
+    plain = httpx.get(f"{base}/assets/app.css")
+    assert plain.headers["cache-control"] == "no-cache"
+    assert "etag" in plain.headers
+    again = httpx.get(f"{base}/assets/app.css", headers={"If-None-Match": plain.headers["etag"]})
+    assert again.status_code == 304
+
+
+@needs_nginx
+def test_api_routing_and_forwarded_headers(stack: dict) -> None:
+    base = stack["base"]
+    rid = "req-" + uuid.uuid4().hex
+    r = httpx.get(f"{base}/api/recs/me?k=5", headers={"X-Request-ID": rid})
+    body = r.json()
+    assert body["upstream"] == "recommender"
+    assert body["path"] == "/api/recs/me?k=5"
+    assert body["headers"]["x-request-id"] == rid
+    assert r.headers["x-request-id"] == rid
+    assert "127.0.0.1" in body["headers"]["x-forwarded-for"]
+    assert body["headers"]["host"].startswith("127.0.0.1")
+    # The service's own caching decision passes through untouched, exactly once.
+    assert r.headers.get_list("cache-control") == ["private, max-age=7"]
+    assert "default-src 'self'" in r.headers["content-security-policy"]
+
+    c = httpx.post(f"{base}/api/auth/login", json={"u": 1})
+    cb = c.json()
+    assert cb["upstream"] == "catalog"
+    assert cb["path"] == "/api/auth/login"
+    assert cb["method"] == "POST"
+    minted = cb["headers"]["x-request-id"]
+    assert len(minted) == 32 and int(minted, 16) >= 0
+
+    gz = httpx.get(f"{base}/api/movies", headers={"Accept-Encoding": "gzip"})
+    assert gz.json()["upstream"] == "catalog"
+    assert gz.headers["content-encoding"] == "gzip"
+
+
+@needs_nginx
+def test_oversized_body_gets_json_413(stack: dict) -> None:
+    r = httpx.post(
+        f"{stack['base']}/api/auth/register",
+        content=b"x" * (2 * 1024 * 1024),
+        headers={"Content-Type": "application/json"},
+    )
+    assert r.status_code == 413
+    assert r.json()["error"]["code"] == "payload_too_large"
+
+
+@needs_nginx
+def test_upstream_down_gets_json_503(stack: dict) -> None:
+    stack["recs"].shutdown()
+    stack["recs"].server_close()
+    r = httpx.get(f"{stack['base']}/api/recs/me")
+    assert r.status_code == 503
+    assert r.headers["content-type"].startswith("application/json")
+    err = r.json()["error"]
+    assert err["code"] == "service_unavailable"
+    assert err["message"]
+    # The catalog is unaffected.
+    assert httpx.get(f"{stack['base']}/api/genres").json()["upstream"] == "catalog"
