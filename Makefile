@@ -36,6 +36,11 @@ java-check:
 	@command -v java >/dev/null 2>&1 || { echo "error: Java 17+ is required for Spark. Install it, e.g. 'sudo apt-get install -y openjdk-17-jre-headless', then re-run."; exit 1; }
 	@java -version 2>&1 | awk -F'"' '/version/ {split($$2,v,"."); if (v[1] < 17) {print "error: Java " $$2 " found; Spark needs Java 17+"; exit 1}}'
 
+# The whole stack on this machine: embedded MongoDB, Spark master + worker, both APIs, the
+# trainer worker and nginx (scripts/stack.toml describes them). Ctrl-C stops everything.
+run: install java-check data
+	$(PY) scripts/run_stack.py
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

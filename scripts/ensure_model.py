@@ -1,0 +1,83 @@
+"""Train the first model when MODEL_DIR has none, so the site recommends from its first minute.
+
+Used by `make run` (scripts/run_stack.py) and by the `initial-model` one-shot service of
+docker-compose.yml, so both start the same way. It only calls the trainer's CLI contract
+(`python -m movierec_trainer train ...`) and imports nothing from the project, which keeps it
+runnable in any image that has the trainer installed.
+
+If the Spark run fails (no cluster, JVM trouble) it says so and trains with `--engine local`,
+the in-process NumPy engine, rather than leaving the recommender without a model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+
+def active_version(model_dir: Path) -> str | None:
+    """The version CURRENT names, if that version directory really exists."""
+    current = model_dir / "CURRENT"
+    if not current.is_file():
+        return None
+    version = current.read_text().strip()
+    if version and (model_dir / "versions" / version / "manifest.json").is_file():
+        return version
+    return None
+
+
+def train_command(args: argparse.Namespace, engine: str) -> list[str]:
+    cmd = [
+        args.python,
+        "-m",
+        "movierec_trainer",
+        "train",
+        "--data-dir",
+        str(args.data_dir),
+        "--engine",
+        engine,
+        "--output",
+        str(args.output),
+    ]
+    if engine == "spark":
+        cmd += ["--spark-master", args.spark_master]
+    return cmd
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-dir", type=Path, required=True)
+    ap.add_argument("--output", type=Path, required=True, help="MODEL_DIR")
+    ap.add_argument("--spark-master", default="", help="spark://HOST:PORT; empty = local engine")
+    ap.add_argument("--python", default=sys.executable, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    version = active_version(args.output)
+    if version:
+        print(f"model: {args.output} already serves version {version}; not retraining", flush=True)
+        return 0
+
+    args.output.mkdir(parents=True, exist_ok=True)
+    if args.spark_master:
+        print(f"model: none in {args.output}; training on Spark at {args.spark_master}", flush=True)
+        rc = subprocess.call(train_command(args, "spark"))
+        if rc == 0 and active_version(args.output):
+            return 0
+        print(
+            f"model: WARNING the Spark training failed (exit code {rc}); "
+            "falling back to --engine local (in-process NumPy ALS, same algorithm)",
+            flush=True,
+        )
+    else:
+        print(f"model: none in {args.output}; training with the local engine", flush=True)
+    rc = subprocess.call(train_command(args, "local"))
+    if rc != 0 or not active_version(args.output):
+        print(f"model: ERROR training failed (exit code {rc}); no model in {args.output}")
+        return rc or 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
