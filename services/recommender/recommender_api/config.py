@@ -1,0 +1,35 @@
+"""Recommender settings, read once at start-up and passed down."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from movierec_common.settings import CommonSettings
+from pydantic import Field
+
+
+class RecommenderSettings(CommonSettings):
+    recommender_host: str = Field("127.0.0.1", description="Interface uvicorn binds to.")
+    recommender_port: int = Field(8002, ge=1, le=65535, description="Port uvicorn binds to.")
+    default_k: int = Field(10, ge=1, le=100, description="List length when k= is not given.")
+    batch_max_users: int = Field(1000, ge=1, description="Most userIds in one POST /batch.")
+    max_exclude: int = Field(500, ge=0, description="Most movieIds in one exclude= list.")
+    similar_min_ratings: int = Field(
+        10,
+        ge=0,
+        description="Movies with fewer training ratings have untrustworthy vectors and are never "
+        "offered as similar movies.",
+    )
+    similar_factors: Literal["auto", "explicit", "ranking", "blend"] = Field(
+        "auto",
+        description="Factors used for cosine neighbours; auto = blend when the model has ranking "
+        "factors (measured in bench/bench_recs.py), else explicit.",
+    )
+    reload_debounce_ms: int = Field(300, ge=10, description="watchfiles grouping window.")
+    reload_poll_seconds: float = Field(
+        5.0, gt=0, description="Fallback check of CURRENT when file events are missed."
+    )
+    movies_refresh_seconds: float = Field(
+        60.0, gt=0, description="How often movie metadata and popularity are re-read."
+    )
+    cors_origins: list[str] = Field(default_factory=list, description="Allowed CORS origins.")

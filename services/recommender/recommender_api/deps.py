@@ -1,0 +1,71 @@
+"""Who is calling, and may they read this user's recommendations?
+
+The catalog issues the tokens; here they are only verified (Bearer header or the httpOnly
+cookie). Other services send an API key and get the `service` role. Users read only their own
+lists; admins and services read anyone's.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from movierec_common.tokens import (
+    API_KEY_HEADER,
+    COOKIE_NAME,
+    Principal,
+    TokenError,
+    check_api_key,
+    decode_token,
+)
+
+from .errors import ApiError
+from .state import AppState
+
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def get_state(request: Request) -> AppState:
+    return request.app.state.recs
+
+
+def get_principal(request: Request) -> Principal:
+    state: AppState = request.app.state.recs
+    key = request.headers.get(API_KEY_HEADER)
+    if key is not None:
+        principal = check_api_key(key, state.api_keys)
+        if principal is None:
+            raise ApiError(401, "invalid_api_key", "API key not recognised", headers=_CHALLENGE)
+        return principal
+    token: str | None = None
+    auth = request.headers.get("authorization")
+    if auth:
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise ApiError(
+                401, "invalid_token", "Authorization must be 'Bearer <token>'", headers=_CHALLENGE
+            )
+        token = value.strip()
+    else:
+        token = request.cookies.get(COOKIE_NAME)
+    if not token:
+        raise ApiError(401, "unauthorized", "authentication required", headers=_CHALLENGE)
+    try:
+        return decode_token(state.jwt_secret, token)
+    except TokenError as exc:
+        code = "token_expired" if "expired" in str(exc) else "invalid_token"
+        raise ApiError(401, code, str(exc), headers=_CHALLENGE) from exc
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+State = Annotated[AppState, Depends(get_state)]
+
+
+def require_read(principal: Principal, user_id: int) -> None:
+    if not principal.may_read_user(user_id):
+        raise ApiError(403, "forbidden", "you may only read your own recommendations")
+
+
+def require_privileged(principal: Principal) -> None:
+    if not principal.is_privileged:
+        raise ApiError(403, "forbidden", "admin or service credentials required")

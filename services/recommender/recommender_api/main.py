@@ -1,0 +1,90 @@
+"""create_app(settings): the recommender's FastAPI application and its lifecycle."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from movierec_common.mongo import make_client
+
+from .config import RecommenderSettings
+from .errors import install_error_handlers
+from .metrics import Metrics, MetricsMiddleware
+from .model_store import ModelStore
+from .movies import MovieCache
+from .repository import Repository
+from .routes import ops, recs
+from .state import AppState
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: RecommenderSettings | None = None) -> FastAPI:
+    settings = settings or RecommenderSettings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = make_client(settings.mongo_url, settings.mongo_timeout_ms)
+        repo = Repository(client[settings.mongo_db])
+        store = ModelStore(
+            settings.model_dir,
+            similar_factors=settings.similar_factors,
+            similar_min_ratings=settings.similar_min_ratings,
+            debounce_ms=settings.reload_debounce_ms,
+            poll_seconds=settings.reload_poll_seconds,
+        )
+        store.on_swap.append(metrics.on_model)
+        store.on_fail.append(lambda _v, _m: metrics.reloads.labels("refused").inc())
+        movies = MovieCache(repo, settings.movies_refresh_seconds)
+        app.state.recs = AppState(
+            settings=settings,
+            client=client,
+            repo=repo,
+            store=store,
+            movies=movies,
+            metrics=metrics,
+            jwt_secret=settings.jwt_secret.get_secret_value(),
+            api_keys=[k.get_secret_value() for k in settings.api_keys],
+        )
+        # Neither a missing model nor an unreachable database stops start-up: the store serves
+        # popularity, the movie cache retries, and /readyz reports what is missing.
+        await store.start()
+        await movies.start()
+        log.info(
+            "recommender ready",
+            extra={
+                "model": store.current.version if store.current else None,
+                "movies": len(movies.catalog.meta),
+                "model_dir": str(settings.model_dir),
+            },
+        )
+        try:
+            yield
+        finally:
+            await movies.stop()
+            await store.stop()
+            await client.close()
+
+    app = FastAPI(
+        title="MovieRec recommender",
+        version="1.0",
+        description="Personalised top-N, fold-in for new users, similar movies, predictions.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(recs.router)
+    app.include_router(ops.router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
+        )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

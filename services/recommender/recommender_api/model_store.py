@@ -1,0 +1,202 @@
+"""The process's one model reference: loaded at start, hot-reloaded when CURRENT changes.
+
+Loading (read, checksum, shape checks, float32 copies, unit vectors) runs in a worker thread so
+requests keep flowing; the result replaces `ModelStore.current` in one assignment. Readers take
+the reference once per request and use only that object, so a request never mixes versions. A
+version that fails verification is logged and remembered, and the previous model keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from movierec_common import artifacts
+from watchfiles import awatch
+
+from .ranking import ServingModel, build_serving_model
+
+log = logging.getLogger(__name__)
+
+ARRAY_KEYS = (
+    "P",
+    "Q",
+    "user_bias",
+    "item_bias",
+    "global_mean",
+    "user_ids",
+    "item_ids",
+    "item_counts",
+    "rank_X",
+    "rank_Y",
+)
+
+
+def load_serving_model(
+    model_dir: Path, version: str | None, similar_factors: str, similar_min_ratings: int
+) -> ServingModel:
+    """Blocking: verify through the artifact reader, then precompute the serving form."""
+    start = time.perf_counter()
+    art = artifacts.load_model(model_dir, version)
+    arrays: dict[str, Any] = {key: getattr(art, key, None) for key in ARRAY_KEYS}
+    elapsed = time.perf_counter() - start
+    model = build_serving_model(
+        version=art.version,
+        manifest=dict(art.manifest),
+        arrays=arrays,
+        similar_factors=similar_factors,
+        similar_min_ratings=similar_min_ratings,
+        loaded_at=time.time(),
+        load_seconds=0.0,
+    )
+    total = time.perf_counter() - start
+    log.debug("artifact read", extra={"version": art.version, "read_s": round(elapsed, 4)})
+    # frozen dataclass: the load time is only known once the object exists.
+    object.__setattr__(model, "load_seconds", round(total, 4))
+    return model
+
+
+class ModelStore:
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        similar_factors: str = "auto",
+        similar_min_ratings: int = 10,
+        debounce_ms: int = 300,
+        poll_seconds: float = 5.0,
+    ) -> None:
+        self.model_dir = Path(model_dir)
+        self.similar_factors = similar_factors
+        self.similar_min_ratings = similar_min_ratings
+        self.debounce_ms = debounce_ms
+        self.poll_seconds = poll_seconds
+        self.current: ServingModel | None = None
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+        self.reloads_ok = 0
+        self.reloads_failed = 0
+        self._failed_version: str | None = None
+        self._lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stop = asyncio.Event()
+        self.on_swap: list[Any] = []  # callbacks(model): metrics gauges
+        self.on_fail: list[Any] = []  # callbacks(version, message)
+
+    async def refresh(self, reason: str, force: bool = False) -> bool:
+        """Load CURRENT if it names a version other than the active (or last refused) one."""
+        async with self._lock:
+            try:
+                wanted = await asyncio.to_thread(artifacts.current_version, self.model_dir)
+            except Exception as exc:  # an unreadable CURRENT is a bad publish, not a crash
+                self._fail(None, f"cannot read CURRENT: {exc}")
+                return False
+            if wanted is None:
+                return False
+            active = self.current.version if self.current else None
+            if wanted == active or (wanted == self._failed_version and not force):
+                return False
+            try:
+                model = await asyncio.to_thread(
+                    load_serving_model,
+                    self.model_dir,
+                    wanted,
+                    self.similar_factors,
+                    self.similar_min_ratings,
+                )
+            except Exception as exc:
+                self._fail(wanted, f"{type(exc).__name__}: {exc}")
+                return False
+            self.current = model  # the swap: one reference assignment
+            self._failed_version = None
+            self.reloads_ok += 1
+            log.info(
+                "model activated",
+                extra={
+                    "version": model.version,
+                    "previous": active,
+                    "reason": reason,
+                    "load_s": model.load_seconds,
+                    "has_ranking": model.has_ranking,
+                },
+            )
+            for cb in self.on_swap:
+                cb(model)
+            return True
+
+    def _fail(self, version: str | None, message: str) -> None:
+        self._failed_version = version
+        self.last_error = f"{version}: {message}" if version else message
+        self.last_error_at = time.time()
+        self.reloads_failed += 1
+        log.error(
+            "model refused, keeping the active one",
+            extra={
+                "version": version,
+                "error": message[:500],
+                "active": self.current.version if self.current else None,
+            },
+        )
+        for cb in self.on_fail:
+            cb(version, message)
+
+    async def start(self) -> None:
+        self.model_dir.mkdir(parents=True, exist_ok=True)
+        await self.refresh("startup")
+        if self.current is None:
+            log.warning(
+                "no model yet: serving popularity only", extra={"model_dir": str(self.model_dir)}
+            )
+        self._stop.clear()
+        self._tasks = [
+            asyncio.create_task(self._watch(), name="model-watch"),
+            asyncio.create_task(self._poll(), name="model-poll"),
+        ]
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+
+    async def _watch(self) -> None:
+        """inotify via watchfiles; any event naming CURRENT triggers a refresh."""
+        while not self._stop.is_set():
+            try:
+                async for changes in awatch(
+                    self.model_dir,
+                    watch_filter=None,
+                    debounce=self.debounce_ms,
+                    step=30,
+                    stop_event=self._stop,
+                    recursive=False,
+                ):
+                    if any(Path(p).name == artifacts_current_name() for _, p in changes):
+                        await self.refresh("watch")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # watcher died (dir removed, inotify limit): poll covers
+                log.warning("model watcher restarting", extra={"error": str(exc)[:200]})
+                await asyncio.sleep(self.poll_seconds)
+
+    async def _poll(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=self.poll_seconds)
+            if self._stop.is_set():
+                return
+            try:
+                await self.refresh("poll")
+            except Exception as exc:
+                log.warning("model poll failed", extra={"error": str(exc)[:200]})
+
+
+def artifacts_current_name() -> str:
+    return getattr(artifacts, "CURRENT_FILE", "CURRENT")

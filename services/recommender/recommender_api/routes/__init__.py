@@ -1,0 +1,1 @@
+"""HTTP routes: recs.py (the /api/recs surface) and ops.py (health, readiness, metrics)."""

@@ -1,0 +1,227 @@
+"""The /api/recs surface. Routes stay thin: parse, authorise, fetch, then call service.py.
+
+Each handler reads `store.current` exactly once and passes that object down, so a request
+that overlaps a hot reload is answered entirely by the model it started with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query
+
+from .. import service
+from ..deps import CurrentPrincipal, State, require_privileged, require_read
+from ..errors import ApiError
+from ..schemas import (
+    BatchRequest,
+    BatchResponse,
+    ModelInfo,
+    PredictResponse,
+    RecsResponse,
+    SimilarResponse,
+)
+from ..state import AppState
+
+router = APIRouter(prefix="/api/recs", tags=["recommendations"])
+
+MAX_ID = 2**53  # beyond this ids are not exact in JSON doubles, and Mongo int64 is the limit
+UserId = Annotated[int, Path(ge=0, le=MAX_ID, description="MovieLens / catalog user id")]
+MovieIdPath = Annotated[int, Path(ge=0, le=MAX_ID)]
+K = Annotated[int, Query(ge=1, le=100, description="List length, 1–100")]
+Genre = Annotated[str | None, Query(max_length=64, description="Only movies of this genre")]
+Exclude = Annotated[
+    list[str],
+    Query(description="movieIds to leave out: repeated (exclude=1&exclude=2) or comma-separated"),
+]
+OrderParam = Annotated[
+    Literal["ranking", "rating"],
+    Query(
+        description="`ranking` (default): ranking-model order, predicted stars shown beside; "
+        "`rating`: ordered by predicted rating"
+    ),
+]
+
+
+def _parse_exclude(state: AppState, raw: list[str]) -> list[int]:
+    out: list[int] = []
+    for part in raw:
+        for token in part.split(","):
+            token = token.strip()
+            if not token:
+                continue
+            if not token.isdigit() or len(token) > 16:
+                raise ApiError(422, "validation_error", f"exclude: {token[:32]!r} is not a movieId")
+            out.append(int(token))
+    if len(out) > state.settings.max_exclude:
+        raise ApiError(
+            422, "validation_error", f"exclude: at most {state.settings.max_exclude} movieIds"
+        )
+    return out
+
+
+def _resolve_genre(state: AppState, genre: str | None) -> str | None:
+    if genre is None or not genre.strip():
+        return None
+    catalog = state.movies.catalog
+    canonical = catalog.resolve_genre(genre)
+    if canonical is None:
+        raise ApiError(
+            422,
+            "unknown_genre",
+            f"unknown genre {genre[:64]!r}",
+            {"known": sorted(catalog.genre_ids)},
+        )
+    return canonical
+
+
+async def _user_list(
+    state: AppState,
+    user_id: int,
+    k: int,
+    genre: str | None,
+    exclude: list[str],
+    strategy: Literal["ranking", "rating"],
+) -> dict:
+    canonical = _resolve_genre(state, genre)
+    excluded = _parse_exclude(state, exclude)
+    model = state.store.current
+    rated = await state.repo.user_ratings(user_id)
+    result = service.recommend(
+        model,
+        state.movies.catalog,
+        user_id,
+        rated,
+        k=k,
+        genre=canonical,
+        exclude=excluded,
+        order=strategy,
+    )
+    state.metrics.strategy.labels(result["strategy"]).inc()
+    return result
+
+
+@router.get("/me", response_model=RecsResponse)
+async def my_recs(
+    principal: CurrentPrincipal,
+    state: State,
+    k: K = 10,
+    genre: Genre = None,
+    exclude: Exclude = [],  # noqa: B006 - FastAPI copies query defaults
+    strategy: OrderParam = "ranking",
+) -> dict:
+    """The caller's own list (token or cookie of a user or admin)."""
+    if principal.user_id is None:
+        raise ApiError(403, "forbidden", "API keys have no list of their own; use /users/{id}")
+    return await _user_list(state, principal.user_id, k, genre, exclude, strategy)
+
+
+@router.get("/users/{user_id}", response_model=RecsResponse)
+async def user_recs(
+    user_id: UserId,
+    principal: CurrentPrincipal,
+    state: State,
+    k: K = 10,
+    genre: Genre = None,
+    exclude: Exclude = [],  # noqa: B006
+    strategy: OrderParam = "ranking",
+) -> dict:
+    """personalized (in the model), fold-in (rated since, not in the model) or popular."""
+    require_read(principal, user_id)
+    return await _user_list(state, user_id, k, genre, exclude, strategy)
+
+
+@router.post("/batch", response_model=BatchResponse)
+async def batch_recs(body: BatchRequest, principal: CurrentPrincipal, state: State) -> dict:
+    """Lists for many users in one call (admin or service credentials)."""
+    require_privileged(principal)
+    limit = state.settings.batch_max_users
+    if len(body.userIds) > limit:
+        raise ApiError(422, "validation_error", f"userIds: at most {limit} per call")
+    if any(u < 0 or u > MAX_ID for u in body.userIds):
+        raise ApiError(422, "validation_error", "userIds: ids must be in 0..2^53")
+    canonical = _resolve_genre(state, body.genre)
+    user_ids = list(dict.fromkeys(body.userIds))
+    model = state.store.current
+    catalog = state.movies.catalog
+    rated = await state.repo.many_user_ratings(user_ids)
+
+    def _run() -> list[dict]:
+        return [
+            service.recommend(
+                model,
+                catalog,
+                u,
+                rated[u],
+                k=body.k,
+                genre=canonical,
+                order=body.strategy,
+            )
+            for u in user_ids
+        ]
+
+    results = await asyncio.to_thread(_run) if len(user_ids) > 20 else _run()
+    return {"model_version": model.version if model else None, "results": results}
+
+
+@router.get("/similar/{movie_id}", response_model=SimilarResponse)
+async def similar_movies(movie_id: MovieIdPath, state: State, k: K = 10) -> dict:
+    """Cosine neighbours in factor space; public, it reveals nothing about any user."""
+    model = state.store.current
+    if model is None:
+        raise ApiError(503, "no_model", "no model is loaded yet")
+    try:
+        return service.similar(
+            model, state.movies.catalog, movie_id, k, state.settings.similar_min_ratings
+        )
+    except service.UnknownMovieError:
+        raise ApiError(404, "unknown_movie", f"movie {movie_id} is not in the model") from None
+
+
+@router.get("/predict", response_model=PredictResponse)
+async def predict(
+    principal: CurrentPrincipal,
+    state: State,
+    userId: Annotated[int, Query(ge=0, le=MAX_ID)],
+    movieId: Annotated[int, Query(ge=0, le=MAX_ID)],
+) -> dict:
+    require_read(principal, userId)
+    model = state.store.current
+    if model is None:
+        raise ApiError(503, "no_model", "no model is loaded yet")
+    if model.items.get(movieId) is None:
+        raise ApiError(404, "unknown_movie", f"movie {movieId} is not in the model")
+    rated = await state.repo.user_ratings(userId)
+    return service.predict(model, userId, movieId, rated)
+
+
+@router.get("/model", response_model=ModelInfo)
+async def model_info(state: State) -> dict:
+    """What is being served: version, training time, metrics, load time, last reload error."""
+    store = state.store
+    model = store.current
+    info: dict = {
+        "strategy": "model" if model else "popular",
+        "version": None,
+        "last_error": store.last_error,
+        "last_error_at": store.last_error_at,
+        "reloads_ok": store.reloads_ok,
+        "reloads_failed": store.reloads_failed,
+    }
+    if model is not None:
+        m = model.manifest
+        info |= {
+            "version": model.version,
+            "trained_at": m.get("created_at"),
+            "loaded_at": model.loaded_at,
+            "load_seconds": model.load_seconds,
+            "has_ranking": model.has_ranking,
+            "similar_factors": model.sim_source,
+            "metrics": m.get("metrics"),
+            "params": m.get("params"),
+            "data": m.get("data"),
+            "n_users": len(model.users),
+            "n_items": model.n_items,
+        }
+    return info

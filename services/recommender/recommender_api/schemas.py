@@ -1,0 +1,97 @@
+"""Request and response bodies (they are also the OpenAPI documentation)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Strategy = Literal["personalized", "fold-in", "popular"]
+Order = Literal["ranking", "rating", "popularity"]
+
+
+class RecItem(BaseModel):
+    movieId: int
+    title: str | None = None
+    year: int | None = None
+    genres: list[str] = Field(default_factory=list)
+    predicted_rating: float | None = Field(
+        None, description="Explicit model's star prediction, clipped to 0.5–5.0."
+    )
+    score: float = Field(
+        description="The value the list is ordered by: ranking-model preference, raw predicted "
+        "rating, or damped-mean popularity."
+    )
+    strategy: Strategy
+
+
+class RecsResponse(BaseModel):
+    userId: int
+    strategy: Strategy
+    order: Order = Field(description="What `score` is and what the list is sorted by.")
+    ranking_model: bool = Field(description="Whether the active model has ranking factors.")
+    model_version: str | None
+    genre: str | None = None
+    n_user_ratings: int
+    items: list[RecItem]
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    userIds: list[int] = Field(min_length=1, description="Up to batch_max_users ids.")
+    k: int = Field(10, ge=1, le=100)
+    genre: str | None = Field(None, max_length=64)
+    strategy: Literal["ranking", "rating"] = "ranking"
+
+
+class BatchResponse(BaseModel):
+    model_version: str | None
+    results: list[RecsResponse]
+
+
+class SimilarItem(BaseModel):
+    movieId: int
+    title: str | None = None
+    year: int | None = None
+    genres: list[str] = Field(default_factory=list)
+    similarity: float
+
+
+class SimilarResponse(BaseModel):
+    movieId: int
+    factors: Literal["explicit", "ranking", "blend"]
+    min_ratings: int
+    model_version: str
+    items: list[SimilarItem]
+
+
+class PredictResponse(BaseModel):
+    userId: int
+    movieId: int
+    predicted_rating: float = Field(description="Clipped to 0.5–5.0.")
+    raw_prediction: float
+    strategy: Literal["personalized", "fold-in", "baseline"]
+    user_rating: float | None = Field(None, description="The user's own rating, if any.")
+    model_version: str
+
+
+class ModelInfo(BaseModel):
+    strategy: Literal["model", "popular"] = Field(
+        description="`popular` while no model is loaded: every list is the popularity list."
+    )
+    version: str | None
+    trained_at: str | None = None
+    loaded_at: float | None = None
+    load_seconds: float | None = None
+    has_ranking: bool = False
+    similar_factors: str | None = None
+    metrics: dict[str, Any] | None = None
+    params: dict[str, Any] | None = None
+    data: dict[str, Any] | None = None
+    n_users: int | None = None
+    n_items: int | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+    reloads_ok: int = 0
+    reloads_failed: int = 0

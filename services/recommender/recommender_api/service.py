@@ -1,0 +1,193 @@
+"""Turning (model, catalogue, a user's ratings) into a list: the strategy decisions live here.
+
+Pure and synchronous given its inputs, so routes fetch data asynchronously and then call in;
+batch calls run it in a worker thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from . import ranking
+from .movies import MovieCatalog
+from .ranking import ServingModel, UserVectors
+from .repository import UserRatings
+
+OrderRequest = Literal["ranking", "rating"]
+
+
+class NoModelError(Exception):
+    """An endpoint that needs factors was called while only popularity is available."""
+
+
+class UnknownMovieError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class ResolvedUser:
+    vectors: UserVectors | None
+    strategy: Literal["personalized", "fold-in", "popular"]
+
+
+def resolve_user(model: ServingModel | None, user_id: int, rated: UserRatings) -> ResolvedUser:
+    """Trained vectors if the user is in the model, else fold-in from their ratings, else none."""
+    if model is None:
+        return ResolvedUser(None, "popular")
+    vectors = ranking.trained_user(model, user_id)
+    if vectors is not None:
+        return ResolvedUser(vectors, "personalized")
+    idx, found = model.items.take(rated.movie_ids)
+    vectors = ranking.fold_in(model, idx, rated.ratings[found])
+    if vectors is None:
+        return ResolvedUser(None, "popular")
+    return ResolvedUser(vectors, "fold-in")
+
+
+def _meta(catalog: MovieCatalog, movie_id: int) -> dict[str, Any]:
+    m = catalog.meta.get(movie_id)
+    if m is None:
+        return {"movieId": movie_id, "title": None, "year": None, "genres": []}
+    return {"movieId": movie_id, "title": m.title, "year": m.year, "genres": m.genres}
+
+
+def recommend(
+    model: ServingModel | None,
+    catalog: MovieCatalog,
+    user_id: int,
+    rated: UserRatings,
+    *,
+    k: int,
+    genre: str | None = None,
+    exclude: list[int] | None = None,
+    order: OrderRequest = "ranking",
+) -> dict[str, Any]:
+    """One user's list as a response dict (see schemas.RecsResponse)."""
+    excluded_ids = rated.movie_ids
+    if exclude:
+        excluded_ids = np.union1d(excluded_ids, np.asarray(exclude, np.int64))
+    resolved = resolve_user(model, user_id, rated)
+    base = {
+        "userId": user_id,
+        "strategy": resolved.strategy,
+        "ranking_model": bool(model is not None and model.has_ranking),
+        "model_version": model.version if model is not None else None,
+        "genre": genre,
+        "n_user_ratings": len(rated),
+    }
+    if resolved.vectors is None:
+        items = _popular(model, catalog, k, genre, excluded_ids)
+        return {**base, "order": "popularity", "items": items}
+
+    assert model is not None
+    user = resolved.vectors
+    predicted = ranking.predicted_ratings(model, user)
+    if order == "ranking" and model.has_ranking:
+        scores, order_used = ranking.ranking_scores(model, user), "ranking"
+    else:
+        scores, order_used = predicted, "rating"
+    excl_idx, _ = model.items.take(excluded_ids)
+    allowed = None
+    if genre is not None:
+        allowed, _ = model.items.take(catalog.genre_ids.get(genre, np.empty(0, np.int64)))
+    best = ranking.top_k(scores, k, exclude=excl_idx, allowed=allowed)
+    clipped = ranking.clip_rating(predicted[best])
+    movie_ids = model.items.ids[best]
+    items = [
+        {
+            **_meta(catalog, int(mid)),
+            "predicted_rating": round(float(p), 3),
+            "score": float(s),
+            "strategy": resolved.strategy,
+        }
+        for mid, p, s in zip(movie_ids, clipped, scores[best], strict=True)
+    ]
+    return {**base, "order": order_used, "items": items}
+
+
+def _popular(
+    model: ServingModel | None,
+    catalog: MovieCatalog,
+    k: int,
+    genre: str | None,
+    excluded_ids: np.ndarray,
+) -> list[dict[str, Any]]:
+    """Damped-mean popularity (catalogue), or training counts when the catalogue is empty."""
+    from_catalog = catalog.popular_ids.size > 0
+    if from_catalog:
+        ids = catalog.popular_ids
+    elif model is not None:
+        ids = model.items.ids[np.argsort(-model.item_counts, kind="stable")]
+    else:
+        return []
+    if genre is not None:
+        ids = ids[np.isin(ids, catalog.genre_ids.get(genre, np.empty(0, np.int64)))]
+    if excluded_ids.size:
+        ids = ids[~np.isin(ids, excluded_ids)]
+    out = []
+    for mid in ids[:k].tolist():
+        i = model.items.get(mid) if model is not None else None
+        meta = catalog.meta.get(mid)
+        if from_catalog and meta is not None:
+            score = float(meta.popularity_score or 0.0)
+        else:
+            score = float(model.item_counts[i]) if model is not None and i is not None else 0.0
+        baseline = None
+        if model is not None and i is not None:
+            baseline = round(float(ranking.clip_rating(model.mu + model.item_bias[i])), 3)
+        out.append(
+            {
+                **_meta(catalog, mid),
+                "predicted_rating": baseline,
+                "score": score,
+                "strategy": "popular",
+            }
+        )
+    return out
+
+
+def predict(model: ServingModel, user_id: int, movie_id: int, rated: UserRatings) -> dict[str, Any]:
+    i = model.items.get(movie_id)
+    if i is None:
+        raise UnknownMovieError(movie_id)
+    resolved = resolve_user(model, user_id, rated)
+    if resolved.vectors is None:
+        raw = model.mu + float(model.item_bias[i])
+        strategy = "baseline"
+    else:
+        v = resolved.vectors
+        raw = model.mu + v.b_u + float(model.item_bias[i]) + float(model.Q[i] @ v.p_u)
+        strategy = resolved.strategy
+    own = rated.ratings[rated.movie_ids == movie_id]
+    return {
+        "userId": user_id,
+        "movieId": movie_id,
+        "predicted_rating": round(float(ranking.clip_rating(raw)), 4),
+        "raw_prediction": float(raw),
+        "strategy": strategy,
+        "user_rating": float(own[0]) if own.size else None,
+        "model_version": model.version,
+    }
+
+
+def similar(
+    model: ServingModel, catalog: MovieCatalog, movie_id: int, k: int, min_ratings: int
+) -> dict[str, Any]:
+    i = model.items.get(movie_id)
+    if i is None:
+        raise UnknownMovieError(movie_id)
+    idx, sims = ranking.similar(model, i, k)
+    items = [
+        {**_meta(catalog, int(mid)), "similarity": round(float(s), 5)}
+        for mid, s in zip(model.items.ids[idx], sims, strict=True)
+    ]
+    return {
+        "movieId": movie_id,
+        "factors": model.sim_source,
+        "min_ratings": min_ratings,
+        "model_version": model.version,
+        "items": items,
+    }

@@ -1,0 +1,25 @@
+"""Everything the routes share, built once in create_app and torn down with the app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pymongo import AsyncMongoClient
+
+from .config import RecommenderSettings
+from .metrics import Metrics
+from .model_store import ModelStore
+from .movies import MovieCache
+from .repository import Repository
+
+
+@dataclass
+class AppState:
+    settings: RecommenderSettings
+    client: AsyncMongoClient
+    repo: Repository
+    store: ModelStore
+    movies: MovieCache
+    metrics: Metrics
+    jwt_secret: str
+    api_keys: list[str]

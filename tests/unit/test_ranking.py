@@ -1,0 +1,163 @@
+"""ranking.py: id maps, top-k, scoring, fold-in glue and cosine neighbours on small known data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from movierec_common import als
+from recommender_api import ranking
+from recommender_api.ranking import IdIndex, build_serving_model
+
+
+def test_id_index_maps_found_ids_and_reports_missing_ones() -> None:
+    idx = IdIndex(np.array([40, 10, 30, 20]))
+    rows, found = idx.take([30, 99, 10, 5, 40])
+    assert found.tolist() == [True, False, True, False, True]
+    assert rows.tolist() == [2, 1, 0]
+    assert idx.get(20) == 3
+    assert idx.get(21) is None
+    assert idx.take([])[0].size == 0
+
+
+def test_id_index_rejects_duplicates() -> None:
+    with pytest.raises(ValueError):
+        IdIndex(np.array([1, 2, 2]))
+
+
+def test_top_k_orders_best_first_and_honours_exclusion_and_allowed() -> None:
+    scores = np.array([0.1, 0.9, 0.5, 0.7, 0.3, 0.8], dtype=np.float32)
+    assert ranking.top_k(scores, 3).tolist() == [1, 5, 3]
+    assert ranking.top_k(scores, 3, exclude=np.array([1, 3])).tolist() == [5, 2, 4]
+    assert ranking.top_k(scores, 10, allowed=np.array([0, 2, 4])).tolist() == [2, 4, 0]
+    allowed = np.array([0, 2, 4])
+    assert ranking.top_k(scores, 2, exclude=np.array([2]), allowed=allowed).tolist() == [4, 0]
+    # Everything excluded: empty, never an excluded item padded in.
+    assert ranking.top_k(scores, 3, exclude=np.arange(6)).size == 0
+    # k larger than the candidates returns all of them, sorted.
+    assert ranking.top_k(scores, 100, exclude=np.array([0])).tolist() == [1, 5, 3, 2, 4]
+
+
+def test_top_k_matches_full_sort_on_random_scores() -> None:
+    rng = np.random.default_rng(3)
+    scores = rng.standard_normal(5000).astype(np.float32)
+    excl = rng.choice(5000, 300, replace=False)
+    got = ranking.top_k(scores, 25, exclude=excl)
+    masked = scores.copy()
+    masked[excl] = -np.inf
+    assert got.tolist() == np.argsort(-masked, kind="stable")[:25].tolist()
+    assert not set(got.tolist()) & set(excl.tolist())
+
+
+def _toy_model(ranking_factors: bool = True, min_ratings: int = 0):
+    rng = np.random.default_rng(0)
+    n_users, n_items, k = 30, 12, 4
+    users = np.repeat(np.arange(n_users), 6)
+    items = rng.integers(0, n_items, users.size)
+    keep = np.unique(users * 100 + items, return_index=True)[1]
+    users, items = users[keep], items[keep]
+    ratings = rng.choice(np.arange(1, 11) / 2, users.size).astype(np.float32)
+    user_ids = np.arange(n_users) * 10 + 7
+    item_ids = np.arange(n_items) * 100 + 1
+    inter, uids, iids = als.index_ratings(user_ids[users], item_ids[items], ratings)
+    ep = als.ExplicitParams(rank=k, reg=0.1, iterations=8)
+    ip = als.ImplicitParams(rank=k, reg=1.0, alpha=2.0, iterations=8)
+    em = als.fit_explicit(inter, ep)
+    arrays = {
+        "P": em.P,
+        "Q": em.Q,
+        "user_bias": em.user_bias,
+        "item_bias": em.item_bias,
+        "global_mean": np.asarray(em.mu),
+        "user_ids": uids,
+        "item_ids": iids,
+        "item_counts": np.bincount(inter.item_idx, minlength=inter.n_items),
+    }
+    params = {"explicit": ep.to_dict(), "ranking": None}
+    im = None
+    if ranking_factors:
+        im = als.fit_implicit(inter, ip)
+        arrays |= {"rank_X": im.X, "rank_Y": im.Y}
+        params["ranking"] = ip.to_dict()
+    model = build_serving_model(
+        version="v1",
+        manifest={"params": params},
+        arrays=arrays,
+        similar_min_ratings=min_ratings,
+    )
+    return model, inter, em, im
+
+
+def test_fold_in_of_a_trained_user_reproduces_both_vectors_and_scores() -> None:
+    model, inter, em, im = _toy_model()
+    assert model.explicit_params.rank == 4 and model.implicit_params.alpha == 2.0
+    u = 5
+    mask = inter.user_idx == u
+    folded = ranking.fold_in(model, inter.item_idx[mask], inter.rating[mask])
+    trained = ranking.trained_user(model, int(model.users.ids[u]))
+    assert folded is not None and trained is not None and folded.folded_in
+    np.testing.assert_allclose(folded.b_u, em.user_bias[u], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(folded.p_u, em.P[u], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(folded.x_u, im.X[u], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        ranking.predicted_ratings(model, folded),
+        ranking.predicted_ratings(model, trained),
+        atol=1e-4,
+    )
+    assert ranking.fold_in(model, np.array([], np.int32), np.array([], np.float32)) is None
+
+
+def test_predicted_ratings_are_the_explicit_formula() -> None:
+    model, _, em, _ = _toy_model()
+    user = ranking.trained_user(model, int(model.users.ids[3]))
+    assert user is not None
+    want = em.mu + em.user_bias[3] + em.item_bias + em.Q @ em.P[3]
+    np.testing.assert_allclose(ranking.predicted_ratings(model, user), want, atol=1e-4)
+    np.testing.assert_allclose(ranking.ranking_scores(model, user), model.Y @ model.X[3])
+    assert ranking.clip_rating(np.array([-1.0, 3.3, 7.0])).tolist() == pytest.approx(
+        [0.5, 3.3, 5.0]
+    )
+
+
+def test_model_without_ranking_factors_has_no_ranking_scores() -> None:
+    model, _, _, _ = _toy_model(ranking_factors=False)
+    assert not model.has_ranking and model.sim_source == "explicit"
+    user = ranking.trained_user(model, int(model.users.ids[0]))
+    assert user is not None and user.x_u is None
+    with pytest.raises(ValueError):
+        ranking.ranking_scores(model, user)
+    folded = ranking.fold_in(model, np.array([0, 1], np.int32), np.array([4, 5], np.float32))
+    assert folded is not None and folded.x_u is None
+
+
+def test_similar_is_cosine_without_itself_or_rarely_rated_items() -> None:
+    model, _inter, _, _ = _toy_model(min_ratings=0)
+    i = 2
+    idx, sims = ranking.similar(model, i, 5)
+    assert i not in idx.tolist()
+    unit = model.sim_unit
+    want = unit @ unit[i]
+    want[i] = -np.inf
+    assert idx.tolist() == np.argsort(-want, kind="stable")[:5].tolist()
+    np.testing.assert_allclose(sims, want[idx], atol=1e-6)
+    assert np.all(np.diff(sims) <= 1e-7)
+
+    counts = model.item_counts
+    threshold = int(np.median(counts)) + 1
+    strict, _, _, _ = _toy_model(min_ratings=threshold)
+    idx, _ = ranking.similar(strict, i, 20)
+    assert idx.size > 0
+    assert np.all(counts[idx] >= threshold)
+
+
+def test_choose_similar_source() -> None:
+    assert ranking.choose_similar_source("auto", True) == "blend"
+    assert ranking.choose_similar_source("ranking", True) == "ranking"
+    assert ranking.choose_similar_source("auto", False) == "explicit"
+    assert ranking.choose_similar_source("ranking", False) == "explicit"
+    assert ranking.choose_similar_source("explicit", True) == "explicit"
+
+
+def test_unknown_manifest_params_are_ignored_not_fatal() -> None:
+    values = {"rank": 4, "reg": 0.2, "some_future_knob": 3}
+    params = ranking._params_from(als.ExplicitParams, values, als.DEFAULT_EXPLICIT)
+    assert params.rank == 4 and params.reg == 0.2
