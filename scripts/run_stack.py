@@ -158,6 +158,7 @@ def build_env(s: StackSettings, secret: dict[str, str]) -> dict[str, str]:
         "SPARK_WORKER_MEMORY": s.spark_worker_memory,
         "SPARK_WORKER_DIR": str(var / "spark" / "work"),
         "SPARK_LOCAL_DIRS": str(var / "spark" / "local"),
+        "SPARK_CONF_DIR": str(var / "spark" / "conf"),
         # Bind Spark's JVMs to the same interface, and stop its "loopback address" warning.
         "SPARK_LOCAL_IP": host,
         "PYSPARK_PYTHON": sys.executable,
@@ -172,6 +173,28 @@ def build_env(s: StackSettings, secret: dict[str, str]) -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
     }
     return values
+
+
+# Spark's default console logging is INFO for every class; keep the deploy daemons' own
+# lifecycle lines (worker registered, application started) and warnings, drop the rest.
+SPARK_LOG4J2 = """\
+rootLogger.level = warn
+rootLogger.appenderRef.stdout.ref = console
+appender.console.type = Console
+appender.console.name = console
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %p %c{1}: %m%n%ex
+logger.master.name = org.apache.spark.deploy.master.Master
+logger.master.level = info
+logger.worker.name = org.apache.spark.deploy.worker.Worker
+logger.worker.level = info
+"""
+
+
+def write_spark_conf(conf_dir: Path) -> None:
+    conf_dir.mkdir(parents=True, exist_ok=True)
+    (conf_dir / "log4j2.properties").write_text(SPARK_LOG4J2)
 
 
 def process_env(values: dict[str, str]) -> dict[str, str]:
@@ -406,6 +429,7 @@ def start(s: StackSettings, sup: Supervisor, values: dict[str, str], spec: Stack
     t0 = time.monotonic()
     for sub in ("models", "spark/work", "spark/local", "mongo", "state"):
         (Path(values["VAR_DIR"]) / sub).mkdir(parents=True, exist_ok=True)
+    write_spark_conf(Path(values["SPARK_CONF_DIR"]))
 
     infra = [d.name for d in spec.daemons("infra") if not (d.name == "mongo" and s.mongo_url)]
     say(f"starting {', '.join(infra)}" + (f" (MongoDB at {s.mongo_url})" if s.mongo_url else ""))

@@ -309,3 +309,19 @@ def test_third_party_images_are_pinned() -> None:
 def test_dockerignore_keeps_state_and_secrets_out() -> None:
     lines = set((ROOT / ".dockerignore").read_text().split())
     assert {".git", ".venv", "data", "var", ".env"} <= lines
+
+
+def test_readme_configuration_table_lists_every_variable() -> None:
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    missing = {n for n in env_example_names() if f"`{n}`" not in table}
+    assert not missing, f"README's configuration table lacks {sorted(missing)}"
+
+
+def test_readme_starts_with_the_two_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    first_block = readme.split("```bash", 1)[1].split("```", 1)[0]
+    assert [ln.split()[:2] for ln in first_block.strip().splitlines()] == [
+        ["make", "run"],
+        ["make", "test"],
+    ]
