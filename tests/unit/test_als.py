@@ -154,9 +154,13 @@ def test_plan_is_reusable_and_matches_unplanned() -> None:
     np.testing.assert_allclose(b, als.naive_solve_explicit(fixed * 2, *csr, 0.2), rtol=1e-9)
 
 
-def test_implicit_solve_matches_dense_reference() -> None:
-    """Full confidence matrix over ALL items per row: (Yᵀ C_u Y + λI) x = Yᵀ C_u p_u."""
-    k, n_items, alpha, reg = 5, 60, 2.0, 0.7
+@pytest.mark.parametrize("k", [5, 20])
+def test_implicit_solve_matches_dense_reference(k: int) -> None:
+    """Full confidence matrix over ALL items per row: (Yᵀ C_u Y + λI) x = Yᵀ C_u p_u.
+
+    k=20 sends rows with ≤ 10 ratings through the Woodbury path, longer ones through the
+    primal path; both must agree with the dense definition."""
+    n_items, alpha, reg = 60, 2.0, 0.7
     rng = np.random.default_rng(11)
     fixed, (indptr, indices, _) = _random_block(25, n_items, k, seed=11, max_len=30)
     ratings = rng.choice(np.arange(0.5, 5.01, 0.5), size=indices.shape[0])

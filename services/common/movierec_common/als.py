@@ -29,6 +29,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -213,7 +214,8 @@ def _with_sentinel(fixed: np.ndarray) -> np.ndarray:
 
 
 def _gather(ext: np.ndarray, b: _Bucket) -> np.ndarray:
-    return ext[b.cols]  # (nb, L, k); -1 picks the zero sentinel row
+    # np.take is ~3× faster than fancy indexing here; -1 picks the zero sentinel row.
+    return np.take(ext, b.cols, axis=0)  # (nb, L, k)
 
 
 def _solve_spd(a: np.ndarray, rhs: np.ndarray) -> np.ndarray:
@@ -221,6 +223,50 @@ def _solve_spd(a: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     if a.shape[-1] == 1:
         return rhs / a[:, :, 0]
     return np.linalg.solve(a, rhs[..., None])[..., 0]
+
+
+def _small_outer(y: np.ndarray, v: np.ndarray | None = None) -> np.ndarray:
+    """y·vᵀ per row for (nb, L, k) (v defaults to y); einsum beats per-matrix BLAS calls when
+    L is tiny."""
+    v = y if v is None else v
+    if y.shape[1] <= 2:
+        return np.einsum("nlk,nmk->nlm", y, v)
+    return np.matmul(y, v.transpose(0, 2, 1))
+
+
+def _explicit_plan_solve(
+    fixed: np.ndarray, plan: BlockPlan, reg: float, reg_scaled: bool, fit_error: bool = False
+) -> tuple[np.ndarray, float, float]:
+    """Solve every row of a planned block; optionally also Σ(v − y·x)² and Σ|v − y·x| over the
+    block's entries (the training error of the fresh solution, for free from the gathered y)."""
+    fixed = np.asarray(fixed)
+    k = fixed.shape[1]
+    ext = _with_sentinel(fixed)
+    out = np.zeros((plan.n_rows, k), dtype=np.float64)
+    sse = sae = 0.0
+    for b in plan.buckets:
+        y = _gather(ext, b)
+        nb, length = b.cols.shape
+        lam = reg * b.counts.astype(np.float64) if reg_scaled else np.full(nb, float(reg))
+        if length < k and reg > 0:
+            # Dual form: (YYᵀ + λ'I) α = r, x = Yᵀα. Padded slots get a unit diagonal and a
+            # zero right-hand side, so their α is exactly 0.
+            kk = _small_outer(y)
+            diag = np.where(b.valid, lam[:, None], 1.0)
+            kk[:, np.arange(length), np.arange(length)] += diag
+            alpha = _solve_spd(kk, b.vals)
+            x = np.einsum("nlk,nl->nk", y, alpha)
+        else:
+            a = np.matmul(y.transpose(0, 2, 1), y)
+            a[:, np.arange(k), np.arange(k)] += lam[:, None]
+            rhs = np.einsum("nlk,nl->nk", y, b.vals)
+            x = _solve_spd(a, rhs)
+        out[b.rows] = x
+        if fit_error:
+            err = b.vals - np.einsum("nlk,nk->nl", y, x)  # padding: 0 − 0·x = 0
+            sse += float(np.sum(err * err))
+            sae += float(np.sum(np.abs(err)))
+    return out, sse, sae
 
 
 def solve_explicit_block(
@@ -240,28 +286,7 @@ def solve_explicit_block(
     zeros. Pass a `plan_block` plan to skip re-bucketing when the same block is solved again.
     """
     plan = plan if plan is not None else plan_block(indptr, indices, values, chunk)
-    fixed = np.asarray(fixed)
-    k = fixed.shape[1]
-    ext = _with_sentinel(fixed)
-    out = np.zeros((plan.n_rows, k), dtype=np.float64)
-    for b in plan.buckets:
-        y = _gather(ext, b)
-        nb, length = b.cols.shape
-        lam = reg * b.counts.astype(np.float64) if reg_scaled else np.full(nb, float(reg))
-        if length < k and reg > 0:
-            # Dual form: (YYᵀ + λ'I) α = r, x = Yᵀα. Padded slots get a unit diagonal and a
-            # zero right-hand side, so their α is exactly 0.
-            kk = np.matmul(y, y.transpose(0, 2, 1))
-            diag = np.where(b.valid, lam[:, None], 1.0)
-            kk[:, np.arange(length), np.arange(length)] += diag
-            alpha = _solve_spd(kk, b.vals)
-            out[b.rows] = np.matmul(y.transpose(0, 2, 1), alpha[..., None])[..., 0]
-        else:
-            a = np.matmul(y.transpose(0, 2, 1), y)
-            a[:, np.arange(k), np.arange(k)] += lam[:, None]
-            rhs = np.matmul(y.transpose(0, 2, 1), b.vals[..., None])[..., 0]
-            out[b.rows] = _solve_spd(a, rhs)
-    return out
+    return _explicit_plan_solve(fixed, plan, reg, reg_scaled)[0]
 
 
 def solve_implicit_block(
@@ -287,15 +312,29 @@ def solve_implicit_block(
     k = fixed.shape[1]
     ext = _with_sentinel(fixed)
     base = np.asarray(gram, dtype=np.float64) + reg * np.eye(k)
+    base_inv: np.ndarray | None = None
     out = np.zeros((plan.n_rows, k), dtype=np.float64)
     for b in plan.buckets:
         y = _gather(ext, b)
+        length = b.cols.shape[1]
         w = alpha * b.vals  # c − 1 on observed entries, 0 in padding
-        yw = y * w[..., None]
-        a = base[None, :, :] + np.matmul(yw.transpose(0, 2, 1), y)
         conf = np.where(b.valid, 1.0 + w, 0.0)
-        rhs = np.matmul(y.transpose(0, 2, 1), conf[..., None])[..., 0]
-        out[b.rows] = _solve_spd(a, rhs)
+        rhs = np.einsum("nlk,nl->nk", y, conf)
+        if 2 * length <= k and reg > 0 and np.all(w[b.valid] > 0):
+            # Woodbury with M = YᵀY + λI inverted once per half-step:
+            # (M + UᵀWU)⁻¹ = M⁻¹ − M⁻¹Uᵀ(W⁻¹ + UM⁻¹Uᵀ)⁻¹UM⁻¹, an L×L solve per row.
+            # Padded slots have U = 0 and W⁻¹ := 1, so they decouple with a zero result.
+            if base_inv is None:
+                base_inv = np.linalg.inv(base)
+            z = rhs @ base_inv
+            s_mat = _small_outer(y @ base_inv, y)
+            w_inv = np.where(b.valid, 1.0 / np.where(b.valid, w, 1.0), 1.0)
+            s_mat[:, np.arange(length), np.arange(length)] += w_inv
+            t = _solve_spd(s_mat, np.einsum("nlk,nk->nl", y, z))
+            out[b.rows] = z - np.einsum("nlk,nl->nk", y, t) @ base_inv
+        else:
+            a = base[None, :, :] + np.matmul((y * w[..., None]).transpose(0, 2, 1), y)
+            out[b.rows] = _solve_spd(a, rhs)
     return out
 
 
@@ -381,18 +420,26 @@ class ImplicitModel:
 OnIteration = Callable[[dict], None]
 
 
+def _dot_rows(
+    a: np.ndarray, b: np.ndarray, rows: np.ndarray, cols: np.ndarray, chunk: int = DEFAULT_CHUNK
+) -> np.ndarray:
+    """a[rows[j]]·b[cols[j]] for every j, in chunks to bound memory."""
+    out = np.empty(np.asarray(rows).shape[0])
+    for s in range(0, out.shape[0], chunk):
+        ra = np.take(a, rows[s : s + chunk], axis=0)
+        rb = np.take(b, cols[s : s + chunk], axis=0)
+        out[s : s + chunk] = np.einsum("ij,ij->i", ra, rb)
+    return out
+
+
 def predict_explicit(
     model: ExplicitModel, user_idx: np.ndarray, item_idx: np.ndarray, chunk: int = DEFAULT_CHUNK
 ) -> np.ndarray:
     """μ + b_u + b_i + p_u·q_i for aligned index arrays, in chunks to bound memory."""
     u = np.asarray(user_idx)
     i = np.asarray(item_idx)
-    out = model.mu + model.user_bias[u] + model.item_bias[i]
-    for s in range(0, u.shape[0], chunk):
-        out[s : s + chunk] += np.einsum(
-            "ij,ij->i", model.P[u[s : s + chunk]], model.Q[i[s : s + chunk]]
-        )
-    return out
+    base = model.mu + model.user_bias[u] + model.item_bias[i]
+    return base + _dot_rows(model.P, model.Q, u, i, chunk)
 
 
 def _errors(pred: np.ndarray, actual: np.ndarray) -> tuple[float, float]:
@@ -422,7 +469,7 @@ def _check_factors(name: str, m: np.ndarray, iteration: int) -> None:
         )
 
 
-def _safe(name: str, iteration: int, solve: Callable[..., np.ndarray], *args, **kw) -> np.ndarray:
+def _safe(name: str, iteration: int, solve: Callable[..., Any], *args, **kw) -> Any:
     """Run one half-step solve and turn every numerical failure into TrainingDivergedError."""
     try:
         out = solve(*args, **kw)
@@ -430,7 +477,7 @@ def _safe(name: str, iteration: int, solve: Callable[..., np.ndarray], *args, **
         raise TrainingDivergedError(
             f"iteration {iteration}: {name} solve failed ({exc}); increase reg"
         ) from exc
-    _check_factors(name, out, iteration)
+    _check_factors(name, out[0] if isinstance(out, tuple) else out, iteration)
     return out
 
 
@@ -450,38 +497,24 @@ def fit_explicit(
     P = init_factors(inter.n_users, params.rank, params.seed, USER_SALT, params.init_scale)
     Q = np.zeros((inter.n_items, params.rank))
     model = ExplicitModel(mu, b_u, b_i, P, Q, [])
+    n_train = max(len(inter), 1)
+    valid_base = valid_r = None
+    if valid is not None and len(valid):
+        valid_base = mu + b_u[valid.user_idx] + b_i[valid.item_idx]
+        valid_r = valid.rating.astype(np.float64)
     start = time.perf_counter()
     for it in range(1, params.iterations + 1):
-        Q = _safe(
-            "item",
-            it,
-            solve_explicit_block,
-            P,
-            None,
-            None,
-            None,
-            params.reg,
-            params.reg_scaled,
-            plan=by_item,
-        )
-        P = _safe(
-            "user",
-            it,
-            solve_explicit_block,
-            Q,
-            None,
-            None,
-            None,
-            params.reg,
-            params.reg_scaled,
-            plan=by_user,
+        Q = _safe("item", it, _explicit_plan_solve, P, by_item, params.reg, params.reg_scaled)[0]
+        P, sse, sae = _safe(
+            "user", it, _explicit_plan_solve, Q, by_user, params.reg, params.reg_scaled, True
         )
         model.P, model.Q = P, Q
-        tr_rmse, tr_mae = _errors(predict_explicit(model, inter.user_idx, inter.item_idx), r)
+        # The user half-step is the last one, so its own fit error is the training error.
+        tr_rmse, tr_mae = math.sqrt(sse / n_train), sae / n_train
         va_rmse = va_mae = None
-        if valid is not None and len(valid):
-            pred = predict_explicit(model, valid.user_idx, valid.item_idx)
-            va_rmse, va_mae = _errors(pred, valid.rating.astype(np.float64))
+        if valid_base is not None:
+            pred = valid_base + _dot_rows(P, Q, valid.user_idx, valid.item_idx)
+            va_rmse, va_mae = _errors(pred, valid_r)
         if not math.isfinite(tr_rmse) or tr_rmse > 100.0:
             raise TrainingDivergedError(f"iteration {it}: train RMSE {tr_rmse} diverged")
         entry = {
