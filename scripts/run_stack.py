@@ -244,11 +244,11 @@ class Supervisor:
         return self.spawn(name, [*argv, *processes])
 
     def run_oneshot(self, name: str, argv: list[str]) -> int:
+        """Run a step to completion; on Ctrl-C stop() ends it together with the daemons."""
         child = self.spawn(name, argv)
-        try:
-            return child.proc.wait()
-        finally:
-            self.children.remove(child)
+        rc = child.proc.wait()
+        self.children.remove(child)
+        return rc
 
     def check_alive(self) -> None:
         for child in self.children:

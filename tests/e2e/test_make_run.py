@@ -1,0 +1,222 @@
+"""`make run` end to end: up on free ports, answering through nginx, Ctrl-C leaves nothing.
+
+The test runs the real `make run` (scripts/run_stack.py: embedded SecantusDB, Spark master and
+worker, mongo-init, the first model, both APIs, the trainer worker, nginx) in its own process
+group with a temporary VAR_DIR, reusing the repository's .venv (`-o install`: `make test` has
+just installed it) and data. Ctrl-C is a SIGINT to the whole foreground process group, which
+is what the test sends. A second start must reuse the database and the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.support import ROOT, free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.spark, pytest.mark.timeout(1800)]
+
+PORT_VARS = (
+    "MOVIEREC_HTTP_PORT",
+    "CATALOG_PORT",
+    "RECOMMENDER_PORT",
+    "MONGO_PORT",
+    "SPARK_MASTER_PORT",
+    "SPARK_UI_PORT",
+    "SPARK_WORKER_UI_PORT",
+)
+FIRST_START_TIMEOUT = 1200.0
+READY_LINE = "MovieRec is up."
+
+
+@dataclass
+class Run:
+    proc: subprocess.Popen
+    log: Path
+    started: float
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def tail(self, n: int = 80) -> str:
+        return "\n".join(self.text().splitlines()[-n:])
+
+
+def start_make_run(env: dict[str, str], log: Path) -> Run:
+    out = open(log, "wb")  # noqa: SIM115 - the child keeps writing after this returns
+    proc = subprocess.Popen(
+        ["make", "--no-print-directory", "-o", "install", "run"],
+        cwd=ROOT,
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, like a shell's foreground job
+    )
+    out.close()
+    return Run(proc, log, time.monotonic())
+
+
+def wait_ready(run: Run, timeout: float) -> float:
+    deadline = run.started + timeout
+    while time.monotonic() < deadline:
+        if run.proc.poll() is not None:
+            pytest.fail(f"make run exited with {run.proc.returncode}:\n{run.tail()}")
+        if READY_LINE in run.text():
+            return time.monotonic() - run.started
+        time.sleep(0.5)
+    pytest.fail(f"make run not up after {timeout:.0f}s:\n{run.tail()}")
+
+
+def tree(pid: int) -> list[psutil.Process]:
+    with contextlib.suppress(psutil.NoSuchProcess):
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    return []
+
+
+def alive(procs: list[psutil.Process]) -> list[str]:
+    left = []
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                left.append(f"{p.pid} {' '.join(p.cmdline())[:160]}")
+    return left
+
+
+def processes_mentioning(var_dir: Path) -> list[str]:
+    """Anything still running with our temporary state dir on its command line or in its env."""
+    found = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if p.pid == os.getpid() or p.status() == psutil.STATUS_ZOMBIE:
+                continue
+            cmd = " ".join(p.info["cmdline"] or [])
+            if str(var_dir) in cmd or p.environ().get("VAR_DIR") == str(var_dir):
+                found.append(f"{p.pid} {cmd[:160]}")
+    return found
+
+
+def ctrl_c(run: Run, ports: dict[str, int], var_dir: Path) -> float:
+    """SIGINT to the process group, as a terminal does; returns the seconds it took to stop."""
+    procs = tree(run.proc.pid)
+    assert len(procs) > 8, "expected make, run_stack, two honchos and their services"
+    t0 = time.monotonic()
+    os.killpg(run.proc.pid, signal.SIGINT)
+    try:
+        run.proc.wait(90)
+    except subprocess.TimeoutExpired:
+        os.killpg(run.proc.pid, signal.SIGKILL)
+        pytest.fail(f"make run did not stop within 90 s of Ctrl-C:\n{run.tail()}")
+    took = time.monotonic() - t0
+    time.sleep(1.0)
+    assert alive(procs) == [], "processes survived Ctrl-C"
+    assert processes_mentioning(var_dir) == []
+    for name, port in ports.items():
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            assert s.connect_ex(("127.0.0.1", port)) != 0, f"{name}={port} still listening"
+    return took
+
+
+def check_serving(base: str, demo_password: str) -> dict:
+    home = httpx.get(base + "/", timeout=10)
+    assert home.status_code == 200
+    assert "<html" in home.text.lower()
+    login = httpx.post(
+        base + "/api/auth/login",
+        json={"username": "ml1", "password": demo_password},
+        timeout=30,
+    )
+    assert login.status_code == 200, login.text
+    body = login.json()
+    token = next(body[k] for k in ("access_token", "token") if k in body)
+    recs = httpx.get(
+        base + "/api/recs/me", headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
+    assert recs.status_code == 200, recs.text
+    data = recs.json()
+    items = data["items"] if isinstance(data, dict) else data
+    assert len(items) == 10
+    assert all("movieId" in it for it in items)
+    return data
+
+
+def read_secrets(var_dir: Path) -> dict[str, str]:
+    lines = (var_dir / "secrets.env").read_text().splitlines()
+    return dict(ln.split("=", 1) for ln in lines if "=" in ln and not ln.startswith("#"))
+
+
+@pytest.fixture
+def stack_env(tmp_path: Path) -> Iterator[tuple[dict[str, str], dict[str, int], Path]]:
+    var_dir = tmp_path / "var"
+    ports = {name: free_port() for name in PORT_VARS}
+    env = {k: v for k, v in os.environ.items() if k not in ("MONGO_URL", "MAKEFLAGS", "MFLAGS")}
+    env.update({k: str(v) for k, v in ports.items()})
+    env.update({"VAR_DIR": str(var_dir), "STARTUP_TIMEOUT": "600", "LOG_JSON": "false"})
+    yield env, ports, var_dir
+    # Whatever happened in the test, leave nothing behind.
+    for line in processes_mentioning(var_dir):
+        with contextlib.suppress(psutil.Error):
+            psutil.Process(int(line.split()[0])).kill()
+
+
+def test_make_run_serves_stops_cleanly_and_restarts_from_state(
+    stack_env: tuple[dict[str, str], dict[str, int], Path], output_dir: Path
+) -> None:
+    env, ports, var_dir = stack_env
+    base = f"http://127.0.0.1:{ports['MOVIEREC_HTTP_PORT']}"
+    log_dir = var_dir.parent
+
+    first = start_make_run(env, log_dir / "make-run-1.log")
+    try:
+        first_up = wait_ready(first, FIRST_START_TIMEOUT)
+        secrets = read_secrets(var_dir)
+        recs = check_serving(base, secrets["DEMO_PASSWORD"])
+        assert secrets["ADMIN_PASSWORD"] in first.text(), "admin login is printed"
+        current = (var_dir / "models" / "CURRENT").read_text().strip()
+        versions = sorted(p.name for p in (var_dir / "models" / "versions").iterdir())
+        assert versions == [current]
+        first_stop = ctrl_c(first, ports, var_dir)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(first.proc.pid, signal.SIGKILL)
+        (output_dir / "make-run-1.log").write_text(first.text())
+
+    second = start_make_run(env, log_dir / "make-run-2.log")
+    try:
+        second_up = wait_ready(second, 300)
+        log = second.text()
+        assert "already initialised; skipping" in log
+        assert f"already serves version {current}; not retraining" in log
+        assert re.search(r"model: none in .*; training", log) is None
+        assert (var_dir / "models" / "CURRENT").read_text().strip() == current
+        assert sorted(p.name for p in (var_dir / "models" / "versions").iterdir()) == versions
+        assert read_secrets(var_dir) == secrets, "secrets are generated once"
+        check_serving(base, secrets["DEMO_PASSWORD"])
+        second_stop = ctrl_c(second, ports, var_dir)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(second.proc.pid, signal.SIGKILL)
+        (output_dir / "make-run-2.log").write_text(second.text())
+
+    assert second_up < first_up
+    report = (
+        "| start | up (s) | Ctrl-C to all stopped (s) |\n|---|---|---|\n"
+        f"| first (init + training) | {first_up:.1f} | {first_stop:.1f} |\n"
+        f"| second (reuses state) | {second_up:.1f} | {second_stop:.1f} |\n"
+        f"strategy of ml1's list: {recs.get('strategy') if isinstance(recs, dict) else '?'}\n"
+    )
+    (output_dir / "make-run-timings.md").write_text(report)
+    print("\n" + report)
