@@ -11,6 +11,7 @@ import importlib
 import pkgutil
 import re
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from pydantic_settings import BaseSettings
 from scripts import run_stack
 from scripts.docker_requirements import filtered
 from scripts.stack_spec import PROCFILE_PATH, load_spec, placeholders, procfile_text, render
-from tests.support import ROOT
+from tests.support import ROOT, free_port
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
@@ -325,3 +326,46 @@ def test_readme_starts_with_the_two_commands() -> None:
         ["make", "run"],
         ["make", "test"],
     ]
+
+
+# --- make run's own configuration -------------------------------------------------------------
+
+
+def test_make_run_generates_secrets_once_and_privately(tmp_path: Path) -> None:
+    first = run_stack.load_secrets(tmp_path)
+    assert set(first) == set(run_stack.SECRET_NAMES)
+    assert len(first["JWT_SECRET"]) >= 64 and len(set(first.values())) == len(first)
+    assert (tmp_path / "secrets.env").stat().st_mode & 0o777 == 0o600
+    assert run_stack.load_secrets(tmp_path) == first
+
+
+def test_make_run_uses_an_external_mongo_url_as_given(tmp_path: Path) -> None:
+    url = "mongodb://db.example:27017/?directConnection=true"
+    s = run_stack.StackSettings(_env_file=None, var_dir=tmp_path, mongo_url=url, mongo_port=1)
+    values = run_stack.build_env(s, run_stack.generate_secrets())
+    assert values["MONGO_URL"] == url
+    local = run_stack.build_env(
+        run_stack.StackSettings(_env_file=None, var_dir=tmp_path, mongo_port=12345),
+        run_stack.generate_secrets(),
+    )
+    assert local["MONGO_URL"] == "mongodb://127.0.0.1:12345/?directConnection=true"
+    assert local["DEMO_ACCOUNTS"] == "1"
+
+
+def test_make_run_refuses_busy_ports_with_the_variable_to_change(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        free = {n: free_port() for n in ("movierec_http_port", "recommender_port", "mongo_port")}
+        s = run_stack.StackSettings(
+            _env_file=None,
+            var_dir=tmp_path,
+            catalog_port=port,
+            spark_master_port=free_port(),
+            spark_ui_port=free_port(),
+            spark_worker_ui_port=free_port(),
+            **free,
+        )
+        with pytest.raises(run_stack.StartupError, match=f"CATALOG_PORT={port}"):
+            run_stack.check_ports(s)
