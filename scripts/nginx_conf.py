@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import stat
 import sys
 from pathlib import Path
 
@@ -95,6 +96,36 @@ http {{
 """
 
 
+def world_readable(path: Path) -> bool:
+    """Whether an unprivileged user can reach `path`: o+x on every ancestor, o+rx on it."""
+    for p in [*reversed(path.parents), path]:
+        mode = p.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            return False
+    return bool(path.stat().st_mode & stat.S_IROTH)
+
+
+def worker_user(requested: str | None, paths: list[Path]) -> str | None:
+    """The `user` directive's account, or None to leave nginx's default (non-root runs).
+
+    As root, nginx drops its workers to an unprivileged account, which then must be able to
+    read the site and write the temp dirs. A checkout under a private home directory (0700)
+    is unreachable for `nobody`; then the workers keep root rather than serving 403s.
+    """
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return None
+    if requested:
+        return requested
+    if all(world_readable(p) for p in paths):
+        return "nobody"
+    print(
+        "nginx_conf: the site is not readable by 'nobody' (private parent directory); "
+        "nginx workers will run as root. Pass --user to choose another account.",
+        file=sys.stderr,
+    )
+    return "root"
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--listen", required=True, help="port (or addr:port) nginx listens on")
@@ -124,16 +155,15 @@ def write_config(args: argparse.Namespace) -> Path:
     prefix: Path = args.prefix.resolve()
     for name in TEMP_DIRS:
         (prefix / "tmp" / name).mkdir(parents=True, exist_ok=True)
-    # As root, nginx drops its workers to an unprivileged user, who must own the temp dirs.
-    user = None
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
+    user = worker_user(args.user, [args.root.resolve(), prefix / "tmp"])
+    if user is not None:
         import grp
         import pwd
 
-        account = pwd.getpwnam(args.user or "nobody")
-        user = f"{account.pw_name} {grp.getgrgid(account.pw_gid).gr_name}"
+        account = pwd.getpwnam(user)
         for name in TEMP_DIRS:
             os.chown(prefix / "tmp" / name, account.pw_uid, account.pw_gid)
+        user = f"{account.pw_name} {grp.getgrgid(account.pw_gid).gr_name}"
     block = render_server_block(
         args.template.read_text(),
         listen=args.listen,

@@ -302,3 +302,17 @@ def test_upstream_down_gets_json_503(stack: dict) -> None:
     assert err["message"]
     # The catalog is unaffected.
     assert httpx.get(f"{stack['base']}/api/genres").json()["upstream"] == "catalog"
+
+
+def test_world_readable_detects_private_parents(tmp_path: Path) -> None:
+    private = tmp_path / "home"
+    site = private / "site"
+    site.mkdir(parents=True)
+    tmp_path.chmod(0o755)
+    site.chmod(0o755)
+    private.chmod(0o700)
+    assert not nginx_conf.world_readable(site)
+    private.chmod(0o755)
+    assert nginx_conf.world_readable(site) == all(
+        p.stat().st_mode & 0o001 for p in tmp_path.parents
+    )

@@ -6,7 +6,7 @@ import { h, s } from "./dom.js";
 
 const W = 640;
 const H = 260;
-const PAD = { l: 52, r: 16, t: 16, b: 40 };
+const PAD = { l: 66, r: 16, t: 16, b: 40 };
 
 function niceTicks(min, max, count = 5) {
   if (!(max > min)) return [min];

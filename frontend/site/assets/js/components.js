@@ -21,7 +21,12 @@ export function yearOf(m) {
 
 export function displayTitle(m) {
   // MovieLens titles end with "(1995)"; the year is shown separately.
-  return titleOf(m).replace(/\s*\(\d{4}\)\s*$/, "");
+  const t = titleOf(m).replace(/\s*\(\d{4}\)\s*$/, "");
+  // ...and put articles back in front: "Usual Suspects, The" → "The Usual Suspects".
+  const moved = /^(.+), (The|A|An|Les|La|Le|L'|Il|Das|Der|Die|El|Los|Las)(\s*\(.*\))?$/.exec(t);
+  if (!moved) return t;
+  const article = moved[2];
+  return `${article}${article.endsWith("'") ? "" : " "}${moved[1]}${moved[3] || ""}`;
 }
 
 function initials(title) {
@@ -73,7 +78,7 @@ export function movieCard(m, { badge, badgeLabel = "Predicted rating", extra } =
   const genres = Array.isArray(m.genres) ? m.genres.filter((g) => g && g !== "(no genres listed)") : [];
   return h(
     "article",
-    { class: "movie-card group", dataset: { movieId: String(id) } },
+    { class: "movie-card group relative", dataset: { movieId: String(id) } },
     h(
       "a",
       {
@@ -116,7 +121,7 @@ export function cardRow(items, opts) {
     "div",
     { class: "card-row", role: "list" },
     items.map((m) =>
-      h("div", { role: "listitem", class: "w-36 shrink-0 sm:w-40" }, movieCard(m, typeof opts === "function" ? opts(m) : opts)),
+      h("div", { role: "listitem", class: "relative w-36 shrink-0 sm:w-40" }, movieCard(m, typeof opts === "function" ? opts(m) : opts)),
     ),
   );
 }
@@ -198,7 +203,7 @@ export function ratingControl(current, onChange) {
     labels.forEach((lab, i) => lab.classList.toggle("on", v !== null && (i + 1) * 0.5 <= v));
   };
   const group = h("div", {
-    class: "star-input inline-flex items-center",
+    class: "star-input relative inline-flex items-center",
     role: "radiogroup",
     "aria-label": "Your rating",
     onmouseleave: () => paint(value),

@@ -23,9 +23,9 @@ const SAVE_DELAY_MS = 350;
 function stat(label, value, hint) {
   return h(
     "div",
-    { class: "rounded-xl border border-slate-200 bg-white px-4 py-3 dark:border-slate-800 dark:bg-slate-900" },
-    h("dt", { class: "text-xs font-semibold uppercase tracking-wide text-slate-500 dark:text-slate-400" }, label),
-    h("dd", { class: "mt-1 text-xl font-bold text-slate-900 dark:text-white" }, value),
+    { class: "min-w-0 rounded-xl border border-slate-200 bg-white px-3 py-3 sm:px-4 dark:border-slate-800 dark:bg-slate-900" },
+    h("dt", { class: "truncate text-xs font-semibold uppercase tracking-wide text-slate-500 dark:text-slate-400" }, label),
+    h("dd", { class: "mt-1 text-lg font-bold text-slate-900 sm:text-xl dark:text-white" }, value),
     hint ? h("dd", { class: "text-xs text-slate-500 dark:text-slate-400" }, hint) : null,
   );
 }
@@ -205,7 +205,7 @@ export async function moviePage(ctx) {
         ),
         h(
           "dl",
-          { class: "grid grid-cols-2 gap-3 sm:grid-cols-3" },
+          { class: "grid grid-cols-3 gap-2 sm:gap-3" },
           stat("Average", avg ? `${fmt(avg, 2)} ★` : "–", "out of 5"),
           stat("Ratings", (movie.rating_count ?? 0).toLocaleString(), "from MovieRec users"),
           stat("Popularity", movie.popularity_score ? fmt(movie.popularity_score, 2) : "–", "damped average"),
