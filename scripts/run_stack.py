@@ -169,7 +169,8 @@ def build_env(s: StackSettings, secret: dict[str, str]) -> dict[str, str]:
         "LISTEN_PORT": f"{host}:{s.movierec_http_port}",
         "CATALOG_UPSTREAM": f"{host}:{s.catalog_port}",
         "RECOMMENDER_UPSTREAM": f"{host}:{s.recommender_port}",
-        "NGINX": nginx_binary() or "nginx",
+        # Not "NGINX": nginx itself reads that variable (inherited sockets on binary upgrade).
+        "NGINX_BIN": nginx_binary() or "nginx",
         "PYTHONUNBUFFERED": "1",
     }
     return values
