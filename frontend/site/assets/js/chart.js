@@ -4,8 +4,6 @@
 
 import { h, s } from "./dom.js";
 
-const W = 640;
-const H = 260;
 const PAD = { l: 66, r: 16, t: 16, b: 40 };
 
 function niceTicks(min, max, count = 5) {
@@ -22,6 +20,10 @@ function niceTicks(min, max, count = 5) {
  * series: [{key, label, cls, points: [[x, y], ...]}]
  */
 export function lineChart({ title, series, xLabel = "Iteration", yLabel = "RMSE" }) {
+  // A narrower drawing on phones keeps the tick labels legible instead of scaling them down.
+  const narrow = window.innerWidth < 640;
+  const W = narrow ? 380 : 640;
+  const H = narrow ? 240 : 260;
   const all = series.flatMap((se) => se.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
   if (!all.length) return null;
   const xs = all.map((p) => p[0]);
@@ -44,7 +46,7 @@ export function lineChart({ title, series, xLabel = "Iteration", yLabel = "RMSE"
       s("text", { x: PAD.l - 8, y: sy(v) + 4, "text-anchor": "end", class: "chart-tick" }, v.toFixed(3)),
     ),
   );
-  const xt = niceTicks(xMin, xMax, Math.min(10, xMax - xMin)).filter((v) => Number.isInteger(v));
+  const xt = niceTicks(xMin, xMax, Math.min(narrow ? 5 : 10, xMax - xMin)).filter((v) => Number.isInteger(v));
   const xticks = xt.map((v) =>
     s("text", { x: sx(v), y: H - PAD.b + 18, "text-anchor": "middle", class: "chart-tick" }, String(v)),
   );

@@ -51,7 +51,38 @@ function metricsList(metrics) {
   );
 }
 
-function activeModelPanel(active, served) {
+function servedLine(active, served) {
+  return h(
+    "p",
+    { class: "served-version text-sm text-slate-600 dark:text-slate-400" },
+    "Recommender is serving ",
+    h("span", { class: "font-mono" }, served.version || "no model (popularity only)"),
+    served.version && active && served.version !== active.version ? " — it reloads within a few seconds." : ".",
+    served.last_error ? h("span", { class: "block text-rose-700 dark:text-rose-300" }, `Last reload error: ${served.last_error}`) : null,
+  );
+}
+
+// After a publish or rollback the recommender picks the new CURRENT up within seconds; keep
+// the "serving" line honest by re-checking until it matches (or a minute has passed).
+function watchServed(ctx, active, line) {
+  const deadline = Date.now() + 60_000;
+  const tick = async () => {
+    if (ctx.signal.aborted || !line.isConnected || Date.now() > deadline) return;
+    try {
+      const served = await api("/api/recs/model", { signal: ctx.signal });
+      const fresh = servedLine(active, served);
+      line.replaceWith(fresh);
+      line = fresh;
+      if (served.version === active.version) return;
+    } catch (err) {
+      if (err.name === "AbortError") return;
+    }
+    setTimeout(tick, 2000);
+  };
+  setTimeout(tick, 1500);
+}
+
+function activeModelPanel(ctx, active, served) {
   if (!active) {
     return panel("Active model", "active-model", emptyState("No model yet", "Train the first model with the Retrain button below."));
   }
@@ -59,6 +90,8 @@ function activeModelPanel(active, served) {
   const data = m.data || {};
   const params = (m.params && (m.params.explicit || m.params)) || {};
   const chart = lineChart({ title: `Training curve of ${m.version}`, series: historySeries(m.history) });
+  const servedEl = served ? servedLine(m, served) : null;
+  if (servedEl && served.version !== m.version) watchServed(ctx, m, servedEl);
   return panel(
     "Active model",
     "active-model",
@@ -69,16 +102,7 @@ function activeModelPanel(active, served) {
       h("span", { class: "status-pill status-succeeded" }, "active"),
       h("span", { class: "text-sm text-slate-600 dark:text-slate-400" }, `trained ${when(m.created_at)}`),
     ),
-    served
-      ? h(
-          "p",
-          { class: "served-version text-sm text-slate-600 dark:text-slate-400" },
-          "Recommender is serving ",
-          h("span", { class: "font-mono" }, served.version || "no model (popularity only)"),
-          served.version && served.version !== m.version ? " — it reloads within a few seconds." : ".",
-          served.last_error ? h("span", { class: "block text-rose-700 dark:text-rose-300" }, `Last reload error: ${served.last_error}`) : null,
-        )
-      : null,
+    servedEl,
     h(
       "p",
       { class: "text-sm text-slate-600 dark:text-slate-400" },
@@ -312,7 +336,7 @@ export async function adminPage(ctx) {
       const active = versions.find((v) => v.active) || null;
       const running = jobList.find((j) => j.status === "queued" || j.status === "running");
       if (!retrain) retrain = retrainPanel(ctx, () => setTimeout(reload, 300), running);
-      replace(top, activeModelPanel(active, served), retrain);
+      replace(top, activeModelPanel(ctx, active, served), retrain);
       replace(versionsSlot, versionsPanel(versions, reload));
       replace(jobsSlot, jobsPanel(jobList));
     } catch (err) {

@@ -63,8 +63,14 @@ function ratingCard(ctx, movie, movieId) {
     removeBtn.disabled = !current;
   };
 
-  const save = async (v) => {
+  // Saves run one after another, so the last value clicked is the one the database keeps.
+  let queue = Promise.resolve();
+  const save = (v) => {
     const mine = ++seq;
+    queue = queue.then(() => (mine === seq ? doSave(v, mine) : undefined));
+    return queue;
+  };
+  const doSave = async (v, mine) => {
     replace(status, "Saving…");
     try {
       if (v === null) await api(`/api/movies/${movieId}/rating`, { method: "DELETE" });
@@ -152,7 +158,7 @@ function similarSection(ctx, movieId) {
       );
     } catch (err) {
       if (err.name === "AbortError") return;
-      if (err instanceof ApiError && (err.status === 404 || err.status === 409)) {
+      if (err instanceof ApiError && (err.status === 404 || err.code === "no_model")) {
         replace(body, emptyState("No similar movies yet", err.message || "This movie has too few ratings for us to find its neighbours."));
         return;
       }

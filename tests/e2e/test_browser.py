@@ -1,0 +1,243 @@
+"""Real-browser tests: headless Chromium through nginx against the whole running stack.
+
+The flows are the ones people use: sign up, see popular picks, rate five movies, get
+fold-in recommendations, open a movie and its similar movies, change and remove a rating; and
+as an admin, retrain and watch the job publish a new version. Screenshots of home, a movie
+page and admin at desktop width and at 375 px go to test-output/screenshots/.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+
+from tests.e2e.conftest import Stack
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 375, "height": 812}
+PASSWORD = "correct-horse-battery-42"
+RETRAIN_TIMEOUT_MS = 420_000
+
+
+class ConsoleWatch:
+    """Collects page errors and CSP violations: the page must run with neither."""
+
+    def __init__(self, page: Page) -> None:
+        self.problems: list[str] = []
+        page.on("pageerror", lambda e: self.problems.append(f"pageerror: {e}"))
+        page.on("console", self._console)
+
+    def _console(self, msg) -> None:
+        text = msg.text
+        if "Content Security Policy" in text or (
+            msg.type == "error" and "Failed to load resource" not in text
+        ):
+            self.problems.append(f"console.{msg.type}: {text}")
+
+
+@pytest.fixture
+def context(browser: Browser, stack: Stack) -> Iterator[BrowserContext]:
+    ctx = browser.new_context(base_url=stack.base_url, viewport=DESKTOP)
+    ctx.set_default_timeout(20_000)
+    yield ctx
+    ctx.close()
+
+
+def shoot(page: Page, screenshots: Path, name: str, ready: str) -> None:
+    """Desktop and 375 px full-page screenshots, each rendered fresh at that width.
+
+    `ready` is a selector that is visible once the page's data has arrived. At 375 px the page
+    must not scroll sideways.
+    """
+    for label, size in (("desktop", DESKTOP), ("375", PHONE)):
+        page.set_viewport_size(size)
+        page.reload()
+        expect(page.locator(ready).first).to_be_visible()
+        page.wait_for_load_state("networkidle")
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(screenshots / f"{name}-{label}.png"), full_page=True)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= size["width"], f"{name} overflows sideways at {size['width']} px: {width}"
+    page.set_viewport_size(DESKTOP)
+
+
+def signup(page: Page, username: str) -> None:
+    page.goto("/signup")
+    page.fill("#signup-username", username)
+    page.fill("#signup-password", PASSWORD)
+    page.fill("#signup-confirm", PASSWORD)
+    page.click("form button[type=submit]")
+    expect(page.locator("[data-page=home]")).to_be_visible()
+    expect(page.locator("#nav")).to_contain_text(username)
+
+
+def rate(page: Page, stars: float) -> None:
+    """Click the half star for `stars` on a movie page and wait until the API confirmed it."""
+    label = f"{stars:g} star" + ("" if stars == 1 else "s")
+    page.locator(f"#rating-panel label[title='{label}']").click()
+    expect(page.locator("#rating-panel .rating-status")).to_have_text(f"Saved: {stars:.1f} stars.")
+
+
+def my_ratings(page: Page) -> dict[int, float]:
+    """The ratings the catalog has for the signed-in user (same cookie as the page)."""
+    r = page.request.get("/api/me/ratings", params={"page_size": 100})
+    assert r.ok, r.text()
+    body = r.json()
+    items = (
+        body
+        if isinstance(body, list)
+        else next(body[k] for k in ("items", "ratings", "results") if isinstance(body.get(k), list))
+    )
+    return {int(x["movieId"]): float(x["rating"]) for x in items}
+
+
+def test_signup_rate_fold_in_similar_and_change(
+    context: BrowserContext, stack: Stack, screenshots: Path
+) -> None:
+    page = context.new_page()
+    watch = ConsoleWatch(page)
+    username = f"e2e_{uuid.uuid4().hex[:8]}"
+    signup(page, username)
+
+    recs = page.locator("#recommended")
+    expect(recs).to_have_attribute("data-strategy", "popular")
+    expect(recs.locator(".strategy-label")).to_have_text(
+        "Popular right now — rate 5 movies to get personalised picks"
+    )
+    cards = recs.locator(".movie-card")
+    expect(cards.first).to_be_visible()
+    assert cards.count() >= 5
+    popular_ids = [int(cards.nth(i).get_attribute("data-movie-id")) for i in range(5)]
+    expect(page.locator("#genre-picks section").first).to_be_visible()
+
+    for movie_id, stars in zip(popular_ids, (5.0, 4.5, 4.0, 3.5, 5.0), strict=True):
+        page.goto(f"/movies/{movie_id}")
+        expect(page.locator("h1")).not_to_be_empty()
+        rate(page, stars)
+    assert my_ratings(page) == dict(zip(popular_ids, (5.0, 4.5, 4.0, 3.5, 5.0), strict=True))
+
+    page.click("nav#nav >> text=Home")
+    expect(recs).to_have_attribute("data-strategy", "fold-in")
+    expect(recs.locator(".strategy-label")).to_have_text("From your 5 ratings")
+    rec_cards = recs.locator(".movie-card")
+    expect(rec_cards.first).to_be_visible()
+    rec_ids = [
+        int(rec_cards.nth(i).get_attribute("data-movie-id")) for i in range(rec_cards.count())
+    ]
+    assert not set(rec_ids) & set(popular_ids), "rated movies must not be recommended again"
+    expect(rec_cards.first.locator("[title='Predicted rating for you']")).to_have_text(
+        re.compile(r"\d\.\d")
+    )
+    shoot(page, screenshots, "home", "#recommended .movie-card")
+
+    rec_cards.first.locator("a").click()
+    expect(page.locator("[data-page=movie]")).to_have_attribute("data-movie-id", str(rec_ids[0]))
+    similar = page.locator("#similar .movie-card")
+    expect(similar.first).to_be_visible()
+    assert similar.count() >= 3
+    assert str(rec_ids[0]) not in [
+        similar.nth(i).get_attribute("data-movie-id") for i in range(similar.count())
+    ]
+    expect(page.locator("#rating-panel .prediction")).to_contain_text("We think you'd give it")
+    shoot(page, screenshots, "movie", "#similar .movie-card")
+
+    # Change a rating on a movie rated above, then remove it.
+    target = popular_ids[0]
+    page.goto(f"/movies/{target}")
+    expect(page.locator("#rating-panel .rating-value")).to_have_text("5.0 ★")
+    rate(page, 2.5)
+    assert my_ratings(page)[target] == 2.5
+    page.click("#remove-rating")
+    expect(page.locator("#rating-panel .rating-status")).to_have_text("Rating removed.")
+    expect(page.locator("#rating-panel .rating-value")).to_have_text("Not rated")
+    assert target not in my_ratings(page)
+    page.reload()
+    expect(page.locator("#rating-panel .rating-value")).to_have_text("Not rated")
+
+    page.goto("/ratings")
+    expect(page.locator("#my-ratings .rating-row")).to_have_count(4)
+    assert watch.problems == []
+
+
+def test_keyboard_rating_and_login_errors(context: BrowserContext, stack: Stack) -> None:
+    page = context.new_page()
+    watch = ConsoleWatch(page)
+    username = f"kb_{uuid.uuid4().hex[:8]}"
+    signup(page, username)
+    page.click("#logout-button")
+    expect(page.locator("#nav")).to_contain_text("Log in")
+
+    page.goto("/login")
+    page.fill("#login-username", username)
+    page.fill("#login-password", "not-the-password")
+    page.press("#login-password", "Enter")
+    error = page.locator(".form-error")
+    expect(error).to_be_visible()
+    assert error.inner_text().strip(), "the API's error message must be shown"
+    page.fill("#login-password", PASSWORD)
+    page.press("#login-password", "Enter")
+    expect(page.locator("#nav")).to_contain_text(username)
+
+    movie_id = int(page.locator("#recommended .movie-card").first.get_attribute("data-movie-id"))
+    page.goto(f"/movies/{movie_id}")
+    first = page.locator("#rating-panel input[type=radio]").first
+    first.focus()
+    page.keyboard.press("Space")
+    for _ in range(6):  # 0.5 → 3.5 with the arrow keys, saved once after the last press
+        page.keyboard.press("ArrowRight")
+    expect(page.locator("#rating-panel .rating-status")).to_have_text("Saved: 3.5 stars.")
+    assert my_ratings(page) == {movie_id: 3.5}
+
+    page.goto("/browse?q=toy+story")
+    expect(page.locator("#browse-results .movie-card").first).to_be_visible()
+    titles = page.locator("#browse-results .movie-card h3").all_inner_texts()
+    assert any("Toy Story" in t for t in titles), titles
+    assert watch.problems == []
+
+
+def test_admin_retrain_publishes_new_version(
+    context: BrowserContext, stack: Stack, screenshots: Path
+) -> None:
+    page = context.new_page()
+    watch = ConsoleWatch(page)
+    page.goto("/login?next=/admin")
+    page.fill("#login-username", stack.admin_username)
+    page.fill("#login-password", stack.admin_password)
+    page.click("form button[type=submit]")
+    expect(page.locator("[data-page=admin]")).to_be_visible()
+
+    active = page.locator("#active-model .active-version")
+    expect(active).to_have_text(stack.initial_version)
+    expect(page.locator("#active-model svg.chart path.chart-line").first).to_be_visible()
+    expect(page.locator("#active-model [data-metric=rmse]")).to_be_visible()
+
+    page.click("#retrain-button")
+    progress = page.locator("#job-progress .job-progress")
+    expect(progress).to_be_visible()
+    expect(progress).to_have_attribute("data-status", re.compile("queued|running|succeeded"))
+    expect(page.locator("#job-progress .job-iteration")).to_be_visible(timeout=RETRAIN_TIMEOUT_MS)
+    expect(progress).to_have_attribute("data-status", "succeeded", timeout=RETRAIN_TIMEOUT_MS)
+    new_version = page.locator("#job-progress .job-result .font-mono").inner_text().strip()
+    assert new_version and new_version != stack.initial_version
+
+    expect(active).to_have_text(new_version)
+    expect(page.locator(f"#versions tr[data-version='{stack.initial_version}']")).to_be_visible()
+    expect(page.locator(f"#jobs tr >> text={new_version}")).to_be_visible()
+    expect(page.locator("#active-model .served-version")).to_contain_text(
+        new_version, timeout=30_000
+    )
+    shoot(page, screenshots, "admin", "#active-model svg.chart")
+
+    # Roll back: activate the first version again (two clicks: arm, confirm).
+    row = page.locator(f"#versions tr[data-version='{stack.initial_version}']")
+    row.locator(".activate-button").click()
+    row.locator(".activate-button").click()
+    expect(active).to_have_text(stack.initial_version)
+    assert watch.problems == []
