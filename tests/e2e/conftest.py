@@ -87,7 +87,13 @@ def _base_env() -> dict[str, str]:
 
 
 def _require_packages() -> None:
-    missing = [p for p in PACKAGES if importlib.util.find_spec(p) is None]
+    def runnable(pkg: str) -> bool:
+        try:
+            return importlib.util.find_spec(f"{pkg}.__main__") is not None
+        except ModuleNotFoundError:
+            return False
+
+    missing = [p for p in PACKAGES if not runnable(p)]
     if missing:
         pytest.skip(f"stack parts not built yet: {', '.join(missing)}")
 
