@@ -17,6 +17,26 @@ import {
 } from "../components.js";
 
 const PAGE_SIZE = 50;
+const DETAIL_CONCURRENCY = 6;
+
+// Rating rows may carry only ids; fill in titles and genres from the catalog when missing.
+async function withMovieDetails(items, signal) {
+  const todo = items.filter((r) => !(r.title || (r.movie && r.movie.title)));
+  let next = 0;
+  const worker = async () => {
+    while (next < todo.length) {
+      const r = todo[next++];
+      try {
+        const m = await api(`/api/movies/${r.movieId}`, { signal });
+        Object.assign(r, { title: m.title, year: m.year, genres: m.genres });
+      } catch (err) {
+        if (err.name === "AbortError") throw err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: DETAIL_CONCURRENCY }, worker));
+  return items;
+}
 
 function when(r) {
   const t = r.timestamp ?? r.updated_at ?? r.rated_at;
@@ -95,6 +115,7 @@ export async function ratingsPage(ctx) {
         replace(body, emptyState("You have not rated anything yet", "Rate 5 movies to get personalised picks on your home page.", linkButton("/browse", "Find movies to rate")));
         return;
       }
+      await withMovieDetails(list.items, ctx.signal);
       const pages = data && data.pages ? data.pages : Math.ceil(total / PAGE_SIZE);
       replace(
         body,
