@@ -343,3 +343,32 @@ def test_zero_reg_with_rank_above_ratings_raises_diverged() -> None:
     )
     with pytest.raises(als.TrainingDivergedError, match="iteration 1"):
         als.fit_explicit(inter, ExplicitParams(rank=10, reg=0.0, iterations=3))
+
+
+def test_block_solve_memory_is_bounded_for_a_large_partition() -> None:
+    """1.25M ratings in one block: the batched solve must not materialise per-rating k×k
+    outer products (that alone would be 1.25M·400·8 B = 4 GB)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    n_rows, n_fixed, k, n = 20_000, 5_000, 20, 1_250_000
+    # long-tailed row lengths, like real users
+    rows = np.minimum(rng.zipf(1.3, n) - 1, n_rows - 1) % n_rows
+    cols = rng.integers(0, n_fixed, n)
+    csr = als.to_csr(rows, cols, rng.standard_normal(n), n_rows)
+    fixed = rng.standard_normal((n_fixed, k))
+    tracemalloc.start()
+    try:
+        out = als.solve_explicit_block(fixed, *csr, 0.1)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert out.shape == (n_rows, k) and np.all(np.isfinite(out))
+    inputs = sum(a.nbytes for a in csr)
+    assert peak - inputs < 300 * 2**20, f"peak {peak / 2**20:.0f} MB"
+    # spot-check a few rows, including the longest, against the reference
+    lens = np.diff(csr[0])
+    for r in [int(np.argmax(lens)), 1, n_rows - 1]:
+        s, e = csr[0][r], csr[0][r + 1]
+        ref = als.naive_solve_explicit(fixed, np.array([0, e - s]), csr[1][s:e], csr[2][s:e], 0.1)
+        np.testing.assert_allclose(out[r], ref[0], rtol=1e-8, atol=1e-10)

@@ -202,7 +202,7 @@ def plan_block(
             offs = np.arange(length)
             valid = offs[None, :] < counts[r][:, None]
             pos = np.minimum(indptr[r][:, None] + offs[None, :], max(indices.shape[0] - 1, 0))
-            cols = np.where(valid, indices[pos].astype(np.int64), -1)
+            cols = np.where(valid, indices[pos], -1).astype(np.int32)
             vals = np.where(valid, values[pos], 0.0)
             buckets.append(_Bucket(r, cols, vals, valid, counts[r]))
     return BlockPlan(n_rows, buckets)
