@@ -6,6 +6,7 @@ from that user's list and already used by fold-in.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -43,20 +44,27 @@ class Repository:
         await self.db.command("ping")
 
     async def user_ratings(self, user_id: int) -> UserRatings:
-        docs = await self.db.ratings.find({"userId": user_id}, _PROJECTION).to_list(None)
+        cursor = self.db.ratings.find({"userId": user_id}, _PROJECTION, batch_size=5000)
+        docs = await cursor.to_list(None)
         return _to_arrays(docs)
 
-    async def many_user_ratings(self, user_ids: list[int]) -> dict[int, UserRatings]:
-        """One query for a whole batch; users without ratings map to EMPTY."""
-        grouped: dict[int, list[dict[str, Any]]] = {u: [] for u in user_ids}
-        cursor = self.db.ratings.find(
-            {"userId": {"$in": list(grouped)}}, {"_id": 0, "userId": 1, "movieId": 1, "rating": 1}
-        )
-        async for doc in cursor:
-            bucket = grouped.get(int(doc["userId"]))
-            if bucket is not None:
-                bucket.append(doc)
-        return {u: _to_arrays(docs) for u, docs in grouped.items()}
+    async def many_user_ratings(
+        self, user_ids: list[int], concurrency: int = 8
+    ) -> dict[int, UserRatings]:
+        """Per-user indexed queries, a few in flight at once.
+
+        One `$in` over many users looks cheaper but degrades super-linearly on the embedded
+        SecantusDB (100 users: 3.5 s, 610 users: 77 s, against ~4 ms per single-user query), and
+        on a real mongod both forms use the (userId, movieId) index the same way.
+        """
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(user_id: int) -> tuple[int, UserRatings]:
+            async with gate:
+                return user_id, await self.user_ratings(user_id)
+
+        pairs = await asyncio.gather(*(one(u) for u in dict.fromkeys(user_ids)))
+        return dict(pairs)
 
     async def movies(self) -> list[dict[str, Any]]:
         fields = {"_id": 0, "movieId": 1, "title": 1, "year": 1, "genres": 1}

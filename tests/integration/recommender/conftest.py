@@ -3,138 +3,25 @@ uvicorn process running `python -m recommender_api` on a free port."""
 
 from __future__ import annotations
 
-import shutil
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-import numpy as np
 import pytest
-from movierec_common import als, artifacts
-from movierec_common.movielens import load_movies, load_ratings
-from movierec_common.tokens import issue_token
-from pymongo import ASCENDING, MongoClient
+from pymongo import MongoClient
 
+from tests.integration.recommender.support import (
+    API_KEY,
+    JWT_SECRET,
+    RecsServer,
+    SeededDb,
+    StartServer,
+    TrainedModel,
+    install_version,
+    seed_movielens,
+    train_and_publish,
+)
 from tests.support import VENV_BIN, ManagedProcess, free_port, wait_http
-
-JWT_SECRET = "recommender-tests-secret-0123456789abcdef-0123456789"
-API_KEY = "recs-test-service-key-0123456789"
-PRIOR_WEIGHT = 20.0
-
-
-@dataclass(frozen=True)
-class SeededDb:
-    url: str
-    name: str
-
-
-@dataclass(frozen=True)
-class TrainedModel:
-    root: Path  # a MODEL_DIR holding exactly one version, never served directly
-    version: str
-    user_ids: np.ndarray
-    item_ids: np.ndarray
-    P: np.ndarray
-    Q: np.ndarray
-    user_bias: np.ndarray
-    X: np.ndarray
-
-
-def seed_movielens(url: str, db_name: str, data_dir: Path) -> None:
-    """movies (with damped-mean popularity, as the catalog computes it) and every rating."""
-    ratings = load_ratings(data_dir / "ratings.csv")
-    movies = load_movies(data_dir / "movies.csv")
-    client = MongoClient(url)
-    try:
-        db = client[db_name]
-        db.ratings.create_index([("userId", ASCENDING), ("movieId", ASCENDING)], unique=True)
-        db.movies.create_index([("movieId", ASCENDING)], unique=True)
-        mu = float(ratings.ratings.astype(np.float64).mean())
-        ids, inv = np.unique(ratings.movie_ids, return_inverse=True)
-        counts = np.bincount(inv)
-        sums = np.bincount(inv, weights=ratings.ratings.astype(np.float64))
-        stats = {int(m): (int(c), float(s)) for m, c, s in zip(ids, counts, sums, strict=True)}
-        docs = []
-        for m in movies:
-            c, s = stats.get(m.movieId, (0, 0.0))
-            docs.append(
-                {
-                    "movieId": m.movieId,
-                    "title": m.title,
-                    "year": m.year,
-                    "genres": m.genres,
-                    "rating_count": c,
-                    "rating_sum": s,
-                    "avg_rating": s / c if c else None,
-                    "popularity_score": (s + PRIOR_WEIGHT * mu) / (c + PRIOR_WEIGHT),
-                }
-            )
-        db.movies.insert_many(docs, ordered=False)
-        db.meta.insert_one({"_id": "ratings_stats", "global_mean": mu})
-        rows = [
-            {"userId": int(u), "movieId": int(m), "rating": float(r), "timestamp": int(t)}
-            for u, m, r, t in zip(
-                ratings.user_ids,
-                ratings.movie_ids,
-                ratings.ratings,
-                ratings.timestamps,
-                strict=True,
-            )
-        ]
-        for s in range(0, len(rows), 20000):
-            db.ratings.insert_many(rows[s : s + 20000], ordered=False)
-    finally:
-        client.close()
-
-
-def train_and_publish(
-    data_dir: Path, model_dir: Path, *, ranking: bool = True, seed: int = 42
-) -> TrainedModel:
-    """The kernel's local engine on all of ml-latest-small, published with save_model."""
-    r = load_ratings(data_dir / "ratings.csv")
-    inter, user_ids, item_ids = als.index_ratings(r.user_ids, r.movie_ids, r.ratings)
-    ep = als.ExplicitParams(**{**als.DEFAULT_EXPLICIT.to_dict(), "seed": seed})
-    em = als.fit_explicit(inter, ep)
-    arrays: dict[str, np.ndarray] = {
-        "P": em.P,
-        "Q": em.Q,
-        "user_bias": em.user_bias,
-        "item_bias": em.item_bias,
-        "global_mean": np.asarray(em.mu, dtype=np.float64),
-        "user_ids": user_ids,
-        "item_ids": item_ids,
-        "item_counts": np.bincount(inter.item_idx, minlength=inter.n_items).astype(np.int64),
-    }
-    params: dict = {"explicit": ep.to_dict(), "ranking": None}
-    X = np.zeros((0, 0))
-    if ranking:
-        im = als.fit_implicit(inter, als.DEFAULT_IMPLICIT)
-        arrays |= {"rank_X": im.X, "rank_Y": im.Y}
-        params["ranking"] = als.DEFAULT_IMPLICIT.to_dict()
-        X = im.X
-    manifest = {
-        "params": params,
-        "data": {
-            "n_ratings": len(inter),
-            "n_users": inter.n_users,
-            "n_items": inter.n_items,
-            "fingerprint": "tests",
-        },
-        "metrics": {"rmse": None, "mae": None, "train_rmse": em.history[-1]["train_rmse"]},
-        "history": em.history,
-    }
-    version = artifacts.save_model(model_dir, arrays, manifest)
-    return TrainedModel(model_dir, version, user_ids, item_ids, em.P, em.Q, em.user_bias, X)
-
-
-def install_version(src_root: Path, version: str, dst_root: Path, activate: bool = True) -> None:
-    """Copy a published version into another MODEL_DIR (what a shared volume sync would do)."""
-    (dst_root / "versions").mkdir(parents=True, exist_ok=True)
-    shutil.copytree(src_root / "versions" / version, dst_root / "versions" / version)
-    if activate:
-        artifacts.activate(dst_root, version)
 
 
 @pytest.fixture(scope="session")
@@ -157,27 +44,6 @@ def trained_explicit_only(
     tmp_path_factory: pytest.TempPathFactory, movielens_dir: Path
 ) -> TrainedModel:
     return train_and_publish(movielens_dir, tmp_path_factory.mktemp("explicit"), ranking=False)
-
-
-class RecsServer:
-    def __init__(self, base_url: str, proc: ManagedProcess, model_dir: Path) -> None:
-        self.base_url = base_url
-        self.proc = proc
-        self.model_dir = model_dir
-        self.client = httpx.Client(base_url=base_url, timeout=10.0)
-
-    def token(self, user_id: int, role: str = "user", ttl: int = 600) -> str:
-        return issue_token(JWT_SECRET, user_id, f"user{user_id}", role, ttl)  # type: ignore[arg-type]
-
-    def as_user(self, user_id: int, role: str = "user") -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token(user_id, role)}"}
-
-    @property
-    def service(self) -> dict[str, str]:
-        return {"X-API-Key": API_KEY}
-
-
-StartServer = Callable[..., RecsServer]
 
 
 @pytest.fixture(scope="session")

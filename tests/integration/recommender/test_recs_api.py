@@ -1,0 +1,332 @@
+"""The /api/recs surface against a real uvicorn process, SecantusDB with ml-latest-small, and a
+model trained by the kernel on the same data."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from movierec_common import als, artifacts
+from movierec_common.movielens import load_ratings
+from pymongo import MongoClient
+
+from tests.integration.recommender.support import (
+    RecsServer,
+    SeededDb,
+    StartServer,
+    TrainedModel,
+    install_version,
+)
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def csv_ratings(movielens_dir: Path):
+    return load_ratings(movielens_dir / "ratings.csv")
+
+
+def rated_by(csv_ratings, user_id: int) -> set[int]:
+    return set(csv_ratings.movie_ids[csv_ratings.user_ids == user_id].tolist())
+
+
+def expected_rating_order(model_root: Path, user_id: int, exclude: set[int], k: int) -> list[int]:
+    """Independent recomputation of the design's original list: μ + b_u + b_i + p·q, float64."""
+    art = artifacts.load_model(model_root)
+    u = int(np.searchsorted(art.user_ids, user_id))
+    pred = art.global_mean + art.user_bias[u] + art.item_bias + art.Q @ art.P[u]
+    mask = np.isin(art.item_ids, list(exclude))
+    pred[mask] = -np.inf
+    return art.item_ids[np.argsort(-pred, kind="stable")[:k]].tolist()
+
+
+def insert_ratings(db: SeededDb, user_id: int, pairs: list[tuple[int, float]]) -> None:
+    client = MongoClient(db.url)
+    try:
+        client[db.name].ratings.insert_many(
+            [
+                {"userId": user_id, "movieId": m, "rating": r, "timestamp": int(time.time())}
+                for m, r in pairs
+            ]
+        )
+    finally:
+        client.close()
+
+
+def test_known_user_gets_personalized_ranking_list_without_rated_movies(
+    recs: RecsServer, csv_ratings
+) -> None:
+    r = recs.client.get("/api/recs/users/1", params={"k": 10}, headers=recs.service)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["strategy"] == "personalized"
+    assert body["order"] == "ranking" and body["ranking_model"] is True
+    assert body["n_user_ratings"] == len(rated_by(csv_ratings, 1))
+    items = body["items"]
+    assert len(items) == 10
+    ids = [it["movieId"] for it in items]
+    assert len(set(ids)) == 10
+    assert not set(ids) & rated_by(csv_ratings, 1)
+    scores = [it["score"] for it in items]
+    assert scores == sorted(scores, reverse=True)
+    for it in items:
+        assert it["title"] and it["genres"] and it["strategy"] == "personalized"
+        assert 0.5 <= it["predicted_rating"] <= 5.0
+
+
+def test_strategy_rating_reproduces_the_explicit_formula(
+    recs: RecsServer, trained: TrainedModel, csv_ratings
+) -> None:
+    r = recs.client.get(
+        "/api/recs/users/15", params={"k": 20, "strategy": "rating"}, headers=recs.service
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["order"] == "rating"
+    got = [it["movieId"] for it in body["items"]]
+    want = expected_rating_order(trained.root, 15, rated_by(csv_ratings, 15), 20)
+    # float32 serving vs float64 reference: allow a swap of near-ties at the tail only.
+    assert got[:15] == want[:15]
+    assert len(set(got) & set(want)) >= 18
+
+
+def test_fold_in_of_a_training_user_reproduces_their_list_and_predictions(
+    recs: RecsServer, recs_db: SeededDb, csv_ratings
+) -> None:
+    source, clone = 5, 900_005
+    mask = csv_ratings.user_ids == source
+    pairs = [
+        (int(m), float(x))
+        for m, x in zip(csv_ratings.movie_ids[mask], csv_ratings.ratings[mask], strict=True)
+    ]
+    insert_ratings(recs_db, clone, pairs)
+    for order in ("ranking", "rating"):
+        a = recs.client.get(
+            f"/api/recs/users/{source}", params={"k": 20, "strategy": order}, headers=recs.service
+        ).json()
+        b = recs.client.get(
+            f"/api/recs/users/{clone}", params={"k": 20, "strategy": order}, headers=recs.service
+        ).json()
+        assert a["strategy"] == "personalized" and b["strategy"] == "fold-in"
+        assert b["n_user_ratings"] == len(pairs)
+        assert [i["movieId"] for i in b["items"]] == [i["movieId"] for i in a["items"]]
+        for x, y in zip(a["items"], b["items"], strict=True):
+            assert y["predicted_rating"] == pytest.approx(x["predicted_rating"], abs=2e-3)
+            assert y["score"] == pytest.approx(x["score"], rel=1e-3, abs=1e-4)
+            assert y["strategy"] == "fold-in"
+    pa = recs.client.get(
+        "/api/recs/predict", params={"userId": source, "movieId": 1}, headers=recs.service
+    ).json()
+    pb = recs.client.get(
+        "/api/recs/predict", params={"userId": clone, "movieId": 1}, headers=recs.service
+    ).json()
+    assert pb["strategy"] == "fold-in"
+    assert pb["raw_prediction"] == pytest.approx(pa["raw_prediction"], abs=1e-3)
+
+
+def test_new_user_with_a_few_ratings_is_folded_in(
+    recs: RecsServer, recs_db: SeededDb, trained: TrainedModel
+) -> None:
+    user = 900_100
+    pairs = [(1, 5.0), (3114, 5.0), (2355, 4.5), (999_999_999, 3.0)]  # last: not in the model
+    insert_ratings(recs_db, user, pairs)
+    body = recs.client.get(f"/api/recs/users/{user}", headers=recs.service).json()
+    assert body["strategy"] == "fold-in" and len(body["items"]) == 10
+    assert body["n_user_ratings"] == 4
+    # Independent recomputation with the kernel on the published arrays (float64).
+    art = artifacts.load_model(trained.root)
+    idx = np.searchsorted(art.item_ids, [1, 3114, 2355])
+    params = als.ImplicitParams(**art.manifest["params"]["ranking"])
+    x = als.fold_in_implicit(art.rank_Y, idx, np.array([5.0, 5.0, 4.5]), params)
+    scores = art.rank_Y @ x
+    scores[idx] = -np.inf
+    want = art.item_ids[np.argsort(-scores, kind="stable")[:10]].tolist()
+    got = [i["movieId"] for i in body["items"]]
+    assert got[:8] == want[:8] and len(set(got) & set(want)) >= 9
+    popular = recs.client.get("/api/recs/users/950002", headers=recs.service).json()
+    assert got != [i["movieId"] for i in popular["items"]]
+
+
+def test_ratings_made_after_training_and_exclude_param_are_excluded(
+    recs: RecsServer, recs_db: SeededDb
+) -> None:
+    user = 7
+    first = recs.client.get(f"/api/recs/users/{user}", headers=recs.service).json()
+    top = [i["movieId"] for i in first["items"]]
+    insert_ratings(recs_db, user, [(top[0], 4.0), (top[1], 2.0)])
+    second = recs.client.get(f"/api/recs/users/{user}", headers=recs.service).json()
+    assert second["strategy"] == "personalized"
+    assert second["n_user_ratings"] == first["n_user_ratings"] + 2
+    ids = [i["movieId"] for i in second["items"]]
+    assert top[0] not in ids and top[1] not in ids
+    assert ids[:8] == top[2:10]  # the rest keeps its order (same model vectors)
+    third = recs.client.get(
+        f"/api/recs/users/{user}",
+        params=[("exclude", f"{ids[0]},{ids[1]}"), ("exclude", str(ids[2]))],
+        headers=recs.service,
+    ).json()
+    assert [i["movieId"] for i in third["items"]][:7] == ids[3:10]
+
+
+def test_genre_filter_for_personalized_fold_in_and_popular(recs: RecsServer) -> None:
+    for user in (1, 900_100, 950_000):
+        r = recs.client.get(
+            f"/api/recs/users/{user}", params={"genre": "comedy", "k": 15}, headers=recs.service
+        )
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["genre"] == "Comedy"
+        assert len(body["items"]) == 15
+        assert all("Comedy" in i["genres"] for i in body["items"]), body
+    bad = recs.client.get("/api/recs/users/1", params={"genre": "Nope"}, headers=recs.service)
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "unknown_genre"
+
+
+def test_user_without_ratings_gets_the_damped_mean_popularity_list(
+    recs: RecsServer, recs_db: SeededDb
+) -> None:
+    body = recs.client.get("/api/recs/users/950000", params={"k": 12}, headers=recs.service).json()
+    assert body["strategy"] == "popular" and body["order"] == "popularity"
+    client = MongoClient(recs_db.url)
+    try:
+        want = [
+            d["movieId"]
+            for d in client[recs_db.name]
+            .movies.find({}, {"movieId": 1, "popularity_score": 1, "rating_count": 1})
+            .sort([("popularity_score", -1), ("rating_count", -1), ("movieId", 1)])
+            .limit(12)
+        ]
+    finally:
+        client.close()
+    assert [i["movieId"] for i in body["items"]] == want
+    assert all(i["strategy"] == "popular" for i in body["items"])
+
+
+def test_similar_movies_toy_story_lists_toy_story_2(recs: RecsServer, csv_ratings) -> None:
+    r = recs.client.get("/api/recs/similar/1", params={"k": 10})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    ids = [i["movieId"] for i in body["items"]]
+    assert 3114 in ids
+    assert 1 not in ids and len(ids) == 10
+    counts = np.bincount(np.searchsorted(np.unique(csv_ratings.movie_ids), csv_ratings.movie_ids))
+    uniq = np.unique(csv_ratings.movie_ids)
+    for mid in ids:
+        assert counts[np.searchsorted(uniq, mid)] >= body["min_ratings"] == 10
+    sims = [i["similarity"] for i in body["items"]]
+    assert sims == sorted(sims, reverse=True) and all(-1.0 <= s <= 1.0 for s in sims)
+    missing = recs.client.get("/api/recs/similar/999999999")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "unknown_movie"
+
+
+def test_predict_matches_the_formula_and_reports_the_users_rating(
+    recs: RecsServer, trained: TrainedModel
+) -> None:
+    r = recs.client.get(
+        "/api/recs/predict", params={"userId": 1, "movieId": 1}, headers=recs.service
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    art = artifacts.load_model(trained.root)
+    u, i = int(np.searchsorted(art.user_ids, 1)), int(np.searchsorted(art.item_ids, 1))
+    want = art.global_mean + art.user_bias[u] + art.item_bias[i] + art.P[u] @ art.Q[i]
+    assert body["raw_prediction"] == pytest.approx(want, abs=1e-4)
+    assert body["predicted_rating"] == pytest.approx(min(5.0, max(0.5, want)), abs=1e-3)
+    assert body["strategy"] == "personalized" and body["user_rating"] == 4.0
+    cold = recs.client.get(
+        "/api/recs/predict", params={"userId": 950001, "movieId": 1}, headers=recs.service
+    ).json()
+    assert cold["strategy"] == "baseline"
+    assert cold["raw_prediction"] == pytest.approx(art.global_mean + art.item_bias[i], abs=1e-4)
+
+
+def test_batch_returns_one_list_per_user(recs: RecsServer) -> None:
+    r = recs.client.post(
+        "/api/recs/batch",
+        json={"userIds": [1, 2, 950000, 1], "k": 5, "strategy": "rating"},
+        headers=recs.service,
+    )
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [x["userId"] for x in results] == [1, 2, 950000]
+    assert [x["strategy"] for x in results] == ["personalized", "personalized", "popular"]
+    single = recs.client.get(
+        "/api/recs/users/2", params={"k": 5, "strategy": "rating"}, headers=recs.service
+    ).json()
+    assert results[1]["items"] == single["items"]
+    big = recs.client.post(
+        "/api/recs/batch",
+        json={"userIds": list(range(1, 1001)), "k": 3},
+        headers=recs.service,
+        timeout=120,
+    )
+    assert big.status_code == 200
+    assert len(big.json()["results"]) == 1000
+
+
+def test_model_info_metrics_and_probes(recs: RecsServer, trained: TrainedModel) -> None:
+    info = recs.client.get("/api/recs/model").json()
+    assert info["strategy"] == "model" and info["version"] == trained.version
+    assert info["has_ranking"] is True and info["similar_factors"] == "blend"
+    assert info["trained_at"] and info["load_seconds"] > 0 and info["loaded_at"] > 0
+    assert info["n_users"] == 610 and info["n_items"] == 9724
+    assert info["last_error"] is None
+    assert recs.client.get("/healthz").json() == {"status": "ok"}
+    ready = recs.client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"]["database"] is True
+    recs.client.get("/api/recs/users/1", headers=recs.service)
+    text = recs.client.get("/metrics").text
+    assert f'movierec_recs_model_info{{has_ranking="true",version="{trained.version}"}} 1.0' in text
+    assert 'route="/api/recs/users/{user_id}"' in text
+    assert "movierec_recs_request_seconds_bucket" in text
+
+
+def test_model_without_ranking_factors_orders_by_rating_and_says_so(
+    recs_db: SeededDb,
+    trained_explicit_only: TrainedModel,
+    tmp_path: Path,
+    start_recs_server: StartServer,
+) -> None:
+    install_version(trained_explicit_only.root, trained_explicit_only.version, tmp_path)
+    server = start_recs_server(recs_db, tmp_path)
+    body = server.client.get("/api/recs/users/1", headers=server.service).json()
+    assert body["strategy"] == "personalized"
+    assert body["ranking_model"] is False and body["order"] == "rating"
+    preds = [i["score"] for i in body["items"]]
+    assert preds == sorted(preds, reverse=True)
+    info = server.client.get("/api/recs/model").json()
+    assert info["has_ranking"] is False and info["similar_factors"] == "explicit"
+    sim = server.client.get("/api/recs/similar/1").json()
+    assert sim["factors"] == "explicit" and 3114 in [i["movieId"] for i in sim["items"]]
+    server.proc.stop()
+
+
+def test_without_a_model_popularity_is_served_until_one_is_published(
+    recs_db: SeededDb, trained: TrainedModel, tmp_path: Path, start_recs_server: StartServer
+) -> None:
+    server = start_recs_server(recs_db, tmp_path / "empty")
+    info = server.client.get("/api/recs/model").json()
+    assert info["strategy"] == "popular" and info["version"] is None
+    assert server.client.get("/readyz").status_code == 200
+    body = server.client.get("/api/recs/users/1", headers=server.service).json()
+    assert body["strategy"] == "popular" and body["model_version"] is None
+    assert len(body["items"]) == 10 and all(i["predicted_rating"] is None for i in body["items"])
+    assert server.client.get("/api/recs/similar/1").status_code == 503
+    assert (
+        server.client.get(
+            "/api/recs/predict", params={"userId": 1, "movieId": 1}, headers=server.service
+        ).json()["error"]["code"]
+        == "no_model"
+    )
+    install_version(trained.root, trained.version, tmp_path / "empty")
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        if server.client.get("/api/recs/model").json()["version"] == trained.version:
+            break
+        time.sleep(0.05)
+    body = server.client.get("/api/recs/users/1", headers=server.service).json()
+    assert body["strategy"] == "personalized" and body["model_version"] == trained.version
+    server.proc.stop()
