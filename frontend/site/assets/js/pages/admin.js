@@ -324,25 +324,30 @@ export async function adminPage(ctx) {
   const jobsSlot = h("div");
   let retrain = null;
 
+  // Each source loads on its own, so one failing endpoint shows its error in its own panel
+  // while the rest of the page still works.
   const reload = async () => {
-    try {
-      const [models, served, jobs] = await Promise.all([
-        api("/api/admin/models", { signal: ctx.signal }),
-        api("/api/recs/model", { signal: ctx.signal }).catch((err) => (err.name === "AbortError" ? Promise.reject(err) : { version: null, last_error: err.message })),
-        api("/api/admin/jobs", { query: { limit: 20 }, signal: ctx.signal }),
-      ]);
-      const versions = asList(models, "versions", "models").items;
-      const jobList = asList(jobs, "jobs").items;
+    const [models, served, jobs] = await Promise.allSettled([
+      api("/api/admin/models", { signal: ctx.signal }),
+      api("/api/recs/model", { signal: ctx.signal }),
+      api("/api/admin/jobs", { query: { limit: 20 }, signal: ctx.signal }),
+    ]);
+    if (ctx.signal.aborted) return;
+    const jobList = jobs.status === "fulfilled" ? asList(jobs.value, "jobs").items : [];
+    const running = jobList.find((j) => j.status === "queued" || j.status === "running");
+    if (!retrain) retrain = retrainPanel(ctx, () => setTimeout(reload, 300), running);
+    const servedInfo =
+      served.status === "fulfilled" ? served.value : { version: null, last_error: served.reason.message };
+    if (models.status === "fulfilled") {
+      const versions = asList(models.value, "versions", "models").items;
       const active = versions.find((v) => v.active) || null;
-      const running = jobList.find((j) => j.status === "queued" || j.status === "running");
-      if (!retrain) retrain = retrainPanel(ctx, () => setTimeout(reload, 300), running);
-      replace(top, activeModelPanel(ctx, active, served), retrain);
+      replace(top, activeModelPanel(ctx, active, servedInfo), retrain);
       replace(versionsSlot, versionsPanel(versions, reload));
-      replace(jobsSlot, jobsPanel(jobList));
-    } catch (err) {
-      if (err.name === "AbortError") return;
-      replace(top, errorBox(err, reload));
+    } else {
+      replace(top, panel("Active model", "active-model", errorBox(models.reason, reload)), retrain);
+      replace(versionsSlot);
     }
+    replace(jobsSlot, jobs.status === "fulfilled" ? jobsPanel(jobList) : panel("Job history", "jobs", errorBox(jobs.reason, reload)));
   };
   replace(top, spinner("Loading models and jobs…"));
   reload();
