@@ -365,15 +365,42 @@ def naive_solve_explicit(
 # --------------------------------------------------------------------------------------------
 
 
+# The defaults below were chosen by bench/tune_defaults.py on ml-latest-small: seeded 80/20
+# holdout (als.random_holdout, seed 42), then a seeded 80/20 validation split carved from the
+# TRAIN part only; every candidate fitted on 64 % and scored on the 16 % validation split. The
+# test split was used once, after the choice, to report the numbers:
+#
+#   explicit, validation RMSE (rank 20, 20 iterations, bias λ 10 fixed by contract)
+#     λ·n scaled 0.18 init 0.01 → 0.8458   (best; 0.15 → 0.847, 0.2 → 0.8464, 0.1 → 0.860)
+#     λ plain    15   init 0.01 → 0.8488   (best plain; plain 0.1 → 1.29, plain 1 → 1.11)
+#   ranking, validation NDCG@10 (popularity 0.112), budget ≤ ½ the explicit fit's CPU time
+#     rank 20 α 1 λ 30, 10 it. → 0.1801   (best within budget; α ∈ {.5,.7,1,1.5,2,5},
+#                                          λ ∈ {1..100}, rank ∈ {10,20,32,50}, it. ∈ {3..15})
+#     rank 50 α 1 λ 30,  8 it. → 0.1861   (best overall, 3× the CPU: over budget)
+#
+#   TEST split (fit on the whole 80 % train part):
+#     model                      RMSE    MAE     NDCG@10  P@10    R@10    coverage
+#     global mean                1.0424  0.8310
+#     biases only                0.8681  0.6707
+#     explicit plain λ 15        0.8469  0.6521  0.1342   0.1034  0.0715  0.020
+#     explicit DEFAULT           0.8451  0.6511  0.0875   0.0669  0.0512  0.057
+#     popularity (most rated)                    0.1644   0.1240  0.0985  0.006
+#     ranking DEFAULT                            0.2800   0.2074  0.1978  0.050
+#
+# Scaled λ·n (Spark's ALS-WR convention) wins because the per-row penalty grows with the
+# evidence: a movie with 2 ratings is shrunk hard towards its bias, a user with 2000 ratings
+# barely at all, where one plain λ must either overfit the long tail or underfit heavy users.
+
+
 @dataclass(frozen=True)
 class ExplicitParams:
     rank: int = 20
-    reg: float = 0.1
+    reg: float = 0.18
     reg_scaled: bool = True
     bias_reg: float = 10.0
     iterations: int = 20
     seed: int = 42
-    init_scale: float = 0.1
+    init_scale: float = 0.01
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -382,9 +409,9 @@ class ExplicitParams:
 @dataclass(frozen=True)
 class ImplicitParams:
     rank: int = 20
-    reg: float = 10.0
+    reg: float = 30.0
     alpha: float = 1.0
-    iterations: int = 20
+    iterations: int = 10
     seed: int = 42
     init_scale: float = 0.1
 
@@ -392,7 +419,6 @@ class ImplicitParams:
         return asdict(self)
 
 
-# Chosen on a validation split carved from the training part (bench/tune_defaults.py).
 DEFAULT_EXPLICIT = ExplicitParams()
 DEFAULT_IMPLICIT = ImplicitParams()
 
