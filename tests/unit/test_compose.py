@@ -237,7 +237,14 @@ def test_every_make_run_setting_is_documented() -> None:
 
 def _settings_classes() -> list[type[BaseSettings]]:
     found: list[type[BaseSettings]] = []
-    for pkg_name in ("movierec_common", "catalog_api", "recommender_api", "movierec_init"):
+    packages = (
+        "movierec_common",
+        "catalog_api",
+        "recommender_api",
+        "movierec_init",
+        "movierec_trainer",
+    )
+    for pkg_name in packages:
         try:
             pkg = importlib.import_module(pkg_name)
         except ImportError:
