@@ -26,6 +26,11 @@ class RecommenderSettings(CommonSettings):
         "factors (measured in bench/bench_recs.py), else explicit.",
     )
     reload_debounce_ms: int = Field(300, ge=10, description="watchfiles grouping window.")
+    reload_watch: bool = Field(
+        True,
+        description="Use file-system events (inotify); turn off on volumes that do not deliver "
+        "them (NFS), the periodic check then does the work.",
+    )
     reload_poll_seconds: float = Field(
         5.0, gt=0, description="Fallback check of CURRENT when file events are missed."
     )

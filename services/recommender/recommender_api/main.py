@@ -36,6 +36,7 @@ def create_app(settings: RecommenderSettings | None = None) -> FastAPI:
             similar_min_ratings=settings.similar_min_ratings,
             debounce_ms=settings.reload_debounce_ms,
             poll_seconds=settings.reload_poll_seconds,
+            watch=settings.reload_watch,
         )
         store.on_swap.append(metrics.on_model)
         store.on_fail.append(lambda _v, _m: metrics.reloads.labels("refused").inc())

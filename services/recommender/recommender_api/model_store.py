@@ -69,12 +69,14 @@ class ModelStore:
         similar_min_ratings: int = 10,
         debounce_ms: int = 300,
         poll_seconds: float = 5.0,
+        watch: bool = True,
     ) -> None:
         self.model_dir = Path(model_dir)
         self.similar_factors = similar_factors
         self.similar_min_ratings = similar_min_ratings
         self.debounce_ms = debounce_ms
         self.poll_seconds = poll_seconds
+        self.watch = watch
         self.current: ServingModel | None = None
         self.last_error: str | None = None
         self.last_error_at: float | None = None
@@ -152,10 +154,9 @@ class ModelStore:
                 "no model yet: serving popularity only", extra={"model_dir": str(self.model_dir)}
             )
         self._stop.clear()
-        self._tasks = [
-            asyncio.create_task(self._watch(), name="model-watch"),
-            asyncio.create_task(self._poll(), name="model-poll"),
-        ]
+        self._tasks = [asyncio.create_task(self._poll(), name="model-poll")]
+        if self.watch:
+            self._tasks.append(asyncio.create_task(self._watch(), name="model-watch"))
 
     async def stop(self) -> None:
         self._stop.set()
