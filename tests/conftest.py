@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import DATA_DIR, ROOT, MongoServer
+from tests.support.movielens_db import MovieLensDB, create_movielens_db
 
 OUTPUT_DIR = ROOT / "test-output"
 
@@ -48,3 +49,11 @@ def mongo_url(tmp_path_factory: pytest.TempPathFactory, output_dir: Path) -> Ite
 def db_name() -> str:
     """A fresh database name per test, so tests sharing one server never see each other's data."""
     return f"t_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def movielens_db(mongo_url: str, movielens_dir: Path, output_dir: Path) -> MovieLensDB:
+    """A database initialised once per session by `python -m movierec_init` from ml-latest-small:
+    admin account (ADMIN_USERNAME/ADMIN_PASSWORD) and demo logins ml<userId> (DEMO_PASSWORD).
+    Shared by every suite: write to it only in ways other tests tolerate."""
+    return create_movielens_db(mongo_url, movielens_dir, output_dir)

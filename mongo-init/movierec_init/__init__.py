@@ -1,0 +1,11 @@
+"""mongo-init: the one-shot, idempotent set-up of MovieRec's MongoDB database.
+
+It creates the collections with JSON-schema validators and indexes, imports the MovieLens CSVs
+(movies + links, ratings), computes each movie's rating statistics and popularity, and creates
+the admin account and (optionally) one demo login per MovieLens user. Re-running it changes
+nothing: the import is skipped when the `meta` import marker matches the data set, and every
+write is an upsert or an insert guarded by a unique index.
+
+`movierec_init.model` also holds the few data-model rules the catalog API must apply exactly
+the same way (title tokens for search, the damped-mean popularity).
+"""

@@ -1,0 +1,60 @@
+"""Data-model rules shared by mongo-init and the catalog API, so both compute them identically.
+
+- Collection names and the meta document ids.
+- Title tokens: SecantusDB (the embedded server) has no text indexes, so title search runs on
+  an indexed array of lower-cased, accent-free word tokens (`title_tokens`); whole words match
+  with `$all`, the last word typed matches as an anchored prefix regex. This behaves the same on
+  a real mongod.
+- Popularity: the damped mean (rating_sum + m·C)/(rating_count + m), which keeps a movie with a
+  single 5-star rating from outranking one with hundreds of 4.5s.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+MOVIES = "movies"
+RATINGS = "ratings"
+USERS = "users"
+JOBS = "jobs"
+COUNTERS = "counters"
+META = "meta"
+
+RATINGS_STATS_ID = "ratings_stats"  # {_id, global_mean, prior_weight, n_ratings}
+IMPORT_MARKER_ID = "movielens_import"  # {_id, fingerprint, counts, finished_at}
+USER_ID_COUNTER = "userId"  # counters doc {_id: "userId", seq: <last id handed out>}
+
+ROLE_USER = "user"
+ROLE_ADMIN = "admin"
+
+_TOKEN_RE = re.compile(r"\w+", re.UNICODE)
+
+
+def fold(text: str) -> str:
+    """Lower-case and strip accents, so 'Amélie' is found by typing 'amelie'."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def tokenize(text: str) -> list[str]:
+    return _TOKEN_RE.findall(fold(text))
+
+
+def title_tokens(title: str) -> list[str]:
+    """Distinct tokens in first-seen order (a multikey index needs no duplicates)."""
+    return list(dict.fromkeys(tokenize(title)))
+
+
+def damped_mean(rating_sum: float, rating_count: int, prior_mean: float, weight: float) -> float:
+    return (rating_sum + weight * prior_mean) / (rating_count + weight)
+
+
+def movie_stats(rating_sum: float, rating_count: int, prior_mean: float, weight: float) -> dict:
+    """The four stats fields of a movie document, from its exact sum and count."""
+    return {
+        "rating_count": int(rating_count),
+        "rating_sum": float(rating_sum),
+        "avg_rating": (float(rating_sum) / rating_count) if rating_count else None,
+        "popularity_score": damped_mean(rating_sum, rating_count, prior_mean, weight),
+    }

@@ -1,0 +1,111 @@
+"""The init sequence: wait for MongoDB, schema, import, statistics, accounts, summary."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from argon2 import PasswordHasher
+from movierec_common.mongo import make_client, wait_for_mongo
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from movierec_init import accounts, model
+from movierec_init.config import InitSettings
+from movierec_init.importer import import_movielens
+from movierec_init.schema import ensure_schema
+
+log = logging.getLogger(__name__)
+
+
+class InitError(RuntimeError):
+    """A configuration or data problem the operator must fix; printed without a traceback."""
+
+
+@dataclass
+class InitSummary:
+    counts: dict[str, int] = field(default_factory=dict)
+    import_skipped: bool = False
+    admin: str = "skipped"
+    demo_created: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+async def run_init(settings: InitSettings, console: Console | None = None) -> InitSummary:
+    console = console or Console(stderr=True)
+    if settings.demo_accounts and settings.demo_password is None:
+        raise InitError("DEMO_ACCOUNTS=1 needs DEMO_PASSWORD (the password demo logins share)")
+    for name in ("movies.csv", "links.csv", "ratings.csv"):
+        if not (settings.data_dir / name).exists():
+            raise InitError(f"{settings.data_dir / name} is missing: run `make data` first")
+    summary = InitSummary()
+    client = make_client(settings.mongo_url, settings.mongo_timeout_ms)
+    try:
+        t0 = time.perf_counter()
+        await wait_for_mongo(client)
+        db = client[settings.mongo_db]
+        await ensure_schema(db)
+        summary.seconds["schema"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        with Progress(
+            TextColumn("{task.description:>8}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            result = await import_movielens(
+                db,
+                settings.data_dir,
+                settings.popularity_prior_weight,
+                settings.batch_size,
+                progress,
+            )
+        summary.import_skipped = result.skipped
+        summary.seconds["import"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        await accounts.ensure_user_counter(db, max(result.ml_user_ids, default=0))
+        hasher = PasswordHasher()
+        if settings.admin_password is not None:
+            summary.admin = await accounts.ensure_admin(
+                db, settings.admin_username, settings.admin_password.get_secret_value(), hasher
+            )
+        else:
+            log.warning("ADMIN_PASSWORD not set: no admin account created")
+        if settings.demo_accounts and settings.demo_password is not None:
+            summary.demo_created, _ = await accounts.ensure_demo_accounts(
+                db,
+                result.ml_user_ids,
+                settings.demo_password.get_secret_value(),
+                hasher,
+                settings.batch_size,
+            )
+        summary.seconds["accounts"] = time.perf_counter() - t0
+
+        for name in (model.MOVIES, model.RATINGS, model.USERS):
+            summary.counts[name] = await db[name].count_documents({})
+        summary.counts["movies_with_ratings"] = await db[model.MOVIES].count_documents(
+            {"rating_count": {"$gt": 0}}
+        )
+    finally:
+        await client.close()
+
+    table = Table(title=f"movierec_init: database {settings.mongo_db!r}")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for name, n in summary.counts.items():
+        table.add_row(name, f"{n:,}")
+    table.add_row("import", "skipped (already imported)" if result.skipped else "done")
+    table.add_row("ratings inserted", f"{result.ratings_inserted:,}")
+    table.add_row("malformed rows", f"{result.malformed_rows:,}")
+    table.add_row("global mean C", f"{result.global_mean:.4f}")
+    table.add_row("admin account", summary.admin)
+    table.add_row("demo accounts created", f"{summary.demo_created:,}")
+    for phase, secs in summary.seconds.items():
+        table.add_row(f"{phase} seconds", f"{secs:.1f}")
+    console.print(table)
+    return summary

@@ -1,0 +1,130 @@
+"""Collections, JSON-schema validators and indexes (ARCHITECTURE.md's data model).
+
+`ensure_schema` is idempotent: it creates what is missing and re-applies validators with
+`collMod`, so a re-run after a schema change updates an existing database in place.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import OperationFailure
+
+from movierec_init import model
+
+log = logging.getLogger(__name__)
+
+INT = ["int", "long"]
+NUM = ["double", "int", "long", "decimal"]
+
+VALIDATORS: dict[str, dict[str, Any]] = {
+    model.MOVIES: {
+        "bsonType": "object",
+        "required": ["movieId", "title", "genres", "rating_count", "rating_sum"],
+        "properties": {
+            "movieId": {"bsonType": INT, "minimum": 1},
+            "title": {"bsonType": "string", "minLength": 1},
+            "year": {"bsonType": [*INT, "null"]},
+            "genres": {"bsonType": "array", "items": {"bsonType": "string"}},
+            "title_tokens": {"bsonType": "array", "items": {"bsonType": "string"}},
+            "imdbId": {"bsonType": ["string", "null"]},
+            "tmdbId": {"bsonType": [*INT, "null"]},
+            "rating_count": {"bsonType": INT, "minimum": 0},
+            "rating_sum": {"bsonType": NUM, "minimum": 0},
+            "avg_rating": {"bsonType": [*NUM, "null"]},
+            "popularity_score": {"bsonType": [*NUM, "null"]},
+        },
+    },
+    model.RATINGS: {
+        "bsonType": "object",
+        "required": ["userId", "movieId", "rating", "timestamp"],
+        "properties": {
+            "userId": {"bsonType": INT, "minimum": 1},
+            "movieId": {"bsonType": INT, "minimum": 1},
+            "rating": {"bsonType": NUM, "minimum": 0.5, "maximum": 5.0},
+            "timestamp": {"bsonType": INT},
+        },
+    },
+    model.USERS: {
+        "bsonType": "object",
+        "required": ["userId", "username", "username_key", "password_hash", "role", "created_at"],
+        "properties": {
+            "userId": {"bsonType": INT, "minimum": 1},
+            "username": {"bsonType": "string", "minLength": 1, "maxLength": 64},
+            "username_key": {"bsonType": "string", "minLength": 1, "maxLength": 64},
+            "password_hash": {"bsonType": "string", "pattern": "^\\$argon2id\\$"},
+            "role": {"enum": [model.ROLE_USER, model.ROLE_ADMIN]},
+            "created_at": {"bsonType": "date"},
+        },
+    },
+    model.JOBS: {
+        "bsonType": "object",
+        # Kept loose on purpose: the trainer worker writes progress/lease fields as it goes.
+        "required": ["status"],
+        "properties": {
+            "status": {
+                "enum": ["queued", "running", "succeeded", "failed", "rejected", "cancelled"]
+            },
+            "trigger": {"enum": ["manual", "schedule", "threshold"]},
+            "params": {"bsonType": "object"},
+            "created_at": {"bsonType": "date"},
+        },
+    },
+}
+
+# Few indexes on purpose: every index costs SecantusDB insert time on the 100k-row import, and
+# the other sorts (title, year, count) run on at most ~10k movies. The (userId, movieId) index
+# also serves "my ratings" (prefix userId).
+INDEXES: dict[str, list[IndexModel]] = {
+    model.MOVIES: [
+        IndexModel([("movieId", ASCENDING)], unique=True, name="movieId_unique"),
+        IndexModel([("title_tokens", ASCENDING)], name="title_tokens"),
+        IndexModel([("genres", ASCENDING)], name="genres"),
+        IndexModel([("popularity_score", DESCENDING)], name="popularity"),
+    ],
+    model.RATINGS: [
+        IndexModel([("userId", ASCENDING), ("movieId", ASCENDING)], unique=True, name="user_movie"),
+    ],
+    model.USERS: [
+        IndexModel([("userId", ASCENDING)], unique=True, name="userId_unique"),
+        IndexModel([("username_key", ASCENDING)], unique=True, name="username_unique"),
+    ],
+    model.JOBS: [
+        IndexModel([("status", ASCENDING), ("created_at", ASCENDING)], name="status_created"),
+        IndexModel([("created_at", DESCENDING)], name="created_desc"),
+    ],
+}
+
+ALL_COLLECTIONS = [
+    model.MOVIES,
+    model.RATINGS,
+    model.USERS,
+    model.JOBS,
+    model.COUNTERS,
+    model.META,
+]
+
+
+async def ensure_schema(db: AsyncDatabase) -> None:
+    existing = set(await db.list_collection_names())
+    for name in ALL_COLLECTIONS:
+        validator = VALIDATORS.get(name)
+        options: dict[str, Any] = {}
+        if validator is not None:
+            options = {
+                "validator": {"$jsonSchema": validator},
+                "validationLevel": "strict",
+                "validationAction": "error",
+            }
+        if name not in existing:
+            await db.create_collection(name, **options)
+        elif options:
+            try:
+                await db.command({"collMod": name, **options})
+            except OperationFailure as exc:  # a server without collMod keeps the old validator
+                log.warning("could not update validator", extra={"coll": name, "error": str(exc)})
+        if name in INDEXES:
+            await db[name].create_indexes(INDEXES[name])
