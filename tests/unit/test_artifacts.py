@@ -331,3 +331,50 @@ def test_npz_is_a_plain_zip_of_npy(tmp_path: Path) -> None:
     version = artifacts.save_model(tmp_path, _arrays(), _manifest())
     with zipfile.ZipFile(_factors(tmp_path, version)) as zf:
         assert all(name.endswith(".npy") for name in zf.namelist())
+
+
+def test_concurrent_publish_and_load_never_sees_a_partial_model(tmp_path: Path) -> None:
+    """A reader loading CURRENT in a loop while a publisher publishes (and prunes, keep=1) 25
+    versions must only ever get complete, self-consistent models."""
+    import threading
+
+    def arrays_for(i: int) -> dict:
+        a = _arrays(n_users=40, n_items=60, k=8)
+        a["P"] = np.full_like(a["P"], float(i))
+        a["Q"] = np.full_like(a["Q"], float(i))
+        return a
+
+    artifacts.save_model(tmp_path, arrays_for(0), _manifest(), version="v000", keep=1)
+    done = threading.Event()
+    errors: list[BaseException] = []
+    seen: set[int] = set()
+
+    def publisher() -> None:
+        try:
+            for i in range(1, 26):
+                artifacts.save_model(
+                    tmp_path, arrays_for(i), _manifest(), version=f"v{i:03d}", keep=1
+                )
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=publisher)
+    thread.start()
+    loads = 0
+    try:
+        while not done.is_set() or loads < 5:
+            model = artifacts.load_model(tmp_path)
+            value = float(model.P[0, 0])
+            assert np.array_equal(model.P, np.full_like(model.P, value))
+            assert np.array_equal(model.Q, np.full_like(model.Q, value))
+            assert model.version == f"v{int(value):03d}"
+            seen.add(int(value))
+            loads += 1
+    finally:
+        thread.join()
+    assert not errors, errors
+    assert artifacts.current_version(tmp_path) == "v025"
+    assert len(seen) >= 2  # the reader really overlapped with the publisher
+    assert len(artifacts.list_versions(tmp_path)) == 1

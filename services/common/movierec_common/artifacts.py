@@ -277,12 +277,28 @@ def activate(model_dir: str | Path, version: str) -> None:
 
 
 def load_model(model_dir: str | Path, version: str | None = None) -> ModelArtifact:
-    """Load and verify a version (CURRENT when not given); ArtifactError on any problem."""
+    """Load and verify a version (CURRENT when not given); ArtifactError on any problem.
+
+    Without an explicit version, a version that vanishes while it is being read (a concurrent
+    publisher pruned it right after moving CURRENT on) is retried against the new CURRENT; a
+    version that is genuinely broken is refused.
+    """
     root = Path(model_dir)
-    if version is None:
-        version = current_version(root)
-        if version is None:
+    if version is not None:
+        return _load_version(root, version)
+    for _ in range(5):
+        active = current_version(root)
+        if active is None:
             raise ArtifactError(f"no model published in {root} (CURRENT is missing or empty)")
+        try:
+            return _load_version(root, active)
+        except ArtifactError:
+            if current_version(root) == active:
+                raise
+    return _load_version(root, current_version(root) or "")
+
+
+def _load_version(root: Path, version: str) -> ModelArtifact:
     check_version_name(version)
     vdir = root / VERSIONS / version
     if not vdir.is_dir():
