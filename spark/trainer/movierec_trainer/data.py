@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from movierec_common import als
 from movierec_common.movielens import LoadReport, OnError, Ratings, load_ratings
 
 
@@ -91,14 +92,16 @@ def _drop_unseen(train: Ratings, test: Ratings) -> tuple[Ratings, int]:
 
 
 def random_holdout(r: Ratings, fraction: float, seed: int) -> Split:
-    """A seeded uniform fraction of all ratings goes to test (the benchmark's 80/20 protocol)."""
+    """The project's seeded random holdout (the kernel's `als.random_holdout`: exactly
+    round(fraction·n) rows drawn by a seeded permutation), so the trainer, the benchmark and
+    bench/tune_defaults.py all evaluate on the very same rows."""
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"holdout fraction must be in [0, 1), got {fraction}")
-    rng = np.random.default_rng(seed)
-    is_test = rng.random(len(r)) < fraction
-    train = subset(r, ~is_test)
-    test, dropped = _drop_unseen(train, subset(r, is_test))
-    return Split(train, test, "random", fraction, seed, dropped)
+    _, u = np.unique(r.user_ids, return_inverse=True)
+    _, i = np.unique(r.movie_ids, return_inverse=True)
+    train_mask, test_mask = als.random_holdout(u.ravel(), i.ravel(), fraction, seed)
+    dropped = int((~train_mask).sum() - test_mask.sum())
+    return Split(subset(r, train_mask), subset(r, test_mask), "random", fraction, seed, dropped)
 
 
 def temporal_holdout(r: Ratings, fraction: float) -> Split:

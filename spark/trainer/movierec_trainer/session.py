@@ -39,6 +39,12 @@ def build_spark(
         .config("spark.driver.host", "127.0.0.1")
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.ui.enabled", "true" if ui else "false")
+        .config("spark.ui.showConsoleProgress", "false")  # the trainer shows its own progress
+        # One task = one core: BLAS threads inside a Python worker would only oversubscribe.
+        .config("spark.executorEnv.OPENBLAS_NUM_THREADS", "1")
+        .config("spark.executorEnv.OMP_NUM_THREADS", "1")
+        .config("spark.executorEnv.MKL_NUM_THREADS", "1")
+        .config("spark.locality.wait", "0")
         .config("spark.sql.shuffle.partitions", "8")
         .config("spark.python.worker.reuse", "true")
         .config("spark.serializer", "org.apache.spark.serializer.KryoSerializer")

@@ -1,0 +1,201 @@
+"""`python -m movierec_trainer train|retrain|worker` — the trainer's command line (contract).
+
+With `--json` the LAST line on stdout is one JSON object other tools parse; logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from movierec_common import als
+from movierec_common.logs import setup_logging
+
+from movierec_trainer.config import TrainerSettings
+
+log = logging.getLogger("movierec_trainer")
+
+JSON_KEYS = (
+    "rmse",
+    "mae",
+    "train_seconds",
+    "n_ratings",
+    "version",
+    "ndcg_at_10",
+    "precision_at_10",
+    "recall_at_10",
+    "coverage_at_10",
+    "popularity_ndcg_at_10",
+)
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    d, r = als.DEFAULT_EXPLICIT, als.DEFAULT_IMPLICIT
+    p.add_argument("--engine", choices=["local", "spark"], default=None)
+    p.add_argument("--spark-master", default=None, help="default: SPARK_MASTER or local[2]")
+    p.add_argument("--partitions", type=int, default=None, help="Spark blocks per side")
+    p.add_argument("--rank", type=int, default=d.rank)
+    p.add_argument("--reg", type=float, default=d.reg, help="λ, scaled by each row's count")
+    p.add_argument("--bias-reg", type=float, default=d.bias_reg)
+    p.add_argument("--iterations", type=int, default=d.iterations)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--holdout", type=float, default=0.2, help="0 = train on all ratings")
+    p.add_argument("--ranking-rank", type=int, default=r.rank)
+    p.add_argument("--ranking-reg", type=float, default=r.reg)
+    p.add_argument("--ranking-alpha", type=float, default=r.alpha)
+    p.add_argument("--ranking-iterations", type=int, default=r.iterations)
+    p.add_argument("--no-ranking", action="store_true", help="explicit model only")
+    p.add_argument(
+        "--publish-full",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="after the holdout evaluation, refit on all ratings and publish that "
+        "(default: off for train, on for retrain)",
+    )
+    p.add_argument("--output", type=Path, default=None, help="MODEL_DIR to publish into")
+    p.add_argument("--json", action="store_true", help="print one JSON object as last line")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m movierec_trainer")
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train from MovieLens CSVs")
+    train.add_argument("--data-dir", type=Path, default=None)
+    _add_model_args(train)
+    retrain = sub.add_parser("retrain", help="MongoDB ratings merged with the CSV, once")
+    retrain.add_argument("--db-only", action="store_true")
+    retrain.add_argument("--csv-path", type=Path, default=None, help="ratings.csv or its dir")
+    _add_model_args(retrain)
+    sub.add_parser("worker", help="run the job queue and the retrain triggers")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace, settings: TrainerSettings, publish_full: bool):
+    from movierec_trainer.pipeline import TrainConfig
+
+    explicit = als.ExplicitParams(
+        **{
+            **als.DEFAULT_EXPLICIT.to_dict(),
+            "rank": args.rank,
+            "reg": args.reg,
+            "bias_reg": args.bias_reg,
+            "iterations": args.iterations,
+            "seed": args.seed,
+        }
+    )
+    ranking = None
+    if not args.no_ranking:
+        ranking = als.ImplicitParams(
+            **{
+                **als.DEFAULT_IMPLICIT.to_dict(),
+                "rank": args.ranking_rank,
+                "reg": args.ranking_reg,
+                "alpha": args.ranking_alpha,
+                "iterations": args.ranking_iterations,
+                "seed": args.seed,
+            }
+        )
+    return TrainConfig(
+        engine=args.engine or "local",
+        explicit=explicit,
+        ranking=ranking,
+        holdout=args.holdout,
+        split_seed=args.seed,
+        publish_full=publish_full if args.publish_full is None else args.publish_full,
+        num_partitions=args.partitions or settings.spark_partitions,
+    )
+
+
+def summary(outcome: Any, version: str | None) -> dict[str, Any]:
+    m = outcome.metrics
+    out = {key: m.get(key) for key in JSON_KEYS}
+    out["n_ratings"] = outcome.manifest["data"]["n_ratings"]
+    out["version"] = version
+    out.update({k: v for k, v in m.items() if k not in out})
+    out["published"] = outcome.manifest["evaluation"]["published"]
+    out["phases"] = outcome.phases
+    return out
+
+
+def cmd_train(args: argparse.Namespace, settings: TrainerSettings) -> int:
+    from movierec_common import artifacts
+
+    from movierec_trainer import data as tdata
+    from movierec_trainer.pipeline import ConsoleProgress, train_job
+    from movierec_trainer.session import build_spark
+
+    cfg = config_from_args(args, settings, publish_full=False)
+    data_dir = args.data_dir or settings.data_dir
+    ratings = tdata.load_ratings_dir(data_dir)
+    log.info("loaded %d ratings from %s", len(ratings), data_dir)
+    spark = None
+    if cfg.engine == "spark":
+        spark = build_spark(
+            args.spark_master or settings.spark_master,
+            driver_memory=settings.spark_driver_memory,
+            executor_memory=settings.spark_executor_memory,
+        )
+    try:
+        with ConsoleProgress(cfg) as progress:
+            outcome = train_job(
+                ratings,
+                cfg,
+                spark_context=None if spark is None else spark.sparkContext,
+                progress=progress,
+                source={"source": "csv", "path": str(data_dir)},
+            )
+    finally:
+        if spark is not None:
+            spark.stop()
+    version = None
+    if args.output is not None:
+        version = artifacts.save_model(
+            args.output, outcome.arrays, outcome.manifest, keep=settings.keep_versions
+        )
+        log.info("published model %s to %s", version, args.output)
+    _report(outcome, version, args.json)
+    return 0
+
+
+def _report(outcome: Any, version: str | None, as_json: bool) -> None:
+    s = summary(outcome, version)
+    if as_json:
+        print(json.dumps(s, default=str, allow_nan=False), flush=True)
+        return
+    fmt = lambda v: "-" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))  # noqa: E731
+    for key in (*JSON_KEYS, "popularity_coverage_at_10", "published"):
+        print(f"{key:>24}: {fmt(s.get(key))}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = TrainerSettings()
+    setup_logging(settings.log_level, settings.log_json)
+    try:
+        if args.command == "train":
+            return cmd_train(args, settings)
+        if args.command == "retrain":
+            from movierec_trainer.worker import cmd_retrain
+
+            return cmd_retrain(args, settings)
+        from movierec_trainer.worker import run_worker
+
+        return run_worker(settings)
+    except als.TrainingDivergedError as exc:
+        log.error("training diverged: %s", exc)
+        if getattr(args, "json", False):
+            print(json.dumps({"error": {"code": "training_diverged", "message": str(exc)}}))
+        return 3
+    except FileNotFoundError as exc:
+        log.error("%s", exc)
+        if getattr(args, "json", False):
+            print(json.dumps({"error": {"code": "not_found", "message": str(exc)}}))
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

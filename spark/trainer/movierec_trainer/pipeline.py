@@ -1,0 +1,345 @@
+"""One training job: split → fit both models → evaluate → (optionally refit on all) → arrays and
+manifest ready for `movierec_common.artifacts.save_model`.
+
+The CLI (`train`, `retrain`) and the worker all call `train_job`; they differ only in where the
+ratings come from and what happens to the outcome (publish now, or pass a validation gate first).
+
+What gets published. With a holdout, the metrics describe the model trained on the training
+part. `publish_full=False` (the CLI default) publishes exactly that model, so the manifest's
+numbers are the published model's own. `publish_full=True` (the worker default; `--publish-full`
+on the CLI) then refits the same parameters on ALL ratings and publishes the refit — serving
+wants every rating, including the newest — and the manifest says `"published": "full_refit"`
+with the holdout metrics kept as the estimate. With `--holdout 0` everything is trained on all
+data and only training metrics exist.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from movierec_common import als
+from movierec_common.movielens import Ratings
+
+from movierec_trainer import data as tdata
+from movierec_trainer.evaluate import (
+    Evaluator,
+    blended_scores,
+    explicit_scores,
+    factor_scores,
+    mae,
+    rmse,
+)
+
+log = logging.getLogger(__name__)
+
+Engine = Literal["local", "spark"]
+RATING_MIN, RATING_MAX = 0.5, 5.0
+ProgressFn = Callable[[str, dict], None]
+"""Called as (model name, history entry) after every iteration; may raise to stop the job."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    engine: Engine = "local"
+    explicit: als.ExplicitParams = als.DEFAULT_EXPLICIT
+    ranking: als.ImplicitParams | None = als.DEFAULT_IMPLICIT
+    holdout: float = 0.2
+    split_seed: int = 42
+    publish_full: bool = False
+    num_partitions: int | None = None
+    broadcast_dtype: str = "float32"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "engine": self.engine,
+            "explicit": self.explicit.to_dict(),
+            "ranking": None if self.ranking is None else self.ranking.to_dict(),
+            "holdout": self.holdout,
+            "split_seed": self.split_seed,
+            "publish_full": self.publish_full,
+            "num_partitions": self.num_partitions,
+            "broadcast_dtype": self.broadcast_dtype,
+        }
+
+
+@dataclass
+class FitResult:
+    explicit: als.ExplicitModel
+    ranking: als.ImplicitModel | None
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    item_counts: np.ndarray
+    inter: als.Interactions
+    seconds: float
+
+
+@dataclass
+class TrainOutcome:
+    arrays: dict[str, np.ndarray]
+    manifest: dict[str, Any]
+    metrics: dict[str, Any]
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+def _finite_or_none(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def fit_models(
+    ratings: Ratings,
+    cfg: TrainConfig,
+    *,
+    valid: Ratings | None = None,
+    spark_context: Any = None,
+    progress: ProgressFn | None = None,
+) -> FitResult:
+    """Index the ratings and fit the explicit (and ranking) model with the chosen engine."""
+    inter, user_ids, item_ids = als.index_ratings(
+        ratings.user_ids, ratings.movie_ids, ratings.ratings
+    )
+    valid_inter = None
+    if valid is not None and len(valid):
+        valid_inter = als.Interactions(
+            np.searchsorted(user_ids, valid.user_ids).astype(np.int32),
+            np.searchsorted(item_ids, valid.movie_ids).astype(np.int32),
+            valid.ratings.astype(np.float32),
+            inter.n_users,
+            inter.n_items,
+        )
+    start = time.perf_counter()
+    if cfg.engine == "spark":
+        from movierec_trainer.spark_als import SparkALS
+
+        if spark_context is None:
+            raise ValueError("the spark engine needs a SparkContext")
+        engine = SparkALS(
+            spark_context,
+            inter,
+            num_partitions=cfg.num_partitions,
+            broadcast_dtype=np.dtype(cfg.broadcast_dtype).type,
+        )
+        emodel, rmodel = engine.fit(cfg.explicit, cfg.ranking, valid_inter, progress)
+        assert emodel is not None
+    else:
+        cb_e = None if progress is None else (lambda e: progress("explicit", e))
+        cb_r = None if progress is None else (lambda e: progress("ranking", e))
+        emodel = als.fit_explicit(inter, cfg.explicit, valid_inter, cb_e)
+        rmodel = None if cfg.ranking is None else als.fit_implicit(inter, cfg.ranking, cb_r)
+    seconds = time.perf_counter() - start
+    counts = np.bincount(inter.item_idx, minlength=inter.n_items).astype(np.int64)
+    return FitResult(emodel, rmodel, user_ids, item_ids, counts, inter, seconds)
+
+
+def predict_clipped(model: als.ExplicitModel, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+    """Predicted stars clipped to the rating scale, as served."""
+    return np.clip(als.predict_explicit(model, u, i), RATING_MIN, RATING_MAX)
+
+
+def evaluate_fit(fit: FitResult, test: Ratings, *, bench: bool = False) -> dict[str, Any]:
+    """Holdout metrics for a fit; `bench=True` adds the explicit-order and blended rankings."""
+    u = np.searchsorted(fit.user_ids, test.user_ids).astype(np.int32)
+    i = np.searchsorted(fit.item_ids, test.movie_ids).astype(np.int32)
+    pred_raw = als.predict_explicit(fit.explicit, u, i)
+    pred = np.clip(pred_raw, RATING_MIN, RATING_MAX)
+    out: dict[str, Any] = {
+        "rmse": rmse(pred, test.ratings),
+        "mae": mae(pred, test.ratings),
+        "rmse_unclipped": rmse(pred_raw, test.ratings),
+        "n_test": len(test),
+    }
+    ev = Evaluator(
+        fit.inter.n_users,
+        fit.inter.n_items,
+        fit.inter.user_idx,
+        fit.inter.item_idx,
+        u,
+        i,
+        test.ratings,
+    )
+    e = fit.explicit
+    by_rating = explicit_scores(e.mu, e.user_bias, e.item_bias, e.P, e.Q)
+    served = by_rating if fit.ranking is None else factor_scores(fit.ranking.X, fit.ranking.Y)
+    out.update(ev.topn(served).as_dict())
+    out["served_ranking"] = "explicit" if fit.ranking is None else "ranking"
+    out.update(ev.topn(ev.popularity_scores()).as_dict("popularity_"))
+    out["n_eval_users"] = len(ev.eval_users)
+    if bench:
+        out.update(ev.topn(by_rating).as_dict("explicit_"))
+        out.update(ev.topn(blended_scores(by_rating, fit.item_counts)).as_dict("blended_"))
+    return {k: (_finite_or_none(v) if isinstance(v, float) else v) for k, v in out.items()}
+
+
+def model_arrays(fit: FitResult) -> dict[str, np.ndarray]:
+    e = fit.explicit
+    arrays: dict[str, np.ndarray] = {
+        "P": np.asarray(e.P, np.float64),
+        "Q": np.asarray(e.Q, np.float64),
+        "user_bias": np.asarray(e.user_bias, np.float64),
+        "item_bias": np.asarray(e.item_bias, np.float64),
+        "global_mean": np.asarray(e.mu, np.float64),
+        "user_ids": fit.user_ids.astype(np.int64),
+        "item_ids": fit.item_ids.astype(np.int64),
+        "item_counts": fit.item_counts.astype(np.int64),
+    }
+    if fit.ranking is not None:
+        arrays["rank_X"] = np.asarray(fit.ranking.X, np.float64)
+        arrays["rank_Y"] = np.asarray(fit.ranking.Y, np.float64)
+    return arrays
+
+
+def _history(fit: FitResult) -> list[dict]:
+    rows = [{"model": "explicit", **h} for h in fit.explicit.history]
+    if fit.ranking is not None:
+        rows += [{"model": "ranking", **h} for h in fit.ranking.history]
+    return [
+        {k: (_finite_or_none(v) if isinstance(v, float) else v) for k, v in row.items()}
+        for row in rows
+    ]
+
+
+def train_job(
+    ratings: Ratings,
+    cfg: TrainConfig,
+    *,
+    spark_context: Any = None,
+    progress: ProgressFn | None = None,
+    source: dict[str, Any] | None = None,
+    phase: Callable[[str], None] | None = None,
+) -> TrainOutcome:
+    """Split, fit, evaluate, and build the artifact. `phase(name)` announces each phase."""
+    phases: dict[str, float] = {}
+    announce = phase or (lambda _name: None)
+    t0 = time.perf_counter()
+    if cfg.holdout > 0:
+        split = tdata.random_holdout(ratings, cfg.holdout, cfg.split_seed)
+        train, test = split.train, split.test
+        split_info: dict[str, Any] = split.describe()
+    else:
+        train, test = ratings, None
+        split_info = {"protocol": "none", "fraction": 0.0, "n_train": len(ratings), "n_test": 0}
+    phases["split_s"] = time.perf_counter() - t0
+
+    announce("train")
+    t0 = time.perf_counter()
+    fit = fit_models(train, cfg, valid=test, spark_context=spark_context, progress=progress)
+    phases["train_s"] = time.perf_counter() - t0
+
+    announce("validate")
+    t0 = time.perf_counter()
+    last = fit.explicit.history[-1] if fit.explicit.history else {}
+    metrics: dict[str, Any] = {
+        "train_rmse": _finite_or_none(last.get("train_rmse")),
+        "train_mae": _finite_or_none(last.get("train_mae")),
+    }
+    if test is not None and len(test):
+        metrics.update(evaluate_fit(fit, test))
+    metrics["train_seconds"] = fit.seconds
+    phases["validate_s"] = time.perf_counter() - t0
+
+    published = "train_part" if cfg.holdout > 0 else "all_data"
+    publish_fit = fit
+    if cfg.holdout > 0 and cfg.publish_full:
+        announce("refit")
+        t0 = time.perf_counter()
+        publish_fit = fit_models(ratings, cfg, spark_context=spark_context, progress=progress)
+        phases["refit_s"] = time.perf_counter() - t0
+        published = "full_refit"
+
+    manifest: dict[str, Any] = {
+        "params": {
+            "explicit": cfg.explicit.to_dict(),
+            "ranking": None if cfg.ranking is None else cfg.ranking.to_dict(),
+            "engine": cfg.engine,
+            "num_partitions": cfg.num_partitions,
+            "broadcast_dtype": cfg.broadcast_dtype,
+        },
+        "data": {
+            "n_ratings": len(ratings),
+            "n_users": int(publish_fit.inter.n_users),
+            "n_items": int(publish_fit.inter.n_items),
+            "n_train_ratings": len(publish_fit.inter),
+            "fingerprint": tdata.fingerprint(ratings),
+            **(source or {}),
+        },
+        "evaluation": {
+            **split_info,
+            "relevant_min_rating": 4.0,
+            "k": 10,
+            "predictions": "clipped to 0.5–5.0",
+            "published": published,
+            "note": (
+                "metrics come from the model trained on the training part; "
+                + (
+                    "the published model is a refit on all ratings with the same parameters"
+                    if published == "full_refit"
+                    else "the published model is that model"
+                    if published == "train_part"
+                    else "no holdout: training metrics only"
+                )
+            ),
+        },
+        "metrics": metrics,
+        "history": _history(fit),
+    }
+    return TrainOutcome(model_arrays(publish_fit), manifest, metrics, phases)
+
+
+class ConsoleProgress:
+    """Per-iteration log lines always; a rich progress bar too when stderr is a terminal."""
+
+    def __init__(self, cfg: TrainConfig, enabled: bool | None = None) -> None:
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self._progress = None
+        self._tasks: dict[str, Any] = {}
+        self._totals = {"explicit": cfg.explicit.iterations}
+        if cfg.ranking is not None:
+            self._totals["ranking"] = cfg.ranking.iterations
+
+    def __enter__(self) -> ConsoleProgress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+            )
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def __call__(self, model: str, entry: dict) -> None:
+        fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+        info = (
+            f"train RMSE {fmt(entry.get('train_rmse'))} MAE {fmt(entry.get('train_mae'))}"
+            f" · valid RMSE {fmt(entry.get('valid_rmse'))} MAE {fmt(entry.get('valid_mae'))}"
+            f" · {entry['seconds']:.2f}s"
+        )
+        log.info(
+            "%s iteration %d/%d: %s",
+            model,
+            entry["iteration"],
+            entry["of"],
+            info,
+            extra={"model": model, **{k: v for k, v in entry.items() if k != "model"}},
+        )
+        if self._progress is not None:
+            if model not in self._tasks:
+                self._tasks[model] = self._progress.add_task(
+                    model, total=self._totals.get(model, entry["of"]), info=""
+                )
+            self._progress.update(self._tasks[model], completed=entry["iteration"], info=info)
