@@ -378,3 +378,22 @@ def test_concurrent_publish_and_load_never_sees_a_partial_model(tmp_path: Path) 
     assert artifacts.current_version(tmp_path) == "v025"
     assert len(seen) >= 2  # the reader really overlapped with the publisher
     assert len(artifacts.list_versions(tmp_path)) == 1
+
+
+def test_manifest_with_numpy_values_and_nan_is_plain_json(tmp_path: Path) -> None:
+    manifest = _manifest()
+    manifest["metrics"] = {
+        "rmse": np.float64(0.85),
+        "n": np.int64(7),
+        "valid_rmse": float("nan"),
+        "worst": np.float32(np.inf),
+    }
+    manifest["history"] = [{"iteration": np.int32(1), "valid_rmse": np.nan}]
+    manifest["shape"] = np.array([3, 4])
+    version = artifacts.save_model(tmp_path, _arrays(), manifest)
+    text = (tmp_path / "versions" / version / "manifest.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    loaded = artifacts.load_model(tmp_path).manifest
+    assert loaded["metrics"] == {"rmse": 0.85, "n": 7, "valid_rmse": None, "worst": None}
+    assert loaded["history"] == [{"iteration": 1, "valid_rmse": None}]
+    assert loaded["shape"] == [3, 4]

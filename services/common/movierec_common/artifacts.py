@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import secrets
@@ -186,6 +187,22 @@ def _write_file(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
+def _jsonable(value: Any) -> Any:
+    """Plain JSON for the manifest: NumPy scalars/arrays become Python values, and NaN/inf
+    (e.g. a validation metric with no validation rows) become null instead of invalid JSON."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def _new_version_name() -> str:
     now = datetime.now(UTC)
     return f"v{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z-{secrets.token_hex(3)}"
@@ -251,7 +268,7 @@ def save_model(
         models=["explicit", "ranking"] if has_ranking else ["explicit"],
         files={FACTORS: {"sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob)}},
     )
-    manifest_bytes = json.dumps(full, indent=2, sort_keys=True, allow_nan=False).encode()
+    manifest_bytes = json.dumps(_jsonable(full), indent=2, sort_keys=True, allow_nan=False).encode()
 
     tmp = versions / f".tmp-{version}-{secrets.token_hex(4)}"
     tmp.mkdir()
