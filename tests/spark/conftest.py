@@ -7,6 +7,7 @@ process (the trainer CLI / worker), which is also how production runs it.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,7 +49,15 @@ def _alive_workers(ui_url: str) -> int:
 def spark_cluster(output_dir: Path) -> Iterator[SparkCluster]:
     port, ui_port, worker_ui = free_port(), free_port(), free_port()
     spark_class = str(VENV_BIN / "spark-class")
-    env = {"SPARK_LOCAL_IP": "127.0.0.1", "SPARK_NO_DAEMONIZE": "1"}
+    import pyspark
+
+    # spark-class finds SPARK_HOME with whatever `python3` is on PATH; name it explicitly.
+    env = {
+        "SPARK_HOME": str(Path(pyspark.__file__).parent),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "SPARK_NO_DAEMONIZE": "1",
+        "PYSPARK_PYTHON": sys.executable,
+    }
     master = ManagedProcess(
         [
             spark_class,

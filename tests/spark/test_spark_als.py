@@ -1,0 +1,145 @@
+"""The Spark engine against the local engine (same seed → same factors), and its failure modes."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from movierec_common import als
+from movierec_trainer.spark_als import SparkALS, make_blocks, split_rows
+
+pytestmark = pytest.mark.spark
+
+EXPLICIT = als.ExplicitParams(rank=8, reg=0.1, iterations=4, seed=7)
+RANKING = als.ImplicitParams(rank=6, reg=5.0, alpha=2.0, iterations=3, seed=7)
+
+
+def _synthetic(n_users: int = 120, n_items: int = 90, seed: int = 3):
+    """Low-rank ratings with long-tailed activity, so blocks have uneven row lengths."""
+    rng = np.random.default_rng(seed)
+    pu, qi = rng.normal(size=(n_users, 3)), rng.normal(size=(n_items, 3))
+    per_user = np.minimum(5 + rng.zipf(1.6, n_users), n_items)
+    pop = 1.0 / np.arange(1, n_items + 1) ** 0.8
+    rows, cols = [], []
+    for u, n in enumerate(per_user):
+        items = rng.choice(n_items, size=n, replace=False, p=pop / pop.sum())
+        rows += [u] * n
+        cols += items.tolist()
+    u, i = np.array(rows), np.array(cols)
+    r = np.clip(np.round((3.5 + 0.6 * np.sum(pu[u] * qi[i], axis=1)) * 2) / 2, 0.5, 5.0)
+    inter, _, _ = als.index_ratings(u, i, r)
+    train, test = als.random_holdout(inter.user_idx, inter.item_idx, 0.2, 1)
+    return inter.subset(train), inter.subset(test)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return _synthetic()
+
+
+@pytest.fixture(scope="module")
+def local_models(data):
+    train, valid = data
+    return als.fit_explicit(train, EXPLICIT, valid), als.fit_implicit(train, RANKING)
+
+
+def test_split_rows_balances_ratings_and_covers_every_row() -> None:
+    indptr = np.cumsum([0, 50, 1, 1, 1, 1, 1, 45, 2, 2])
+    parts = split_rows(indptr, 2)
+    assert parts[0][0] == 0 and parts[-1][1] == 9
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(parts))
+    sizes = [int(indptr[hi] - indptr[lo]) for lo, hi in parts]
+    assert max(sizes) <= 60  # 104 ratings in two blocks of ~52, not 50 + 54 rows-wise
+    # More blocks than rows degrades to one row per block, never an empty block.
+    assert split_rows(np.array([0, 3, 5]), 8) == [(0, 1), (1, 2)]
+
+
+def test_blocks_hold_each_rating_once(data) -> None:
+    train, _ = data
+    blocks = make_blocks(train.user_idx, train.item_idx, train.n_users, 3, train.rating, None)
+    assert sum(len(b.indices) for b in blocks) == len(train)
+    assert np.array_equal(np.concatenate([b.rows for b in blocks]), np.arange(train.n_users))
+    assert all(b.implicit is None and b.explicit is not None for b in blocks)
+
+
+def test_spark_float64_broadcast_equals_local_engine(spark, data, local_models) -> None:
+    """Same seed, same iteration order: factors agree elementwise to 1e-6 relative."""
+    train, valid = data
+    loc_e, loc_r = local_models
+    engine = SparkALS(spark.sparkContext, train, num_partitions=3, broadcast_dtype=np.float64)
+    e, r = engine.fit(EXPLICIT, RANKING, valid)
+    for got, ref in ((e.P, loc_e.P), (e.Q, loc_e.Q), (r.X, loc_r.X), (r.Y, loc_r.Y)):
+        np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(e.user_bias, loc_e.user_bias, rtol=1e-12)
+    np.testing.assert_allclose(e.item_bias, loc_e.item_bias, rtol=1e-12)
+    assert e.mu == pytest.approx(loc_e.mu, rel=1e-12)
+    for h_spark, h_local in zip(e.history, loc_e.history, strict=True):
+        assert h_spark["train_rmse"] == pytest.approx(h_local["train_rmse"], rel=1e-9)
+        assert h_spark["valid_rmse"] == pytest.approx(h_local["valid_rmse"], rel=1e-9)
+    assert [h["iteration"] for h in r.history] == [1, 2, 3]
+
+
+def test_spark_float32_broadcast_stays_within_1e6(spark, data, local_models) -> None:
+    """The default compact broadcast: the kernel accumulates in float64, so the factors stay
+    within 1e-6 of the local engine relative to the matrix scale."""
+    train, valid = data
+    loc_e, loc_r = local_models
+    e, r = SparkALS(spark.sparkContext, train, num_partitions=2).fit(EXPLICIT, RANKING, valid)
+    for got, ref in ((e.P, loc_e.P), (e.Q, loc_e.Q), (r.X, loc_r.X), (r.Y, loc_r.Y)):
+        scale = float(np.abs(ref).max())
+        np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6 * scale)
+
+
+def test_explicit_only_fit_with_more_iterations_than_ranking(spark, data, local_models) -> None:
+    train, valid = data
+    loc_e, _ = local_models
+    e, r = SparkALS(spark.sparkContext, train, broadcast_dtype=np.float64).fit(
+        EXPLICIT, None, valid
+    )
+    assert r is None
+    np.testing.assert_allclose(e.P, loc_e.P, rtol=1e-6, atol=1e-12)
+    assert len(e.history) == EXPLICIT.iterations
+
+
+def test_singular_system_raises_training_diverged(spark) -> None:
+    """Users with 2 ratings, rank 10 and reg = 0: the normal equations are singular on the
+    executors; the fit must stop with TrainingDivergedError, never return a silent model."""
+    rng = np.random.default_rng(0)
+    u = np.repeat(np.arange(30), 2)
+    i = rng.integers(0, 40, u.shape[0])
+    keep = np.unique(np.stack([u, i], 1), axis=0)
+    r = rng.choice([1.0, 3.0, 5.0], keep.shape[0])
+    inter, _, _ = als.index_ratings(keep[:, 0], keep[:, 1], r)
+    bad = als.ExplicitParams(rank=10, reg=0.0, iterations=3)
+    with pytest.raises(als.TrainingDivergedError, match="iteration 1"):
+        SparkALS(spark.sparkContext, inter).fit(bad, None)
+
+
+def test_nan_rating_is_refused(spark, data) -> None:
+    train, _ = data
+    rating = train.rating.copy()
+    rating[5] = np.nan
+    poisoned = als.Interactions(
+        train.user_idx, train.item_idx, rating, train.n_users, train.n_items
+    )
+    with pytest.raises(als.TrainingDivergedError, match="NaN"):
+        SparkALS(spark.sparkContext, poisoned).fit(EXPLICIT, None)
+
+
+def test_on_iteration_can_stop_the_fit(spark, data) -> None:
+    """The worker cancels by raising from the progress callback between iterations."""
+    train, _ = data
+    seen: list[int] = []
+
+    class Stop(Exception):
+        pass
+
+    def cb(model: str, entry: dict) -> None:
+        seen.append(entry["iteration"])
+        if entry["iteration"] == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        SparkALS(spark.sparkContext, train).fit(EXPLICIT, None, None, cb)
+    assert seen == [1, 2]
