@@ -48,6 +48,15 @@ class Repository:
         docs = await cursor.to_list(None)
         return _to_arrays(docs)
 
+    async def user_rated_ids(self, user_id: int) -> UserRatings:
+        """Only the movieIds (ratings NaN): all a user who is in the model needs for exclusion,
+        and on a real mongod a covered query on the (userId, movieId) index."""
+        cursor = self.db.ratings.find(
+            {"userId": user_id}, {"_id": 0, "movieId": 1}, batch_size=5000
+        )
+        ids = np.fromiter((int(d["movieId"]) for d in await cursor.to_list(None)), np.int64)
+        return UserRatings(ids, np.full(ids.shape, np.nan, np.float32))
+
     async def many_user_ratings(
         self, user_ids: list[int], concurrency: int = 8
     ) -> dict[int, UserRatings]:

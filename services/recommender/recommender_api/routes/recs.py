@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path, Query
 
 from .. import service
 from ..deps import CurrentPrincipal, State, require_privileged, require_read
-from ..errors import ApiError
+from ..errors import ApiError, OrjsonResponse
 from ..schemas import (
     BatchRequest,
     BatchResponse,
@@ -83,11 +83,15 @@ async def _user_list(
     genre: str | None,
     exclude: list[str],
     strategy: Literal["ranking", "rating"],
-) -> dict:
+) -> OrjsonResponse:
     canonical = _resolve_genre(state, genre)
     excluded = _parse_exclude(state, exclude)
     model = state.store.current
-    rated = await state.repo.user_ratings(user_id)
+    if model is not None and model.users.get(user_id) is not None:
+        # Trained user: their vectors come from the model, ratings only exclude movies.
+        rated = await state.repo.user_rated_ids(user_id)
+    else:
+        rated = await state.repo.user_ratings(user_id)
     result = service.recommend(
         model,
         state.movies.catalog,
@@ -99,7 +103,9 @@ async def _user_list(
         order=strategy,
     )
     state.metrics.strategy.labels(result["strategy"]).inc()
-    return result
+    # Built from plain Python values by service.py; serialised directly (the response_model
+    # still documents it) to keep pydantic re-validation off the hot path.
+    return OrjsonResponse(result)
 
 
 @router.get("/me", response_model=RecsResponse)
@@ -110,7 +116,7 @@ async def my_recs(
     genre: Genre = None,
     exclude: Exclude = [],  # noqa: B006 - FastAPI copies query defaults
     strategy: OrderParam = "ranking",
-) -> dict:
+) -> OrjsonResponse:
     """The caller's own list (token or cookie of a user or admin)."""
     if principal.user_id is None:
         raise ApiError(403, "forbidden", "API keys have no list of their own; use /users/{id}")
@@ -126,7 +132,7 @@ async def user_recs(
     genre: Genre = None,
     exclude: Exclude = [],  # noqa: B006
     strategy: OrderParam = "ranking",
-) -> dict:
+) -> OrjsonResponse:
     """personalized (in the model), fold-in (rated since, not in the model) or popular."""
     require_read(principal, user_id)
     return await _user_list(state, user_id, k, genre, exclude, strategy)
@@ -166,15 +172,16 @@ async def batch_recs(body: BatchRequest, principal: CurrentPrincipal, state: Sta
 
 
 @router.get("/similar/{movie_id}", response_model=SimilarResponse)
-async def similar_movies(movie_id: MovieIdPath, state: State, k: K = 10) -> dict:
+async def similar_movies(movie_id: MovieIdPath, state: State, k: K = 10) -> OrjsonResponse:
     """Cosine neighbours in factor space; public, it reveals nothing about any user."""
     model = state.store.current
     if model is None:
         raise ApiError(503, "no_model", "no model is loaded yet")
     try:
-        return service.similar(
+        result = service.similar(
             model, state.movies.catalog, movie_id, k, state.settings.similar_min_ratings
         )
+        return OrjsonResponse(result)
     except service.UnknownMovieError:
         raise ApiError(404, "unknown_movie", f"movie {movie_id} is not in the model") from None
 

@@ -1,0 +1,505 @@
+"""Recommender latency under a bounded loopback load, in-process compute, and the choice of
+factors for similar movies.
+
+What runs (all real, nothing mocked):
+  1. MongoDB: an embedded SecantusDB on a free port (or --mongo-url), loaded with ml-latest-small
+     by `python -m movierec_init` (the real init job).
+  2. A model: `python -m movierec_trainer train --engine local --holdout 0` when the trainer CLI
+     exists, else the kernel's local engine + artifacts.save_model (same arrays).
+  3. `python -m recommender_api` (uvicorn) on a free port.
+  4. Open-loop load at a fixed rate (default 200 req/s for 15 s per scenario) from a separate
+     process: latency is measured from each request's *scheduled* start, so a slow server cannot
+     hide queueing (no coordinated omission). Scenarios: known users (k=10), fold-in users
+     (MovieLens users copied under new ids, so they are not in the model), similar movies.
+  5. In-process: the same work without HTTP or MongoDB (service.recommend on a loaded model), and
+     the MongoDB read alone, so transport/database cost against compute is visible.
+  6. Similar-movie factors: hit rate of co-rated held-out pairs (seeded 80/20 split; a pair is two
+     movies the same user rated ≥ 4 in the test part; hit if the second is in the first's top 10)
+     for explicit q, ranking y, whitened y, blends, and the most-rated list; plus Toy Story 2's
+     position among Toy Story's neighbours on the full-data model.
+
+Run: .venv/bin/python bench/bench_recs.py [--rate 200] [--duration 15] [--skip-load]
+Writes bench/out/recs.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+from movierec_common import als, artifacts
+from movierec_common.movielens import load_ratings
+from pymongo import MongoClient
+from recommender_api import ranking, service
+from recommender_api.model_store import load_serving_model
+from recommender_api.movies import MovieCatalog
+from recommender_api.repository import UserRatings
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+OUT = ROOT / "bench" / "out" / "recs.md"
+API_KEY = "bench-recs-key-0123456789"
+DB = "movierec_bench"
+FOLD_IN_BASE = 9_000_000
+TARGETS = {"known": (5.0, 25.0), "fold-in": (None, 30.0), "similar": (None, None)}
+
+console = Console()
+report: list[str] = []
+
+
+def emit(table: Table, title: str) -> None:
+    console.print(table)
+    report.append(f"\n### {title}\n")
+    cols = [c.header for c in table.columns]
+    report.append("| " + " | ".join(str(c) for c in cols) + " |")
+    report.append("|" + "---|" * len(cols))
+    for row in zip(*[c._cells for c in table.columns], strict=True):
+        report.append("| " + " | ".join(str(x) for x in row) + " |")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(url)
+
+
+@contextlib.contextmanager
+def child(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
+    """A child in its own process group, always stopped (with its children) on exit."""
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            args, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True, cwd=ROOT,
+        )  # fmt: skip
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+
+
+# ------------------------------------------------------------------------------------------
+# Set-up: database, model
+# ------------------------------------------------------------------------------------------
+
+
+def init_db(mongo_url: str, data_dir: Path, work: Path) -> float:
+    t = time.perf_counter()
+    env = {"MONGO_URL": mongo_url, "MONGO_DB": DB, "DATA_DIR": str(data_dir), "LOG_JSON": "0"}
+    r = subprocess.run(
+        [str(BIN / "python"), "-m", "movierec_init"],
+        env={**os.environ, **env}, cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    (work / "init.log").write_text(r.stdout + r.stderr)
+    if r.returncode != 0:
+        raise RuntimeError(f"movierec_init failed:\n{r.stderr[-2000:]}")
+    return time.perf_counter() - t
+
+
+def train_model(data_dir: Path, model_dir: Path) -> tuple[str, str]:
+    """(how, version): the trainer CLI when it exists, else the kernel directly."""
+    if (ROOT / "spark/trainer/movierec_trainer/__main__.py").exists():
+        r = subprocess.run(
+            [str(BIN / "python"), "-m", "movierec_trainer", "train", "--data-dir", str(data_dir),
+             "--engine", "local", "--holdout", "0", "--output", str(model_dir), "--json"],
+            cwd=ROOT, capture_output=True, text=True, timeout=900,
+        )  # fmt: skip
+        if r.returncode == 0:
+            return "trainer CLI", json.loads(r.stdout.strip().splitlines()[-1])["version"]
+        console.print(f"[yellow]trainer CLI failed, using the kernel: {r.stderr[-500:]}")
+    rt = load_ratings(data_dir / "ratings.csv")
+    inter, uids, iids = als.index_ratings(rt.user_ids, rt.movie_ids, rt.ratings)
+    em = als.fit_explicit(inter, als.DEFAULT_EXPLICIT)
+    im = als.fit_implicit(inter, als.DEFAULT_IMPLICIT)
+    arrays = {
+        "P": em.P, "Q": em.Q, "user_bias": em.user_bias, "item_bias": em.item_bias,
+        "global_mean": np.asarray(em.mu), "user_ids": uids, "item_ids": iids,
+        "item_counts": np.bincount(inter.item_idx, minlength=inter.n_items),
+        "rank_X": im.X, "rank_Y": im.Y,
+    }  # fmt: skip
+    manifest = {
+        "params": {
+            "explicit": als.DEFAULT_EXPLICIT.to_dict(),
+            "ranking": als.DEFAULT_IMPLICIT.to_dict(),
+        },
+        "data": {"n_ratings": len(inter), "n_users": inter.n_users, "n_items": inter.n_items},
+        "metrics": {},
+        "history": em.history,
+    }
+    return "kernel local engine", artifacts.save_model(model_dir, arrays, manifest)
+
+
+def add_fold_in_users(mongo_url: str, ratings, n: int) -> list[int]:
+    """Copy n median-sized MovieLens users under new ids: same ratings, not in the model."""
+    users, counts = np.unique(ratings.user_ids, return_counts=True)
+    order = np.argsort(np.abs(counts - np.median(counts)))[:n]
+    client = MongoClient(mongo_url)
+    new_ids = []
+    try:
+        for src in users[order]:
+            mask = ratings.user_ids == src
+            uid = FOLD_IN_BASE + int(src)
+            client[DB].ratings.delete_many({"userId": uid})
+            client[DB].ratings.insert_many(
+                [
+                    {"userId": uid, "movieId": int(m), "rating": float(r), "timestamp": 0}
+                    for m, r in zip(ratings.movie_ids[mask], ratings.ratings[mask], strict=True)
+                ]
+            )
+            new_ids.append(uid)
+    finally:
+        client.close()
+    return new_ids
+
+
+# ------------------------------------------------------------------------------------------
+# Open-loop load
+# ------------------------------------------------------------------------------------------
+
+
+async def open_loop(base: str, paths: list[str], rate: float, duration: float) -> dict:
+    n = int(rate * duration)
+    lat_sched: list[float] = []
+    lat_send: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+        # Warm-up: connections, first-touch costs; not measured.
+        for p in paths[:50]:
+            await client.get(p, headers={"X-API-Key": API_KEY})
+        start = time.perf_counter() + 0.1
+
+        async def one(i: int) -> None:
+            nonlocal errors
+            scheduled = start + i / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent = time.perf_counter()
+            try:
+                r = await client.get(paths[i % len(paths)], headers={"X-API-Key": API_KEY})
+                ok = r.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            done = time.perf_counter()
+            if not ok:
+                errors += 1
+            lat_sched.append((done - scheduled) * 1000)
+            lat_send.append((done - sent) * 1000)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(n)))
+        elapsed = time.perf_counter() - t0
+    q = np.percentile(lat_sched, [50, 90, 99])
+    return {
+        "n": n,
+        "rps": n / elapsed,
+        "p50": float(q[0]),
+        "p90": float(q[1]),
+        "p99": float(q[2]),
+        "max": max(lat_sched),
+        "p50_send": float(np.percentile(lat_send, 50)),
+        "errors": errors,
+    }
+
+
+def run_load_in_child(base: str, paths: list[str], rate: float, duration: float) -> dict:
+    """The load generator runs in its own process so its CPU is not the server's."""
+    spec = json.dumps({"base": base, "paths": paths, "rate": rate, "duration": duration})
+    r = subprocess.run(
+        [sys.executable, __file__, "--load-child"], input=spec, capture_output=True,
+        text=True, timeout=duration * 10 + 120, cwd=ROOT,
+    )  # fmt: skip
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr[-2000:])
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------------------------------
+# In-process timings
+# ------------------------------------------------------------------------------------------
+
+
+def timeit_us(fn, repeats: int) -> tuple[float, float]:
+    samples = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t) * 1e6)
+    return statistics.median(samples), float(np.percentile(samples, 99))
+
+
+def in_process(model_dir: Path, mongo_url: str, ratings, known: list[int], folds: list[int]):
+    model = load_serving_model(model_dir, None, "auto", 10)
+    client = MongoClient(mongo_url)
+    db = client[DB]
+    docs = list(db.movies.find({}, {"_id": 0}))
+    catalog = MovieCatalog.from_docs(docs)
+
+    def rated(uid: int) -> UserRatings:
+        rows = list(db.ratings.find({"userId": uid}, {"_id": 0, "movieId": 1, "rating": 1}))
+        return UserRatings(
+            np.array([d["movieId"] for d in rows], np.int64),
+            np.array([d["rating"] for d in rows], np.float32),
+        )
+
+    known_r = {u: rated(u) for u in known[:50]}
+    fold_r = {u: rated(u) for u in folds}
+    rows = []
+    it = iter(range(10**9))
+
+    def cyc(keys):
+        keys = list(keys)
+        return lambda: keys[next(it) % len(keys)]
+
+    nk, nf = cyc(known_r), cyc(fold_r)
+    rows.append(("MongoDB read of one user's ratings (sync pymongo)", *timeit_us(
+        lambda: rated(nk()), 200)))  # fmt: skip
+    rows.append(("known user: score + top-10 + items (ranking order)", *timeit_us(
+        lambda: service.recommend(model, catalog, (u := nk()), known_r[u], k=10),
+        500)))  # fmt: skip
+    rows.append(("known user: rating order", *timeit_us(
+        lambda: service.recommend(model, catalog, (u := nk()), known_r[u], k=10, order="rating"),
+        500)))  # fmt: skip
+    rows.append(("fold-in user: 2 solves + score + top-10", *timeit_us(
+        lambda: service.recommend(model, catalog, (u := nf()), fold_r[u], k=10), 500)))  # fmt: skip
+    idx = np.flatnonzero(model.sim_ok)
+    rows.append(("similar: cosine over all movies + top-10", *timeit_us(
+        lambda: ranking.similar(model, int(idx[next(it) % idx.size]), 10), 500)))  # fmt: skip
+    rows.append(("model load (verify sha256 + precompute)", *timeit_us(
+        lambda: load_serving_model(model_dir, None, "auto", 10), 5)))  # fmt: skip
+    client.close()
+    return rows
+
+
+# ------------------------------------------------------------------------------------------
+# Similar-movie factor choice
+# ------------------------------------------------------------------------------------------
+
+
+def similar_eval(data_dir: Path) -> list[tuple]:
+    rt = load_ratings(data_dir / "ratings.csv")
+    inter, _, iids = als.index_ratings(rt.user_ids, rt.movie_ids, rt.ratings)
+    train_m, test_m = als.random_holdout(inter.user_idx, inter.item_idx, 0.2, 42)
+    tr, te = inter.subset(train_m), inter.subset(test_m)
+    em, im = als.fit_explicit(tr, als.DEFAULT_EXPLICIT), als.fit_implicit(tr, als.DEFAULT_IMPLICIT)
+    emf = als.fit_explicit(inter, als.DEFAULT_EXPLICIT)
+    imf = als.fit_implicit(inter, als.DEFAULT_IMPLICIT)
+    counts = np.bincount(tr.item_idx, minlength=inter.n_items)
+    counts_full = np.bincount(inter.item_idx, minlength=inter.n_items)
+    liked = te.rating >= 4
+    rng = np.random.default_rng(0)
+    pairs = []
+    for u in np.unique(te.user_idx[liked]):
+        items = te.item_idx[liked & (te.user_idx == u)]
+        for _ in range(min(5, items.size) if items.size >= 2 else 0):
+            a, b = rng.choice(items, 2, replace=False)
+            pairs.append((int(a), int(b)))
+    ts, ts2 = int(np.searchsorted(iids, 1)), int(np.searchsorted(iids, 3114))
+    min_r = 10
+
+    def score(name: str, vec_train: np.ndarray | None, vec_full: np.ndarray | None) -> tuple:
+        ok = counts >= min_r
+        hits = n = 0
+        for a, b in pairs:
+            if counts[a] < min_r:
+                continue
+            if vec_train is None:  # most-rated list
+                s = np.where(ok, counts.astype(np.float32), -np.inf)
+            else:
+                s = np.where(ok, vec_train @ vec_train[a], -np.inf)
+            s[a] = -np.inf
+            hits += b in ranking.top_k(s, 10)
+            n += 1
+        pos = "—"
+        if vec_full is not None:
+            s = np.where(counts_full >= min_r, vec_full @ vec_full[ts], -np.inf)
+            s[ts] = -np.inf
+            pos = str(int((s > s[ts2]).sum()) + 1)
+        return name, n, hits / n, pos
+
+    def blend(q, y, w, white):
+        yy = ranking.whiten(y) if white else y
+        return np.hstack(
+            [np.sqrt(w) * ranking.unit_rows(q), np.sqrt(1 - w) * ranking.unit_rows(yy)]
+        )
+
+    rows = [
+        score("explicit q (cosine)", ranking.unit_rows(em.Q), ranking.unit_rows(emf.Q)),
+        score("ranking y (cosine)", ranking.unit_rows(im.Y), ranking.unit_rows(imf.Y)),
+        score(
+            "ranking y whitened",
+            ranking.unit_rows(ranking.whiten(im.Y)),
+            ranking.unit_rows(ranking.whiten(imf.Y)),
+        ),
+    ]
+    for w in (0.3, 0.5):
+        for white in (False, True):
+            name = f"blend {w:.1f}·q + {1 - w:.1f}·y{' whitened' if white else ''}"
+            if w == ranking.BLEND_EXPLICIT_WEIGHT and white:
+                name += "  ← served (auto)"
+            rows.append(score(name, blend(em.Q, im.Y, w, white), blend(emf.Q, imf.Y, w, white)))
+    rows.append(score("most-rated list (reference)", None, None))
+    return rows
+
+
+# ------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--data-dir", type=Path, default=ROOT / "data" / "ml-latest-small")
+    ap.add_argument("--rate", type=float, default=200.0)
+    ap.add_argument("--duration", type=float, default=15.0)
+    ap.add_argument("--mongo-url", help="use this server (loaded by movierec_init) instead")
+    ap.add_argument("--skip-load", action="store_true", help="only in-process and similar eval")
+    ap.add_argument("--skip-similar-eval", action="store_true")
+    ap.add_argument("--load-child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.load_child:
+        spec = json.loads(sys.stdin.read())
+        print(json.dumps(asyncio.run(open_loop(**spec))))
+        return
+
+    report.append("# Recommender benchmark (bench/bench_recs.py)\n")
+    report.append(
+        f"Machine: {os.cpu_count()} cores, shared. Date: {time.strftime('%Y-%m-%d %H:%M')}."
+    )
+    ratings = load_ratings(args.data_dir / "ratings.csv")
+    with tempfile.TemporaryDirectory(prefix="bench-recs-") as tmp:
+        work = Path(tmp)
+        with contextlib.ExitStack() as stack:
+            mongo_url = args.mongo_url
+            if mongo_url is None:
+                port = free_port()
+                stack.enter_context(child(
+                    [str(BIN / "secantusd-py"), "--host", "127.0.0.1", "--port", str(port),
+                     "--storage-path", str(work / "db"), "--standalone", "--log-level", "WARNING"],
+                    {}, work / "secantus.log",
+                ))  # fmt: skip
+                mongo_url = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+                for _ in range(300):
+                    with socket.socket() as s:
+                        if s.connect_ex(("127.0.0.1", port)) == 0:
+                            break
+                    time.sleep(0.1)
+            console.print("[bold]loading ml-latest-small with movierec_init …")
+            init_s = init_db(mongo_url, args.data_dir, work)
+            console.print(f"  {init_s:.1f}s")
+            model_dir = work / "models"
+            how, version = train_model(args.data_dir, model_dir)
+            console.print(f"model {version} via {how}")
+            folds = add_fold_in_users(mongo_url, ratings, 20)
+            known = [int(u) for u in np.unique(ratings.user_ids)]
+            report.append(
+                f"Model: {version} ({how}); data loaded by movierec_init in {init_s:.0f} s; "
+                f"MongoDB: {'embedded SecantusDB' if args.mongo_url is None else 'external'}.\n"
+            )
+
+            rows = in_process(model_dir, mongo_url, ratings, known, folds)
+            t = Table(title="In-process (no HTTP), per call")
+            for c in ("operation", "median µs", "p99 µs"):
+                t.add_column(c)
+            for name, med, p99 in rows:
+                t.add_row(name, f"{med:,.0f}", f"{p99:,.0f}")
+            emit(t, "In-process cost, per call")
+            compute_us = {"known": rows[1][1], "fold-in": rows[3][1], "similar": rows[4][1]}
+            db_us = rows[0][1]
+
+            if not args.skip_load:
+                port = free_port()
+                env = {
+                    "MONGO_URL": mongo_url, "MONGO_DB": DB, "MODEL_DIR": str(model_dir),
+                    "RECOMMENDER_PORT": str(port), "API_KEYS": json.dumps([API_KEY]),
+                    "LOG_LEVEL": "WARNING",
+                }  # fmt: skip
+                proc = stack.enter_context(
+                    child([str(BIN / "python"), "-m", "recommender_api"], env, work / "api.log")
+                )
+                base = f"http://127.0.0.1:{port}"
+                wait_http(f"{base}/readyz", proc)
+                rng = np.random.default_rng(1)
+                sims = np.unique(ratings.movie_ids, return_counts=True)
+                sim_ids = sims[0][sims[1] >= 10]
+                scenarios = {
+                    "known": [f"/api/recs/users/{u}?k=10" for u in rng.permutation(known)],
+                    "fold-in": [f"/api/recs/users/{u}?k=10" for u in folds],
+                    "similar": [f"/api/recs/similar/{m}?k=10" for m in rng.permutation(sim_ids)],
+                }
+                t = Table(
+                    title=f"HTTP, open loop {args.rate:.0f} req/s × {args.duration:.0f} s "
+                    "(latency from scheduled start, ms)"
+                )
+                for c in ("scenario", "req/s", "p50", "p90", "p99", "max", "errors",
+                          "p50 target", "p99 target", "p50 / in-process compute"):  # fmt: skip
+                    t.add_column(c)
+                for name, paths in scenarios.items():
+                    console.print(f"load: {name} …")
+                    res = run_load_in_child(base, paths, args.rate, args.duration)
+                    p50_t, p99_t = TARGETS[name]
+                    t.add_row(
+                        name,
+                        f"{res['rps']:.0f}",
+                        f"{res['p50']:.2f}",
+                        f"{res['p90']:.2f}",
+                        f"{res['p99']:.2f}",
+                        f"{res['max']:.1f}",
+                        str(res["errors"]),
+                        f"{p50_t} ({res['p50'] / p50_t:.2f}×)" if p50_t else "—",
+                        f"{p99_t} ({res['p99'] / p99_t:.2f}×)" if p99_t else "—",
+                        f"{res['p50'] * 1000 / compute_us[name]:.0f}×",
+                    )
+                emit(t, "HTTP latency under a bounded loopback load")
+                report.append(
+                    f"\nOne MongoDB read of a user's ratings alone: {db_us / 1000:.2f} ms median "
+                    "(known and fold-in requests each do one)."
+                )
+
+    if not args.skip_similar_eval:
+        console.print("similar-movie factor evaluation (two fits on 80 %, two on 100 %) …")
+        t = Table(title="Similar movies: hit rate of co-rated held-out pairs (top 10, ≥10 ratings)")
+        for c in ("factors", "pairs", "hit@10", "Toy Story 2 position for Toy Story"):
+            t.add_column(c)
+        for name, n, hit, pos in similar_eval(args.data_dir):
+            t.add_row(name, str(n), f"{hit:.4f}", pos)
+        emit(t, "Similar movies: which factors")
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text("\n".join(report) + "\n")
+    console.print(f"written {OUT.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
