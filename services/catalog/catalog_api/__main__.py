@@ -1,0 +1,26 @@
+"""`python -m catalog_api`: run the catalog with uvicorn on CATALOG_HOST:CATALOG_PORT."""
+
+from __future__ import annotations
+
+import uvicorn
+from movierec_common.logs import setup_logging
+
+from .core.config import CatalogSettings
+from .main import create_app
+
+
+def main() -> None:
+    settings = CatalogSettings()
+    setup_logging(settings.log_level, settings.log_json)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.catalog_host,
+        port=settings.catalog_port,
+        log_config=None,  # keep our JSON logging
+        access_log=False,  # RequestMiddleware logs each request with its request id
+        proxy_headers=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

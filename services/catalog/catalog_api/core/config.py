@@ -1,0 +1,28 @@
+"""Catalog settings: CommonSettings plus what only the catalog needs, read once at start-up."""
+
+from __future__ import annotations
+
+from movierec_common.settings import CommonSettings
+from pydantic import Field
+
+
+class CatalogSettings(CommonSettings):
+    catalog_host: str = Field("127.0.0.1", description="Bind address.")
+    catalog_port: int = Field(8001, ge=1, le=65535, description="Bind port.")
+    popularity_prior_weight: float = Field(
+        20.0, ge=0, description="m in the damped mean (rating_sum + m·C)/(rating_count + m)."
+    )
+    # Login rate limits: failed attempts in a sliding window, kept in process memory, so they
+    # are per replica (N replicas allow up to N times as many tries).
+    login_window_seconds: float = Field(300.0, gt=0)
+    login_max_failures_per_username: int = Field(5, ge=1)
+    login_max_failures_per_client: int = Field(30, ge=1)
+    trust_forwarded_for: bool = Field(
+        False,
+        description="Take the client address from X-Forwarded-For/X-Real-IP (only behind nginx).",
+    )
+    cookie_secure: bool = Field(False, description="Set Secure on the login cookie (HTTPS only).")
+    cors_origins: list[str] = Field(default_factory=list)
+    startup_attempts: int = Field(30, ge=1, description="Pings before start-up gives up.")
+    startup_delay_seconds: float = Field(1.0, gt=0)
+    retrain_slot_stale_seconds: float = Field(30.0, gt=0)

@@ -1,0 +1,97 @@
+"""create_app(settings): the catalog FastAPI application.
+
+One AsyncMongoClient per process, opened in the lifespan after waiting for the database (with
+retries and a clear message) and closed on shutdown. While MongoDB is unreachable, requests
+that need it fail fast (server selection timeout) with a 503 in the common error shape; the
+driver reconnects by itself when the server is back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from movierec_common.mongo import make_client, wait_for_mongo
+
+from .api.deps import AppState
+from .api.routes import admin, auth, movies, ops, ratings
+from .core.config import CatalogSettings
+from .core.security import LoginLimiter, Passwords, TokenService
+from .errors import OrjsonResponse, install_error_handlers
+from .metrics import Metrics, RequestMiddleware
+from .repositories import make_repos
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Accounts and login, the movie catalog, ratings, popularity, and the admin routes for
+retraining and model versions.
+
+**Auth**: `POST /api/auth/login` sets an httpOnly cookie `movierec_token` (browsers) and returns
+the same JWT as `access_token` (programs: `Authorization: Bearer <jwt>`). Services send
+`X-API-Key`. **Errors** always look like
+`{"error": {"code": "snake_case", "message": "…", "details": …}}`.
+"""
+
+
+def create_app(settings: CatalogSettings) -> FastAPI:
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = make_client(settings.mongo_url, settings.mongo_timeout_ms)
+        try:
+            await wait_for_mongo(
+                client, attempts=settings.startup_attempts, delay=settings.startup_delay_seconds
+            )
+            repos = make_repos(
+                client,
+                settings.mongo_db,
+                settings.popularity_prior_weight,
+                settings.retrain_slot_stale_seconds,
+            )
+            app.state.catalog = AppState(
+                settings=settings,
+                repos=repos,
+                passwords=Passwords(),
+                tokens=TokenService(
+                    settings.jwt_secret.get_secret_value(), settings.jwt_ttl_seconds
+                ),
+                limiter=LoginLimiter(
+                    settings.login_window_seconds,
+                    settings.login_max_failures_per_username,
+                    settings.login_max_failures_per_client,
+                ),
+                metrics=metrics,
+                api_keys=[k.get_secret_value() for k in settings.api_keys],
+            )
+            log.info("catalog ready", extra={"db": settings.mongo_db})
+            yield
+        finally:
+            app.state.catalog = None
+            await client.close()
+
+    app = FastAPI(
+        title="MovieRec catalog API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        default_response_class=OrjsonResponse,
+    )
+    app.state.catalog = None
+    install_error_handlers(app)
+    for module in (ops, auth, movies, ratings, admin):
+        app.include_router(module.router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
+        )
+    app.add_middleware(RequestMiddleware, metrics=metrics)
+    return app

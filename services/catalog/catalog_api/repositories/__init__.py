@@ -1,0 +1,36 @@
+"""The only code that issues MongoDB queries. Routes call these; nothing else touches `db`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pymongo import AsyncMongoClient
+
+from .health import HealthRepo
+from .jobs import JobsRepo
+from .movies import MoviesRepo
+from .ratings import RatingsRepo
+from .users import UsersRepo
+
+
+@dataclass(frozen=True)
+class Repos:
+    users: UsersRepo
+    movies: MoviesRepo
+    ratings: RatingsRepo
+    jobs: JobsRepo
+    health: HealthRepo
+
+
+def make_repos(
+    client: AsyncMongoClient, db_name: str, prior_weight: float, slot_stale_seconds: float
+) -> Repos:
+    db = client[db_name]
+    movies = MoviesRepo(db, prior_weight)
+    return Repos(
+        health=HealthRepo(client),
+        users=UsersRepo(db),
+        movies=movies,
+        ratings=RatingsRepo(db, movies),
+        jobs=JobsRepo(db, slot_stale_seconds),
+    )

@@ -1,0 +1,129 @@
+"""Retrain jobs (contract 4) as the catalog sees them: enqueue, list, get, cancel.
+
+At most one job is queued or running at a time. An enqueue first refuses when any job is queued
+or running (including ones the trainer's scheduler enqueued), and two simultaneous POSTs are
+serialised by a compare-and-set on the `meta` document "retrain_slot": only the request that
+moves the slot from the previous job to its own may insert, the other gets the winner (409).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bson import ObjectId
+from movierec_init import model
+from pymongo import ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+ACTIVE = ["queued", "running"]
+SLOT_ID = "retrain_slot"
+
+
+class JobConflict(Exception):
+    def __init__(self, job: dict[str, Any] | None) -> None:
+        super().__init__("a retrain job is already queued or running")
+        self.job = job
+
+
+def new_job(params: dict[str, Any], requested_by: str, trigger: str = "manual") -> dict[str, Any]:
+    return {
+        "_id": ObjectId(),
+        "status": "queued",
+        "trigger": trigger,
+        "params": params,
+        "requested_by": requested_by,
+        "created_at": datetime.now(UTC),
+        "started_at": None,
+        "finished_at": None,
+        "progress": None,
+        "phases": {},
+        "log_tail": [],
+        "model_version": None,
+        "metrics": None,
+        "error": None,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "attempts": 0,
+        "cancel_requested": False,
+    }
+
+
+class JobsRepo:
+    def __init__(self, db: AsyncDatabase, slot_stale_seconds: float) -> None:
+        self.jobs = db[model.JOBS]
+        self.meta = db[model.META]
+        self.stale = timedelta(seconds=slot_stale_seconds)
+
+    async def active(self) -> dict[str, Any] | None:
+        return await self.jobs.find_one({"status": {"$in": ACTIVE}}, sort=[("created_at", 1)])
+
+    async def enqueue(self, params: dict[str, Any], requested_by: str) -> dict[str, Any]:
+        running = await self.active()
+        if running is not None:
+            raise JobConflict(running)
+        slot = await self.meta.find_one({"_id": SLOT_ID})
+        now = datetime.now(UTC)
+        if slot is not None and slot.get("job_id") is not None:
+            holder = await self.jobs.find_one({"_id": slot["job_id"]})
+            if holder is not None and holder["status"] in ACTIVE:
+                raise JobConflict(holder)
+            if holder is None and now - slot["updated_at"] < self.stale:
+                # Another request took the slot a moment ago and is inserting its job.
+                raise JobConflict(None)
+        job = new_job(params, requested_by)
+        expected = {"_id": SLOT_ID, "job_id": slot.get("job_id") if slot else None}
+        if slot is None:
+            expected = {"_id": SLOT_ID}
+        try:
+            won = await self.meta.find_one_and_update(
+                expected,
+                {"$set": {"job_id": job["_id"], "updated_at": now}},
+                upsert=slot is None,
+                return_document=ReturnDocument.AFTER,
+            )
+        except DuplicateKeyError:  # two first-ever enqueues raced on the upsert
+            won = None
+        if won is None or won.get("job_id") != job["_id"]:
+            raise JobConflict(await self.active())
+        await self.jobs.insert_one(job)
+        return job
+
+    async def get(self, job_id: ObjectId) -> dict[str, Any] | None:
+        return await self.jobs.find_one({"_id": job_id})
+
+    async def page(
+        self, skip: int, limit: int, status: str | None
+    ) -> tuple[list[dict[str, Any]], int]:
+        flt: dict[str, Any] = {"status": status} if status else {}
+        total = await self.jobs.count_documents(flt)
+        cursor = self.jobs.find(flt).sort([("created_at", -1), ("_id", -1)]).skip(skip)
+        return await cursor.limit(limit).to_list(limit), total
+
+    async def cancel(self, job_id: ObjectId) -> tuple[str, dict[str, Any] | None]:
+        """Returns (outcome, job): cancelled | cancel_requested | finished | missing."""
+        now = datetime.now(UTC)
+        job = await self.jobs.find_one_and_update(
+            {"_id": job_id, "status": "queued"},
+            {
+                "$set": {
+                    "status": "cancelled",
+                    "finished_at": now,
+                    "cancel_requested": True,
+                    "error": "cancelled before it started",
+                }
+            },
+            return_document=ReturnDocument.AFTER,
+        )
+        if job is not None:
+            return "cancelled", job
+        job = await self.jobs.find_one_and_update(
+            {"_id": job_id, "status": "running"},
+            {"$set": {"cancel_requested": True}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if job is not None:
+            return "cancel_requested", job
+        job = await self.jobs.find_one({"_id": job_id})
+        return ("finished", job) if job is not None else ("missing", None)

@@ -1,0 +1,58 @@
+"""Accounts: lookup by username (case-insensitive key), creation with an atomic new userId."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from movierec_init import model
+from pymongo import ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+
+class UsernameTaken(Exception):
+    pass
+
+
+class UsersRepo:
+    def __init__(self, db: AsyncDatabase) -> None:
+        self.users = db[model.USERS]
+        self.counters = db[model.COUNTERS]
+
+    async def by_username(self, username: str) -> dict[str, Any] | None:
+        return await self.users.find_one({"username_key": username.casefold()})
+
+    async def by_id(self, user_id: int) -> dict[str, Any] | None:
+        return await self.users.find_one({"userId": user_id})
+
+    async def _next_user_id(self) -> int:
+        # mongo-init seeded the counter above every MovieLens userId; $inc is atomic, so two
+        # concurrent registrations never get the same id.
+        doc = await self.counters.find_one_and_update(
+            {"_id": model.USER_ID_COUNTER},
+            {"$inc": {"seq": 1}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        return int(doc["seq"])
+
+    async def create(self, username: str, password_hash: str, role: str) -> dict[str, Any]:
+        if await self.by_username(username) is not None:
+            raise UsernameTaken(username)
+        doc = {
+            "userId": await self._next_user_id(),
+            "username": username,
+            "username_key": username.casefold(),
+            "password_hash": password_hash,
+            "role": role,
+            "created_at": datetime.now(UTC),
+        }
+        try:
+            await self.users.insert_one(doc)
+        except DuplicateKeyError as exc:  # lost a race for the same username
+            raise UsernameTaken(username) from exc
+        return doc
+
+    async def set_password_hash(self, user_id: int, password_hash: str) -> None:
+        await self.users.update_one({"userId": user_id}, {"$set": {"password_hash": password_hash}})

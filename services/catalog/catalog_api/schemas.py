@@ -1,0 +1,218 @@
+"""Request and response bodies. Requests are strict: a dict where a scalar is expected (for
+example a MongoDB operator like {"$gt": ""}) is a 422, never reaches a query, and unknown
+fields are refused."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
+
+USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,32}$")
+# ml<digits> names belong to the MovieLens demo logins mongo-init creates.
+RESERVED_RE = re.compile(r"^ml\d+$", re.IGNORECASE)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Credentials(Strict):
+    username: StrictStr = Field(min_length=1, max_length=64, examples=["alice"])
+    password: StrictStr = Field(min_length=1, max_length=1024, examples=["correct horse battery"])
+
+
+class RegisterRequest(Strict):
+    username: StrictStr = Field(
+        examples=["alice"], description="3–32 characters: letters, digits, '_', '.', '-'."
+    )
+    password: StrictStr = Field(min_length=8, max_length=1024, examples=["correct horse battery"])
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, v: str) -> str:
+        if not USERNAME_RE.match(v):
+            raise ValueError("must be 3–32 characters of letters, digits, '_', '.' or '-'")
+        if RESERVED_RE.match(v):
+            raise ValueError("names like ml<number> are reserved for the MovieLens demo logins")
+        return v
+
+
+class UserOut(BaseModel):
+    userId: int
+    username: str
+    role: str
+
+
+class LoginResponse(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+    user: UserOut
+
+
+class MeResponse(BaseModel):
+    userId: int | None
+    username: str | None
+    role: str
+
+
+Rating = Annotated[
+    float,
+    Field(ge=0.5, le=5.0, multiple_of=0.5, examples=[4.5], description="0.5–5.0, steps of 0.5"),
+]
+
+
+class RatingRequest(Strict):
+    rating: Rating
+
+    @field_validator("rating", mode="before")
+    @classmethod
+    def _number(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ValueError("rating must be a number")
+        return float(v)
+
+
+class MovieStats(BaseModel):
+    rating_count: int
+    rating_sum: float
+    avg_rating: float | None
+    popularity_score: float | None
+
+
+class Movie(MovieStats):
+    movieId: int
+    title: str
+    year: int | None = None
+    genres: list[str]
+    imdbId: str | None = None
+    tmdbId: int | None = None
+
+
+class MyRating(BaseModel):
+    rating: float
+    timestamp: int
+
+
+class MovieDetail(Movie):
+    my_rating: MyRating | None = Field(None, description="The caller's own rating, if any.")
+
+
+class Page(BaseModel):
+    total: int
+    page: int
+    page_size: int
+    pages: int
+
+
+class MoviePage(Page):
+    items: list[Movie]
+
+
+class PopularResponse(BaseModel):
+    items: list[Movie]
+    genre: str | None
+    prior_weight: float
+    global_mean: float
+
+
+class Genre(BaseModel):
+    genre: str
+    count: int
+
+
+class GenresResponse(BaseModel):
+    items: list[Genre]
+
+
+class RatingOut(BaseModel):
+    userId: int
+    movieId: int
+    rating: float
+    timestamp: int
+    previous: float | None
+    movie: MovieStats
+
+
+class MyRatingItem(BaseModel):
+    movieId: int
+    rating: float
+    timestamp: int
+    title: str | None = None
+    year: int | None = None
+    genres: list[str] = []
+
+
+class MyRatingsPage(Page):
+    items: list[MyRatingItem]
+
+
+class RetrainRequest(Strict):
+    """Parameters of a retrain; every field optional (the trainer's defaults apply)."""
+
+    db_only: StrictBool = Field(False, description="Train on MongoDB ratings only, no CSV.")
+    csv_path: StrictStr | None = Field(
+        None, max_length=4096, description="A ratings CSV inside the configured DATA_DIR."
+    )
+    rank: int | None = Field(None, ge=2, le=200, examples=[20])
+    reg: float | None = Field(None, gt=0, le=10, examples=[0.1])
+    bias_reg: float | None = Field(None, ge=0, le=1000)
+    iterations: int | None = Field(None, ge=1, le=100, examples=[20])
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    holdout: float | None = Field(None, ge=0, lt=1)
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={"examples": [{"iterations": 20}, {"db_only": True, "rank": 30}]},
+    )
+
+    @field_validator("reg", "bias_reg", "holdout", mode="before")
+    @classmethod
+    def _float(cls, v: Any) -> Any:
+        if isinstance(v, bool) or (v is not None and not isinstance(v, int | float)):
+            raise ValueError("must be a number")
+        return None if v is None else float(v)
+
+
+class Job(BaseModel):
+    id: str
+    status: str
+    trigger: str | None = None
+    params: dict[str, Any] = {}
+    requested_by: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    progress: dict[str, Any] | None = None
+    phases: dict[str, Any] | None = None
+    log_tail: list[str] = []
+    model_version: str | None = None
+    metrics: dict[str, Any] | None = None
+    error: Any = None
+    attempts: int | None = None
+    cancel_requested: bool = False
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+
+
+class JobPage(Page):
+    items: list[Job]
+
+
+class ModelsResponse(BaseModel):
+    items: list[dict[str, Any]]
+    current: str | None
+
+
+class ActivateResponse(BaseModel):
+    version: str
+    active: bool = True
+    previous: str | None = None
+
+
+class Health(BaseModel):
+    status: str
