@@ -147,6 +147,10 @@ def build_env(s: StackSettings, secret: dict[str, str]) -> dict[str, str]:
         "DEMO_PASSWORD": s.demo_password or secret["DEMO_PASSWORD"],
         "CATALOG_HOST": host,
         "CATALOG_PORT": str(s.catalog_port),
+        # nginx sets X-Forwarded-For; without this every browser shares nginx's address and
+        # with it the catalog's per-client login failure limit.
+        "TRUST_FORWARDED_FOR": "true",
+        "WORK_DIR": str(var / "trainer"),
         "RECOMMENDER_HOST": host,
         "RECOMMENDER_PORT": str(s.recommender_port),
         "SPARK_MASTER": spark_master,
