@@ -632,7 +632,7 @@ def fit_implicit(
             plan=by_user,
         )
         # Cheap progress signal: how close observed scores get to the preference 1.
-        scores = np.einsum("ij,ij->i", X[inter.user_idx], Y[inter.item_idx])
+        scores = _dot_rows(X, Y, inter.user_idx, inter.item_idx)
         entry = {
             "iteration": it,
             "of": params.iterations,
