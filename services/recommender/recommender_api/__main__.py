@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
+# One BLAS thread per process: every product here is one small matrix-vector product per
+# request, and concurrency comes from requests (and replicas), not from BLAS threads spinning
+# on a 2-core box. Must be set before NumPy loads; an explicit environment value still wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import uvicorn
 from movierec_common.logs import setup_logging
 
