@@ -9,7 +9,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv install data java-check test test-fast lint format run bench bench-train clean css css-check
+.PHONY: help venv install data java-check test test-fast lint format run bench bench-train clean css css-check bench-recs
 
 help:
 	@echo "make run    start the whole stack on this machine (no Docker needed)"
@@ -79,3 +79,8 @@ css-check: $(FRONTEND)/node_modules/.package-lock.json $(PY)
 	  { echo "error: frontend/site/assets/app.css is stale: run 'make css' and commit it"; exit 1; }
 	@$(PY) $(FRONTEND)/stamp_assets.py --check
 	@echo "css-check: frontend/site/assets/app.css and asset hashes are current"
+
+# Recommender latency (known user, fold-in, similar) under a fixed-rate loopback load, in-process
+# compute, and the similar-movie factor choice; writes bench/out/recs.md.
+bench-recs: install data
+	$(PY) bench/bench_recs.py $(BENCH_RECS_ARGS)
