@@ -21,6 +21,11 @@ matmul and solved with one stacked `np.linalg.solve`. Rows with fewer ratings th
 the equivalent dual form x = Yᵀ(YYᵀ + λ'I)⁻¹r (an L×L solve instead of k×k); with λ' > 0 both
 forms are the same ridge solution, and they are much cheaper for the long tail of rarely rated
 movies. All accumulation is float64 whatever the dtype of the fixed factors.
+
+BLAS threads: the work is many small matmuls and solves, where OpenBLAS threads only add
+synchronisation. Measured on the 2-core box (ml-latest-small, CPU seconds): explicit fit 0.44
+with one thread vs 0.47 with two, ranking fit 0.30 vs 0.83. Callers that own the process (the
+trainer, the bench) should cap BLAS at one thread with threadpoolctl; this module stays NumPy-only.
 """
 
 from __future__ import annotations
