@@ -24,6 +24,9 @@ DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 375, "height": 812}
 PASSWORD = "correct-horse-battery-42"
 RETRAIN_TIMEOUT_MS = 420_000
+# The embedded database is slow under concurrent aggregations on a busy 2-core machine; the
+# assertions wait for what people would wait for, not for a fixed speed.
+expect.set_options(timeout=30_000)
 
 
 class ConsoleWatch:

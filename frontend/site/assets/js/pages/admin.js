@@ -339,7 +339,11 @@ export async function adminPage(ctx) {
     const servedInfo =
       served.status === "fulfilled" ? served.value : { version: null, last_error: served.reason.message };
     if (models.status === "fulfilled") {
-      const versions = asList(models.value, "versions", "models").items;
+      const current = models.value && models.value.current;
+      const versions = asList(models.value, "versions", "models").items.map((v) => ({
+        ...v,
+        active: v.active === undefined ? v.version === current : Boolean(v.active),
+      }));
       const active = versions.find((v) => v.active) || null;
       replace(top, activeModelPanel(ctx, active, servedInfo), retrain);
       replace(versionsSlot, versionsPanel(versions, reload));

@@ -102,8 +102,8 @@ export async function browsePage(ctx) {
         query: {
           q: state.q,
           genre: state.genre,
-          year_from: state.year_from,
-          year_to: state.year_to,
+          year_min: state.year_from,
+          year_max: state.year_to,
           sort: state.sort,
           page: state.page,
           page_size: PAGE_SIZE,

@@ -26,7 +26,7 @@ export function strategyLabel(recs) {
     : `Popular right now — rate ${FOLD_IN_MIN} movies to get personalised picks`;
 }
 
-function recsSection(ctx) {
+function recsSection(ctx, done) {
   const body = h("div", null, skeletonRow());
   const sub = h("span", null, "Loading your picks…");
   const el = section("Recommended for you", sub, body, { id: "recommended" });
@@ -65,7 +65,7 @@ function recsSection(ctx) {
       replace(body, errorBox(err, load));
     }
   };
-  load();
+  load().finally(done);
   return el;
 }
 
@@ -92,9 +92,12 @@ async function popularRow(ctx, genre, container) {
   }
 }
 
-function genreSections(ctx) {
+// Genre rows load after the main list and one at a time: each is a database aggregation,
+// and firing them all at once would slow down the list people came for.
+function genreSections(ctx, after) {
   const wrap = h("div", { class: "space-y-10", id: "genre-picks" }, skeletonRow());
   (async () => {
+    await after;
     try {
       const data = await api("/api/genres", { signal: ctx.signal });
       const genres = asList(data, "genres").items
@@ -113,10 +116,13 @@ function genreSections(ctx) {
           " ",
           h("a", { href: `/browse?genre=${encodeURIComponent(g)}&sort=popularity`, "data-link": "", class: "link ml-2 text-sm font-medium" }, "See all"),
         );
-        popularRow(ctx, g, row);
-        return row;
+        return [g, row];
       });
-      replace(wrap, rows);
+      replace(wrap, rows.map(([, row]) => row));
+      for (const [g, row] of rows) {
+        if (ctx.signal.aborted) return;
+        await popularRow(ctx, g, row);
+      }
     } catch (err) {
       if (err.name === "AbortError") return;
       replace(wrap, errorBox(err));
@@ -125,7 +131,7 @@ function genreSections(ctx) {
   return wrap;
 }
 
-function popularOverall(ctx) {
+function popularOverall(ctx, done) {
   const body = h("div", null, skeletonRow());
   const el = section("Popular right now", "The best-loved movies on MovieRec", body, { id: "popular" });
   (async () => {
@@ -136,12 +142,21 @@ function popularOverall(ctx) {
       if (err.name === "AbortError") return;
       replace(body, errorBox(err));
     }
-  })();
+  })().finally(done);
   return el;
+}
+
+function gate() {
+  let open;
+  const opened = new Promise((resolve) => {
+    open = resolve;
+  });
+  return [opened, open];
 }
 
 export async function homePage(ctx) {
   const u = session.user();
+  const [opened, open] = gate();
   if (!u) {
     return h(
       "div",
@@ -158,8 +173,8 @@ export async function homePage(ctx) {
           h("a", { href: "/browse", "data-link": "", class: "btn-hero-ghost" }, "Browse movies"),
         ),
       ),
-      popularOverall(ctx),
-      genreSections(ctx),
+      popularOverall(ctx, open),
+      genreSections(ctx, opened),
     );
   }
   return h(
@@ -171,7 +186,7 @@ export async function homePage(ctx) {
       h("h1", { class: "text-2xl font-extrabold tracking-tight sm:text-3xl" }, `Hi ${u.username}, what's next?`),
       h("p", { class: "mt-1 text-slate-600 dark:text-slate-400" }, "Picks for tonight, and the crowd favourites in every genre."),
     ),
-    recsSection(ctx),
-    genreSections(ctx),
+    recsSection(ctx, open),
+    genreSections(ctx, opened),
   );
 }
