@@ -1,0 +1,252 @@
+"""The retraining worker against a real SecantusDB and a real standalone Spark cluster.
+
+Jobs are inserted the way the catalog's POST /api/admin/retrain inserts them (contract 4); the
+worker runs as its own process (`python -m movierec_trainer worker`), exactly as in production.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from bson import ObjectId
+from movierec_common import artifacts
+from pymongo import MongoClient
+
+from tests.spark.tiny_data import write_movielens
+from tests.support import ManagedProcess
+
+pytestmark = pytest.mark.spark
+
+NEW_USER = 100_001
+FAST = {"iterations": 3, "rank": 4, "ranking_rank": 4, "ranking_reg": 1.0, "ranking_iterations": 3}
+
+
+def new_job(params: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "_id": ObjectId(),
+        "status": "queued",
+        "trigger": "manual",
+        "params": params,
+        "requested_by": "test",
+        "created_at": datetime.now(UTC),
+        "started_at": None,
+        "finished_at": None,
+        "progress": None,
+        "phases": {},
+        "log_tail": [],
+        "model_version": None,
+        "metrics": None,
+        "error": None,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "attempts": 0,
+        "cancel_requested": False,
+    }
+
+
+class Env:
+    def __init__(self, tmp: Path, mongo_url: str, db_name: str, master: str) -> None:
+        self.tmp = tmp
+        self.data_dir = tmp / "ml"
+        self.n_csv = write_movielens(self.data_dir)
+        self.model_dir = tmp / "models"
+        self.client: MongoClient = MongoClient(mongo_url, tz_aware=True)
+        self.db = self.client[db_name]
+        self.env = {
+            "MONGO_URL": mongo_url,
+            "MONGO_DB": db_name,
+            "MODEL_DIR": str(self.model_dir),
+            "DATA_DIR": str(self.data_dir),
+            "WORK_DIR": str(tmp / "work"),
+            "SPARK_MASTER": master,
+            "POLL_SECONDS": "0.3",
+            "SCHEDULE": "off",
+            "NEW_RATINGS_THRESHOLD": "0",
+            "LOG_JSON": "false",
+            "SPARK_DRIVER_MEMORY": "1g",
+            "SPARK_EXECUTOR_MEMORY": "1g",
+        }
+        self.workers: list[ManagedProcess] = []
+
+    def load_csv_into_db(self) -> None:
+        """What mongo-init does: the MovieLens ratings are in MongoDB too."""
+        lines = (self.data_dir / "ratings.csv").read_text().splitlines()[1:]
+        docs = []
+        for line in lines:
+            u, m, r, t = line.split(",")
+            docs.append(
+                {"userId": int(u), "movieId": int(m), "rating": float(r), "timestamp": int(t)}
+            )
+        self.db.ratings.insert_many(docs)
+
+    def start_worker(self, name: str, **extra: str) -> ManagedProcess:
+        w = ManagedProcess(
+            [sys.executable, "-m", "movierec_trainer", "worker"],
+            env={**self.env, "WORKER_ID": name, **extra},
+            log_path=self.tmp / f"{name}.log",
+        ).start()
+        self.workers.append(w)
+        return w
+
+    def wait_job(
+        self, job_id: ObjectId, until: set[str], timeout: float = 240, seen: list | None = None
+    ) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            doc = self.db.jobs.find_one({"_id": job_id})
+            if seen is not None and doc and doc.get("progress"):
+                seen.append((doc["status"], dict(doc["progress"])))
+            if doc and doc["status"] in until:
+                return doc
+            for w in self.workers:
+                if (
+                    w.proc is not None
+                    and w.proc.poll() is not None
+                    and w.proc.returncode not in (0, -9, -15)
+                ):
+                    raise AssertionError(f"worker died:\n{w.log_tail()}")
+            time.sleep(0.25)
+        logs = "\n".join(w.log_tail(40) for w in self.workers)
+        raise AssertionError(f"job {job_id} not in {until} after {timeout}s: {doc}\n{logs}")
+
+    def close(self) -> None:
+        for w in self.workers:
+            w.stop()
+        self.client.close()
+
+
+@pytest.fixture
+def env(tmp_path: Path, mongo_url: str, db_name: str, spark_cluster):
+    e = Env(tmp_path, mongo_url, db_name, spark_cluster.master_url)
+    try:
+        yield e
+    finally:
+        e.close()
+
+
+def _train_cli(e: Env) -> str:
+    """An active model trained from the CSV alone (same holdout protocol as the worker)."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "movierec_trainer",
+            "train",
+            "--data-dir",
+            str(e.data_dir),
+            "--rank",
+            "4",
+            "--iterations",
+            "3",
+            "--ranking-rank",
+            "4",
+            "--ranking-reg",
+            "1",
+            "--ranking-iterations",
+            "3",
+            "--output",
+            str(e.model_dir),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])["version"]
+
+
+def test_job_queued_running_succeeded_with_progress(env: Env) -> None:
+    env.load_csv_into_db()
+    # A new user rated 10 movies; and user 1 changed a rating (the database wins).
+    rng = np.random.default_rng(5)
+    env.db.ratings.insert_many(
+        [
+            {"userId": NEW_USER, "movieId": int(m), "rating": 4.5, "timestamp": 2_000_000_000}
+            for m in rng.choice(np.arange(1, 81, 2), 10, replace=False)
+        ]
+    )
+    job = new_job(FAST)
+    env.db.jobs.insert_one(job)
+    env.start_worker("w1")
+    seen: list = []
+    doc = env.wait_job(job["_id"], {"succeeded", "failed", "rejected"}, seen=seen)
+    assert doc["status"] == "succeeded", doc
+    assert any(s == "running" and p.get("iteration") for s, p in seen), seen[:5]
+    assert doc["model_version"] == artifacts.current_version(env.model_dir)
+    assert doc["lease_owner"] is None and doc["attempts"] == 1
+    for key in ("queue_s", "snapshot_s", "train_s", "validate_s", "publish_s"):
+        assert doc["phases"][key] >= 0, doc["phases"]
+    assert doc["metrics"]["rmse"] > 0 and doc["metrics"]["gate"]["passed"]
+    assert any("published" in line for line in doc["log_tail"])
+    model = artifacts.load_model(env.model_dir)
+    assert NEW_USER in set(model.user_ids.tolist())  # the new user graduated into the model
+    assert model.has_ranking
+    data = model.manifest["data"]
+    assert data["n_ratings"] == env.n_csv + 10 and data["source"] == "mongodb+csv"
+    assert model.manifest["evaluation"]["published"] == "full_refit"
+    assert Path(data["snapshot"]).suffix == ".parquet" and Path(data["snapshot"]).exists()
+
+
+def test_worse_model_is_rejected_and_current_unchanged(env: Env) -> None:
+    before = _train_cli(env)
+    # The database holds pure noise for the same users and movies: any model trained on it
+    # predicts held-out noise far worse than the active model predicts real ratings.
+    rng = np.random.default_rng(9)
+    env.db.ratings.insert_many(
+        [
+            {
+                "userId": int(u),
+                "movieId": int(m),
+                "rating": float(rng.integers(1, 11) / 2),
+                "timestamp": 1,
+            }
+            for u in range(1, 61)
+            for m in rng.choice(80, 25, replace=False) + 1
+        ]
+    )
+    job = new_job({**FAST, "db_only": True})
+    env.db.jobs.insert_one(job)
+    env.start_worker("w2")
+    doc = env.wait_job(job["_id"], {"succeeded", "failed", "rejected"})
+    assert doc["status"] == "rejected", doc
+    gate = doc["metrics"]["gate"]
+    assert gate["active_version"] == before and not gate["passed"]
+    assert gate["new_rmse"] > gate["active_rmse"] * 1.02
+    assert str(round(gate["active_rmse"], 4)) in doc["error"]
+    assert artifacts.current_version(env.model_dir) == before
+    assert len(artifacts.list_versions(env.model_dir)) == 1  # nothing was published
+
+
+def test_killed_worker_lease_expires_and_job_does_not_stay_running(env: Env) -> None:
+    env.load_csv_into_db()
+    job = new_job({**FAST, "iterations": 400, "ranking_iterations": 400})
+    env.db.jobs.insert_one(job)
+    w = env.start_worker("doomed", LEASE_SECONDS="4", HEARTBEAT_SECONDS="1")
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        doc = env.db.jobs.find_one({"_id": job["_id"]})
+        if doc["status"] == "running" and (doc.get("progress") or {}).get("iteration", 0) >= 2:
+            break
+        time.sleep(0.25)
+    else:
+        raise AssertionError(f"job never got going: {doc}\n{w.log_tail()}")
+    assert doc["lease_owner"] == "doomed"
+    os.killpg(w.proc.pid, signal.SIGKILL)  # no goodbye: the lease is all that is left
+    w.proc.wait(10)
+    # A second worker (one attempt allowed) reaps the expired lease.
+    env.start_worker("reaper", MAX_ATTEMPTS="1", LEASE_SECONDS="4")
+    doc = env.wait_job(job["_id"], {"failed", "queued", "succeeded"}, timeout=60)
+    assert doc["status"] == "failed", doc
+    assert "lease expired" in doc["error"]
+    assert artifacts.current_version(env.model_dir) is None
