@@ -233,6 +233,21 @@ def _solve_spd(a: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     return np.linalg.solve(a, rhs[..., None])[..., 0]
 
 
+def _yt_v(y: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Σ_l y[n, l, :]·v[n, l] for (nb, L, k) and (nb, L): batched matmul is ~3× faster than
+    einsum here once L > 2 (measured), einsum wins for the 1-2 rating rows."""
+    if y.shape[1] <= 2:
+        return np.einsum("nlk,nl->nk", y, v)
+    return np.matmul(v[:, None, :], y)[:, 0, :]
+
+
+def _y_x(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """y[n]·x[n] for (nb, L, k) and (nb, k) → (nb, L)."""
+    if y.shape[1] <= 2:
+        return np.einsum("nlk,nk->nl", y, x)
+    return np.matmul(y, x[:, :, None])[:, :, 0]
+
+
 def _small_outer(y: np.ndarray, v: np.ndarray | None = None) -> np.ndarray:
     """y·vᵀ per row for (nb, L, k) (v defaults to y); einsum beats per-matrix BLAS calls when
     L is tiny."""
@@ -263,15 +278,15 @@ def _explicit_plan_solve(
             diag = np.where(b.valid, lam[:, None], 1.0)
             kk[:, np.arange(length), np.arange(length)] += diag
             alpha = _solve_spd(kk, b.vals)
-            x = np.einsum("nlk,nl->nk", y, alpha)
+            x = _yt_v(y, alpha)
         else:
             a = np.matmul(y.transpose(0, 2, 1), y)
             a[:, np.arange(k), np.arange(k)] += lam[:, None]
-            rhs = np.einsum("nlk,nl->nk", y, b.vals)
+            rhs = _yt_v(y, b.vals)
             x = _solve_spd(a, rhs)
         out[b.rows] = x
         if fit_error:
-            err = b.vals - np.einsum("nlk,nk->nl", y, x)  # padding: 0 − 0·x = 0
+            err = b.vals - _y_x(y, x)  # padding: 0 − 0·x = 0
             sse += float(np.sum(err * err))
             sae += float(np.sum(np.abs(err)))
     return out, sse, sae
@@ -327,7 +342,7 @@ def solve_implicit_block(
         length = b.cols.shape[1]
         w = alpha * b.vals  # c − 1 on observed entries, 0 in padding
         conf = np.where(b.valid, 1.0 + w, 0.0)
-        rhs = np.einsum("nlk,nl->nk", y, conf)
+        rhs = _yt_v(y, conf)
         if 2 * length <= k and reg > 0 and np.all(w[b.valid] > 0):
             # Woodbury with M = YᵀY + λI inverted once per half-step:
             # (M + UᵀWU)⁻¹ = M⁻¹ − M⁻¹Uᵀ(W⁻¹ + UM⁻¹Uᵀ)⁻¹UM⁻¹, an L×L solve per row.
@@ -338,8 +353,8 @@ def solve_implicit_block(
             s_mat = _small_outer(y @ base_inv, y)
             w_inv = np.where(b.valid, 1.0 / np.where(b.valid, w, 1.0), 1.0)
             s_mat[:, np.arange(length), np.arange(length)] += w_inv
-            t = _solve_spd(s_mat, np.einsum("nlk,nk->nl", y, z))
-            out[b.rows] = z - np.einsum("nlk,nl->nk", y, t) @ base_inv
+            t = _solve_spd(s_mat, _y_x(y, z))
+            out[b.rows] = z - _yt_v(y, t) @ base_inv
         else:
             a = base[None, :, :] + np.matmul((y * w[..., None]).transpose(0, 2, 1), y)
             out[b.rows] = _solve_spd(a, rhs)
