@@ -195,7 +195,15 @@ def stack(
         ).start()
         procs["worker"] = ManagedProcess(
             [py, "-m", "movierec_trainer", "worker"],
-            env={**env, "SPARK_MASTER": "local[1]", "WORKER_POLL_SECONDS": "1"},
+            env={
+                **env,
+                "SPARK_MASTER": "local[1]",
+                "SPARK_DRIVER_MEMORY": "1g",
+                "POLL_SECONDS": "1",
+                "SCHEDULE": "off",
+                "NEW_RATINGS_THRESHOLD": "0",
+                "WORK_DIR": str(tmp_path_factory.mktemp("e2e-trainer")),
+            },
             log_path=logs / "worker.log",
         ).start()
         prefix = logs / "nginx"

@@ -16,6 +16,9 @@ const METRICS = [
   ["recall_at_10", "Recall@10", 4],
   ["coverage_at_10", "Coverage@10", 3],
   ["popularity_ndcg_at_10", "Popularity NDCG@10", 4],
+  ["train_rmse", "Train RMSE", 4],
+  ["train_mae", "Train MAE", 4],
+  ["train_seconds", "Training s", 1],
 ];
 
 const jobId = (j) => j.id ?? j._id ?? j.job_id;
@@ -35,7 +38,7 @@ function panel(title, id, ...children) {
 }
 
 function metricsList(metrics) {
-  const rows = METRICS.filter(([k]) => metrics && metrics[k] !== undefined && metrics[k] !== null);
+  const rows = METRICS.filter(([k]) => metrics && Number.isFinite(metrics[k]));
   if (!rows.length) return h("p", { class: "text-sm text-slate-600 dark:text-slate-400" }, "No metrics recorded for this version.");
   return h(
     "dl",
@@ -89,7 +92,10 @@ function activeModelPanel(ctx, active, served) {
   const m = active;
   const data = m.data || {};
   const params = (m.params && (m.params.explicit || m.params)) || {};
-  const chart = lineChart({ title: `Training curve of ${m.version}`, series: historySeries(m.history) });
+  // The history holds both models' iterations; the RMSE curve is the explicit model's (the
+  // ranking model's squared error is on confidence-weighted preferences, another scale).
+  const explicitHistory = (m.history || []).filter((r) => !r.model || r.model === "explicit");
+  const chart = lineChart({ title: `Training curve of ${m.version}`, series: historySeries(explicitHistory) });
   const servedEl = served ? servedLine(m, served) : null;
   if (servedEl && served.version !== m.version) watchServed(ctx, m, servedEl);
   return panel(
