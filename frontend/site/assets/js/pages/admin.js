@@ -18,7 +18,7 @@ const METRICS = [
   ["popularity_ndcg_at_10", "Popularity NDCG@10", 4],
   ["train_rmse", "Train RMSE", 4],
   ["train_mae", "Train MAE", 4],
-  ["train_seconds", "Training s", 1],
+  ["train_seconds", "Train time (s)", 1],
 ];
 
 const jobId = (j) => j.id ?? j._id ?? j.job_id;
@@ -325,7 +325,7 @@ function retrainPanel(ctx, onDone, runningJob) {
 }
 
 export async function adminPage(ctx) {
-  const top = h("div", { class: "grid gap-6 lg:grid-cols-[3fr_2fr]" });
+  const top = h("div", { class: "grid items-start gap-6 lg:grid-cols-[3fr_2fr]" });
   const versionsSlot = h("div");
   const jobsSlot = h("div");
   let retrain = null;
