@@ -221,32 +221,39 @@ async def open_loop(base: str, paths: list[str], rate: float, duration: float) -
     n = int(rate * duration)
     lat_sched: list[float] = []
     lat_send: list[float] = []
-    errors = 0
+    errors: dict[str, int] = {}
     idle: list[RawConnection] = []
 
+    gate = asyncio.Semaphore(256)  # bounded connections (file descriptors); waits count
+
     async def request(path: str) -> bool:
+        async with gate:
+            return await _request(path)
+
+    async def _request(path: str) -> bool:
         conn = idle.pop() if idle else RawConnection(host, int(port))
         try:
-            ok = await conn.get(path) == 200
-        except (OSError, asyncio.IncompleteReadError, ValueError):
+            status = await conn.get(path)
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
             return False
         idle.append(conn)
-        return ok
+        if status != 200:
+            errors[str(status)] = errors.get(str(status), 0) + 1
+        return status == 200
 
     for p in paths[:50]:  # warm-up: connections and first-touch costs, not measured
         await request(p)
     start = time.perf_counter() + 0.1
 
     async def one(i: int) -> None:
-        nonlocal errors
         scheduled = start + i / rate
         delay = scheduled - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
         sent = time.perf_counter()
-        ok = await request(paths[i % len(paths)])
+        await request(paths[i % len(paths)])
         done = time.perf_counter()
-        errors += not ok
         lat_sched.append((done - scheduled) * 1000)
         lat_send.append((done - sent) * 1000)
 
@@ -516,13 +523,20 @@ def main() -> None:
                         f"{res['p90']:.2f}",
                         f"{res['p99']:.2f}",
                         f"{res['max']:.1f}",
-                        str(res["errors"]),
+                        ", ".join(f"{k}: {v}" for k, v in res["errors"].items()) or "0",
                         f"{p50_t} ({res['p50'] / p50_t:.2f}×)" if p50_t else "—",
                         f"{p99_t} ({res['p99'] / p99_t:.2f}×)" if p99_t else "—",
                         f"{res['p50'] * 1000 / compute_us[name]:.0f}×",
                         f"{res['load_avg']:.1f}",
                     )
                 emit(t, "HTTP latency under a bounded loopback load")
+                server_errors = [
+                    line
+                    for line in (work / "api.log").read_text(errors="replace").splitlines()
+                    if '"level":"ERROR"' in line
+                ]
+                for line in server_errors[-5:]:
+                    console.print(f"[red]server: {line[:300]}")
                 report.append(
                     f"\nOne MongoDB read of a user's ratings alone: {db_us / 1000:.2f} ms median "
                     "(known and fold-in requests each do one)."

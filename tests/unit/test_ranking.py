@@ -161,3 +161,23 @@ def test_unknown_manifest_params_are_ignored_not_fatal() -> None:
     values = {"rank": 4, "reg": 0.2, "some_future_knob": 3}
     params = ranking._params_from(als.ExplicitParams, values, als.DEFAULT_EXPLICIT)
     assert params.rank == 4 and params.reg == 0.2
+
+
+def test_whiten_makes_the_gram_matrix_identity() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.standard_normal((200, 6)) @ np.diag([10, 5, 2, 1, 0.5, 0.1])
+    w = ranking.whiten(y)
+    np.testing.assert_allclose(w.T @ w, np.eye(6), atol=1e-8)
+
+
+def test_blend_similarity_is_the_weighted_mean_of_the_two_cosines() -> None:
+    rng = np.random.default_rng(2)
+    q, y = rng.standard_normal((50, 4)), rng.standard_normal((50, 3))
+    blend = ranking.similarity_vectors("blend", q, y)
+    w = ranking.BLEND_EXPLICIT_WEIGHT
+    cq = ranking.unit_rows(q) @ ranking.unit_rows(q)[7]
+    wy = ranking.unit_rows(ranking.whiten(y))
+    want = w * cq + (1 - w) * (wy @ wy[7])
+    np.testing.assert_allclose(blend @ blend[7], want, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(blend, axis=1), 1.0, atol=1e-5)
+    assert ranking.similarity_vectors("blend", q, None).shape == (50, 4)

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from movierec_common.limits import BodySizeLimit
 from movierec_common.mongo import make_client
 
 from .config import RecommenderSettings
@@ -87,5 +88,6 @@ def create_app(settings: RecommenderSettings | None = None) -> FastAPI:
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
         )
+    app.add_middleware(BodySizeLimit)  # before parsing: 413 for oversized bodies
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -180,7 +180,9 @@ class ModelStore:
                     recursive=False,
                 ):
                     if any(Path(p).name == artifacts_current_name() for _, p in changes):
-                        await self.refresh("watch")
+                        # A write to CURRENT is a deliberate act: retry even a version that
+                        # was refused before (its files may have been repaired since).
+                        await self.refresh("watch", force=True)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # watcher died (dir removed, inotify limit): poll covers

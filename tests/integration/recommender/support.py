@@ -3,19 +3,21 @@ into a real SecantusDB, training and publishing a real model, talking to a real 
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import numpy as np
-from movierec_common import als, artifacts
+from movierec_common import artifacts
 from movierec_common.movielens import load_movies, load_ratings
 from movierec_common.tokens import issue_token
 from pymongo import ASCENDING, MongoClient
 
-from tests.support import ManagedProcess
+from tests.support import ROOT, VENV_BIN, ManagedProcess
 
 JWT_SECRET = "recommender-tests-secret-0123456789abcdef-0123456789"
 API_KEY = "recs-test-service-key-0123456789"
@@ -87,44 +89,28 @@ def seed_movielens(url: str, db_name: str, data_dir: Path) -> None:
         client.close()
 
 
-def train_and_publish(
-    data_dir: Path, model_dir: Path, *, ranking: bool = True, seed: int = 42
-) -> TrainedModel:
-    """The kernel's local engine on all of ml-latest-small, published with save_model."""
-    r = load_ratings(data_dir / "ratings.csv")
-    inter, user_ids, item_ids = als.index_ratings(r.user_ids, r.movie_ids, r.ratings)
-    ep = als.ExplicitParams(**{**als.DEFAULT_EXPLICIT.to_dict(), "seed": seed})
-    em = als.fit_explicit(inter, ep)
-    arrays: dict[str, np.ndarray] = {
-        "P": em.P,
-        "Q": em.Q,
-        "user_bias": em.user_bias,
-        "item_bias": em.item_bias,
-        "global_mean": np.asarray(em.mu, dtype=np.float64),
-        "user_ids": user_ids,
-        "item_ids": item_ids,
-        "item_counts": np.bincount(inter.item_idx, minlength=inter.n_items).astype(np.int64),
-    }
-    params: dict = {"explicit": ep.to_dict(), "ranking": None}
-    X = np.zeros((0, 0))
-    if ranking:
-        im = als.fit_implicit(inter, als.DEFAULT_IMPLICIT)
-        arrays |= {"rank_X": im.X, "rank_Y": im.Y}
-        params["ranking"] = als.DEFAULT_IMPLICIT.to_dict()
-        X = im.X
-    manifest = {
-        "params": params,
-        "data": {
-            "n_ratings": len(inter),
-            "n_users": inter.n_users,
-            "n_items": inter.n_items,
-            "fingerprint": "tests",
-        },
-        "metrics": {"rmse": None, "mae": None, "train_rmse": em.history[-1]["train_rmse"]},
-        "history": em.history,
-    }
-    version = artifacts.save_model(model_dir, arrays, manifest)
-    return TrainedModel(model_dir, version, user_ids, item_ids, em.P, em.Q, em.user_bias, X)
+def train_and_publish(data_dir: Path, model_dir: Path, *, ranking: bool = True) -> TrainedModel:
+    """The real path: `python -m movierec_trainer train --engine local --holdout 0`."""
+    args = [
+        str(VENV_BIN / "python"), "-m", "movierec_trainer", "train", "--data-dir", str(data_dir),
+        "--engine", "local", "--holdout", "0", "--output", str(model_dir), "--json",
+    ]  # fmt: skip
+    if not ranking:
+        args.append("--no-ranking")
+    r = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    version = json.loads(r.stdout.strip().splitlines()[-1])["version"]
+    art = artifacts.load_model(model_dir, version)
+    return TrainedModel(
+        model_dir,
+        version,
+        art.user_ids,
+        art.item_ids,
+        art.P,
+        art.Q,
+        art.user_bias,
+        art.rank_X if art.rank_X is not None else np.zeros((0, 0)),
+    )
 
 
 def install_version(src_root: Path, version: str, dst_root: Path, activate: bool = True) -> None:
