@@ -30,6 +30,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,8 +39,10 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 try:  # imported as scripts.run_stack by the tests, run as scripts/run_stack.py by make
+    from scripts.ensure_model import active_version
     from scripts.stack_spec import PROCFILE_PATH, ROOT, StackSpec, load_spec, render
 except ImportError:  # pragma: no cover - the script path puts scripts/ itself on sys.path
+    from ensure_model import active_version
     from stack_spec import PROCFILE_PATH, ROOT, StackSpec, load_spec, render
 
 VENV_BIN = Path(sys.executable).parent
@@ -330,6 +333,33 @@ def spark_workers_alive(host: str, ui_port: int) -> bool:
     return False
 
 
+class SparkWait:
+    """Waits once for a Spark worker to register; a failure is a warning, not fatal."""
+
+    def __init__(self, host: str, ui_port: int, sup: Supervisor) -> None:
+        self.host, self.ui_port, self.sup = host, ui_port, sup
+        self.result: bool | None = None
+
+    def ready(self) -> bool:
+        if self.result is None:
+            try:
+                wait_until(
+                    "a Spark worker to register with the master",
+                    lambda: spark_workers_alive(self.host, self.ui_port),
+                    self.sup,
+                    INFRA_WAIT_S,
+                )
+                self.result = True
+                say("Spark master and worker ready")
+            except StartupError as exc:
+                self.result = False
+                say(
+                    f"WARNING Spark is not available ({exc}); a first model trains with "
+                    "--engine local, retrains will fail until the cluster is up"
+                )
+        return self.result
+
+
 def say(msg: str) -> None:
     print(f"\033[1mmake run\033[0m | {msg}", flush=True)
 
@@ -379,14 +409,18 @@ def database_initialised(values: dict[str, str], marker: Path) -> bool:
         client.close()
 
 
-def run_oneshots(spec: StackSpec, sup: Supervisor, values: dict[str, str], spark_ok: bool) -> None:
+def run_oneshots(
+    spec: StackSpec, sup: Supervisor, values: dict[str, str], spark_ready: Callable[[], bool]
+) -> None:
     marker = Path(values["VAR_DIR"]) / "state" / "mongo-init.json"
     for svc in spec.oneshots():
         argv = render(svc.local_command, values)
         if svc.name == "mongo-init" and database_initialised(values, marker):
             say(f"mongo-init: database {values['MONGO_DB']} already initialised; skipping")
             continue
-        if svc.name == "initial-model" and not spark_ok:
+        # Only a first training needs the Spark cluster up; with a model, skip the wait.
+        first_model = svc.name == "initial-model" and not active_version(Path(values["MODEL_DIR"]))
+        if first_model and not spark_ready():
             i = argv.index("--spark-master")
             argv[i + 1] = ""  # ensure_model.py then trains with the local engine
         say(f"{svc.name}: {' '.join(argv)}")
@@ -445,20 +479,9 @@ def start(s: StackSettings, sup: Supervisor, values: dict[str, str], spec: Stack
         wait_until(
             f"MongoDB on port {s.mongo_port}", lambda: port_open(host, s.mongo_port), sup, 60
         )
-    spark_ok = True
-    try:
-        wait_until(
-            "a Spark worker to register with the master",
-            lambda: spark_workers_alive(host, s.spark_ui_port),
-            sup,
-            INFRA_WAIT_S,
-        )
-    except StartupError as exc:
-        spark_ok = False
-        say(f"WARNING Spark is not available ({exc}); the first model trains with --engine local")
-    say(f"infra ready in {time.monotonic() - t0:.1f}s")
-
-    run_oneshots(spec, sup, values, spark_ok)
+    say(f"MongoDB ready in {time.monotonic() - t0:.1f}s")
+    spark = SparkWait(host, s.spark_ui_port, sup)
+    run_oneshots(spec, sup, values, spark.ready)
 
     apps = [d for d in spec.daemons("apps")]
     why_not = nginx_ready(values)
@@ -482,6 +505,7 @@ def start(s: StackSettings, sup: Supervisor, values: dict[str, str], spec: Stack
                 f"{d.name} {url}", lambda u=url: http_get(u)[0] == 200, sup, s.startup_timeout
             )
         say(f"{d.name} healthy")
+    spark.ready()  # the trainer worker needs it for retrains; started at the same time
     say(f"all healthy in {time.monotonic() - t0:.1f}s")
     banner(s, values, with_nginx=not why_not)
 
