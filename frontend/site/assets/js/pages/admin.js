@@ -104,7 +104,7 @@ function activeModelPanel(ctx, active, served) {
     h(
       "div",
       { class: "flex flex-wrap items-baseline gap-x-3 gap-y-1" },
-      h("span", { class: "active-version font-mono text-lg font-bold", dataset: { version: m.version } }, m.version),
+      h("span", { class: "active-version break-all font-mono text-lg font-bold", dataset: { version: m.version } }, m.version),
       h("span", { class: "status-pill status-succeeded" }, "active"),
       h("span", { class: "text-sm text-slate-600 dark:text-slate-400" }, `trained ${when(m.created_at)}`),
     ),
@@ -169,7 +169,7 @@ function versionsPanel(versions, reload) {
     return h(
       "tr",
       { class: v.active ? "bg-indigo-50/70 dark:bg-indigo-500/10" : "", dataset: { version: v.version } },
-      h("td", { class: "py-2 pr-3 font-mono text-xs sm:text-sm" }, v.version),
+      h("td", { class: "break-all py-2 pr-3 font-mono text-xs sm:text-sm" }, v.version),
       h("td", { class: "hidden py-2 pr-3 text-sm sm:table-cell" }, when(v.created_at)),
       h("td", { class: "py-2 pr-3 text-sm tabular-nums" }, fmt(v.metrics && v.metrics.rmse, 4)),
       h("td", { class: "hidden py-2 pr-3 text-sm tabular-nums md:table-cell" }, fmt(v.metrics && v.metrics.ndcg_at_10, 4)),
@@ -252,7 +252,7 @@ function jobsPanel(jobs) {
               h("td", { class: "py-2 pr-3" }, when(j.created_at)),
               h("td", { class: "py-2 pr-3" }, statusPill(j.status), j.error ? h("span", { class: "ml-2 text-xs text-rose-700 dark:text-rose-300" }, String(j.error).slice(0, 80)) : null),
               h("td", { class: "hidden py-2 pr-3 sm:table-cell" }, j.trigger || "–"),
-              h("td", { class: "py-2 pr-3 font-mono text-xs" }, j.model_version || "–"),
+              h("td", { class: "break-all py-2 pr-3 font-mono text-xs" }, j.model_version || "–"),
               h("td", { class: "hidden py-2 pr-3 tabular-nums sm:table-cell" }, fmt(j.metrics && j.metrics.rmse, 4)),
             ),
           ),

@@ -24,9 +24,9 @@ function stat(label, value, hint) {
   return h(
     "div",
     { class: "min-w-0 rounded-xl border border-slate-200 bg-white px-3 py-3 sm:px-4 dark:border-slate-800 dark:bg-slate-900" },
-    h("dt", { class: "truncate text-xs font-semibold uppercase tracking-wide text-slate-500 dark:text-slate-400" }, label),
+    h("dt", { class: "truncate text-[0.65rem] font-semibold uppercase tracking-wide text-slate-500 sm:text-xs dark:text-slate-400" }, label),
     h("dd", { class: "mt-1 text-lg font-bold text-slate-900 sm:text-xl dark:text-white" }, value),
-    hint ? h("dd", { class: "text-xs text-slate-500 dark:text-slate-400" }, hint) : null,
+    hint ? h("dd", { class: "hidden text-xs text-slate-500 sm:block dark:text-slate-400" }, hint) : null,
   );
 }
 
