@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from movierec_common.limits import BodySizeLimit
 from movierec_common.mongo import make_client, wait_for_mongo
 
 from .api.deps import AppState
@@ -93,5 +94,6 @@ def create_app(settings: CatalogSettings) -> FastAPI:
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
         )
+    app.add_middleware(BodySizeLimit)  # before parsing: 413 for oversized bodies
     app.add_middleware(RequestMiddleware, metrics=metrics)
     return app
