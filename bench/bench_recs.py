@@ -232,8 +232,17 @@ async def open_loop(base: str, paths: list[str], rate: float, duration: float) -
 
     async def _request(path: str) -> bool:
         conn = idle.pop() if idle else RawConnection(host, int(port))
+        reused = conn.writer is not None
         try:
-            status = await conn.get(path)
+            try:
+                status = await conn.get(path)
+            except (ConnectionResetError, BrokenPipeError, asyncio.IncompleteReadError):
+                if not reused:
+                    raise
+                # The server closed an idle keep-alive connection (uvicorn: after 5 s), as
+                # every HTTP client does, retry once on a fresh one.
+                conn = RawConnection(host, int(port))
+                status = await conn.get(path)
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
             errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
             return False

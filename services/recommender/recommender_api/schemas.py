@@ -40,7 +40,7 @@ class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     userIds: list[int] = Field(min_length=1, description="Up to batch_max_users ids.")
-    k: int = Field(10, ge=1, le=100)
+    k: int | None = Field(None, ge=1, le=100, description="Default: DEFAULT_K.")
     genre: str | None = Field(None, max_length=64)
     strategy: Literal["ranking", "rating"] = "ranking"
 

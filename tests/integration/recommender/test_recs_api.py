@@ -291,16 +291,16 @@ def test_model_without_ranking_factors_orders_by_rating_and_says_so(
     start_recs_server: StartServer,
 ) -> None:
     install_version(trained_explicit_only.root, trained_explicit_only.version, tmp_path)
-    server = start_recs_server(recs_db, tmp_path)
+    server = start_recs_server(recs_db, tmp_path, DEFAULT_K="7")
     body = server.client.get("/api/recs/users/1", headers=server.service).json()
-    assert body["strategy"] == "personalized"
+    assert body["strategy"] == "personalized" and len(body["items"]) == 7
     assert body["ranking_model"] is False and body["order"] == "rating"
     preds = [i["score"] for i in body["items"]]
     assert preds == sorted(preds, reverse=True)
     info = server.client.get("/api/recs/model").json()
     assert info["has_ranking"] is False and info["similar_factors"] == "explicit"
     sim = server.client.get("/api/recs/similar/1").json()
-    assert sim["factors"] == "explicit" and len(sim["items"]) == 10
+    assert sim["factors"] == "explicit" and len(sim["items"]) == 7
     assert 1 not in [i["movieId"] for i in sim["items"]]
     server.proc.stop()
 

@@ -29,7 +29,9 @@ router = APIRouter(prefix="/api/recs", tags=["recommendations"])
 MAX_ID = 2**53  # beyond this ids are not exact in JSON doubles, and Mongo int64 is the limit
 UserId = Annotated[int, Path(ge=0, le=MAX_ID, description="MovieLens / catalog user id")]
 MovieIdPath = Annotated[int, Path(ge=0, le=MAX_ID)]
-K = Annotated[int, Query(ge=1, le=100, description="List length, 1–100")]
+K = Annotated[
+    int | None, Query(ge=1, le=100, description="List length, 1–100 (default: DEFAULT_K)")
+]
 Genre = Annotated[str | None, Query(max_length=64, description="Only movies of this genre")]
 Exclude = Annotated[
     list[str],
@@ -79,11 +81,12 @@ def _resolve_genre(state: AppState, genre: str | None) -> str | None:
 async def _user_list(
     state: AppState,
     user_id: int,
-    k: int,
+    k: int | None,
     genre: str | None,
     exclude: list[str],
     strategy: Literal["ranking", "rating"],
 ) -> OrjsonResponse:
+    k = k or state.settings.default_k
     canonical = _resolve_genre(state, genre)
     excluded = _parse_exclude(state, exclude)
     model = state.store.current
@@ -112,7 +115,7 @@ async def _user_list(
 async def my_recs(
     principal: CurrentPrincipal,
     state: State,
-    k: K = 10,
+    k: K = None,
     genre: Genre = None,
     exclude: Exclude = [],  # noqa: B006 - FastAPI copies query defaults
     strategy: OrderParam = "ranking",
@@ -128,7 +131,7 @@ async def user_recs(
     user_id: UserId,
     principal: CurrentPrincipal,
     state: State,
-    k: K = 10,
+    k: K = None,
     genre: Genre = None,
     exclude: Exclude = [],  # noqa: B006
     strategy: OrderParam = "ranking",
@@ -160,7 +163,7 @@ async def batch_recs(body: BatchRequest, principal: CurrentPrincipal, state: Sta
                 catalog,
                 u,
                 rated[u],
-                k=body.k,
+                k=body.k or state.settings.default_k,
                 genre=canonical,
                 order=body.strategy,
             )
@@ -172,14 +175,18 @@ async def batch_recs(body: BatchRequest, principal: CurrentPrincipal, state: Sta
 
 
 @router.get("/similar/{movie_id}", response_model=SimilarResponse)
-async def similar_movies(movie_id: MovieIdPath, state: State, k: K = 10) -> OrjsonResponse:
+async def similar_movies(movie_id: MovieIdPath, state: State, k: K = None) -> OrjsonResponse:
     """Cosine neighbours in factor space; public, it reveals nothing about any user."""
     model = state.store.current
     if model is None:
         raise ApiError(503, "no_model", "no model is loaded yet")
     try:
         result = service.similar(
-            model, state.movies.catalog, movie_id, k, state.settings.similar_min_ratings
+            model,
+            state.movies.catalog,
+            movie_id,
+            k or state.settings.default_k,
+            state.settings.similar_min_ratings,
         )
         return OrjsonResponse(result)
     except service.UnknownMovieError:
