@@ -19,6 +19,7 @@ from tests.integration.recommender.support import (
     TrainedModel,
     install_version,
 )
+from tests.support import free_port
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -330,4 +331,20 @@ def test_without_a_model_popularity_is_served_until_one_is_published(
         time.sleep(0.05)
     body = server.client.get("/api/recs/users/1", headers=server.service).json()
     assert body["strategy"] == "personalized" and body["model_version"] == trained.version
+    server.proc.stop()
+
+
+def test_database_outage_is_a_503_and_model_only_routes_keep_serving(
+    trained: TrainedModel, tmp_path: Path, start_recs_server: StartServer
+) -> None:
+    dead = SeededDb(f"mongodb://127.0.0.1:{free_port()}/?directConnection=true", "nothing")
+    install_version(trained.root, trained.version, tmp_path)
+    server = start_recs_server(dead, tmp_path, MONGO_TIMEOUT_MS="300")
+    r = server.client.get("/api/recs/users/1", headers=server.service)
+    assert r.status_code == 503 and r.json()["error"]["code"] == "database_unavailable"
+    ready = server.client.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["error"]["details"]["database"] is False
+    sim = server.client.get("/api/recs/similar/1")
+    assert sim.status_code == 200 and 3114 in [i["movieId"] for i in sim.json()["items"]]
+    assert sim.json()["items"][0]["title"] is None  # no catalogue yet: ids without titles
     server.proc.stop()
