@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from movierec_common import als
-from recommender_api import ranking
+from recommender_api import ranking, service
+from recommender_api.movies import MovieCatalog
 from recommender_api.ranking import IdIndex, build_serving_model
+from recommender_api.repository import UserRatings
 
 
 def test_id_index_maps_found_ids_and_reports_missing_ones() -> None:
@@ -181,3 +183,60 @@ def test_blend_similarity_is_the_weighted_mean_of_the_two_cosines() -> None:
     np.testing.assert_allclose(blend @ blend[7], want, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(blend, axis=1), 1.0, atol=1e-5)
     assert ranking.similarity_vectors("blend", q, None).shape == (50, 4)
+
+
+# --- service.py: which strategy, what gets excluded --------------------------------------
+
+
+def _catalog_for(model) -> MovieCatalog:
+    ids = model.items.ids.tolist()
+    docs = [
+        {
+            "movieId": m,
+            "title": f"m{m}",
+            "year": 2000,
+            "genres": ["Comedy"] if n % 2 == 0 else ["Drama"],
+            "rating_count": 100 - n,
+            "popularity_score": 5.0 - n * 0.1,
+        }
+        for n, m in enumerate(ids)
+    ]
+    return MovieCatalog.from_docs(docs)
+
+
+def test_service_picks_personalized_fold_in_or_popular() -> None:
+    model, inter, _, _ = _toy_model()
+    catalog = _catalog_for(model)
+    known = int(model.users.ids[2])
+    mask = inter.user_idx == 2
+    rated = UserRatings(model.items.ids[inter.item_idx[mask]], inter.rating[mask])
+    out = service.recommend(model, catalog, known, rated, k=3)
+    assert out["strategy"] == "personalized" and out["order"] == "ranking"
+    assert not {i["movieId"] for i in out["items"]} & set(rated.movie_ids.tolist())
+    clone = service.recommend(model, catalog, 10**9, rated, k=3)
+    assert clone["strategy"] == "fold-in"
+    assert [i["movieId"] for i in clone["items"]] == [i["movieId"] for i in out["items"]]
+    only_new = UserRatings(np.array([424242], np.int64), np.array([4.0], np.float32))
+    cold = service.recommend(model, catalog, 10**9, only_new, k=3)
+    assert cold["strategy"] == "popular" and cold["order"] == "popularity"
+    assert [i["movieId"] for i in cold["items"]] == catalog.popular_ids[:3].tolist()
+    nothing = service.recommend(None, catalog, known, rated, k=4, genre="Drama")
+    assert nothing["strategy"] == "popular" and nothing["model_version"] is None
+    assert all(i["genres"] == ["Drama"] for i in nothing["items"])
+    assert not {i["movieId"] for i in nothing["items"]} & set(rated.movie_ids.tolist())
+
+
+def test_service_genre_and_exclude_for_a_personalized_list() -> None:
+    model, _, _, _ = _toy_model()
+    catalog = _catalog_for(model)
+    user = int(model.users.ids[0])
+    empty = UserRatings(np.empty(0, np.int64), np.empty(0, np.float32))
+    full = service.recommend(model, catalog, user, empty, k=12, order="rating")
+    ids = [i["movieId"] for i in full["items"]]
+    assert full["order"] == "rating" and len(ids) == 12
+    cut = service.recommend(model, catalog, user, empty, k=12, exclude=ids[:2], order="rating")
+    assert [i["movieId"] for i in cut["items"]] == ids[2:]
+    comedy = service.recommend(model, catalog, user, empty, k=12, genre="Comedy")
+    assert comedy["items"] and all(i["genres"] == ["Comedy"] for i in comedy["items"])
+    for item in full["items"]:
+        assert 0.5 <= item["predicted_rating"] <= 5.0
