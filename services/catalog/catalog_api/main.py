@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -38,12 +39,28 @@ the same JWT as `access_token` (programs: `Authorization: Bearer <jwt>`). Servic
 """
 
 
+def pooled_url(url: str, max_pool: int, min_pool: int) -> str:
+    """Add pool bounds to the connection string unless the operator already set them there
+    (movierec_common.mongo.make_client takes the URL and timeouts only)."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    lower = {k.lower() for k in query}
+    if "maxpoolsize" not in lower:
+        query["maxPoolSize"] = str(max_pool)
+    if "minpoolsize" not in lower:
+        query["minPoolSize"] = str(min(min_pool, max_pool))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
 def create_app(settings: CatalogSettings) -> FastAPI:
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = make_client(settings.mongo_url, settings.mongo_timeout_ms)
+        url = pooled_url(
+            settings.mongo_url, settings.mongo_max_pool_size, settings.mongo_min_pool_size
+        )
+        client = make_client(url, settings.mongo_timeout_ms)
         try:
             await wait_for_mongo(
                 client, attempts=settings.startup_attempts, delay=settings.startup_delay_seconds

@@ -25,4 +25,14 @@ class CatalogSettings(CommonSettings):
     cors_origins: list[str] = Field(default_factory=list)
     startup_attempts: int = Field(30, ge=1, description="Pings before start-up gives up.")
     startup_delay_seconds: float = Field(1.0, gt=0)
+    mongo_max_pool_size: int = Field(
+        20,
+        ge=1,
+        le=500,
+        description=(
+            "Connections per process. Bounded so a burst of requests reuses connections instead "
+            "of opening dozens at once (new connections are what time out on a loaded server)."
+        ),
+    )
+    mongo_min_pool_size: int = Field(4, ge=0, le=500, description="Connections kept warm.")
     retrain_slot_stale_seconds: float = Field(30.0, gt=0)

@@ -1,10 +1,15 @@
 """Ratings writes that keep movie stats exact under concurrency.
 
-Each write first changes the (userId, movieId) rating document atomically and gets back the
-document as it was *before* (find_one_and_update with return_document=BEFORE, or
-find_one_and_delete). The difference between before and after is therefore observed exactly
-once per write, and applying it with `$inc` makes the movie's count and sum equal to a recount
-from `ratings`, whatever the interleaving.
+Every change to a (userId, movieId) rating is a compare-and-set on that document's version
+field `v`: read it (indexed find_one), then update/delete it only if `v` is still what was read,
+else re-read and retry. So each transition — insert, change from r_old to r_new, delete — is
+observed exactly once, and applying its delta with an atomic `$inc` on the movie keeps
+rating_count and rating_sum equal to a recount from `ratings` under any interleaving.
+
+Why not find_one_and_update(return_document=BEFORE)? It is the natural tool, and it is correct
+here too, but SecantusDB 0.7 (the embedded server) executes findAndModify as a collection scan:
+measured 2.5–4 s per call on the 100k-row ratings collection versus 1–10 ms for an indexed
+update_one. The CAS loop has the same exactly-once property on both servers.
 """
 
 from __future__ import annotations
@@ -13,11 +18,16 @@ import time
 from typing import Any
 
 from movierec_init import model
-from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from .movies import MoviesRepo
+
+MAX_ATTEMPTS = 50
+
+
+class RatingConflict(Exception):
+    """The same rating kept changing under us for MAX_ATTEMPTS tries (pathological contention)."""
 
 
 class RatingsRepo:
@@ -34,32 +44,44 @@ class RatingsRepo:
         self, user_id: int, movie_id: int, rating: float
     ) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
         """Returns (new rating doc, previous rating doc or None, movie after the change)."""
-        now = int(time.time())
         key = {"userId": user_id, "movieId": movie_id}
-        update = {"$set": {"rating": float(rating), "timestamp": now}}
-        for attempt in range(3):
-            try:
-                before = await self.ratings.find_one_and_update(
-                    key, update, upsert=True, return_document=ReturnDocument.BEFORE
+        rating = float(rating)
+        for _ in range(MAX_ATTEMPTS):
+            now = int(time.time())
+            before = await self.ratings.find_one(key)
+            if before is None:
+                try:
+                    await self.ratings.insert_one(
+                        {**key, "rating": rating, "timestamp": now, "v": 1}
+                    )
+                except DuplicateKeyError:
+                    continue  # a concurrent first rating of the same pair won; re-read
+                count_delta, sum_delta = 1, rating
+            else:
+                res = await self.ratings.update_one(
+                    {"_id": before["_id"], "v": before.get("v")},
+                    {"$set": {"rating": rating, "timestamp": now}, "$inc": {"v": 1}},
                 )
-                break
-            except DuplicateKeyError:
-                # Two first-time upserts of the same pair raced; the loser retries as an update.
-                if attempt == 2:
-                    raise
-        if before is None:
-            count_delta, sum_delta = 1, float(rating)
-        else:
-            count_delta, sum_delta = 0, float(rating) - float(before["rating"])
-        movie = await self.movies.apply_rating_delta(movie_id, count_delta, sum_delta)
-        return {**key, "rating": float(rating), "timestamp": now}, before, movie
+                if res.matched_count != 1:
+                    continue  # changed or deleted since we read it; re-read
+                count_delta, sum_delta = 0, rating - float(before["rating"])
+            movie = await self.movies.apply_rating_delta(movie_id, count_delta, sum_delta)
+            return {**key, "rating": rating, "timestamp": now}, before, movie
+        raise RatingConflict(f"rating ({user_id}, {movie_id}) kept changing")
 
     async def delete(self, user_id: int, movie_id: int) -> dict[str, Any] | None:
         """Returns the deleted rating, or None when there was none (nothing changes)."""
-        before = await self.ratings.find_one_and_delete({"userId": user_id, "movieId": movie_id})
-        if before is not None:
+        key = {"userId": user_id, "movieId": movie_id}
+        for _ in range(MAX_ATTEMPTS):
+            before = await self.ratings.find_one(key)
+            if before is None:
+                return None
+            res = await self.ratings.delete_one({"_id": before["_id"], "v": before.get("v")})
+            if res.deleted_count != 1:
+                continue
             await self.movies.apply_rating_delta(movie_id, -1, -float(before["rating"]))
-        return before
+            return before
+        raise RatingConflict(f"rating ({user_id}, {movie_id}) kept changing")
 
     async def page_for_user(
         self, user_id: int, skip: int, limit: int

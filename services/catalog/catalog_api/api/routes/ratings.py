@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Response
 
 from ...errors import ApiError
+from ...repositories.ratings import RatingConflict
 from ...schemas import MovieStats, MyRatingItem, MyRatingsPage, RatingOut, RatingRequest
 from ..deps import CurrentUser, PageParams, State, reject_operator_keys
 from .movies import MovieId
@@ -24,7 +25,10 @@ async def put_rating(
     if not await state.repos.movies.exists(movie_id):
         raise ApiError(404, "movie_not_found", f"no movie with movieId {movie_id}")
     assert user.user_id is not None
-    doc, before, movie = await state.repos.ratings.upsert(user.user_id, movie_id, body.rating)
+    try:
+        doc, before, movie = await state.repos.ratings.upsert(user.user_id, movie_id, body.rating)
+    except RatingConflict as exc:
+        raise ApiError(409, "rating_conflict", "the rating changed concurrently; retry") from exc
     return RatingOut(
         **doc,
         previous=float(before["rating"]) if before else None,
@@ -39,7 +43,10 @@ async def put_rating(
 )
 async def delete_rating(movie_id: MovieId, user: CurrentUser, state: State) -> Response:
     assert user.user_id is not None
-    await state.repos.ratings.delete(user.user_id, movie_id)
+    try:
+        await state.repos.ratings.delete(user.user_id, movie_id)
+    except RatingConflict as exc:
+        raise ApiError(409, "rating_conflict", "the rating changed concurrently; retry") from exc
     return Response(status_code=204)
 
 
