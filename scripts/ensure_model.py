@@ -12,6 +12,7 @@ the in-process NumPy engine, rather than leaving the recommender without a model
 from __future__ import annotations
 
 import argparse
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,17 @@ def active_version(model_dir: Path) -> str | None:
     if version and (model_dir / "versions" / version / "manifest.json").is_file():
         return version
     return None
+
+
+def master_reachable(url: str, timeout: float = 3.0) -> bool:
+    """A quick TCP check, because Spark itself retries an absent master for ~100 s."""
+    host_port = url.removeprefix("spark://").split(",")[0]
+    host, _, port = host_port.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def train_command(args: argparse.Namespace, engine: str) -> list[str]:
@@ -60,7 +72,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     args.output.mkdir(parents=True, exist_ok=True)
-    if args.spark_master:
+    if args.spark_master and not master_reachable(args.spark_master):
+        print(
+            f"model: WARNING no Spark master answers at {args.spark_master}; "
+            "falling back to --engine local (in-process NumPy ALS, same algorithm)",
+            flush=True,
+        )
+    elif args.spark_master:
         print(f"model: none in {args.output}; training on Spark at {args.spark_master}", flush=True)
         rc = subprocess.call(train_command(args, "spark"))
         if rc == 0 and active_version(args.output):

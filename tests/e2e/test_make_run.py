@@ -86,6 +86,14 @@ def tree(pid: int) -> list[psutil.Process]:
     return []
 
 
+def cmdlines(pid: int) -> list[str]:
+    out = []
+    for p in tree(pid):
+        with contextlib.suppress(psutil.Error):
+            out.append(" ".join(p.cmdline()))
+    return out
+
+
 def alive(procs: list[psutil.Process]) -> list[str]:
     left = []
     for p in procs:
@@ -153,6 +161,31 @@ def check_serving(base: str, demo_password: str) -> dict:
     return data
 
 
+def login(base: str, username: str, password: str) -> str:
+    r = httpx.post(
+        base + "/api/auth/login", json={"username": username, "password": password}, timeout=30
+    )
+    assert r.status_code == 200, r.text
+    return r.json()["access_token"]
+
+
+def start_retrain_and_wait_running(base: str, admin_password: str, timeout: float = 180) -> dict:
+    """Admin → POST /api/admin/retrain through nginx; the trainer worker must claim it."""
+    headers = {"Authorization": f"Bearer {login(base, 'admin', admin_password)}"}
+    r = httpx.post(base + "/api/admin/retrain", json={"iterations": 20}, headers=headers)
+    assert r.status_code == 202, r.text
+    job_id = r.json()["id"]
+    deadline = time.monotonic() + timeout
+    job: dict = {}
+    while time.monotonic() < deadline:
+        job = httpx.get(f"{base}/api/admin/jobs/{job_id}", headers=headers, timeout=10).json()
+        assert job["status"] in ("queued", "running"), job
+        if job["status"] == "running" and (job.get("progress") or {}).get("iteration"):
+            return job
+        time.sleep(0.5)
+    pytest.fail(f"job not running an ALS iteration after {timeout:.0f}s: {job}")
+
+
 def read_secrets(var_dir: Path) -> dict[str, str]:
     lines = (var_dir / "secrets.env").read_text().splitlines()
     return dict(ln.split("=", 1) for ln in lines if "=" in ln and not ln.startswith("#"))
@@ -205,6 +238,10 @@ def test_make_run_serves_stops_cleanly_and_restarts_from_state(
         assert sorted(p.name for p in (var_dir / "models" / "versions").iterdir()) == versions
         assert read_secrets(var_dir) == secrets, "secrets are generated once"
         check_serving(base, secrets["DEMO_PASSWORD"])
+        # Ctrl-C in the middle of a retrain on the cluster: the driver JVM and the executors
+        # must go too.
+        job = start_retrain_and_wait_running(base, secrets["ADMIN_PASSWORD"])
+        assert any("CoarseGrainedExecutorBackend" in c for c in cmdlines(second.proc.pid))
         second_stop = ctrl_c(second, ports, var_dir)
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -217,6 +254,37 @@ def test_make_run_serves_stops_cleanly_and_restarts_from_state(
         f"| first (init + training) | {first_up:.1f} | {first_stop:.1f} |\n"
         f"| second (reuses state) | {second_up:.1f} | {second_stop:.1f} |\n"
         f"strategy of ml1's list: {recs.get('strategy') if isinstance(recs, dict) else '?'}\n"
+        f"Ctrl-C during retrain job {job['id']} at iteration {job['progress']['iteration']}\n"
     )
     (output_dir / "make-run-timings.md").write_text(report)
     print("\n" + report)
+
+
+def test_first_model_falls_back_to_the_local_engine_without_spark(
+    tmp_path: Path, movielens_dir: Path
+) -> None:
+    """scripts/ensure_model.py (make run's and compose's first-model step) never leaves the
+    recommender without a model because the cluster is missing, and never retrains one."""
+    models = tmp_path / "models"
+    dead_master = f"spark://127.0.0.1:{free_port()}"
+    cmd = [
+        str(ROOT / ".venv" / "bin" / "python"),
+        "scripts/ensure_model.py",
+        "--data-dir",
+        str(movielens_dir),
+        "--output",
+        str(models),
+        "--spark-master",
+        dead_master,
+    ]
+    env = {**os.environ, "LOG_JSON": "false"}
+    first = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert f"no Spark master answers at {dead_master}" in first.stdout
+    version = (models / "CURRENT").read_text().strip()
+    assert (models / "versions" / version / "factors.npz").is_file()
+
+    again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0
+    assert f"already serves version {version}; not retraining" in again.stdout
+    assert sorted(p.name for p in (models / "versions").iterdir()) == [version]
