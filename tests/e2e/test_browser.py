@@ -17,6 +17,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.e2e.conftest import Stack
+from tests.support import ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -24,6 +25,7 @@ DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 375, "height": 812}
 PASSWORD = "correct-horse-battery-42"
 RETRAIN_TIMEOUT_MS = 420_000
+AXE = ROOT / "frontend" / "node_modules" / "axe-core" / "axe.min.js"
 # The embedded database is slow under concurrent aggregations on a busy 2-core machine; the
 # assertions wait for what people would wait for, not for a fixed speed.
 expect.set_options(timeout=30_000)
@@ -244,3 +246,63 @@ def test_admin_retrain_publishes_new_version(
     row.locator(".activate-button").click()
     expect(active).to_have_text(stack.initial_version)
     assert watch.problems == []
+
+
+def axe_violations(page: Page, axe_source: str) -> list[str]:
+    """axe-core's WCAG 2.1 A/AA findings plus serious best-practice ones, one line each."""
+    page.wait_for_load_state("networkidle")
+    page.evaluate(axe_source + "\n;0")  # DevTools evaluation: not subject to the page's CSP
+    found = page.evaluate(
+        """async () => (await axe.run(document, {
+              runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']
+           })).violations.map(v => ({id: v.id, impact: v.impact, tags: v.tags,
+              where: v.nodes.slice(0, 3).map(n => n.target.join(' '))}))"""
+    )
+    return [
+        f"{v['id']} ({v['impact']}) at {v['where']}"
+        for v in found
+        if any(t.startswith("wcag") for t in v["tags"])
+        or v["impact"] in ("serious", "critical")
+        or v["id"] == "heading-order"
+    ]
+
+
+def test_accessibility_light_dark_desktop_and_phone(browser: Browser, stack: Stack) -> None:
+    """Labels, contrast, landmarks, heading order, ARIA: checked by axe-core on every page."""
+    if not AXE.exists():
+        pytest.fail(f"{AXE} missing: run `make css-check` (it runs npm ci in frontend/)")
+    axe_source = AXE.read_text()
+    problems: list[str] = []
+    for scheme in ("light", "dark"):
+        for viewport in (DESKTOP, PHONE):
+            ctx = browser.new_context(
+                base_url=stack.base_url, viewport=viewport, color_scheme=scheme
+            )
+            page = ctx.new_page()
+            where = f"{scheme} {viewport['width']}px"
+            for path, ready in (
+                ("/", "#popular .movie-card"),
+                ("/browse?q=star", "#browse-results .movie-card"),
+                ("/movies/296", "#similar .movie-card"),
+                ("/login", "#login-username"),
+                ("/signup", "#signup-username"),
+            ):
+                page.goto(path)
+                expect(page.locator(ready).first).to_be_visible()
+                problems += [f"{where} {path}: {p}" for p in axe_violations(page, axe_source)]
+            page.goto("/login")
+            page.fill("#login-username", stack.admin_username)
+            page.fill("#login-password", stack.admin_password)
+            page.click("form button[type=submit]")
+            expect(page.locator("#logout-button").first).to_be_attached()
+            for path, ready in (
+                ("/", "#recommended .movie-card"),
+                ("/movies/296", "#rating-panel"),
+                ("/ratings", "#my-ratings > *"),
+                ("/admin", "#active-model svg.chart"),
+            ):
+                page.goto(path)
+                expect(page.locator(ready).first).to_be_visible()
+                problems += [f"{where} {path}: {p}" for p in axe_violations(page, axe_source)]
+            ctx.close()
+    assert problems == [], "\n".join(problems)

@@ -126,6 +126,7 @@ export async function browsePage(ctx) {
       }
       replace(
         results,
+        h("h2", { class: "sr-only" }, "Results"),
         cardGrid(items, (m) => ({ badge: m.avg_rating, badgeLabel: "Average rating", extra: m.rating_count ? h("span", { class: "text-xs text-slate-500 dark:text-slate-400" }, `${m.rating_count} ratings`) : null })),
         pagination({ page: state.page, pages, onPage: (p) => go({ page: p }) }),
       );
