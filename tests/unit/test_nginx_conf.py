@@ -316,3 +316,47 @@ def test_world_readable_detects_private_parents(tmp_path: Path) -> None:
     assert nginx_conf.world_readable(site) == all(
         p.stat().st_mode & 0o001 for p in tmp_path.parents
     )
+
+
+@needs_nginx
+@pytest.mark.skipif(shutil.which("envsubst") is None, reason="envsubst (gettext-base) missing")
+def test_docker_template_rendering_matches_make_run(tmp_path: Path) -> None:
+    """The nginx image's entrypoint runs `envsubst "<defined vars>"` on the template; that
+    output must equal ours and pass `nginx -t` inside an http block like the image's."""
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": "/root",
+        "HOSTNAME": "abc123",
+        "NGINX_VERSION": "1.27.5",
+        "LISTEN_PORT": str(free_port()),
+        "CATALOG_UPSTREAM": "127.0.0.1:8001",
+        "RECOMMENDER_UPSTREAM": "127.0.0.1:8002",
+        "STATIC_ROOT": str(ROOT / "frontend" / "site"),
+    }
+    shell_format = " ".join("${" + k + "}" for k in env)
+    rendered = subprocess.run(
+        ["envsubst", shell_format],
+        input=TEMPLATE.read_text(),
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    ours = nginx_conf.render_server_block(
+        TEMPLATE.read_text(),
+        listen=env["LISTEN_PORT"],
+        catalog=env["CATALOG_UPSTREAM"],
+        recs=env["RECOMMENDER_UPSTREAM"],
+        static_root=Path(env["STATIC_ROOT"]),
+    )
+    assert rendered == ours
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(
+        f"pid {tmp_path / 'nginx.pid'};\nerror_log {tmp_path / 'error.log'};\n"
+        "events {}\nhttp {\n  default_type application/octet-stream;\n"
+        f"  access_log {tmp_path / 'access.log'};\n{rendered}\n}}\n"
+    )
+    res = subprocess.run(
+        [NGINX, "-t", "-p", str(tmp_path), "-c", str(conf)], capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr
