@@ -75,7 +75,7 @@ def make_schema_db(mongo_url: str, db: str, admin_password: str) -> None:
         try:
             await ensure_schema(client[db])
             await client[db].counters.update_one(
-                {"_id": "userId"}, {"$max": {"seq": 1000}}, upsert=True
+                {"_id": "userId"}, {"$max": {"seq": 1001}}, upsert=True
             )
         finally:
             await client.close()

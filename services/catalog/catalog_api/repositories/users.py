@@ -40,19 +40,23 @@ class UsersRepo:
     async def create(self, username: str, password_hash: str, role: str) -> dict[str, Any]:
         if await self.by_username(username) is not None:
             raise UsernameTaken(username)
-        doc = {
-            "userId": await self._next_user_id(),
-            "username": username,
-            "username_key": username.casefold(),
-            "password_hash": password_hash,
-            "role": role,
-            "created_at": datetime.now(UTC),
-        }
-        try:
-            await self.users.insert_one(doc)
-        except DuplicateKeyError as exc:  # lost a race for the same username
-            raise UsernameTaken(username) from exc
-        return doc
+        for _ in range(5):
+            doc = {
+                "userId": await self._next_user_id(),
+                "username": username,
+                "username_key": username.casefold(),
+                "password_hash": password_hash,
+                "role": role,
+                "created_at": datetime.now(UTC),
+            }
+            try:
+                await self.users.insert_one(doc)
+                return doc
+            except DuplicateKeyError as exc:
+                if await self.by_username(username) is not None:
+                    raise UsernameTaken(username) from exc  # lost a race for the same name
+                # Otherwise the id was taken (a counter behind a hand-made account): next id.
+        raise RuntimeError("could not allocate a free userId")
 
     async def set_password_hash(self, user_id: int, password_hash: str) -> None:
         await self.users.update_one({"userId": user_id}, {"$set": {"password_hash": password_hash}})
