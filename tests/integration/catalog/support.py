@@ -29,7 +29,8 @@ class CatalogServer:
     extra: dict[str, str] = field(default_factory=dict)
 
     def client(self, **kw) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, timeout=30.0, **kw)
+        kw.setdefault("timeout", 30.0)
+        return httpx.Client(base_url=self.base_url, **kw)
 
     def stop(self) -> None:
         self.proc.stop()
