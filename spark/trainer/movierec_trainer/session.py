@@ -45,6 +45,9 @@ def build_spark(
         .config("spark.executorEnv.OMP_NUM_THREADS", "1")
         .config("spark.executorEnv.MKL_NUM_THREADS", "1")
         .config("spark.locality.wait", "0")
+        # PySpark's daemon plus one fix: no per-task re-read of the pyspark/py4j/spark-core
+        # archives (~115 ms CPU per task on Python 3.11; see movierec_trainer.pyspark_daemon).
+        .config("spark.python.daemon.module", "movierec_trainer.pyspark_daemon")
         .config("spark.sql.shuffle.partitions", "8")
         .config("spark.python.worker.reuse", "true")
         .config("spark.serializer", "org.apache.spark.serializer.KryoSerializer")
