@@ -9,7 +9,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv install data java-check test test-fast lint format run bench bench-train clean css css-check bench-recs
+.PHONY: help venv install data java-check test test-fast lint format run bench bench-train clean css css-check bench-recs bench-catalog
 
 help:
 	@echo "make run    start the whole stack on this machine (no Docker needed)"
@@ -84,3 +84,15 @@ css-check: $(FRONTEND)/node_modules/.package-lock.json $(PY)
 # compute, and the similar-movie factor choice; writes bench/out/recs.md.
 bench-recs: install data
 	$(PY) bench/bench_recs.py $(BENCH_RECS_ARGS)
+
+# Catalog API requests/s and p50/p99 (search, popular, rating writes) under a bounded loopback
+# load against the embedded server, plus an exact-stats audit; writes bench/out/catalog.md.
+bench-catalog: install data
+	$(PY) bench/bench_catalog.py $(BENCH_CATALOG_ARGS)
+
+# Training: local vs our Spark engine vs MLlib ALS vs a naive Spark loop (fit s, RMSE, MAE,
+# peak RSS) and the top-10 ranking table; writes bench/out/train.md.
+# BENCH_TRAIN_ARGS="--sizes small,10m" adds the seeded synthetic 10M-rating set (long).
+BENCH_TRAIN_ARGS ?= --sizes small
+bench-train: install data java-check
+	$(PY) bench/bench_train.py $(BENCH_TRAIN_ARGS)
