@@ -250,3 +250,68 @@ def test_killed_worker_lease_expires_and_job_does_not_stay_running(env: Env) -> 
     assert doc["status"] == "failed", doc
     assert "lease expired" in doc["error"]
     assert artifacts.current_version(env.model_dir) is None
+
+
+def test_retrain_cli_merges_db_over_csv(tmp_path: Path, mongo_url: str, db_name: str) -> None:
+    """`retrain` runs the same pipeline once: DB ratings override the CSV for the same pair."""
+    data_dir = tmp_path / "ml"
+    n_csv = write_movielens(data_dir)
+    client: MongoClient = MongoClient(mongo_url, tz_aware=True)
+    try:
+        # One override of an existing CSV pair (user 1's first movie) and one brand-new rating.
+        first = (data_dir / "ratings.csv").read_text().splitlines()[1].split(",")
+        client[db_name].ratings.insert_many(
+            [
+                {"userId": 1, "movieId": int(first[1]), "rating": 0.5, "timestamp": 5},
+                {"userId": NEW_USER, "movieId": 3, "rating": 5.0, "timestamp": 6},
+            ]
+        )
+    finally:
+        client.close()
+    out = tmp_path / "models"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "movierec_trainer",
+            "retrain",
+            "--engine",
+            "local",
+            "--csv-path",
+            str(data_dir / "ratings.csv"),
+            "--rank",
+            "4",
+            "--iterations",
+            "3",
+            "--ranking-rank",
+            "4",
+            "--ranking-iterations",
+            "2",
+            "--ranking-reg",
+            "1",
+            "--output",
+            str(out),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={
+            **os.environ,
+            "MONGO_URL": mongo_url,
+            "MONGO_DB": db_name,
+            "WORK_DIR": str(tmp_path / "work"),
+            "LOG_JSON": "false",
+        },
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["status"] == "succeeded" and result["gate"]["passed"]
+    model = artifacts.load_model(out, result["version"])
+    assert model.manifest["data"]["n_ratings"] == n_csv + 1  # the override replaced, not added
+    snap = Path(model.manifest["data"]["snapshot"])
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(snap).to_pydict()
+    pairs = {(u, m): r for u, m, r in zip(t["userId"], t["movieId"], t["rating"], strict=True)}
+    assert pairs[(1, int(first[1]))] == 0.5 and pairs[(NEW_USER, 3)] == 5.0
