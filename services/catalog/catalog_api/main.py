@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from movierec_common.api_errors import COMMON_ERROR_RESPONSES
 from movierec_common.limits import BodySizeLimit
 from movierec_common.mongo import make_client, wait_for_mongo
 
@@ -102,7 +103,7 @@ def create_app(settings: CatalogSettings) -> FastAPI:
     app.state.catalog = None
     install_error_handlers(app)
     for module in (ops, auth, movies, ratings, admin):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=COMMON_ERROR_RESPONSES)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

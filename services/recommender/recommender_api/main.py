@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from movierec_common.api_errors import COMMON_ERROR_RESPONSES
 from movierec_common.limits import BodySizeLimit
 from movierec_common.mongo import make_client
 
@@ -78,8 +79,8 @@ def create_app(settings: RecommenderSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    app.include_router(recs.router)
-    app.include_router(ops.router)
+    app.include_router(recs.router, responses=COMMON_ERROR_RESPONSES)
+    app.include_router(ops.router, responses=COMMON_ERROR_RESPONSES)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
