@@ -35,8 +35,11 @@ def job_out(doc: dict[str, Any]) -> Job:
 
 def _check_csv_path(raw: str, data_dir: FsPath) -> str:
     root = data_dir.resolve()
-    path = FsPath(raw)
-    path = (path if path.is_absolute() else root / path).resolve()
+    try:
+        path = FsPath(raw)
+        path = (path if path.is_absolute() else root / path).resolve()
+    except (OSError, ValueError):  # a NUL byte, a symlink loop, ...
+        path = root / "\0invalid"  # fails the is_file() check below: a 422, never a 500
     if not path.is_relative_to(root):
         raise ApiError(
             422,
@@ -44,7 +47,11 @@ def _check_csv_path(raw: str, data_dir: FsPath) -> str:
             f"csv_path must be inside the data directory ({root})",
             details=[{"loc": ["body", "csv_path"], "msg": "outside DATA_DIR"}],
         )
-    if not path.is_file():
+    try:
+        is_file = path.is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte, ...
+        is_file = False
+    if not is_file:
         raise ApiError(
             422,
             "validation_error",
