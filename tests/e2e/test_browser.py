@@ -248,6 +248,58 @@ def test_admin_retrain_publishes_new_version(
     assert watch.problems == []
 
 
+def test_browse_filters_sort_pages_and_empty_state(context: BrowserContext, stack: Stack) -> None:
+    page = context.new_page()
+    watch = ConsoleWatch(page)
+    page.goto("/browse")
+    cards = page.locator("#browse-results .movie-card")
+    expect(cards.first).to_be_visible()
+
+    page.fill("#browse-year-from", "1990")
+    page.fill("#browse-year-to", "1999")
+    page.select_option("#browse-sort", "year_desc")
+    expect(page).to_have_url(re.compile(r"sort=year_desc"))
+    expect(cards.first).to_be_visible()
+    page.select_option("#browse-genre", "Comedy")
+    expect(page).to_have_url(re.compile(r"genre=Comedy"))
+    expect(page.locator("#browse-summary")).to_contain_text("movies")
+
+    def shown() -> list[tuple[int, str]]:
+        expect(cards.first).to_be_visible()
+        return [
+            (
+                int(cards.nth(i).get_attribute("data-year")),
+                cards.nth(i).get_attribute("data-genres"),
+            )
+            for i in range(cards.count())
+        ]
+
+    first = shown()
+    assert len(first) == 24
+    assert all(1990 <= y <= 1999 and "Comedy" in g.split("|") for y, g in first), first
+    years = [y for y, _ in first]
+    assert years == sorted(years, reverse=True)
+    first_ids = cards.evaluate_all("els => els.map(e => e.dataset.movieId)")
+
+    page.click("nav[aria-label=Pagination] >> text=Next")
+    expect(page).to_have_url(re.compile(r"page=2"))
+    expect(page.locator("nav[aria-label=Pagination]")).to_contain_text("Page 2 of")
+    second = shown()
+    assert all(1990 <= y <= 1999 and "Comedy" in g.split("|") for y, g in second)
+    assert second[0][0] <= first[-1][0]
+    assert not set(first_ids) & set(cards.evaluate_all("els => els.map(e => e.dataset.movieId)"))
+
+    page.go_back()
+    expect(page.locator("nav[aria-label=Pagination]")).to_contain_text("Page 1 of")
+
+    page.fill("#browse-q", "zzqqxx no such film")
+    page.press("#browse-q", "Enter")
+    empty = page.locator("#browse-results .empty-state")
+    expect(empty).to_contain_text("No movies match")
+    expect(empty.locator("button")).to_have_text("Clear filters")
+    assert watch.problems == []
+
+
 def axe_violations(page: Page, axe_source: str) -> list[str]:
     """axe-core's WCAG 2.1 A/AA findings plus serious best-practice ones, one line each."""
     page.wait_for_load_state("networkidle")

@@ -78,7 +78,10 @@ export function movieCard(m, { badge, badgeLabel = "Predicted rating", extra } =
   const genres = Array.isArray(m.genres) ? m.genres.filter((g) => g && g !== "(no genres listed)") : [];
   return h(
     "article",
-    { class: "movie-card group relative", dataset: { movieId: String(id) } },
+    {
+      class: "movie-card group relative",
+      dataset: { movieId: String(id), year: year ? String(year) : "", genres: genres.join("|") },
+    },
     h(
       "a",
       {
