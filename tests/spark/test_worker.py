@@ -315,3 +315,111 @@ def test_retrain_cli_merges_db_over_csv(tmp_path: Path, mongo_url: str, db_name:
     t = pq.read_table(snap).to_pydict()
     pairs = {(u, m): r for u, m, r in zip(t["userId"], t["movieId"], t["rating"], strict=True)}
     assert pairs[(1, int(first[1]))] == 0.5 and pairs[(NEW_USER, 3)] == 5.0
+
+
+# ------------------------------------------------------------------ queue logic, in-process
+
+
+@pytest.fixture
+def worker_factory(tmp_path: Path, mongo_url: str, db_name: str):
+    from movierec_trainer.config import TrainerSettings
+    from movierec_trainer.worker import Worker
+
+    made: list[Worker] = []
+
+    def make(name: str, **overrides: Any) -> Worker:
+        fields: dict[str, Any] = {
+            "mongo_url": mongo_url,
+            "mongo_db": db_name,
+            "model_dir": tmp_path / "models",
+            "data_dir": tmp_path / "ml",
+            "work_dir": tmp_path / "work",
+            "worker_id": name,
+            "schedule": "off",
+            "new_ratings_threshold": 0,
+        }
+        settings = TrainerSettings(**{**fields, **overrides})
+        w = Worker(settings)
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        w.close()
+
+
+def test_claim_is_exclusive_and_oldest_first(worker_factory) -> None:
+    a, b = worker_factory("a"), worker_factory("b")
+    from datetime import timedelta
+
+    older, newer = new_job({}), new_job({})
+    older["created_at"] = newer["created_at"] - timedelta(seconds=5)
+    a.jobs.insert_many([newer, older])  # inserted out of order on purpose
+    assert a.acquire_lock()
+    assert not b.acquire_lock()  # one retrain at a time, whoever asks
+    got = a.claim()
+    assert got["_id"] == older["_id"] and got["status"] == "running" and got["attempts"] == 1
+    assert got["lease_owner"] == "a"
+    second = b.claim()  # even without the lock, the same job can never be claimed twice
+    assert second is None or second["_id"] != older["_id"]
+    a.release_lock()
+    assert b.acquire_lock()
+
+
+def test_reaper_requeues_then_fails(worker_factory) -> None:
+    from datetime import timedelta
+
+    w = worker_factory("reaper", max_attempts=2)
+    job = new_job({})
+    past = datetime.now(UTC) - timedelta(seconds=30)
+    job.update(status="running", lease_owner="dead", lease_expires_at=past, attempts=1)
+    w.jobs.insert_one(job)
+    assert w.reap_expired() == 1
+    doc = w.jobs.find_one({"_id": job["_id"]})
+    assert doc["status"] == "queued" and doc["lease_owner"] is None
+    assert "re-queued" in doc["log_tail"][-1]
+    w.jobs.update_one(
+        {"_id": job["_id"]},
+        {"$set": {"status": "running", "lease_expires_at": past, "attempts": 2}},
+    )
+    assert w.reap_expired() == 1
+    doc = w.jobs.find_one({"_id": job["_id"]})
+    assert doc["status"] == "failed" and "lease expired" in doc["error"]
+    # A live lease is left alone.
+    live = new_job({})
+    live.update(
+        status="running",
+        lease_owner="alive",
+        lease_expires_at=datetime.now(UTC) + timedelta(seconds=60),
+        attempts=1,
+    )
+    w.jobs.insert_one(live)
+    assert w.reap_expired() == 0
+
+
+def test_threshold_trigger_enqueues_once(worker_factory) -> None:
+    w = worker_factory("t", new_ratings_threshold=5)
+    w.db.ratings.insert_many(
+        [{"userId": 1, "movieId": m, "rating": 4.0, "timestamp": 100 + m} for m in range(4)]
+    )
+    assert w.check_triggers() is None  # 4 new ratings < 5
+    w.db.ratings.insert_one({"userId": 2, "movieId": 1, "rating": 3.0, "timestamp": 200})
+    assert w.check_triggers() == "threshold"
+    assert w.check_triggers() is None  # never a second one while one is queued
+    jobs = list(w.jobs.find())
+    assert len(jobs) == 1 and jobs[0]["trigger"] == "threshold" and jobs[0]["status"] == "queued"
+    # The catalog's enqueue slot now names this job, so a POST would see the conflict too.
+    assert w.meta.find_one({"_id": "retrain_slot"})["job_id"] == jobs[0]["_id"]
+
+
+def test_schedule_fires_once_per_slot(worker_factory) -> None:
+    from datetime import timedelta
+
+    now = datetime.now(UTC)
+    w = worker_factory("s", schedule=f"{now:%H}:{now:%M}")
+    assert w.check_triggers() is None  # first start remembers the slot, no catch-up storm
+    w.meta.update_one({"_id": "trainer_schedule"}, {"$set": {"last_slot": now - timedelta(days=1)}})
+    assert w.check_triggers() == "schedule"
+    w.jobs.update_many({}, {"$set": {"status": "succeeded"}})
+    assert w.check_triggers() is None  # the same slot never fires twice
+    assert [j["trigger"] for j in w.jobs.find()] == ["schedule"]
