@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 from movierec_common import als
@@ -240,3 +242,55 @@ def test_service_genre_and_exclude_for_a_personalized_list() -> None:
     assert comedy["items"] and all(i["genres"] == ["Comedy"] for i in comedy["items"])
     for item in full["items"]:
         assert 0.5 <= item["predicted_rating"] <= 5.0
+
+
+def test_candidate_checked_list_equals_the_list_from_all_ratings() -> None:
+    """recommend_trained asks only about candidates, yet must give exactly recommend()'s list."""
+    model, inter, _, _ = _toy_model()
+    catalog = _catalog_for(model)
+    calls: list[int] = []
+
+    for u in range(len(model.users)):
+        mask = inter.user_idx == u
+        rated = UserRatings(model.items.ids[inter.item_idx[mask]], inter.rating[mask])
+        rated_set = set(rated.movie_ids.tolist())
+
+        async def rated_among(ids: list[int], rated_set: set[int] = rated_set) -> np.ndarray:
+            calls.append(len(ids))
+            return np.asarray([m for m in ids if m in rated_set], np.int64)
+
+        user_id = int(model.users.ids[u])
+        vectors = ranking.trained_user(model, user_id)
+        assert vectors is not None
+        for kw in (
+            {"k": 3},
+            {"k": 5, "order": "rating"},
+            {"k": 4, "genre": "Comedy"},
+            {"k": 12, "exclude": [int(model.items.ids[0])]},
+        ):
+            want = service.recommend(model, catalog, user_id, rated, **kw)
+            for first in (0, 1, service.FIRST_CANDIDATES):  # 0 and 1 force several rounds
+                got = asyncio.run(
+                    service.recommend_trained(
+                        model, catalog, user_id, vectors, rated_among, first_candidates=first, **kw
+                    )
+                )
+                assert got["items"] == want["items"], (u, kw, first)
+                assert got["order"] == want["order"] and got["strategy"] == "personalized"
+    assert min(calls) >= 1 and len(calls) > 4 * len(model.users) * 3
+
+
+def test_top_k_breaks_ties_by_index_whatever_k() -> None:
+    rng = np.random.default_rng(5)
+    scores = rng.integers(0, 6, 400).astype(np.float32)  # heavy ties everywhere
+    excl = rng.choice(400, 40, replace=False)
+    masked = scores.copy()
+    masked[excl] = -np.inf
+    ref = np.argsort(-masked, kind="stable")
+    for k in (1, 5, 37, 64, 200, 360):
+        assert ranking.top_k(scores, k, exclude=excl).tolist() == ref[:k].tolist()
+    big = ranking.top_k(scores, 100, exclude=excl)
+    assert ranking.top_k(scores, 10, exclude=excl).tolist() == big[:10].tolist()
+    allowed = np.arange(0, 400, 3)
+    ref_allowed = allowed[np.argsort(-scores[allowed], kind="stable")]
+    assert ranking.top_k(scores, 20, allowed=allowed).tolist() == ref_allowed[:20].tolist()

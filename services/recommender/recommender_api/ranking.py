@@ -286,8 +286,15 @@ def top_k(
     k = min(k, n_ok)
     if k <= 0:
         return np.empty(0, dtype=np.int64)
-    part = np.argpartition(-vals, k - 1)[:k] if k < vals.size else np.arange(vals.size)
-    # Stable tie-break on index keeps results deterministic between replicas.
+    if k < vals.size:
+        # argpartition picks arbitrarily among values tied with the k-th: take everything
+        # strictly better, then the tied ones by index, so the set (not just the order) is
+        # the first k of a stable sort: identical across k, candidate sizes and replicas.
+        kth = vals[np.argpartition(-vals, k - 1)[k - 1]]
+        above = np.flatnonzero(vals > kth)
+        part = np.concatenate([above, np.flatnonzero(vals == kth)[: k - above.size]])
+    else:
+        part = np.arange(vals.size)
     best = part[np.lexsort((part, -vals[part]))]
     return best if cand is None else cand[best]
 

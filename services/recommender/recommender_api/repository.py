@@ -48,14 +48,14 @@ class Repository:
         docs = await cursor.to_list(None)
         return _to_arrays(docs)
 
-    async def user_rated_ids(self, user_id: int) -> UserRatings:
-        """Only the movieIds (ratings NaN): all a user who is in the model needs for exclusion,
-        and on a real mongod a covered query on the (userId, movieId) index."""
+    async def rated_among(self, user_id: int, movie_ids: list[int]) -> np.ndarray:
+        """Which of these movies the user has rated: one indexed lookup per candidate list."""
         cursor = self.db.ratings.find(
-            {"userId": user_id}, {"_id": 0, "movieId": 1}, batch_size=5000
+            {"userId": user_id, "movieId": {"$in": movie_ids}},
+            {"_id": 0, "movieId": 1},
+            batch_size=max(len(movie_ids), 1),
         )
-        ids = np.fromiter((int(d["movieId"]) for d in await cursor.to_list(None)), np.int64)
-        return UserRatings(ids, np.full(ids.shape, np.nan, np.float32))
+        return np.fromiter((int(d["movieId"]) for d in await cursor.to_list(None)), np.int64)
 
     async def many_user_ratings(
         self, user_ids: list[int], concurrency: int = 8

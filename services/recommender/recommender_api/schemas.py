@@ -32,7 +32,10 @@ class RecsResponse(BaseModel):
     ranking_model: bool = Field(description="Whether the active model has ranking factors.")
     model_version: str | None
     genre: str | None = None
-    n_user_ratings: int
+    n_user_ratings: int | None = Field(
+        description="How many ratings the list was built from (fold-in, popular); null for "
+        "users in the model, whose ratings are only checked against the candidates."
+    )
     items: list[RecItem]
 
 

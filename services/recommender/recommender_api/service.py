@@ -6,6 +6,7 @@ batch calls run it in a worker thread.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -54,6 +55,59 @@ def _meta(catalog: MovieCatalog, movie_id: int) -> dict[str, Any]:
     return {"movieId": movie_id, "title": m.title, "year": m.year, "genres": m.genres}
 
 
+def _base(
+    model: ServingModel | None,
+    user_id: int,
+    strategy: str,
+    genre: str | None,
+    n_user_ratings: int | None,
+) -> dict[str, Any]:
+    return {
+        "userId": user_id,
+        "strategy": strategy,
+        "ranking_model": bool(model is not None and model.has_ranking),
+        "model_version": model.version if model is not None else None,
+        "genre": genre,
+        "n_user_ratings": n_user_ratings,
+    }
+
+
+def _scores(
+    model: ServingModel, user: UserVectors, order: OrderRequest
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """(order-by scores, predicted ratings, order used): ranking model when asked and present."""
+    predicted = ranking.predicted_ratings(model, user)
+    if order == "ranking" and model.has_ranking:
+        return ranking.ranking_scores(model, user), predicted, "ranking"
+    return predicted, predicted, "rating"
+
+
+def _allowed(model: ServingModel, catalog: MovieCatalog, genre: str | None) -> np.ndarray | None:
+    if genre is None:
+        return None
+    return model.items.take(catalog.genre_ids.get(genre, np.empty(0, np.int64)))[0]
+
+
+def _items(
+    model: ServingModel,
+    catalog: MovieCatalog,
+    best: np.ndarray,
+    scores: np.ndarray,
+    predicted: np.ndarray,
+    strategy: str,
+) -> list[dict[str, Any]]:
+    clipped = ranking.clip_rating(predicted[best])
+    return [
+        {
+            **_meta(catalog, int(mid)),
+            "predicted_rating": round(float(p), 3),
+            "score": float(s),
+            "strategy": strategy,
+        }
+        for mid, p, s in zip(model.items.ids[best], clipped, scores[best], strict=True)
+    ]
+
+
 def recommend(
     model: ServingModel | None,
     catalog: MovieCatalog,
@@ -65,46 +119,68 @@ def recommend(
     exclude: list[int] | None = None,
     order: OrderRequest = "ranking",
 ) -> dict[str, Any]:
-    """One user's list as a response dict (see schemas.RecsResponse)."""
+    """One user's list from all of their ratings (fold-in, popular, batch)."""
     excluded_ids = rated.movie_ids
     if exclude:
         excluded_ids = np.union1d(excluded_ids, np.asarray(exclude, np.int64))
     resolved = resolve_user(model, user_id, rated)
-    base = {
-        "userId": user_id,
-        "strategy": resolved.strategy,
-        "ranking_model": bool(model is not None and model.has_ranking),
-        "model_version": model.version if model is not None else None,
-        "genre": genre,
-        "n_user_ratings": len(rated),
-    }
+    base = _base(model, user_id, resolved.strategy, genre, len(rated))
     if resolved.vectors is None:
         items = _popular(model, catalog, k, genre, excluded_ids)
         return {**base, "order": "popularity", "items": items}
-
     assert model is not None
-    user = resolved.vectors
-    predicted = ranking.predicted_ratings(model, user)
-    if order == "ranking" and model.has_ranking:
-        scores, order_used = ranking.ranking_scores(model, user), "ranking"
-    else:
-        scores, order_used = predicted, "rating"
+    scores, predicted, order_used = _scores(model, resolved.vectors, order)
     excl_idx, _ = model.items.take(excluded_ids)
-    allowed = None
-    if genre is not None:
-        allowed, _ = model.items.take(catalog.genre_ids.get(genre, np.empty(0, np.int64)))
-    best = ranking.top_k(scores, k, exclude=excl_idx, allowed=allowed)
-    clipped = ranking.clip_rating(predicted[best])
-    movie_ids = model.items.ids[best]
-    items = [
-        {
-            **_meta(catalog, int(mid)),
-            "predicted_rating": round(float(p), 3),
-            "score": float(s),
-            "strategy": resolved.strategy,
-        }
-        for mid, p, s in zip(movie_ids, clipped, scores[best], strict=True)
-    ]
+    best = ranking.top_k(scores, k, exclude=excl_idx, allowed=_allowed(model, catalog, genre))
+    items = _items(model, catalog, best, scores, predicted, resolved.strategy)
+    return {**base, "order": order_used, "items": items}
+
+
+RatedAmong = Callable[[list[int]], Awaitable[np.ndarray]]
+FIRST_CANDIDATES = 50
+
+
+async def recommend_trained(
+    model: ServingModel,
+    catalog: MovieCatalog,
+    user_id: int,
+    user: UserVectors,
+    rated_among: RatedAmong,
+    *,
+    k: int,
+    genre: str | None = None,
+    exclude: list[int] | None = None,
+    order: OrderRequest = "ranking",
+    first_candidates: int = FIRST_CANDIDATES,
+) -> dict[str, Any]:
+    """A trained user's list, checking only the best candidates against their ratings.
+
+    The result is exactly what reading all of the user's ratings would give: every movie
+    returned was checked (at request time) not to be rated. But a heavy rater's 2,700 rating
+    documents are no longer read per request: the k+50 best candidates are looked up, and only
+    when fewer than k survive are 4× more checked (on ml-latest-small with the ranking model,
+    85 % of users need one lookup, 99 % at most two).
+    """
+    scores, predicted, order_used = _scores(model, user, order)
+    allowed = _allowed(model, catalog, genre)
+    excl_idx = model.items.take(np.asarray(exclude or [], np.int64))[0]
+    rated_idx = np.empty(0, np.int64)
+    checked = np.empty(0, np.int64)
+    size = k + first_candidates
+    while True:
+        cand = ranking.top_k(scores, size, exclude=np.union1d(excl_idx, rated_idx), allowed=allowed)
+        fresh = cand[~np.isin(cand, checked)]
+        if fresh.size:
+            hits = await rated_among(model.items.ids[fresh].tolist())
+            rated_idx = np.union1d(rated_idx, model.items.take(hits)[0])
+            checked = np.union1d(checked, fresh)
+        ok = cand[~np.isin(cand, rated_idx)]
+        if ok.size >= k or cand.size < size:
+            best = ok[:k]
+            break
+        size *= 4
+    items = _items(model, catalog, best, scores, predicted, "personalized")
+    base = _base(model, user_id, "personalized", genre, None)
     return {**base, "order": order_used, "items": items}
 
 

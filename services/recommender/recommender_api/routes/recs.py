@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 
-from .. import service
+from .. import ranking, service
 from ..deps import CurrentPrincipal, State, require_privileged, require_read
 from ..errors import ApiError, OrjsonResponse
 from ..schemas import (
@@ -90,21 +90,31 @@ async def _user_list(
     canonical = _resolve_genre(state, genre)
     excluded = _parse_exclude(state, exclude)
     model = state.store.current
-    if model is not None and model.users.get(user_id) is not None:
-        # Trained user: their vectors come from the model, ratings only exclude movies.
-        rated = await state.repo.user_rated_ids(user_id)
+    trained = ranking.trained_user(model, user_id) if model is not None else None
+    if model is not None and trained is not None:
+        result = await service.recommend_trained(
+            model,
+            state.movies.catalog,
+            user_id,
+            trained,
+            lambda ids: state.repo.rated_among(user_id, ids),
+            k=k,
+            genre=canonical,
+            exclude=excluded,
+            order=strategy,
+        )
     else:
         rated = await state.repo.user_ratings(user_id)
-    result = service.recommend(
-        model,
-        state.movies.catalog,
-        user_id,
-        rated,
-        k=k,
-        genre=canonical,
-        exclude=excluded,
-        order=strategy,
-    )
+        result = service.recommend(
+            model,
+            state.movies.catalog,
+            user_id,
+            rated,
+            k=k,
+            genre=canonical,
+            exclude=excluded,
+            order=strategy,
+        )
     state.metrics.strategy.labels(result["strategy"]).inc()
     # Built from plain Python values by service.py; serialised directly (the response_model
     # still documents it) to keep pydantic re-validation off the hot path.
