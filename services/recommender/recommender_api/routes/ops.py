@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from ..deps import State
 from ..errors import OrjsonResponse, error_response
@@ -39,6 +39,6 @@ async def readyz(state: State) -> Response:
     return error_response(503, "not_ready", "not ready to serve", checks)
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)  # Prometheus text, not JSON
 async def metrics(state: State) -> Response:
     return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
