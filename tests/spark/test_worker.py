@@ -252,6 +252,33 @@ def test_killed_worker_lease_expires_and_job_does_not_stay_running(env: Env) -> 
     assert artifacts.current_version(env.model_dir) is None
 
 
+def test_cancel_requested_stops_a_running_job(tmp_path: Path, mongo_url: str, db_name: str) -> None:
+    """cancel_requested (what POST /api/admin/jobs/{id}/cancel sets) is honoured between
+    iterations; nothing is published. Spark local[1] here: the cluster path is covered above."""
+    e = Env(tmp_path, mongo_url, db_name, "local[1]")
+    try:
+        e.load_csv_into_db()
+        job = new_job({**FAST, "iterations": 400, "ranking_iterations": 400})
+        e.db.jobs.insert_one(job)
+        w = e.start_worker("canceller")
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            doc = e.db.jobs.find_one({"_id": job["_id"]})
+            if (doc.get("progress") or {}).get("iteration", 0) >= 1:
+                break
+            time.sleep(0.25)
+        else:
+            raise AssertionError(f"job never got going: {doc}\n{w.log_tail()}")
+        e.db.jobs.update_one({"_id": job["_id"]}, {"$set": {"cancel_requested": True}})
+        doc = e.wait_job(job["_id"], {"cancelled", "failed", "succeeded"}, timeout=60)
+        assert doc["status"] == "cancelled", doc
+        assert doc["progress"]["iteration"] < 400
+        assert artifacts.current_version(e.model_dir) is None
+        assert w.proc.poll() is None  # the worker itself keeps serving the queue
+    finally:
+        e.close()
+
+
 def test_retrain_cli_merges_db_over_csv(tmp_path: Path, mongo_url: str, db_name: str) -> None:
     """`retrain` runs the same pipeline once: DB ratings override the CSV for the same pair."""
     data_dir = tmp_path / "ml"
