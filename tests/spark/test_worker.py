@@ -437,6 +437,14 @@ def test_threshold_trigger_enqueues_once(worker_factory) -> None:
     assert len(jobs) == 1 and jobs[0]["trigger"] == "threshold" and jobs[0]["status"] == "queued"
     # The catalog's enqueue slot now names this job, so a POST would see the conflict too.
     assert w.meta.find_one({"_id": "retrain_slot"})["job_id"] == jobs[0]["_id"]
+    # That retrain was rejected: the same ratings must not fire it again, new ones will.
+    w.jobs.update_many({}, {"$set": {"status": "rejected"}})
+    assert w.check_triggers() is None
+    later = int(time.time()) + 5
+    w.db.ratings.insert_many(
+        [{"userId": 3, "movieId": m, "rating": 4.0, "timestamp": later} for m in range(5)]
+    )
+    assert w.check_triggers() == "threshold"
 
 
 def test_schedule_fires_once_per_slot(worker_factory) -> None:

@@ -538,6 +538,11 @@ class Worker:
             since = 0
             if active is not None and active.get("created_at"):
                 since = int(datetime.fromisoformat(active["created_at"]).timestamp())
+            # Count from the last threshold job too: a rejected or failed retrain must not
+            # re-fire on the very same ratings every check.
+            last = self.jobs.find_one({"trigger": "threshold"}, sort=[("created_at", -1)])
+            if last is not None and last.get("created_at") is not None:
+                since = max(since, int(last["created_at"].timestamp()))
             n_new = self.db[RATINGS].count_documents({"timestamp": {"$gt": since}}, limit=threshold)
             if n_new >= threshold and self.enqueue("threshold", {}):
                 return "threshold"
