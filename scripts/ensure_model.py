@@ -12,6 +12,9 @@ the in-process NumPy engine, rather than leaving the recommender without a model
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -40,6 +43,33 @@ def master_reachable(url: str, timeout: float = 3.0) -> bool:
         return False
 
 
+def run_bounded(cmd: list[str], timeout: float) -> int:
+    """Run cmd; past the timeout, end its whole process group (driver JVM included).
+
+    A cluster whose executors cannot reach the driver does not fail, it waits for ever; the
+    bound turns that into the local fallback instead of a stack that never comes up.
+    """
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        print(f"model: the Spark training took over {timeout:.0f}s; stopping it", flush=True)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        return -1
+    except BaseException:  # Ctrl-C or SIGTERM of this script: the training goes too
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+
+
 def train_command(args: argparse.Namespace, engine: str) -> list[str]:
     cmd = [
         args.python,
@@ -63,8 +93,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", type=Path, required=True)
     ap.add_argument("--output", type=Path, required=True, help="MODEL_DIR")
     ap.add_argument("--spark-master", default="", help="spark://HOST:PORT; empty = local engine")
+    ap.add_argument(
+        "--spark-timeout",
+        type=float,
+        default=900.0,
+        help="seconds before a Spark training is abandoned for the local engine",
+    )
     ap.add_argument("--python", default=sys.executable, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    # SIGTERM (make run's stop, docker stop) must unwind into run_bounded's cleanup.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
 
     version = active_version(args.output)
     if version:
@@ -80,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     elif args.spark_master:
         print(f"model: none in {args.output}; training on Spark at {args.spark_master}", flush=True)
-        rc = subprocess.call(train_command(args, "spark"))
+        rc = run_bounded(train_command(args, "spark"), args.spark_timeout)
         if rc == 0 and active_version(args.output):
             return 0
         print(
