@@ -38,7 +38,7 @@ java-check:
 
 # The whole stack on this machine: embedded MongoDB, Spark master + worker, both APIs, the
 # trainer worker and nginx (scripts/stack.toml describes them). Ctrl-C stops everything.
-run: install java-check data
+run: java-check install data
 	$(PY) scripts/run_stack.py
 
 lint: install

@@ -138,7 +138,7 @@ def ctrl_c(run: Run, ports: dict[str, int], var_dir: Path) -> float:
     return took
 
 
-def check_serving(base: str, demo_password: str) -> dict:
+def check_serving(base: str, demo_password: str, api_key: str) -> dict:
     home = httpx.get(base + "/", timeout=10)
     assert home.status_code == 200
     assert "<html" in home.text.lower()
@@ -158,6 +158,15 @@ def check_serving(base: str, demo_password: str) -> dict:
     items = data["items"] if isinstance(data, dict) else data
     assert len(items) == 10
     assert all("movieId" in it for it in items)
+    # Another service, with the API key make run generated (README's batch example).
+    batch = httpx.post(
+        base + "/api/recs/batch",
+        json={"userIds": [1, 2, 3], "k": 5},
+        headers={"X-API-Key": api_key},
+        timeout=30,
+    )
+    assert batch.status_code == 200, batch.text
+    assert len(batch.json()["results"]) == 3
     return data
 
 
@@ -216,7 +225,7 @@ def test_make_run_serves_stops_cleanly_and_restarts_from_state(
     try:
         first_up = wait_ready(first, FIRST_START_TIMEOUT)
         secrets = read_secrets(var_dir)
-        recs = check_serving(base, secrets["DEMO_PASSWORD"])
+        recs = check_serving(base, secrets["DEMO_PASSWORD"], secrets["API_KEY"])
         assert secrets["ADMIN_PASSWORD"] in first.text(), "admin login is printed"
         current = (var_dir / "models" / "CURRENT").read_text().strip()
         versions = sorted(p.name for p in (var_dir / "models" / "versions").iterdir())
@@ -237,7 +246,7 @@ def test_make_run_serves_stops_cleanly_and_restarts_from_state(
         assert (var_dir / "models" / "CURRENT").read_text().strip() == current
         assert sorted(p.name for p in (var_dir / "models" / "versions").iterdir()) == versions
         assert read_secrets(var_dir) == secrets, "secrets are generated once"
-        check_serving(base, secrets["DEMO_PASSWORD"])
+        check_serving(base, secrets["DEMO_PASSWORD"], secrets["API_KEY"])
         # Ctrl-C in the middle of a retrain on the cluster: the driver JVM and the executors
         # must go too.
         job = start_retrain_and_wait_running(base, secrets["ADMIN_PASSWORD"])
