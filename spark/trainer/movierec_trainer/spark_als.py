@@ -47,6 +47,10 @@ if TYPE_CHECKING:
     from pyspark import RDD, SparkContext
 
 
+class ExecutorLostError(RuntimeError):
+    """An executor died mid-fit; its locally checkpointed blocks cannot be recomputed."""
+
+
 @dataclass(frozen=True)
 class Block:
     """One partition's share of the ratings matrix: a contiguous range of rows, as a local CSR,
@@ -194,6 +198,12 @@ class SparkALS:
                 raise als.TrainingDivergedError(
                     f"iteration {it}: {name} solve failed on an executor (singular system); "
                     "increase reg"
+                ) from exc
+            if "Checkpoint block" in str(exc) or "ExecutorLostFailure" in str(exc):
+                # The blocks are locally checkpointed: they die with their executor.
+                raise ExecutorLostError(
+                    f"iteration {it}: a Spark executor was lost and the training blocks it "
+                    "held with it; the job failed and can simply be retried"
                 ) from exc
             raise
         finally:
