@@ -99,7 +99,7 @@ class Env:
         return w
 
     def wait_job(
-        self, job_id: ObjectId, until: set[str], timeout: float = 240, seen: list | None = None
+        self, job_id: ObjectId, until: set[str], timeout: float = 420, seen: list | None = None
     ) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
