@@ -195,6 +195,11 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "json", False):
             print(json.dumps({"error": {"code": "not_found", "message": str(exc)}}))
         return 2
+    except OSError as exc:  # e.g. a read-only or full MODEL_DIR at publish: nothing was activated
+        log.error("I/O error, nothing published: %s", exc)
+        if getattr(args, "json", False):
+            print(json.dumps({"error": {"code": "io_error", "message": str(exc)}}))
+        return 4
 
 
 if __name__ == "__main__":
