@@ -296,10 +296,13 @@ def test_publish_into_a_read_only_model_dir_fails_clearly_and_keeps_current(
         out = res.stdout + res.stderr
         (hstack.logs / "train-readonly.log").write_text(out)
         assert res.returncode != 0, out[-3000:]
-        # A clear error naming the cause, not a bare traceback.
-        assert "Read-only file system" in out or "Permission denied" in out, out[-3000:]
-        last = out.strip().splitlines()[-1]
-        assert "error" in last.lower(), f"last line should state the error: {last!r}"
+        # A clear error naming the cause (the --json contract's last line), not a traceback.
+        assert "Traceback" not in out, out[-3000:]
+        error = json.loads(res.stdout.strip().splitlines()[-1])["error"]
+        assert error["code"] == "io_error", error
+        assert (
+            "Read-only file system" in error["message"] or "Permission denied" in error["message"]
+        )
         assert (model_dir / "CURRENT").read_bytes() == before_current
         assert sorted(p.name for p in (model_dir / "versions").iterdir()) == before_versions
         assert model_version(url) == hstack.version
