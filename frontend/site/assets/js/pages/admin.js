@@ -220,6 +220,29 @@ function jobProgress(job) {
     job.status === "succeeded" && job.model_version
       ? h("p", { class: "job-result text-sm font-medium text-emerald-700 dark:text-emerald-300" }, "Published version ", h("span", { class: "font-mono" }, job.model_version))
       : null,
+    !TERMINAL.has(job.status)
+      ? h(
+          "button",
+          {
+            type: "button",
+            class: "btn-secondary cancel-job",
+            disabled: Boolean(job.cancel_requested),
+            onclick: async (e) => {
+              const btn = e.currentTarget;
+              btn.disabled = true;
+              btn.textContent = "Cancelling…";
+              try {
+                await api(`/api/admin/jobs/${encodeURIComponent(jobId(job))}/cancel`, { method: "POST" });
+              } catch (err) {
+                btn.disabled = false;
+                btn.textContent = "Cancel job";
+                toast(`Cancel failed: ${err.message}`, "error");
+              }
+            },
+          },
+          job.cancel_requested ? "Cancelling…" : "Cancel job",
+        )
+      : null,
     job.error ? h("p", { class: "text-sm text-rose-700 dark:text-rose-300", role: "alert" }, `Error: ${typeof job.error === "string" ? job.error : JSON.stringify(job.error)}`) : null,
     logs.length ? h("pre", { class: "job-log max-h-40 overflow-auto rounded-lg bg-slate-900 p-3 text-xs text-slate-100" }, logs.join("\n")) : null,
   );
