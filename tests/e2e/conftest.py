@@ -12,6 +12,7 @@ its own process group and is stopped when the module's tests are done.
 from __future__ import annotations
 
 import importlib.util
+import os
 import secrets
 import shutil
 import subprocess
@@ -77,8 +78,6 @@ def _run_step(name: str, args: list[str], env: dict[str, str], logs: Path, timeo
 
 
 def _base_env() -> dict[str, str]:
-    import os
-
     env = dict(os.environ)
     env.pop("MONGO_URL", None)  # the stack's own value is passed explicitly
     env["LOG_JSON"] = "false"
