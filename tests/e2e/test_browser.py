@@ -245,6 +245,18 @@ def test_admin_retrain_publishes_new_version(
     row.locator(".activate-button").click()
     row.locator(".activate-button").click()
     expect(active).to_have_text(stack.initial_version)
+    expect(page.locator("#active-model .served-version")).to_contain_text(
+        stack.initial_version, timeout=30_000
+    )
+
+    # A second retrain, cancelled: it ends `cancelled` and the rolled-back version stays active.
+    page.click("#retrain-button")
+    cancel = page.locator("#job-progress .cancel-job")
+    expect(cancel).to_be_enabled()
+    cancel.click()
+    expect(progress).to_have_attribute("data-status", "cancelled", timeout=RETRAIN_TIMEOUT_MS)
+    expect(page.locator("#jobs .status-cancelled").first).to_be_visible()
+    expect(active).to_have_text(stack.initial_version)
     assert watch.problems == []
 
 
