@@ -16,12 +16,17 @@ from pymongo.errors import PyMongoError
 log = logging.getLogger(__name__)
 
 
-def make_client(url: str, timeout_ms: int = 2000) -> AsyncMongoClient:
+def make_client(
+    url: str, timeout_ms: int = 2000, socket_timeout_ms: int | None = None
+) -> AsyncMongoClient:
+    """`socket_timeout_ms` bounds one reply: request-sized by default (APIs answer 503 rather
+    than hang); batch jobs such as the import pass a larger value, because one bulk write of
+    thousands of documents can legitimately take longer on a loaded machine."""
     return AsyncMongoClient(
         url,
         serverSelectionTimeoutMS=timeout_ms,
         connectTimeoutMS=timeout_ms,
-        socketTimeoutMS=max(timeout_ms * 15, 30000),
+        socketTimeoutMS=socket_timeout_ms or max(timeout_ms * 15, 30000),
         tz_aware=True,
         uuidRepresentation="standard",
     )
