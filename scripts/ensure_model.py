@@ -82,6 +82,9 @@ def train_command(args: argparse.Namespace, engine: str) -> list[str]:
         engine,
         "--output",
         str(args.output),
+        # Evaluate on the seeded holdout (so the admin page has metrics), then refit on every
+        # rating: the first model people are served should not ignore a fifth of the data.
+        "--publish-full",
     ]
     if engine == "spark":
         cmd += ["--spark-master", args.spark_master]
