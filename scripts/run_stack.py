@@ -51,6 +51,13 @@ SECRET_NAMES = ("JWT_SECRET", "ADMIN_PASSWORD", "DEMO_PASSWORD", "API_KEY")
 # caller's environment (or .env) sets them; honcho passes the environment through.
 PASSTHROUGH = frozenset({"JWT_TTL_SECONDS", "POPULARITY_PRIOR_WEIGHT"})
 INFRA_WAIT_S = 120.0
+GRACE_S = 30.0
+# honcho SIGKILLs a process 5 s after SIGTERM; the embedded database flushing its files and
+# the trainer finishing its ALS iteration need longer, so its grace period is raised.
+HONCHO_MAIN = (
+    f"import sys, honcho.manager, honcho.command; honcho.manager.KILL_WAIT = {GRACE_S}; "
+    "sys.exit(honcho.command.main())"
+)
 
 
 class StackSettings(BaseSettings):
@@ -223,12 +230,14 @@ class StartupError(RuntimeError):
 class Child:
     name: str
     proc: subprocess.Popen
-    seen: set[int] = field(default_factory=set)  # pids of descendants observed while running
+    # Descendants observed while running, pid -> start time (so a reused pid is never killed).
+    seen: dict[int, float] = field(default_factory=dict)
 
     def snapshot(self) -> None:
         with contextlib.suppress(psutil.Error):
             for p in psutil.Process(self.proc.pid).children(recursive=True):
-                self.seen.add(p.pid)
+                with contextlib.suppress(psutil.Error):
+                    self.seen[p.pid] = p.create_time()
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -248,8 +257,8 @@ class Supervisor:
         return child
 
     def honcho(self, name: str, processes: list[str]) -> Child:
-        argv = [str(VENV_BIN / "honcho"), "-f", str(PROCFILE_PATH), "-e", os.devnull, "start"]
-        return self.spawn(name, [*argv, *processes])
+        argv = [sys.executable, "-c", HONCHO_MAIN, "-f", str(PROCFILE_PATH), "-e", os.devnull]
+        return self.spawn(name, [*argv, "start", *processes])
 
     def run_oneshot(self, name: str, argv: list[str]) -> int:
         """Run a step to completion; on Ctrl-C stop() ends it together with the daemons."""
@@ -267,7 +276,7 @@ class Supervisor:
                     "see its output above"
                 )
 
-    def stop(self, timeout: float = 20.0) -> None:
+    def stop(self, timeout: float = GRACE_S + 15) -> None:
         for child in reversed(self.children):
             child.snapshot()
             if child.alive():
@@ -282,10 +291,10 @@ class Supervisor:
         # honcho terminates its processes' groups itself; anything that escaped is killed here.
         leftovers = []
         for child in self.children:
-            for pid in child.seen:
+            for pid, started in child.seen.items():
                 with contextlib.suppress(psutil.Error):
                     p = psutil.Process(pid)
-                    if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                    if p.create_time() == started and p.status() != psutil.STATUS_ZOMBIE:
                         leftovers.append(p)
         for p in leftovers:
             with contextlib.suppress(psutil.Error):
@@ -314,7 +323,7 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
         return 0, b""
 
 
-def wait_until(what: str, ok, sup: Supervisor, timeout: float) -> None:
+def wait_until(what: str, ok: Callable[[], bool], sup: Supervisor, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         sup.check_alive()
