@@ -521,24 +521,36 @@ def main() -> None:
             db_us = (rows[0][1], rows[1][1])
 
             if not args.skip_load:
-                port = free_port()
-                env = {
-                    "MONGO_URL": mongo_url, "MONGO_DB": DB, "MODEL_DIR": str(model_dir),
-                    "RECOMMENDER_PORT": str(port), "API_KEYS": json.dumps([API_KEY]),
-                    "LOG_LEVEL": "WARNING", "RELOAD_POLL_SECONDS": "30",
-                }  # fmt: skip
-                proc = stack.enter_context(
-                    child([str(BIN / "python"), "-m", "recommender_api"], env, work / "api.log")
-                )
-                base = f"http://127.0.0.1:{port}"
-                wait_http(f"{base}/readyz", proc)
+                bases = {}
+                for lookup in ("candidates", "all"):
+                    port = free_port()
+                    env = {
+                        "MONGO_URL": mongo_url, "MONGO_DB": DB, "MODEL_DIR": str(model_dir),
+                        "RECOMMENDER_PORT": str(port), "API_KEYS": json.dumps([API_KEY]),
+                        "LOG_LEVEL": "WARNING", "RELOAD_POLL_SECONDS": "30",
+                        "RATED_LOOKUP": lookup,
+                    }  # fmt: skip
+                    proc = stack.enter_context(
+                        child(
+                            [str(BIN / "python"), "-m", "recommender_api"],
+                            env,
+                            work / f"api-{lookup}.log",
+                        )
+                    )
+                    bases[lookup] = f"http://127.0.0.1:{port}"
+                    wait_http(f"{bases[lookup]}/readyz", proc)
                 rng = np.random.default_rng(1)
                 sims = np.unique(ratings.movie_ids, return_counts=True)
                 sim_ids = sims[0][sims[1] >= 10]
+                known_paths = [f"/api/recs/users/{u}?k=10" for u in rng.permutation(known)]
                 scenarios = {
-                    "known": [f"/api/recs/users/{u}?k=10" for u in rng.permutation(known)],
-                    "fold-in": [f"/api/recs/users/{u}?k=10" for u in folds],
-                    "similar": [f"/api/recs/similar/{m}?k=10" for m in rng.permutation(sim_ids)],
+                    "known": ("candidates", known_paths),
+                    "known, RATED_LOOKUP=all": ("all", known_paths),
+                    "fold-in": ("candidates", [f"/api/recs/users/{u}?k=10" for u in folds]),
+                    "similar": (
+                        "candidates",
+                        [f"/api/recs/similar/{m}?k=10" for m in rng.permutation(sim_ids)],
+                    ),
                 }
                 t = Table(
                     title=f"HTTP, open loop, {args.duration:.0f} s per row "
@@ -549,10 +561,12 @@ def main() -> None:
                           "load avg"):  # fmt: skip
                     t.add_column(c)
                 rates = [float(r) for r in args.rates.split(",")]
-                for rate, (name, paths) in [(r, sc) for r in rates for sc in scenarios.items()]:
+                runs = [(r, name, *sc) for r in rates for name, sc in scenarios.items()]
+                for rate, name, lookup, paths in runs:
                     console.print(f"load: {name} at {rate:.0f} req/s …")
-                    res = run_load_in_child(base, paths, rate, args.duration)
-                    p50_t, p99_t = TARGETS[name]
+                    res = run_load_in_child(bases[lookup], paths, rate, args.duration)
+                    kind = name.split(",")[0]
+                    p50_t, p99_t = TARGETS[kind]
                     t.add_row(
                         name,
                         f"{rate:.0f}",
@@ -564,13 +578,14 @@ def main() -> None:
                         ", ".join(f"{k}: {v}" for k, v in res["errors"].items()) or "0",
                         f"{p50_t} ({res['p50'] / p50_t:.2f}×)" if p50_t else "—",
                         f"{p99_t} ({res['p99'] / p99_t:.2f}×)" if p99_t else "—",
-                        f"{res['p50'] * 1000 / compute_us[name]:.0f}×",
+                        f"{res['p50'] * 1000 / compute_us[kind]:.0f}×",
                         f"{res['load_avg']:.1f}",
                     )
                 emit(t, "HTTP latency under a bounded loopback load")
                 server_errors = [
                     line
-                    for line in (work / "api.log").read_text(errors="replace").splitlines()
+                    for log in work.glob("api-*.log")
+                    for line in log.read_text(errors="replace").splitlines()
                     if '"level":"ERROR"' in line
                 ]
                 for line in server_errors[-5:]:

@@ -48,6 +48,20 @@ class Repository:
         docs = await cursor.to_list(None)
         return _to_arrays(docs)
 
+    async def user_rated_ids(self, user_id: int) -> UserRatings:
+        """Only the movieIds (ratings NaN): all a user who is in the model needs for exclusion."""
+        cursor = self.db.ratings.find(
+            {"userId": user_id}, {"_id": 0, "movieId": 1}, batch_size=5000
+        )
+        ids = np.fromiter((int(d["movieId"]) for d in await cursor.to_list(None)), np.int64)
+        return UserRatings(ids, np.full(ids.shape, np.nan, np.float32))
+
+    async def user_rating(self, user_id: int, movie_id: int) -> float | None:
+        doc = await self.db.ratings.find_one(
+            {"userId": user_id, "movieId": movie_id}, {"_id": 0, "rating": 1}
+        )
+        return float(doc["rating"]) if doc and "rating" in doc else None
+
     async def rated_among(self, user_id: int, movie_ids: list[int]) -> np.ndarray:
         """Which of these movies the user has rated: one indexed lookup per candidate list."""
         cursor = self.db.ratings.find(

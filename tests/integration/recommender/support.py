@@ -126,7 +126,7 @@ class RecsServer:
         self.base_url = base_url
         self.proc = proc
         self.model_dir = model_dir
-        self.client = httpx.Client(base_url=base_url, timeout=10.0)
+        self.client = httpx.Client(base_url=base_url, timeout=60.0)  # shared, busy CI box
 
     def token(self, user_id: int, role: str = "user", ttl: int = 600) -> str:
         return issue_token(JWT_SECRET, user_id, f"user{user_id}", role, ttl)  # type: ignore[arg-type]

@@ -349,3 +349,25 @@ def test_database_outage_is_a_503_and_model_only_routes_keep_serving(
     assert sim.status_code == 200 and 3114 in [i["movieId"] for i in sim.json()["items"]]
     assert sim.json()["items"][0]["title"] is None  # no catalogue yet: ids without titles
     server.proc.stop()
+
+
+def test_rated_lookup_modes_give_the_same_lists(
+    recs: RecsServer,
+    recs_db: SeededDb,
+    trained: TrainedModel,
+    tmp_path: Path,
+    start_recs_server: StartServer,
+) -> None:
+    install_version(trained.root, trained.version, tmp_path)
+    full = start_recs_server(recs_db, tmp_path, RATED_LOOKUP="all")
+    for user, params in [
+        (1, {}),
+        (414, {"k": 30}),
+        (599, {"strategy": "rating", "k": 25}),
+        (68, {"genre": "Drama"}),
+    ]:
+        a = recs.client.get(f"/api/recs/users/{user}", params=params, headers=recs.service)
+        b = full.client.get(f"/api/recs/users/{user}", params=params, headers=full.service)
+        assert a.json()["items"] == b.json()["items"], user
+        assert b.json()["n_user_ratings"] > 0
+    full.proc.stop()

@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Literal
 
+import numpy as np
 from fastapi import APIRouter, Path, Query
 
 from .. import ranking, service
 from ..deps import CurrentPrincipal, State, require_privileged, require_read
 from ..errors import ApiError, OrjsonResponse
+from ..repository import UserRatings
 from ..schemas import (
     BatchRequest,
     BatchResponse,
@@ -91,7 +93,7 @@ async def _user_list(
     excluded = _parse_exclude(state, exclude)
     model = state.store.current
     trained = ranking.trained_user(model, user_id) if model is not None else None
-    if model is not None and trained is not None:
+    if model is not None and trained is not None and state.settings.rated_lookup == "candidates":
         result = await service.recommend_trained(
             model,
             state.movies.catalog,
@@ -104,7 +106,10 @@ async def _user_list(
             order=strategy,
         )
     else:
-        rated = await state.repo.user_ratings(user_id)
+        if trained is not None:  # rated_lookup=all: ids are enough, vectors are in the model
+            rated = await state.repo.user_rated_ids(user_id)
+        else:
+            rated = await state.repo.user_ratings(user_id)
         result = service.recommend(
             model,
             state.movies.catalog,
@@ -216,7 +221,15 @@ async def predict(
         raise ApiError(503, "no_model", "no model is loaded yet")
     if model.items.get(movieId) is None:
         raise ApiError(404, "unknown_movie", f"movie {movieId} is not in the model")
-    rated = await state.repo.user_ratings(userId)
+    if model.users.get(userId) is not None:
+        # A trained user's vectors are in the model: only their own rating of this movie is read.
+        own = await state.repo.user_rating(userId, movieId)
+        rated = UserRatings(
+            np.asarray([] if own is None else [movieId], np.int64),
+            np.asarray([] if own is None else [own], np.float32),
+        )
+    else:
+        rated = await state.repo.user_ratings(userId)
     return service.predict(model, userId, movieId, rated)
 
 
