@@ -376,3 +376,18 @@ def test_make_run_refuses_busy_ports_with_the_variable_to_change(tmp_path: Path)
         )
         with pytest.raises(run_stack.StartupError, match=f"CATALOG_PORT={port}"):
             run_stack.check_ports(s)
+
+
+@pytest.mark.parametrize(
+    "name", [n for n, s in SPEC.services.items() if s.command[:2] and s.command[1].endswith(".py")]
+)
+def test_scripts_run_in_a_container_are_copied_into_its_image(name: str) -> None:
+    svc = SPEC.services[name]
+    script = svc.command[1]
+    dockerfile = {"services": "services/Dockerfile", "spark": "spark/Dockerfile"}[svc.image]
+    text = (ROOT / dockerfile).read_text()
+    assert (ROOT / script).is_file()
+    assert f"COPY {script} /app/{script}" in text
+    assert re.search(r"^WORKDIR /app$", text.split("AS runtime", 1)[1], re.M)
+    compose_image = services()[name]["image"]
+    assert compose_image.startswith(f"movierec/{svc.image}:")
