@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -297,3 +298,21 @@ def test_first_model_falls_back_to_the_local_engine_without_spark(
     assert again.returncode == 0
     assert f"already serves version {version}; not retraining" in again.stdout
     assert sorted(p.name for p in (models / "versions").iterdir()) == [version]
+
+
+def test_make_run_without_java_says_how_to_get_it_and_starts_nothing(tmp_path: Path) -> None:
+    make = shutil.which("make")
+    assert make is not None
+    env = {"PATH": str(tmp_path), "HOME": str(tmp_path), "VAR_DIR": str(tmp_path / "var")}
+    r = subprocess.run(
+        [make, "--no-print-directory", "run"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode != 0
+    assert "Java 17+ is required" in r.stdout + r.stderr
+    assert "apt-get install -y openjdk-17-jre-headless" in r.stdout + r.stderr
+    assert not (tmp_path / "var").exists(), "nothing was started"
