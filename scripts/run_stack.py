@@ -52,6 +52,8 @@ SECRET_NAMES = ("JWT_SECRET", "ADMIN_PASSWORD", "DEMO_PASSWORD", "API_KEY")
 PASSTHROUGH = frozenset({"JWT_TTL_SECONDS", "POPULARITY_PRIOR_WEIGHT"})
 INFRA_WAIT_S = 120.0
 GRACE_S = 30.0
+# Printed once everything answers; tests/e2e and bench/run_all.py wait for this exact line.
+READY_LINE = "MovieRec is up."
 # honcho SIGKILLs a process 5 s after SIGTERM; the embedded database flushing its files and
 # the trainer finishing its ALS iteration need longer, so its grace period is raised.
 HONCHO_MAIN = (
@@ -456,7 +458,7 @@ def nginx_ready(values: dict[str, str]) -> str | None:
 
 def banner(s: StackSettings, values: dict[str, str], with_nginx: bool) -> None:
     host = s.movierec_host
-    lines = ["", "MovieRec is up." if with_nginx else "MovieRec APIs are up (no nginx, see above)."]
+    lines = ["", READY_LINE if with_nginx else "MovieRec APIs are up (no nginx, see above)."]
     if with_nginx:
         lines.append(f"  Web UI          http://{host}:{s.movierec_http_port}/")
     lines += [
