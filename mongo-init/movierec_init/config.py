@@ -16,4 +16,4 @@ class InitSettings(CommonSettings):
     popularity_prior_weight: float = Field(
         20.0, ge=0, description="m in the damped mean (rating_sum + m·C)/(rating_count + m)."
     )
-    batch_size: int = Field(5000, ge=100, le=100_000, description="Documents per insert_many.")
+    batch_size: int = Field(2000, ge=100, le=100_000, description="Documents per insert_many.")

@@ -84,6 +84,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("title_tokens", ASCENDING)], name="title_tokens"),
         IndexModel([("genres", ASCENDING)], name="genres"),
         IndexModel([("popularity_score", DESCENDING)], name="popularity"),
+        # The catalog's in-process movie cache asks "which stats changed since T?".
+        IndexModel([("stats_updated_at", ASCENDING)], name="stats_updated_at"),
     ],
     model.RATINGS: [
         IndexModel([("userId", ASCENDING), ("movieId", ASCENDING)], unique=True, name="user_movie"),

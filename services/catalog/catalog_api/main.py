@@ -8,6 +8,7 @@ driver reconnects by itself when the server is back.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -71,7 +72,11 @@ def create_app(settings: CatalogSettings) -> FastAPI:
                 settings.mongo_db,
                 settings.popularity_prior_weight,
                 settings.retrain_slot_stale_seconds,
+                settings.movies_refresh_seconds,
             )
+            await repos.movies.cache.full_load(await repos.movies.global_mean())
+            stop = asyncio.Event()
+            refresher = asyncio.create_task(repos.movies.cache.run(stop))
             app.state.catalog = AppState(
                 settings=settings,
                 repos=repos,
@@ -88,7 +93,11 @@ def create_app(settings: CatalogSettings) -> FastAPI:
                 api_keys=[k.get_secret_value() for k in settings.api_keys],
             )
             log.info("catalog ready", extra={"db": settings.mongo_db})
-            yield
+            try:
+                yield
+            finally:
+                stop.set()
+                await refresher
         finally:
             app.state.catalog = None
             await client.close()

@@ -35,4 +35,10 @@ class CatalogSettings(CommonSettings):
         ),
     )
     mongo_min_pool_size: int = Field(4, ge=0, le=500, description="Connections kept warm.")
+    movies_refresh_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="How often the in-process movie list picks up other replicas' new ratings.",
+    )
     retrain_slot_stale_seconds: float = Field(30.0, gt=0)

@@ -23,10 +23,14 @@ class Repos:
 
 
 def make_repos(
-    client: AsyncMongoClient, db_name: str, prior_weight: float, slot_stale_seconds: float
+    client: AsyncMongoClient,
+    db_name: str,
+    prior_weight: float,
+    slot_stale_seconds: float,
+    movies_refresh_seconds: float = 5.0,
 ) -> Repos:
     db = client[db_name]
-    movies = MoviesRepo(db, prior_weight)
+    movies = MoviesRepo(db, prior_weight, movies_refresh_seconds)
     return Repos(
         health=HealthRepo(client),
         users=UsersRepo(db),

@@ -73,17 +73,18 @@ class JobsRepo:
                 # Another request took the slot a moment ago and is inserting its job.
                 raise JobConflict(None)
         job = new_job(params, requested_by)
+        # Matches only while the slot still names the job we saw (or none): of two racing
+        # requests one moves it, the other matches nothing, and its upsert then collides with
+        # the existing slot document (DuplicateKeyError).
         expected = {"_id": SLOT_ID, "job_id": slot.get("job_id") if slot else None}
-        if slot is None:
-            expected = {"_id": SLOT_ID}
         try:
             won = await self.meta.find_one_and_update(
                 expected,
                 {"$set": {"job_id": job["_id"], "updated_at": now}},
-                upsert=slot is None,
+                upsert=True,
                 return_document=ReturnDocument.AFTER,
             )
-        except DuplicateKeyError:  # two first-ever enqueues raced on the upsert
+        except DuplicateKeyError:  # the slot moved under us
             won = None
         if won is None or won.get("job_id") != job["_id"]:
             raise JobConflict(await self.active())

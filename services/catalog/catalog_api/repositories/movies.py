@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import re
-import time
+from datetime import UTC, datetime
 from typing import Any
 
 from movierec_init import model
 from pymongo.asynchronous.database import AsyncDatabase
+
+from .movie_cache import MovieCache
 
 PUBLIC_FIELDS = {
     "_id": 0,
@@ -23,16 +24,7 @@ PUBLIC_FIELDS = {
     "popularity_score": 1,
 }
 
-# sort key -> MongoDB sort spec for descending=True (ascending flips every direction).
-_SORTS: dict[str, list[tuple[str, int]]] = {
-    "popularity": [("popularity_score", -1), ("rating_count", -1), ("movieId", 1)],
-    # "Highest rated" is the damped mean too: a plain avg_rating sort would put a movie with a
-    # single 5-star rating first.
-    "rating": [("popularity_score", -1), ("avg_rating", -1), ("movieId", 1)],
-    "count": [("rating_count", -1), ("popularity_score", -1), ("movieId", 1)],
-    "title": [("title", 1), ("year", 1), ("movieId", 1)],
-    "year": [("year", 1), ("title", 1), ("movieId", 1)],
-}
+# The direction each sort key uses unless `order` says otherwise.
 DEFAULT_ORDER = {
     "popularity": "desc",
     "rating": "desc",
@@ -42,28 +34,13 @@ DEFAULT_ORDER = {
 }
 
 
-def title_filter(q: str) -> dict[str, Any] | None:
-    """Every whole word typed must be a title token; the last one may be a prefix.
-
-    Returns None when q has no searchable characters (the caller then matches nothing).
-    """
-    words = model.tokenize(q)
-    if not words:
-        return None
-    *whole, last = words
-    clauses: list[dict[str, Any]] = [{"title_tokens": {"$regex": "^" + re.escape(last)}}]
-    if whole:
-        clauses.insert(0, {"title_tokens": {"$all": whole}})
-    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
-
-
 class MoviesRepo:
-    def __init__(self, db: AsyncDatabase, prior_weight: float) -> None:
+    def __init__(self, db: AsyncDatabase, prior_weight: float, refresh_seconds: float) -> None:
         self.movies = db[model.MOVIES]
         self.meta = db[model.META]
         self.prior_weight = prior_weight
         self._global_mean: float | None = None
-        self._genres: tuple[float, list[dict[str, Any]]] | None = None
+        self.cache = MovieCache(self.movies, prior_weight, refresh_seconds)
 
     async def global_mean(self) -> float:
         """C of the damped mean, fixed by mongo-init (re-read only after a restart)."""
@@ -94,61 +71,30 @@ class MoviesRepo:
         skip: int,
         limit: int,
     ) -> tuple[list[dict[str, Any]], int]:
-        clauses: list[dict[str, Any]] = []
-        if q:
-            tf = title_filter(q)
-            if tf is None:
-                return [], 0
-            clauses.append(tf)
-        if genre:
-            clauses.append({"genres": genre})
-        if year_min is not None or year_max is not None:
-            rng: dict[str, int] = {}
-            if year_min is not None:
-                rng["$gte"] = year_min
-            if year_max is not None:
-                rng["$lte"] = year_max
-            clauses.append({"year": rng})
-        flt: dict[str, Any] = (
-            {} if not clauses else clauses[0] if len(clauses) == 1 else {"$and": clauses}
+        """Served from the in-process read model (see movie_cache.py for why)."""
+        await self._ensure_cache()
+        return self.cache.search(
+            q=q,
+            genre=genre,
+            year_min=year_min,
+            year_max=year_max,
+            sort=sort,
+            descending_flip=(order or DEFAULT_ORDER[sort]) != DEFAULT_ORDER[sort],
+            skip=skip,
+            limit=limit,
         )
-        spec = _SORTS[sort]
-        if (order or DEFAULT_ORDER[sort]) != DEFAULT_ORDER[sort]:
-            spec = [(k, -d) for k, d in spec]
-        total = await self.movies.count_documents(flt)
-        if skip >= total:
-            return [], total
-        cursor = self.movies.find(flt, PUBLIC_FIELDS).sort(spec).skip(skip).limit(limit)
-        return await cursor.to_list(limit), total
 
     async def popular(self, genre: str | None, limit: int, min_count: int) -> list[dict[str, Any]]:
-        flt: dict[str, Any] = {"rating_count": {"$gte": min_count}}
-        if genre:
-            flt["genres"] = genre
-        cursor = (
-            self.movies.find(flt, PUBLIC_FIELDS)
-            .sort([("popularity_score", -1), ("rating_count", -1), ("movieId", 1)])
-            .limit(limit)
-        )
-        return await cursor.to_list(limit)
+        await self._ensure_cache()
+        return self.cache.popular(genre, limit, min_count)
 
-    async def genres(self, ttl: float = 60.0) -> list[dict[str, Any]]:
-        """Genre names with movie counts; cached briefly (they change only on re-import)."""
-        now = time.monotonic()
-        if self._genres is not None and now - self._genres[0] < ttl:
-            return self._genres[1]
-        rows = await (
-            await self.movies.aggregate(
-                [
-                    {"$unwind": "$genres"},
-                    {"$group": {"_id": "$genres", "count": {"$sum": 1}}},
-                    {"$sort": {"_id": 1}},
-                ]
-            )
-        ).to_list(None)
-        out = [{"genre": r["_id"], "count": int(r["count"])} for r in rows]
-        self._genres = (now, out)
-        return out
+    async def genres(self) -> list[dict[str, Any]]:
+        await self._ensure_cache()
+        return self.cache.genres()
+
+    async def _ensure_cache(self) -> None:
+        if not self.cache.loaded:
+            await self.cache.full_load(await self.global_mean())
 
     async def apply_rating_delta(
         self, movie_id: int, count_delta: int, sum_delta: float
@@ -161,10 +107,14 @@ class MoviesRepo:
         scan, ~300 ms on movies, while these indexed updates take ~1–10 ms.)
         """
         flt = {"movieId": movie_id}
-        if count_delta or sum_delta:
-            await self.movies.update_one(
-                flt, {"$inc": {"rating_count": count_delta, "rating_sum": float(sum_delta)}}
-            )
+        await self.movies.update_one(
+            flt,
+            {
+                "$inc": {"rating_count": count_delta, "rating_sum": float(sum_delta)},
+                # Lets every process's movie cache pick up the change with an indexed query.
+                "$set": {"stats_updated_at": datetime.now(UTC)},
+            },
+        )
         c = await self.global_mean()
         m = self.prior_weight
         await self.movies.update_one(
@@ -189,4 +139,7 @@ class MoviesRepo:
                 }
             ],
         )
-        return await self.movies.find_one(flt, PUBLIC_FIELDS)
+        movie = await self.movies.find_one(flt, PUBLIC_FIELDS)
+        if movie is not None and self.cache.loaded:
+            self.cache.apply(movie)
+        return movie
