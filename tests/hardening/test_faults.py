@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from tests.hardening.conftest import (
     train_args,
     wait_for,
 )
+from tests.support import ManagedProcess
 
 pytestmark = pytest.mark.timeout(400)
 SERVICE = {"X-API-Key": API_KEY}
@@ -314,3 +316,56 @@ def test_publish_into_a_read_only_model_dir_fails_clearly_and_keeps_current(
             for p in [model_dir, *model_dir.rglob("*")]:
                 if p.is_dir():
                     p.chmod(0o755)
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_retrain_job_publishing_into_a_read_only_model_dir_fails_and_keeps_current(
+    hstack: HStack, admin_token: str, tmp_path: Path
+) -> None:
+    """The same fault through the job queue: the trainer worker (Spark local[1]) runs a retrain
+    whose publish hits the read-only volume; the job ends `failed` with the reason, and CURRENT
+    and the published versions are untouched."""
+    if os.geteuid() == 0 and shutil.which("unshare") is None:
+        pytest.fail("unshare (util-linux) is needed to make a read-only mount as root")
+    model_dir = copy_models(hstack.model_dir, tmp_path / "models")
+    before_current = (model_dir / "CURRENT").read_bytes()
+    before_versions = sorted(p.name for p in (model_dir / "versions").iterdir())
+    admin = {"Authorization": f"Bearer {admin_token}"}
+    api = httpx.Client(base_url=hstack.catalog_url, headers=admin, timeout=30)
+    for status in ("queued", "running"):  # e.g. left by another test: not ours to run
+        for job in api.get("/api/admin/jobs", params={"status": status}).json()["items"]:
+            api.post(f"/api/admin/jobs/{job['id']}/cancel")
+    worker = ManagedProcess(
+        _read_only_command(model_dir, [sys.executable, "-m", "movierec_trainer", "worker"]),
+        env={
+            **hstack.service_env,
+            "MODEL_DIR": str(model_dir),
+            "SPARK_MASTER": "local[1]",
+            "SPARK_DRIVER_MEMORY": "1g",
+            "POLL_SECONDS": "1",
+            "SCHEDULE": "off",
+            "NEW_RATINGS_THRESHOLD": "0",
+            "WORK_DIR": str(tmp_path / "work"),
+        },
+        log_path=hstack.logs / "worker-readonly.log",
+    ).start()
+    try:
+        r = api.post("/api/admin/retrain", json={"iterations": 2, "rank": 8})
+        assert r.status_code == 202, r.text
+        job_id = r.json()["id"]
+
+        def finished() -> dict | None:
+            assert worker.proc is not None and worker.proc.poll() is None, worker.log_tail()
+            job = api.get(f"/api/admin/jobs/{job_id}").json()
+            return job if job["status"] not in ("queued", "running") else None
+
+        job = wait_for(finished, 300, f"the retrain job to end\n{worker.log_tail()}", 1.0)
+        assert job["status"] == "failed", job
+        assert "Read-only file system" in str(job["error"]), job["error"]
+        assert job.get("model_version") is None
+        assert (model_dir / "CURRENT").read_bytes() == before_current
+        assert sorted(p.name for p in (model_dir / "versions").iterdir()) == before_versions
+    finally:
+        worker.stop()
+        api.close()
