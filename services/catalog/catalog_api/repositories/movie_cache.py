@@ -18,6 +18,7 @@ are computed here from the exact count and sum with the shared formula.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import time
 from dataclasses import dataclass
@@ -94,7 +95,11 @@ class MovieCache:
         self._high_water: datetime | None = None
         self._last_full = 0.0
         self._sorted: dict[str, list[_Entry]] = {}
+        self._positions: dict[str, dict[int, int]] = {}
         self._genres: list[dict[str, Any]] | None = None
+        # Title search index: token -> movieIds, and the sorted vocabulary for prefix ranges.
+        self._token_ids: dict[str, set[int]] = {}
+        self._vocab: list[str] = []
         self.loaded = False
 
     # ---- loading -------------------------------------------------------------------------
@@ -116,7 +121,16 @@ class MovieCache:
 
     def _changed(self) -> None:
         self._sorted.clear()
+        self._positions.clear()
         self._genres = None
+
+    def _index_titles(self) -> None:
+        token_ids: dict[str, set[int]] = {}
+        for mid, e in self._entries.items():
+            for t in e.tokens:
+                token_ids.setdefault(t, set()).add(mid)
+        self._token_ids = token_ids
+        self._vocab = sorted(token_ids)
 
     def _track(self, raw: dict[str, Any]) -> None:
         ts = raw.get("stats_updated_at")
@@ -130,6 +144,7 @@ class MovieCache:
             entries[int(raw["movieId"])] = self._entry(raw)
             self._track(raw)
         self._entries = entries
+        self._index_titles()
         self._last_full = time.monotonic()
         self.loaded = True
         self._changed()
@@ -142,10 +157,15 @@ class MovieCache:
             return len(self._entries)
         since = (self._high_water or datetime.now(UTC)) - OVERLAP
         n = 0
+        new_movie = False
         async for raw in self.movies.find({"stats_updated_at": {"$gte": since}}, FIELDS):
-            self._entries[int(raw["movieId"])] = self._entry(raw)
+            mid = int(raw["movieId"])
+            new_movie |= mid not in self._entries
+            self._entries[mid] = self._entry(raw)
             self._track(raw)
             n += 1
+        if new_movie:
+            self._index_titles()
         if n:
             self._changed()
         return n
@@ -166,7 +186,11 @@ class MovieCache:
     def apply(self, raw: dict[str, Any]) -> None:
         """This process's own write: the movie as read back after the change."""
         if raw is not None and "title" in raw:
-            self._entries[int(raw["movieId"])] = self._entry(raw)
+            mid = int(raw["movieId"])
+            new_movie = mid not in self._entries
+            self._entries[mid] = self._entry(raw)
+            if new_movie:
+                self._index_titles()
             self._changed()
 
     # ---- queries -------------------------------------------------------------------------
@@ -177,6 +201,26 @@ class MovieCache:
             cached = sorted(self._entries.values(), key=_sort_key(sort))
             self._sorted[sort] = cached
         return cached
+
+    def _position(self, sort: str) -> dict[int, int]:
+        pos = self._positions.get(sort)
+        if pos is None:
+            pos = {e.doc["movieId"]: i for i, e in enumerate(self._ordered(sort))}
+            self._positions[sort] = pos
+        return pos
+
+    def _title_matches(self, whole: list[str], last: str) -> set[int]:
+        """Movies having every whole word as a token and some token starting with `last`."""
+        lo = bisect.bisect_left(self._vocab, last)
+        hi = bisect.bisect_left(self._vocab, last + "\U0010ffff")
+        hits: set[int] = set()
+        for token in self._vocab[lo:hi]:
+            hits |= self._token_ids[token]
+        for word in whole:
+            hits &= self._token_ids.get(word, set())
+            if not hits:
+                break
+        return hits
 
     def search(
         self,
@@ -190,14 +234,20 @@ class MovieCache:
         skip: int,
         limit: int,
     ) -> tuple[list[dict[str, Any]], int]:
-        whole: list[str] = []
-        last = None
+        candidates: list[_Entry]
         if q:
             words = model.tokenize(q)
             if not words:
                 return [], 0
             *whole, last = words
-        need = frozenset(whole)
+            ids = self._title_matches(whole, last)
+            pos = self._position(sort)
+            ordered_ids = sorted(ids, key=pos.__getitem__, reverse=descending_flip)
+            candidates = [self._entries[i] for i in ordered_ids]
+        else:
+            candidates = self._ordered(sort)
+            if descending_flip:
+                candidates = candidates[::-1]
 
         def keep(e: _Entry) -> bool:
             d = e.doc
@@ -205,19 +255,12 @@ class MovieCache:
                 return False
             if year_min is not None and (d["year"] is None or d["year"] < year_min):
                 return False
-            if year_max is not None and (d["year"] is None or d["year"] > year_max):
-                return False
-            if last is not None:
-                if not need <= e.tokens:
-                    return False
-                if not any(t.startswith(last) for t in e.tokens):
-                    return False
-            return True
+            return not (year_max is not None and (d["year"] is None or d["year"] > year_max))
 
-        ordered = self._ordered(sort)
-        if descending_flip:
-            ordered = ordered[::-1]
-        hits = [e for e in ordered if keep(e)]
+        if genre is None and year_min is None and year_max is None:
+            hits = candidates
+        else:
+            hits = [e for e in candidates if keep(e)]
         return [e.doc for e in hits[skip : skip + limit]], len(hits)
 
     def popular(self, genre: str | None, limit: int, min_count: int) -> list[dict[str, Any]]:
