@@ -25,11 +25,13 @@ class RecommenderSettings(CommonSettings):
         description="Factors used for cosine neighbours; auto = blend when the model has ranking "
         "factors (measured in bench/bench_recs.py), else explicit.",
     )
-    rated_lookup: Literal["candidates", "all"] = Field(
-        "candidates",
-        description="How a trained user's rated movies are excluded: `candidates` asks MongoDB "
-        "only about the best-scored movies (1-2 indexed lookups), `all` reads every rating "
-        "the user has. Same lists; see bench/out/recs.md for the cost of each.",
+    rated_lookup: Literal["all", "candidates"] = Field(
+        "all",
+        description="How a trained user's rated movies are excluded: `all` reads the user's "
+        "rated movieIds; `candidates` asks only about the best-scored movies ($in lookups). "
+        "Same lists. On the embedded SecantusDB `$in` is far slower than a plain read "
+        "(bench/out/recs.md), hence the default; `candidates` moves fewer documents for heavy "
+        "raters on a real mongod (not measured here).",
     )
     reload_debounce_ms: int = Field(300, ge=10, description="watchfiles grouping window.")
     reload_watch: bool = Field(

@@ -33,8 +33,8 @@ class RecsResponse(BaseModel):
     model_version: str | None
     genre: str | None = None
     n_user_ratings: int | None = Field(
-        description="How many ratings the list was built from (fold-in, popular); null for "
-        "users in the model, whose ratings are only checked against the candidates."
+        description="How many ratings the user has; null for users in the model when "
+        "RATED_LOOKUP=candidates (their ratings are then only checked against candidates)."
     )
     items: list[RecItem]
 
