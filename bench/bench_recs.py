@@ -493,7 +493,9 @@ def main() -> None:
 
     report.append("# Recommender benchmark (bench/bench_recs.py)\n")
     report.append(
-        f"Machine: {os.cpu_count()} cores, shared. Date: {time.strftime('%Y-%m-%d %H:%M')}."
+        f"Machine: {os.cpu_count()} cores, shared with other work (load average at start "
+        f"{os.getloadavg()[0]:.1f}; per row in the HTTP table). "
+        f"Date: {time.strftime('%Y-%m-%d %H:%M')}."
     )
     ratings = load_ratings(args.data_dir / "ratings.csv")
     with tempfile.TemporaryDirectory(prefix="bench-recs-") as tmp:
