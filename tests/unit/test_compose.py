@@ -14,9 +14,11 @@ import shutil
 import socket
 import subprocess
 from pathlib import Path
+from typing import Literal
 
 import pytest
 import yaml
+from pydantic import TypeAdapter
 from pydantic_settings import BaseSettings
 
 from scripts import run_stack
@@ -391,3 +393,30 @@ def test_scripts_run_in_a_container_are_copied_into_its_image(name: str) -> None
     assert re.search(r"^WORKDIR /app$", text.split("AS runtime", 1)[1], re.M)
     compose_image = services()[name]["image"]
     assert compose_image.startswith(f"movierec/{svc.image}:")
+
+
+def env_example_values() -> dict[str, str]:
+    pairs = re.findall(r"^([A-Z][A-Z0-9_]*)=(.*)$", ENV_EXAMPLE.read_text(), re.M)
+    return {k: v.strip() for k, v in pairs if v.strip()}
+
+
+def test_env_example_values_are_the_real_defaults() -> None:
+    """An uncommented value in .env.example is the code's default, so copying the file
+    changes nothing until someone edits a line."""
+    documented = env_example_values()
+    classes = [*_settings_classes(), run_stack.StackSettings]
+    wrong = []
+    for cls in classes:
+        for name, info in cls.model_fields.items():
+            value = documented.get(name.upper())
+            simple = info.annotation in (str, int, float, bool) or (
+                getattr(info.annotation, "__origin__", None) is Literal
+            )
+            if value is None or info.default_factory is not None or not simple:
+                continue
+            parsed = TypeAdapter(info.annotation).validate_python(value, strict=False)
+            if parsed != info.default:
+                wrong.append(
+                    f"{name.upper()}={value} but {cls.__name__} defaults to {info.default}"
+                )
+    assert not wrong, wrong
