@@ -105,5 +105,13 @@ def test_bad_tokens_are_401(recs: RecsServer) -> None:
 
 
 def test_public_endpoints_need_no_credentials(recs: RecsServer) -> None:
-    for path in ("/api/recs/similar/1", "/api/recs/model", "/healthz", "/readyz", "/metrics"):
+    for path in (
+        "/api/recs/similar/1",
+        "/api/recs/model",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        "/docs",
+    ):
         assert recs.client.get(path).status_code == 200, path
