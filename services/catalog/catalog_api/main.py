@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from ipaddress import ip_network
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fastapi import FastAPI
@@ -91,6 +92,7 @@ def create_app(settings: CatalogSettings) -> FastAPI:
                 ),
                 metrics=metrics,
                 api_keys=[k.get_secret_value() for k in settings.api_keys],
+                trusted_proxies=[ip_network(n, strict=False) for n in settings.trusted_proxies],
             )
             log.info("catalog ready", extra={"db": settings.mongo_db})
             try:

@@ -205,5 +205,17 @@ def test_login_rate_limited_per_client_address(
                 json={"username": "ml1", "password": movielens_db.demo_password},
             )
             assert_error(r, 429, "too_many_attempts")
+
+            # Behind our nginx (a trusted loopback peer), X-Real-IP names the client: another
+            # address is not blocked, and the blocked one stays blocked whatever it claims.
+            def attempt(real_ip: str) -> int:
+                return c.post(
+                    "/api/auth/login",
+                    json={"username": unique_name("ip"), "password": "x" * 8},
+                    headers={"X-Real-IP": real_ip},
+                ).status_code
+
+            assert [attempt("203.0.113.7") for _ in range(4)] == [401, 401, 401, 429]
+            assert attempt("203.0.113.8") == 401
     finally:
         server.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
@@ -30,6 +31,7 @@ class AppState:
     limiter: LoginLimiter
     metrics: Metrics
     api_keys: list[str]
+    trusted_proxies: list[IPv4Network | IPv6Network]
 
 
 def get_state(request: Request) -> AppState:

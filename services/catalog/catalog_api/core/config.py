@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from ipaddress import ip_network
+
 from movierec_common.settings import CommonSettings
-from pydantic import Field
+from pydantic import Field, field_validator
 
 
 class CatalogSettings(CommonSettings):
@@ -17,9 +19,18 @@ class CatalogSettings(CommonSettings):
     login_window_seconds: float = Field(300.0, gt=0)
     login_max_failures_per_username: int = Field(5, ge=1)
     login_max_failures_per_client: int = Field(30, ge=1)
-    trust_forwarded_for: bool = Field(
-        False,
-        description="Take the client address from X-Forwarded-For/X-Real-IP (only behind nginx).",
+    trusted_proxies: list[str] = Field(
+        default_factory=lambda: [
+            "127.0.0.0/8",
+            "::1/128",
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+        ],
+        description=(
+            "Networks whose X-Real-IP (set by our nginx) names the client for login rate "
+            "limits; from any other peer the header is ignored, so it cannot be spoofed."
+        ),
     )
     cookie_secure: bool = Field(False, description="Set Secure on the login cookie (HTTPS only).")
     cors_origins: list[str] = Field(default_factory=list)
@@ -42,3 +53,10 @@ class CatalogSettings(CommonSettings):
         description="How often the in-process movie list picks up other replicas' new ratings.",
     )
     retrain_slot_stale_seconds: float = Field(30.0, gt=0)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for net in v:
+            ip_network(net, strict=False)  # ValueError names the bad entry
+        return v

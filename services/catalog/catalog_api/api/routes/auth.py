@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from ipaddress import IPv4Network, IPv6Network, ip_address
 
 from fastapi import APIRouter, Request, Response
 from movierec_common.tokens import COOKIE_NAME
@@ -24,15 +25,19 @@ router = APIRouter(prefix="/api/auth", tags=["auth"])
 INVALID = ApiError(401, "invalid_credentials", "invalid username or password")
 
 
-def client_address(request: Request, trust_forwarded: bool) -> str:
-    if trust_forwarded:
-        real = request.headers.get("x-real-ip")
-        if real:
-            return real.strip()
-        fwd = request.headers.get("x-forwarded-for")
-        if fwd:
-            return fwd.split(",")[-1].strip()  # the hop our own proxy appended
-    return request.client.host if request.client else "unknown"
+def client_address(request: Request, trusted: list[IPv4Network | IPv6Network]) -> str:
+    """The peer address, or nginx's X-Real-IP when the peer is a trusted proxy."""
+    peer = request.client.host if request.client else "unknown"
+    real = request.headers.get("x-real-ip")
+    if not real:
+        return peer
+    try:
+        peer_ip = ip_address(peer)
+    except ValueError:
+        return peer
+    if any(peer_ip in net for net in trusted):
+        return real.strip()[:64]
+    return peer
 
 
 def _set_cookie(response: Response, token: str, max_age: int, secure: bool) -> None:
@@ -83,7 +88,7 @@ async def login(
     body: Credentials, request: Request, response: Response, state: State
 ) -> LoginResponse:
     key = body.username.casefold()
-    client = client_address(request, state.settings.trust_forwarded_for)
+    client = client_address(request, state.trusted_proxies)
     wait = state.limiter.retry_after(key, client)
     if wait is not None:
         state.metrics.logins.labels("rate_limited").inc()
