@@ -189,6 +189,7 @@ def test_login_rate_limited_per_client_address(
         movielens_dir,
         output_dir,
         LOGIN_MAX_FAILURES_PER_CLIENT="3",
+        TRUST_FORWARDED_FOR="true",  # as behind nginx (compose and make run set it)
     )
     try:
         with server.client() as c:

@@ -19,6 +19,10 @@ class CatalogSettings(CommonSettings):
     login_window_seconds: float = Field(300.0, gt=0)
     login_max_failures_per_username: int = Field(5, ge=1)
     login_max_failures_per_client: int = Field(30, ge=1)
+    trust_forwarded_for: bool = Field(
+        False,
+        description="Take the client address from X-Real-IP/X-Forwarded-For (only behind nginx).",
+    )
     trusted_proxies: list[str] = Field(
         default_factory=lambda: [
             "127.0.0.0/8",
@@ -28,8 +32,8 @@ class CatalogSettings(CommonSettings):
             "192.168.0.0/16",
         ],
         description=(
-            "Networks whose X-Real-IP (set by our nginx) names the client for login rate "
-            "limits; from any other peer the header is ignored, so it cannot be spoofed."
+            "With TRUST_FORWARDED_FOR, only peers in these networks (our nginx) may name the "
+            "client; from any other peer the headers are ignored, so they cannot be spoofed."
         ),
     )
     cookie_secure: bool = Field(False, description="Set Secure on the login cookie (HTTPS only).")

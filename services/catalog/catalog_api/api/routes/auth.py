@@ -25,18 +25,26 @@ router = APIRouter(prefix="/api/auth", tags=["auth"])
 INVALID = ApiError(401, "invalid_credentials", "invalid username or password")
 
 
-def client_address(request: Request, trusted: list[IPv4Network | IPv6Network]) -> str:
-    """The peer address, or nginx's X-Real-IP when the peer is a trusted proxy."""
+def client_address(
+    request: Request, trust_forwarded: bool, trusted: list[IPv4Network | IPv6Network]
+) -> str:
+    """The peer address, or the client our nginx names (X-Real-IP, else the last
+    X-Forwarded-For hop) when forwarding is trusted and the peer is a trusted proxy."""
     peer = request.client.host if request.client else "unknown"
-    real = request.headers.get("x-real-ip")
-    if not real:
+    if not trust_forwarded:
+        return peer
+    named = (
+        request.headers.get("x-real-ip")
+        or (request.headers.get("x-forwarded-for", "").split(",")[-1])
+    )
+    if not named.strip():
         return peer
     try:
         peer_ip = ip_address(peer)
     except ValueError:
         return peer
     if any(peer_ip in net for net in trusted):
-        return real.strip()[:64]
+        return named.strip()[:64]
     return peer
 
 
@@ -88,7 +96,7 @@ async def login(
     body: Credentials, request: Request, response: Response, state: State
 ) -> LoginResponse:
     key = body.username.casefold()
-    client = client_address(request, state.trusted_proxies)
+    client = client_address(request, state.settings.trust_forwarded_for, state.trusted_proxies)
     wait = state.limiter.retry_after(key, client)
     if wait is not None:
         state.metrics.logins.labels("rate_limited").inc()
