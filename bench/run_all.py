@@ -452,18 +452,17 @@ def write_report(rep: Report, host: list[tuple[str, str]], args: argparse.Namesp
         "load": "Mixed load through nginx (bench/load_mix.py)",
         "fuzz": "API fuzzing (bench/fuzz_long.py, schemathesis)",
     }
+    if "train" not in args.skip and "10m" not in args.train_args and "train" in rep.sections:
+        rep.sections["train"] += (
+            "\n\nNote: this run used `--sizes small` (ml-latest-small). The synthetic "
+            "10M-rating size (`BENCH_TRAIN_ARGS='--sizes small,10m'`) did not fit this run's "
+            "time budget on the shared 2-core machine.\n"
+        )
     for key, title in titles.items():
         if key in rep.sections:
             body = rep.sections[key]
             body = _demote(body) if key in ("train", "catalog", "recs") else body
             lines += ["", f"## {title}", "", body.strip()]
-    if "train" not in args.skip and "10m" not in args.train_args:
-        lines += [
-            "",
-            "Note: the training section ran `--sizes small` (ml-latest-small). The synthetic "
-            '10M-rating size (`BENCH_TRAIN_ARGS="--sizes small,10m"`) did not fit this run\'s '
-            "time budget on the shared 2-core machine.",
-        ]
     REPORT.write_text("\n".join(lines) + "\n")
     say(f"wrote {REPORT.relative_to(ROOT)}")
 
