@@ -34,6 +34,7 @@ defaultParallelism) — `bench/bench_train.py` measures 2 vs 8.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -45,6 +46,9 @@ from movierec_common import als
 
 if TYPE_CHECKING:
     from pyspark import RDD, SparkContext
+
+
+_GROUPS = itertools.count(1)
 
 
 class ExecutorLostError(RuntimeError):
@@ -168,6 +172,50 @@ class SparkALS:
         self.inter = inter
         self.num_partitions = int(num_partitions or sc.defaultParallelism)
         self.broadcast_dtype = broadcast_dtype
+        self._holders: set[str] = set()  # block managers alive when the blocks were stored
+
+    def _block_managers(self) -> set[str]:
+        """host:port of every live block manager (the driver's included; it never goes)."""
+        infos = self.sc._jsc.sc().statusTracker().getExecutorInfos()
+        return {f"{i.host()}:{i.port()}" for i in infos}
+
+    def _collect_watched(self, rdd: RDD, fn: Callable, it: int, name: str) -> list:
+        """`rdd.mapPartitions(fn).collect()`, abandoned as soon as an executor that held the
+        checkpointed blocks is gone. Why: when the only worker dies, Spark does not fail the job,
+        it waits for resources forever (the retrain stayed `running`, its lease renewed by the
+        heartbeat); and the blocks could not be recomputed anyway."""
+        from pyspark import InheritableThread
+
+        group = f"movierec-als-{id(self)}-{next(_GROUPS)}"
+        out: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                self.sc.setJobGroup(group, f"ALS iteration {it} {name} half-step", True)
+                out["value"] = rdd.mapPartitions(fn).collect()
+            except BaseException as exc:  # re-raised in the calling thread
+                out["error"] = exc
+
+        t = InheritableThread(target=run, name=f"als-{name}-{it}", daemon=True)
+        t.start()
+        lost: set[str] = set()
+        while t.is_alive():
+            t.join(0.5)
+            if t.is_alive():
+                lost = self._holders - self._block_managers()
+                if lost:
+                    self.sc.cancelJobGroup(group)
+                    t.join(30)
+                    break
+        if lost and "value" not in out:  # finished just in time: the next step will see it
+            raise ExecutorLostError(
+                f"iteration {it} ({name} half-step): Spark executor(s) at {', '.join(sorted(lost))}"
+                " lost (worker died or was killed) with the training blocks they held; "
+                "the job failed and can simply be retried"
+            )
+        if "error" in out:
+            raise out["error"]
+        return out["value"]
 
     def _distribute(self, blocks: list[Block]) -> RDD:
         from pyspark import StorageLevel
@@ -179,6 +227,7 @@ class SparkALS:
         rdd = self.sc.parallelize(blocks, len(blocks)).persist(StorageLevel.MEMORY_AND_DISK)
         rdd.localCheckpoint()
         rdd.count()  # materialise now, so iteration 1 does not pay for the upload
+        self._holders |= self._block_managers()
         return rdd
 
     def _fixed(self, m: np.ndarray) -> np.ndarray:
@@ -192,7 +241,11 @@ class SparkALS:
     def _run(self, rdd: RDD, payload: dict, exp_cfg, imp_cfg, errors: bool, it: int, name: str):
         bc = self.sc.broadcast(payload)
         try:
-            return rdd.mapPartitions(_half_step_task(bc, exp_cfg, imp_cfg, errors)).collect()
+            return self._collect_watched(
+                rdd, _half_step_task(bc, exp_cfg, imp_cfg, errors), it, name
+            )
+        except ExecutorLostError:
+            raise
         except Exception as exc:
             if _is_linalg_failure(exc):
                 raise als.TrainingDivergedError(
