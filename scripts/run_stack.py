@@ -166,6 +166,9 @@ def build_env(s: StackSettings, secret: dict[str, str]) -> dict[str, str]:
         "RECOMMENDER_HOST": host,
         "RECOMMENDER_PORT": str(s.recommender_port),
         "SPARK_MASTER": spark_master,
+        # Executors run on this machine, so they reach the driver on the same interface.
+        "SPARK_DRIVER_HOST": host,
+        "SPARK_DRIVER_BIND_ADDRESS": host,
         "SPARK_MASTER_HOST": host,
         "SPARK_MASTER_PORT": str(s.spark_master_port),
         "SPARK_UI_PORT": str(s.spark_ui_port),

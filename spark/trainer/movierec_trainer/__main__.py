@@ -138,6 +138,8 @@ def cmd_train(args: argparse.Namespace, settings: TrainerSettings) -> int:
             args.spark_master or settings.spark_master,
             driver_memory=settings.spark_driver_memory,
             executor_memory=settings.spark_executor_memory,
+            driver_host=settings.spark_driver_host,
+            bind_address=settings.spark_driver_bind_address,
         )
     try:
         with ConsoleProgress(cfg) as progress:

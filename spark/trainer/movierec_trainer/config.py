@@ -15,6 +15,14 @@ class TrainerSettings(CommonSettings):
     )
     spark_driver_memory: str = Field("2g", description="spark.driver.memory")
     spark_executor_memory: str | None = Field(None, description="spark.executor.memory")
+    spark_driver_host: str = Field(
+        "127.0.0.1",
+        description="Address executors use to reach this driver (compose: the trainer's "
+        "service name; make run: loopback).",
+    )
+    spark_driver_bind_address: str = Field(
+        "127.0.0.1", description="Interface the driver listens on (compose: 0.0.0.0)."
+    )
     work_dir: Path = Field(
         PROJECT_ROOT / "var" / "trainer", description="Snapshots (Parquet) and scratch files."
     )

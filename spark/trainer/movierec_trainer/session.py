@@ -22,6 +22,8 @@ def build_spark(
     *,
     driver_memory: str = "2g",
     executor_memory: str | None = None,
+    driver_host: str = "127.0.0.1",
+    bind_address: str = "127.0.0.1",
     ui: bool = False,
     extra_conf: dict[str, str] | None = None,
 ) -> SparkSession:
@@ -36,8 +38,10 @@ def build_spark(
         .config("spark.pyspark.python", sys.executable)
         .config("spark.pyspark.driver.python", sys.executable)
         .config("spark.driver.memory", driver_memory)
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.driver.bindAddress", "127.0.0.1")
+        # Loopback by default; in containers executors live on other hosts and must reach
+        # the driver by a routable name (SPARK_DRIVER_HOST) on an open interface.
+        .config("spark.driver.host", driver_host)
+        .config("spark.driver.bindAddress", bind_address)
         .config("spark.ui.enabled", "true" if ui else "false")
         .config("spark.ui.showConsoleProgress", "false")  # the trainer shows its own progress
         # One task = one core: BLAS threads inside a Python worker would only oversubscribe.

@@ -262,6 +262,8 @@ def make_spark(settings: TrainerSettings, master: str | None = None):
         "movierec-trainer",
         driver_memory=settings.spark_driver_memory,
         executor_memory=settings.spark_executor_memory,
+        driver_host=settings.spark_driver_host,
+        bind_address=settings.spark_driver_bind_address,
     )
 
 
