@@ -282,6 +282,13 @@ def test_oversized_query_strings_are_refused_cleanly(hstack: HStack, user) -> No
     for url in (hstack.catalog_url, hstack.recs_url):
         r = httpx.get(f"{url}/api/movies?{huge}", timeout=30)
         assert 400 <= r.status_code < 500, (url, r.status_code)
+    # Headers (or a cookie) beyond nginx's buffers: a 400 in the same JSON shape.
+    r = httpx.get(f"{hstack.base_url}/api/movies", headers={"X-Big": "z" * 20_000}, timeout=30)
+    assert_error(r, 400, "headers_too_large")
+    r = httpx.get(
+        f"{hstack.base_url}/api/movies", cookies={"movierec_token": "c" * 20_000}, timeout=30
+    )
+    assert_error(r, 400, "headers_too_large")
     assert httpx.get(f"{hstack.base_url}/api/movies", timeout=30).status_code == 200
 
 
