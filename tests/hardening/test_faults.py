@@ -4,8 +4,10 @@ model files are corrupt, the model volume is read-only.
 Covered elsewhere (not repeated here):
   * a truncated / tampered factors.npz and a CURRENT naming a missing version while serving:
     tests/integration/recommender/test_hot_reload.py
-  * a Spark worker / the trainer worker killed mid-job (lease expiry):
+  * the trainer worker killed mid-job (lease expiry):
     tests/spark/test_worker.py::test_killed_worker_lease_expires_and_job_does_not_stay_running
+  * a Spark worker and its executor killed mid-retrain: tests/spark/test_worker_spark_faults.py::
+    test_spark_worker_killed_mid_retrain_fails_clearly_and_serving_is_unaffected
 """
 
 from __future__ import annotations
