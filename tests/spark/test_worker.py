@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from bson import ObjectId
 from movierec_common import artifacts
+from movierec_common.jobs import new_job as shared_new_job
 from pymongo import MongoClient
 
 from tests.spark.tiny_data import write_movielens
@@ -32,26 +33,8 @@ FAST = {"iterations": 3, "rank": 4, "ranking_rank": 4, "ranking_reg": 1.0, "rank
 
 
 def new_job(params: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "_id": ObjectId(),
-        "status": "queued",
-        "trigger": "manual",
-        "params": params,
-        "requested_by": "test",
-        "created_at": datetime.now(UTC),
-        "started_at": None,
-        "finished_at": None,
-        "progress": None,
-        "phases": {},
-        "log_tail": [],
-        "model_version": None,
-        "metrics": None,
-        "error": None,
-        "lease_owner": None,
-        "lease_expires_at": None,
-        "attempts": 0,
-        "cancel_requested": False,
-    }
+    """A queued job exactly as the catalog's admin API would insert it."""
+    return shared_new_job(params, "test")
 
 
 class Env:

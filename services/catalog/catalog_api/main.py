@@ -20,13 +20,14 @@ from fastapi.middleware.cors import CORSMiddleware
 from movierec_common.api_errors import COMMON_ERROR_RESPONSES
 from movierec_common.limits import BodySizeLimit
 from movierec_common.mongo import make_client, wait_for_mongo
+from movierec_common.request_middleware import RequestMiddleware
 
 from .api.deps import AppState
 from .api.routes import admin, auth, movies, ops, ratings
 from .core.config import CatalogSettings
 from .core.security import LoginLimiter, Passwords, TokenService
 from .errors import OrjsonResponse, install_error_handlers
-from .metrics import Metrics, RequestMiddleware
+from .metrics import Metrics, access_log
 from .repositories import make_repos
 
 log = logging.getLogger(__name__)
@@ -124,5 +125,10 @@ def create_app(settings: CatalogSettings) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
         )
     app.add_middleware(BodySizeLimit)  # before parsing: 413 for oversized bodies
-    app.add_middleware(RequestMiddleware, metrics=metrics)
+    app.add_middleware(
+        RequestMiddleware,
+        requests=metrics.requests,
+        latency=metrics.latency,
+        access_log=access_log,
+    )
     return app

@@ -11,10 +11,11 @@ from fastapi.middleware.cors import CORSMiddleware
 from movierec_common.api_errors import COMMON_ERROR_RESPONSES
 from movierec_common.limits import BodySizeLimit
 from movierec_common.mongo import make_client
+from movierec_common.request_middleware import RequestMiddleware
 
 from .config import RecommenderSettings
 from .errors import install_error_handlers
-from .metrics import Metrics, MetricsMiddleware
+from .metrics import Metrics
 from .model_store import ModelStore
 from .movies import MovieCache
 from .repository import Repository
@@ -90,5 +91,5 @@ def create_app(settings: RecommenderSettings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
         )
     app.add_middleware(BodySizeLimit)  # before parsing: 413 for oversized bodies
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestMiddleware, requests=metrics.requests, latency=metrics.latency)
     return app

@@ -7,26 +7,26 @@ cardinality stays bounded.
 
 from __future__ import annotations
 
-import time
-import uuid
-
-from movierec_common.logs import request_id_var
+from movierec_common.request_middleware import LATENCY_BUCKETS
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .ranking import ServingModel
-
-_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "movierec_recs_requests",
+            "Requests by method, route template and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
         self.latency = Histogram(
             "movierec_recs_request_seconds",
             "Request latency by route template",
-            ["method", "route", "status"],
-            buckets=_BUCKETS,
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
         self.model_info = Gauge(
@@ -67,43 +67,3 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-class MetricsMiddleware:
-    """Pure ASGI (no BaseHTTPMiddleware task hop): times the request and sets a request id."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        rid = None
-        for name, value in scope.get("headers", ()):
-            if name == b"x-request-id":
-                rid = value.decode("latin-1")[:64]
-                break
-        rid = rid or uuid.uuid4().hex[:16]
-        token = request_id_var.set(rid)
-        status = 500
-        start = time.perf_counter()
-
-        async def _send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, _send)
-        finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            self.metrics.latency.labels(scope["method"], template, str(status)).observe(
-                time.perf_counter() - start
-            )
-            request_id_var.reset(token)

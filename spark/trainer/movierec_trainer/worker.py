@@ -47,6 +47,7 @@ from typing import Any
 
 from bson import ObjectId
 from movierec_common import als, artifacts
+from movierec_common.jobs import ACTIVE_STATUSES, new_job
 from pymongo import MongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
@@ -60,7 +61,7 @@ JOBS, META, RATINGS = "jobs", "meta", "ratings"
 LOCK_ID = "trainer_lock"
 SLOT_ID = "retrain_slot"  # shared with catalog_api.repositories.jobs
 SCHEDULE_ID = "trainer_schedule"
-ACTIVE = ["queued", "running"]
+ACTIVE = list(ACTIVE_STATUSES)
 
 
 class JobCancelled(Exception):
@@ -486,26 +487,7 @@ class Worker:
             return None
         if won is None or won.get("job_id") != job_id:
             return None
-        job = {
-            "_id": job_id,
-            "status": "queued",
-            "trigger": trigger,
-            "params": params or {},
-            "requested_by": f"trainer:{trigger}",
-            "created_at": now,
-            "started_at": None,
-            "finished_at": None,
-            "progress": None,
-            "phases": {},
-            "log_tail": [],
-            "model_version": None,
-            "metrics": None,
-            "error": None,
-            "lease_owner": None,
-            "lease_expires_at": None,
-            "attempts": 0,
-            "cancel_requested": False,
-        }
+        job = new_job(params, f"trainer:{trigger}", trigger, job_id=job_id, now=now)
         self.jobs.insert_one(job)
         log.info("enqueued %s retrain %s", trigger, job_id)
         return job

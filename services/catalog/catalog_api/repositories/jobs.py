@@ -12,12 +12,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
+from movierec_common.jobs import ACTIVE_STATUSES, new_job
 from movierec_init import model
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-ACTIVE = ["queued", "running"]
+ACTIVE = list(ACTIVE_STATUSES)
 SLOT_ID = "retrain_slot"
 
 
@@ -25,29 +26,6 @@ class JobConflict(Exception):
     def __init__(self, job: dict[str, Any] | None) -> None:
         super().__init__("a retrain job is already queued or running")
         self.job = job
-
-
-def new_job(params: dict[str, Any], requested_by: str, trigger: str = "manual") -> dict[str, Any]:
-    return {
-        "_id": ObjectId(),
-        "status": "queued",
-        "trigger": trigger,
-        "params": params,
-        "requested_by": requested_by,
-        "created_at": datetime.now(UTC),
-        "started_at": None,
-        "finished_at": None,
-        "progress": None,
-        "phases": {},
-        "log_tail": [],
-        "model_version": None,
-        "metrics": None,
-        "error": None,
-        "lease_owner": None,
-        "lease_expires_at": None,
-        "attempts": 0,
-        "cancel_requested": False,
-    }
 
 
 class JobsRepo:
