@@ -17,7 +17,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from movierec_common.api_errors import COMMON_ERROR_RESPONSES
+from movierec_common.api_errors import (
+    COMMON_ERROR_RESPONSES,
+    OrjsonResponse,
+    install_error_handlers,
+)
 from movierec_common.limits import BodySizeLimit
 from movierec_common.mongo import make_client, wait_for_mongo
 from movierec_common.request_middleware import RequestMiddleware
@@ -26,7 +30,6 @@ from .api.deps import AppState
 from .api.routes import admin, auth, movies, ops, ratings
 from .core.config import CatalogSettings
 from .core.security import LoginLimiter, Passwords, TokenService
-from .errors import OrjsonResponse, install_error_handlers
 from .metrics import Metrics, access_log
 from .repositories import make_repos
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from movierec_common.api_errors import ApiError
 from movierec_common.tokens import (
     API_KEY_HEADER,
     COOKIE_NAME,
@@ -19,7 +20,6 @@ from movierec_common.tokens import (
     decode_token,
 )
 
-from .errors import ApiError
 from .state import AppState
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}

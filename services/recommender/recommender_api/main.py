@@ -8,13 +8,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from movierec_common.api_errors import COMMON_ERROR_RESPONSES
+from movierec_common.api_errors import COMMON_ERROR_RESPONSES, install_error_handlers
 from movierec_common.limits import BodySizeLimit
 from movierec_common.mongo import make_client
 from movierec_common.request_middleware import RequestMiddleware
 
 from .config import RecommenderSettings
-from .errors import install_error_handlers
 from .metrics import Metrics
 from .model_store import ModelStore
 from .movies import MovieCache

@@ -7,6 +7,7 @@ from ipaddress import IPv4Network, IPv6Network
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
+from movierec_common.api_errors import ApiError
 from movierec_common.tokens import (
     API_KEY_HEADER,
     COOKIE_NAME,
@@ -17,7 +18,6 @@ from movierec_common.tokens import (
 
 from ..core.config import CatalogSettings
 from ..core.security import LoginLimiter, Passwords, TokenService
-from ..errors import ApiError
 from ..metrics import Metrics
 from ..repositories import Repos
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter
+from movierec_common.api_errors import OrjsonResponse, error_response
 from starlette.responses import PlainTextResponse, Response
 
 from ..deps import State
-from ..errors import OrjsonResponse, error_response
 
 router = APIRouter(tags=["operations"])
 

@@ -11,10 +11,10 @@ from typing import Annotated, Literal
 
 import numpy as np
 from fastapi import APIRouter, Path, Query
+from movierec_common.api_errors import ApiError, OrjsonResponse
 
 from .. import ranking, service
 from ..deps import CurrentPrincipal, State, require_privileged, require_read
-from ..errors import ApiError, OrjsonResponse
 from ..repository import UserRatings
 from ..schemas import (
     BatchRequest,

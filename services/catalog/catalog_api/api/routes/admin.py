@@ -14,8 +14,8 @@ from typing import Annotated, Any, Literal
 from bson import ObjectId
 from fastapi import APIRouter, Depends, Path, Query
 from movierec_common import artifacts
+from movierec_common.api_errors import ApiError
 
-from ...errors import ApiError
 from ...repositories.jobs import JobConflict
 from ...schemas import ActivateResponse, Job, JobPage, ModelsResponse, RetrainRequest
 from ..deps import Admin, State, reject_operator_keys

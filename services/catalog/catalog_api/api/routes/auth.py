@@ -6,10 +6,10 @@ import math
 from ipaddress import IPv4Network, IPv6Network, ip_address
 
 from fastapi import APIRouter, Request, Response
+from movierec_common.api_errors import ApiError
 from movierec_common.tokens import COOKIE_NAME
 from movierec_init import model
 
-from ...errors import ApiError
 from ...repositories.users import UsernameTaken
 from ...schemas import (
     Credentials,

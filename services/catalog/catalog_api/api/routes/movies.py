@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
+from movierec_common.api_errors import ApiError
 
-from ...errors import ApiError
 from ...schemas import GenresResponse, MovieDetail, MoviePage, PopularResponse
 from ..deps import OptionalPrincipal, PageParams, State, reject_operator_keys
 

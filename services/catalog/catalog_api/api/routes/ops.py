@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
+from movierec_common.api_errors import ApiError
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from ...errors import ApiError
 from ...schemas import Health
 from ..deps import State
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
+from movierec_common.api_errors import ApiError
 
-from ...errors import ApiError
 from ...repositories.ratings import RatingConflict
 from ...schemas import MovieStats, MyRatingItem, MyRatingsPage, RatingOut, RatingRequest
 from ..deps import CurrentUser, PageParams, State, reject_operator_keys
