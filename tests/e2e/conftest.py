@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 import time
@@ -26,9 +25,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import ROOT, ManagedProcess, free_port, wait_http
+from tests.support import NGINX, ROOT, ManagedProcess, free_port, start_nginx, wait_http
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -205,29 +203,9 @@ def stack(
             },
             log_path=logs / "worker.log",
         ).start()
-        prefix = logs / "nginx"
-        subprocess.run(
-            [
-                py,
-                str(ROOT / "scripts" / "nginx_conf.py"),
-                "--listen",
-                f"127.0.0.1:{web_port}",
-                "--catalog",
-                f"127.0.0.1:{catalog_port}",
-                "--recs",
-                f"127.0.0.1:{recs_port}",
-                "--root",
-                str(ROOT / "frontend" / "site"),
-                "--prefix",
-                str(prefix),
-            ],
-            check=True,
-            capture_output=True,
+        procs["nginx"] = start_nginx(
+            logs / "nginx", web_port, catalog_port, recs_port, logs / "nginx.log"
         )
-        procs["nginx"] = ManagedProcess(
-            [NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
-            log_path=logs / "nginx.log",
-        ).start()
 
         wait_http(f"{stack.catalog_url}/healthz", timeout=90, proc=procs["catalog"].proc)
         wait_http(f"{stack.recs_url}/healthz", timeout=90, proc=procs["recommender"].proc)

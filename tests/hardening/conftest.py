@@ -24,9 +24,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import ROOT, ManagedProcess, MongoServer, free_port, wait_http
+from tests.support import (
+    NGINX,
+    ROOT,
+    ManagedProcess,
+    MongoServer,
+    free_port,
+    start_nginx,
+    wait_http,
+)
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 ALLOWED_ORIGIN = "http://allowed.example"
 API_KEY = "hardening-service-key-0123456789abcdef"
 DEMO_PASSWORD = "hardening-demo-password-1"
@@ -258,29 +265,9 @@ def hstack(
         procs["recommender"], st.recs_url = start_recommender(
             st.service_env, model_dir, logs / "recommender.log", recs_port
         )
-        prefix = logs / "nginx"
-        subprocess.run(
-            [
-                sys.executable,
-                str(ROOT / "scripts" / "nginx_conf.py"),
-                "--listen",
-                f"127.0.0.1:{web_port}",
-                "--catalog",
-                f"127.0.0.1:{catalog_port}",
-                "--recs",
-                f"127.0.0.1:{recs_port}",
-                "--root",
-                str(ROOT / "frontend" / "site"),
-                "--prefix",
-                str(prefix),
-            ],
-            check=True,
-            capture_output=True,
+        procs["nginx"] = start_nginx(
+            logs / "nginx", web_port, catalog_port, recs_port, logs / "nginx.log"
         )
-        procs["nginx"] = ManagedProcess(
-            [NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
-            log_path=logs / "nginx.log",
-        ).start()
         wait_http(f"{st.catalog_url}/healthz", timeout=90, proc=procs["catalog"].proc)
         wait_http(f"{st.base_url}/healthz", timeout=30, proc=procs["nginx"].proc)
         wait_ready(st)

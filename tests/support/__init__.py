@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,6 +22,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 DATA_DIR = ROOT / "data" / "ml-latest-small"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
 def free_port() -> int:
@@ -137,3 +139,31 @@ class MongoServer(ManagedProcess):
         super().start()
         wait_port(self.port, timeout=30, proc=self.proc)
         return self
+
+
+def start_nginx(
+    prefix: Path, web_port: int, catalog_port: int, recs_port: int, log_path: Path
+) -> ManagedProcess:
+    """Debian's nginx with the config `make run` renders (scripts/nginx_conf.py), in front of
+    APIs already listening on 127.0.0.1; everything nginx writes stays under `prefix`."""
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "nginx_conf.py"),
+            "--listen",
+            f"127.0.0.1:{web_port}",
+            "--catalog",
+            f"127.0.0.1:{catalog_port}",
+            "--recs",
+            f"127.0.0.1:{recs_port}",
+            "--root",
+            str(ROOT / "frontend" / "site"),
+            "--prefix",
+            str(prefix),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return ManagedProcess(
+        [NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf")], log_path=log_path
+    ).start()
