@@ -99,7 +99,7 @@ def test_round_trip_with_ranking(tmp_path: Path) -> None:
 
 
 def test_no_pickle_in_npz(tmp_path: Path) -> None:
-    version = artifacts.save_model(tmp_path, _arrays(ranking=True), _manifest())
+    version = artifacts.save_model(tmp_path, {**_arrays(ranking=True), **_rated()}, _manifest())
     with np.load(_factors(tmp_path, version), allow_pickle=False) as npz:
         assert set(npz.files) == set(artifacts.KNOWN_KEYS)
 
@@ -397,3 +397,42 @@ def test_manifest_with_numpy_values_and_nan_is_plain_json(tmp_path: Path) -> Non
     assert loaded["metrics"] == {"rmse": 0.85, "n": 7, "valid_rmse": None, "worst": None}
     assert loaded["history"] == [{"iteration": 1, "valid_rmse": None}]
     assert loaded["shape"] == [3, 4]
+
+
+def _rated(n_users: int = 5) -> dict:
+    lengths = np.arange(n_users) % 3  # 0, 1, 2, 0, 1: users without ratings too
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    return {
+        "rated_indptr": indptr,
+        "rated_movie_ids": np.arange(indptr[-1], dtype=np.int64) * 3 + 3,
+        "rated_since": np.asarray(1_500_000_000, np.int64),
+    }
+
+
+def test_rated_lists_round_trip_and_are_optional(tmp_path: Path) -> None:
+    version = artifacts.save_model(tmp_path, {**_arrays(), **_rated()}, _manifest())
+    model = artifacts.load_model(tmp_path, version)
+    assert model.has_rated and model.rated_since == 1_500_000_000
+    assert model.rated_indptr.tolist() == [0, 0, 1, 3, 3, 4]
+    assert model.rated_movie_ids.tolist() == [3, 6, 9, 12]
+    plain = artifacts.load_model(tmp_path, artifacts.save_model(tmp_path, _arrays(), _manifest()))
+    assert not plain.has_rated and plain.rated_since is None
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"rated_indptr": np.array([0, 0, 1, 3, 3], np.int64)}, "rated_indptr: expected shape"),
+        ({"rated_indptr": np.array([0, 2, 1, 3, 3, 4], np.int64)}, "never decrease"),
+        ({"rated_indptr": np.array([1, 1, 2, 3, 3, 4], np.int64)}, "start at 0"),
+        ({"rated_movie_ids": np.arange(5, dtype=np.int64)}, "end at the length"),
+        ({"rated_since": np.array([1], np.int64)}, "rated_since: expected a 0-d"),
+        ({"rated_since": np.asarray(1.5)}, "expected an integer array"),
+        ({"rated_movie_ids": None}, "rated lists need all of"),
+    ],
+)
+def test_inconsistent_rated_lists_refused(tmp_path: Path, change: dict, message: str) -> None:
+    arrays = {**_arrays(), **_rated(), **change}
+    arrays = {k: v for k, v in arrays.items() if v is not None}
+    with pytest.raises(ArtifactError, match=message):
+        artifacts.save_model(tmp_path, arrays, _manifest())

@@ -47,10 +47,14 @@ REQUIRED_KEYS = (
     "item_counts",
 )
 RANKING_KEYS = ("rank_X", "rank_Y")
-KNOWN_KEYS = frozenset(REQUIRED_KEYS + RANKING_KEYS)
+# Optional: every trained user's rated movieIds (CSR over user_ids) from all the data the model
+# was built from, holdout included, and `rated_since`: any rating missing from those lists has
+# a timestamp at or after it. The recommender then reads only a user's newer ratings.
+RATED_KEYS = ("rated_indptr", "rated_movie_ids", "rated_since")
+KNOWN_KEYS = frozenset(REQUIRED_KEYS + RANKING_KEYS + RATED_KEYS)
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _FLOAT_KEYS = ("P", "Q", "user_bias", "item_bias", "global_mean", "rank_X", "rank_Y")
-_INT_KEYS = ("user_ids", "item_ids", "item_counts")
+_INT_KEYS = ("user_ids", "item_ids", "item_counts", *RATED_KEYS)
 
 
 class ArtifactError(Exception):
@@ -71,10 +75,17 @@ class ModelArtifact:
     item_counts: np.ndarray
     rank_X: np.ndarray | None = None
     rank_Y: np.ndarray | None = None
+    rated_indptr: np.ndarray | None = None
+    rated_movie_ids: np.ndarray | None = None
+    rated_since: int | None = None
 
     @property
     def has_ranking(self) -> bool:
         return self.rank_X is not None and self.rank_Y is not None
+
+    @property
+    def has_rated(self) -> bool:
+        return self.rated_indptr is not None
 
     @property
     def n_users(self) -> int:
@@ -147,6 +158,25 @@ def validate_arrays(arrays: dict[str, np.ndarray]) -> None:
         ids = a[key]
         if ids.size > 1 and not np.all(ids[1:] > ids[:-1]):
             raise ArtifactError(f"{key}: must be strictly increasing (sorted, unique)")
+    _validate_rated(a, nu)
+
+
+def _validate_rated(a: dict[str, np.ndarray], n_users: int) -> None:
+    present = [k for k in RATED_KEYS if k in a]
+    if not present:
+        return
+    if len(present) != len(RATED_KEYS):
+        raise ArtifactError(f"rated lists need all of {list(RATED_KEYS)}, got {present}")
+    indptr, movies = a["rated_indptr"], a["rated_movie_ids"]
+    if a["rated_since"].shape != ():
+        raise ArtifactError("rated_since: expected a 0-d array")
+    if indptr.shape != (n_users + 1,) or movies.ndim != 1:
+        raise ArtifactError(
+            f"rated_indptr: expected shape {(n_users + 1,)}, got {indptr.shape}; "
+            "rated_movie_ids must be 1-d"
+        )
+    if indptr[0] != 0 or indptr[-1] != movies.shape[0] or np.any(np.diff(indptr) < 0):
+        raise ArtifactError("rated_indptr: must start at 0, never decrease, end at the length")
 
 
 def _check_manifest(manifest: Any, version: str) -> dict[str, Any]:
@@ -355,6 +385,9 @@ def _load_version(root: Path, version: str) -> ModelArtifact:
         item_counts=arrays["item_counts"],
         rank_X=arrays.get("rank_X"),
         rank_Y=arrays.get("rank_Y"),
+        rated_indptr=arrays.get("rated_indptr"),
+        rated_movie_ids=arrays.get("rated_movie_ids"),
+        rated_since=int(arrays["rated_since"]) if "rated_since" in arrays else None,
     )
 
 

@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 
 Engine = Literal["local", "spark"]
 RATING_MIN, RATING_MAX = 0.5, 5.0
+RATED_SINCE_SLACK_S = 3600
+"""How far before the newest rating in the data the recommender starts asking MongoDB for a
+user's ratings: covers a rating stamped just before the snapshot but committed after the read
+passed it, and modest clock skew between catalog replicas."""
 ProgressFn = Callable[[str, dict], None]
 """Called as (model name, history entry) after every iteration; may raise to stop the job."""
 
@@ -194,6 +198,37 @@ def model_arrays(fit: FitResult) -> dict[str, np.ndarray]:
     return arrays
 
 
+def rated_lists(
+    ratings: Ratings, user_ids: np.ndarray, db_read_started_at: int | None = None
+) -> dict[str, np.ndarray]:
+    """Each model user's rated movieIds from ALL the data (holdout included), as a CSR.
+
+    With these in the artifact the recommender excludes a heavy rater's movies without reading
+    thousands of rating documents per request; it asks MongoDB only for the user's ratings
+    stamped at or after `rated_since`, which must cover every rating this data lacks. Ratings in
+    the data are all older than its newest one, and a database read started at T saw every
+    rating committed before T, so anything missing was stamped after min(newest, T), less slack.
+    """
+    n = int(user_ids.shape[0])
+    pos = np.minimum(np.searchsorted(user_ids, ratings.user_ids), max(n - 1, 0))
+    keep = (user_ids[pos] == ratings.user_ids) if n else np.zeros(len(ratings), bool)
+    u, m = pos[keep], ratings.movie_ids[keep].astype(np.int64)
+    order = np.lexsort((m, u))
+    indptr = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(u, minlength=n), out=indptr[1:])
+    newest = int(ratings.timestamps.max()) if len(ratings) else 0
+    if db_read_started_at is not None:
+        newest = min(newest, int(db_read_started_at))
+    movie_ids = m[order]
+    if movie_ids.size and movie_ids.max() < 2**31 and movie_ids.min() >= 0:
+        movie_ids = movie_ids.astype(np.int32)  # half the bytes to checksum and load
+    return {
+        "rated_indptr": indptr,
+        "rated_movie_ids": movie_ids,
+        "rated_since": np.asarray(newest - RATED_SINCE_SLACK_S, np.int64),
+    }
+
+
 def _history(fit: FitResult) -> list[dict]:
     rows = [{"model": "explicit", **h} for h in fit.explicit.history]
     if fit.ranking is not None:
@@ -288,7 +323,12 @@ def train_job(
         "metrics": metrics,
         "history": _history(fit),
     }
-    return TrainOutcome(model_arrays(publish_fit), manifest, metrics, phases)
+    arrays = model_arrays(publish_fit)
+    arrays.update(
+        rated_lists(ratings, arrays["user_ids"], (source or {}).get("db_read_started_at"))
+    )
+    manifest["data"]["rated_since"] = int(arrays["rated_since"])
+    return TrainOutcome(arrays, manifest, metrics, phases)
 
 
 class ConsoleProgress:

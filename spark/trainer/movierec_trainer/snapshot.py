@@ -10,6 +10,7 @@ fingerprint and any later re-run all see exactly the same ratings even while use
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,8 +99,12 @@ def take_snapshot(
 ) -> Snapshot:
     from movierec_common.movielens import load_ratings
 
+    started = int(time.time())  # every rating committed before this is in the read
     db_r = read_db_ratings(db)
-    source: dict[str, Any] = {"source": "mongodb" if db_only else "mongodb+csv"}
+    source: dict[str, Any] = {
+        "source": "mongodb" if db_only else "mongodb+csv",
+        "db_read_started_at": started,
+    }
     if db_only:
         merged, n_csv = db_r, 0
     else:
