@@ -89,6 +89,8 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     model.RATINGS: [
         IndexModel([("userId", ASCENDING), ("movieId", ASCENDING)], unique=True, name="user_movie"),
+        # The recommender asks "which movies did this user rate since the model's data?".
+        IndexModel([("userId", ASCENDING), ("timestamp", ASCENDING)], name="user_time"),
     ],
     model.USERS: [
         IndexModel([("userId", ASCENDING)], unique=True, name="userId_unique"),
