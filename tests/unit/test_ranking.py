@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
 import pytest
 from movierec_common import als
@@ -242,42 +240,6 @@ def test_service_genre_and_exclude_for_a_personalized_list() -> None:
     assert comedy["items"] and all(i["genres"] == ["Comedy"] for i in comedy["items"])
     for item in full["items"]:
         assert 0.5 <= item["predicted_rating"] <= 5.0
-
-
-def test_candidate_checked_list_equals_the_list_from_all_ratings() -> None:
-    """recommend_trained asks only about candidates, yet must give exactly recommend()'s list."""
-    model, inter, _, _ = _toy_model()
-    catalog = _catalog_for(model)
-    calls: list[int] = []
-
-    for u in range(len(model.users)):
-        mask = inter.user_idx == u
-        rated = UserRatings(model.items.ids[inter.item_idx[mask]], inter.rating[mask])
-        rated_set = set(rated.movie_ids.tolist())
-
-        async def rated_among(ids: list[int], rated_set: set[int] = rated_set) -> np.ndarray:
-            calls.append(len(ids))
-            return np.asarray([m for m in ids if m in rated_set], np.int64)
-
-        user_id = int(model.users.ids[u])
-        vectors = ranking.trained_user(model, user_id)
-        assert vectors is not None
-        for kw in (
-            {"k": 3},
-            {"k": 5, "order": "rating"},
-            {"k": 4, "genre": "Comedy"},
-            {"k": 12, "exclude": [int(model.items.ids[0])]},
-        ):
-            want = service.recommend(model, catalog, user_id, rated, **kw)
-            for first in (0, 1, service.FIRST_CANDIDATES):  # 0 and 1 force several rounds
-                got = asyncio.run(
-                    service.recommend_trained(
-                        model, catalog, user_id, vectors, rated_among, first_candidates=first, **kw
-                    )
-                )
-                assert got["items"] == want["items"], (u, kw, first)
-                assert got["order"] == want["order"] and got["strategy"] == "personalized"
-    assert min(calls) >= 1 and len(calls) > 4 * len(model.users) * 3
 
 
 def test_top_k_breaks_ties_by_index_whatever_k() -> None:

@@ -33,6 +33,9 @@ ARRAY_KEYS = (
     "item_counts",
     "rank_X",
     "rank_Y",
+    "rated_indptr",
+    "rated_movie_ids",
+    "rated_since",
 )
 
 

@@ -78,6 +78,9 @@ class ServingModel:
     sim_source: SimilarSource = "explicit"
     sim_unit: np.ndarray = field(default_factory=lambda: np.empty((0, 0), np.float32))
     sim_ok: np.ndarray = field(default_factory=lambda: np.empty(0, bool))
+    rated_indptr: np.ndarray | None = None  # CSR over users: movieIds rated in the data
+    rated_movie_ids: np.ndarray | None = None
+    rated_since: int | None = None  # ratings missing from the CSR are stamped at or after this
     loaded_at: float = 0.0
     load_seconds: float = 0.0
 
@@ -88,6 +91,15 @@ class ServingModel:
     @property
     def n_items(self) -> int:
         return len(self.items)
+
+    @property
+    def has_rated(self) -> bool:
+        return self.rated_indptr is not None and self.rated_since is not None
+
+    def rated_in_data(self, u: int) -> np.ndarray:
+        """The movieIds user row `u` had rated in the data this model was built from."""
+        assert self.rated_indptr is not None and self.rated_movie_ids is not None
+        return self.rated_movie_ids[self.rated_indptr[u] : self.rated_indptr[u + 1]]
 
 
 @dataclass(frozen=True)
@@ -186,6 +198,8 @@ def build_serving_model(
         if counts is not None
         else np.zeros(Q64.shape[0], dtype=np.int64)
     )
+    rated_indptr, rated_movie_ids = arrays.get("rated_indptr"), arrays.get("rated_movie_ids")
+    rated_since = arrays.get("rated_since")
     source = choose_similar_source(similar_factors, Y is not None)
     sim_unit = similarity_vectors(source, Q64, Y)
     sim_ok = (item_counts >= similar_min_ratings) & (np.abs(sim_unit).sum(axis=1) > 0)
@@ -211,6 +225,9 @@ def build_serving_model(
         sim_source=source,
         sim_unit=sim_unit,
         sim_ok=sim_ok,
+        rated_indptr=None if rated_indptr is None else np.asarray(rated_indptr, np.int64),
+        rated_movie_ids=None if rated_movie_ids is None else np.asarray(rated_movie_ids, np.int64),
+        rated_since=None if rated_since is None else int(np.asarray(rated_since)),
         loaded_at=loaded_at,
         load_seconds=load_seconds,
     )

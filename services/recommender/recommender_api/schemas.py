@@ -33,8 +33,9 @@ class RecsResponse(BaseModel):
     model_version: str | None
     genre: str | None = None
     n_user_ratings: int | None = Field(
-        description="How many ratings the user has; null for users in the model when "
-        "RATED_LOOKUP=candidates (their ratings are then only checked against candidates)."
+        description="How many movies the user has rated (for a user in the model with "
+        "RATED_LOOKUP=recent: the model's data plus ratings since; deletions since the model "
+        "are still counted).",
     )
     items: list[RecItem]
 

@@ -6,7 +6,6 @@ batch calls run it in a worker thread.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -133,54 +132,6 @@ def recommend(
     excl_idx, _ = model.items.take(excluded_ids)
     best = ranking.top_k(scores, k, exclude=excl_idx, allowed=_allowed(model, catalog, genre))
     items = _items(model, catalog, best, scores, predicted, resolved.strategy)
-    return {**base, "order": order_used, "items": items}
-
-
-RatedAmong = Callable[[list[int]], Awaitable[np.ndarray]]
-FIRST_CANDIDATES = 50
-
-
-async def recommend_trained(
-    model: ServingModel,
-    catalog: MovieCatalog,
-    user_id: int,
-    user: UserVectors,
-    rated_among: RatedAmong,
-    *,
-    k: int,
-    genre: str | None = None,
-    exclude: list[int] | None = None,
-    order: OrderRequest = "ranking",
-    first_candidates: int = FIRST_CANDIDATES,
-) -> dict[str, Any]:
-    """A trained user's list, checking only the best candidates against their ratings.
-
-    The result is exactly what reading all of the user's ratings would give: every movie
-    returned was checked (at request time) not to be rated. But a heavy rater's 2,700 rating
-    documents are no longer read per request: the k+50 best candidates are looked up, and only
-    when fewer than k survive are 4× more checked (on ml-latest-small with the ranking model,
-    85 % of users need one lookup, 99 % at most two).
-    """
-    scores, predicted, order_used = _scores(model, user, order)
-    allowed = _allowed(model, catalog, genre)
-    excl_idx = model.items.take(np.asarray(exclude or [], np.int64))[0]
-    rated_idx = np.empty(0, np.int64)
-    checked = np.empty(0, np.int64)
-    size = k + first_candidates
-    while True:
-        cand = ranking.top_k(scores, size, exclude=np.union1d(excl_idx, rated_idx), allowed=allowed)
-        fresh = cand[~np.isin(cand, checked)]
-        if fresh.size:
-            hits = await rated_among(model.items.ids[fresh].tolist())
-            rated_idx = np.union1d(rated_idx, model.items.take(hits)[0])
-            checked = np.union1d(checked, fresh)
-        ok = cand[~np.isin(cand, rated_idx)]
-        if ok.size >= k or cand.size < size:
-            best = ok[:k]
-            break
-        size *= 4
-    items = _items(model, catalog, best, scores, predicted, "personalized")
-    base = _base(model, user_id, "personalized", genre, None)
     return {**base, "order": order_used, "items": items}
 
 

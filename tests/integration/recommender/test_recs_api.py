@@ -355,19 +355,71 @@ def test_rated_lookup_modes_give_the_same_lists(
     recs: RecsServer,
     recs_db: SeededDb,
     trained: TrainedModel,
+    csv_ratings,
     tmp_path: Path,
     start_recs_server: StartServer,
 ) -> None:
-    install_version(trained.root, trained.version, tmp_path)
-    cand = start_recs_server(recs_db, tmp_path, RATED_LOOKUP="candidates")
+    """`recent` (the model's rated lists + ratings since its data) against `all` (every rating
+    read from MongoDB), including ratings of unseen and already-rated movies made after
+    training, and an artifact without rated lists (read the `all` way whatever the setting)."""
+    art = artifacts.load_model(trained.root, trained.version)
+    assert art.has_rated and art.rated_since is not None
+    assert art.rated_since < 1_600_000_000  # the CSV's newest rating (2018) less the slack
+    assert rated_by_model(art, 19) == rated_by(csv_ratings, 19)  # the data's own list
+    install_version(trained.root, trained.version, tmp_path / "all")
+    every = start_recs_server(recs_db, tmp_path / "all", RATED_LOOKUP="all")
+    no_lists = tmp_path / "no-lists"
+    arrays = {
+        k: getattr(art, k)
+        for k in artifacts.REQUIRED_KEYS + artifacts.RANKING_KEYS
+        if getattr(art, k) is not None
+    }
+    arrays["global_mean"] = np.asarray(art.global_mean)
+    plain = artifacts.save_model(no_lists, arrays, {"params": art.manifest["params"]})
+    old = start_recs_server(recs_db, no_lists)
+    assert old.client.get("/api/recs/model").json()["version"] == plain
+
+    first = recs.client.get("/api/recs/users/19", params={"k": 20}, headers=recs.service).json()
+    top = [i["movieId"] for i in first["items"]]
+    already = sorted(rated_by_model(art, 19))[:1]
+    insert_ratings(recs_db, 19, [(top[0], 4.5), (top[3], 1.0)])
+    client = MongoClient(recs_db.url)
+    client[recs_db.name].ratings.update_one(
+        {"userId": 19, "movieId": already[0]}, {"$set": {"rating": 0.5, "timestamp": 2**31 - 1}}
+    )
+    client.close()
     for user, params in [
         (1, {}),
+        (19, {"k": 20}),
         (414, {"k": 30}),
         (599, {"strategy": "rating", "k": 25}),
         (68, {"genre": "Drama"}),
     ]:
-        a = recs.client.get(f"/api/recs/users/{user}", params=params, headers=recs.service)
-        b = cand.client.get(f"/api/recs/users/{user}", params=params, headers=cand.service)
-        assert a.json()["items"] == b.json()["items"], user
-        assert a.json()["n_user_ratings"] > 0 and b.json()["n_user_ratings"] is None
-    cand.proc.stop()
+        bodies = [
+            server.client.get(f"/api/recs/users/{user}", params=params, headers=server.service)
+            for server in (recs, every, old)
+        ]
+        a, b, c = (r.json() for r in bodies)
+        assert a["strategy"] == b["strategy"] == c["strategy"] == "personalized"
+        assert a["items"] == b["items"] == c["items"], user
+        assert a["n_user_ratings"] == b["n_user_ratings"] == c["n_user_ratings"] > 0, user
+        if user == 19:
+            ids = [i["movieId"] for i in a["items"]]
+            assert top[0] not in ids and top[3] not in ids
+            assert a["n_user_ratings"] == first["n_user_ratings"] + 2
+    batch = recs.client.post(
+        "/api/recs/batch", json={"userIds": [19, 414], "k": 15}, headers=recs.service
+    ).json()["results"]
+    for res in batch:
+        single = every.client.get(
+            f"/api/recs/users/{res['userId']}", params={"k": 15}, headers=every.service
+        ).json()
+        assert res["items"] == single["items"]
+    every.proc.stop()
+    old.proc.stop()
+
+
+def rated_by_model(art: artifacts.ModelArtifact, user_id: int) -> set[int]:
+    assert art.rated_indptr is not None and art.rated_movie_ids is not None
+    u = int(np.searchsorted(art.user_ids, user_id))
+    return set(art.rated_movie_ids[art.rated_indptr[u] : art.rated_indptr[u + 1]].tolist())

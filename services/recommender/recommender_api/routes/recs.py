@@ -13,8 +13,9 @@ import numpy as np
 from fastapi import APIRouter, Path, Query
 from movierec_common.api_errors import ApiError, OrjsonResponse
 
-from .. import ranking, service
+from .. import service
 from ..deps import CurrentPrincipal, State, require_privileged, require_read
+from ..rated import many_user_rated, user_rated
 from ..repository import UserRatings
 from ..schemas import (
     BatchRequest,
@@ -92,34 +93,17 @@ async def _user_list(
     canonical = _resolve_genre(state, genre)
     excluded = _parse_exclude(state, exclude)
     model = state.store.current
-    trained = ranking.trained_user(model, user_id) if model is not None else None
-    if model is not None and trained is not None and state.settings.rated_lookup == "candidates":
-        result = await service.recommend_trained(
-            model,
-            state.movies.catalog,
-            user_id,
-            trained,
-            lambda ids: state.repo.rated_among(user_id, ids),
-            k=k,
-            genre=canonical,
-            exclude=excluded,
-            order=strategy,
-        )
-    else:
-        if trained is not None:  # rated_lookup=all: ids are enough, vectors are in the model
-            rated = await state.repo.user_rated_ids(user_id)
-        else:
-            rated = await state.repo.user_ratings(user_id)
-        result = service.recommend(
-            model,
-            state.movies.catalog,
-            user_id,
-            rated,
-            k=k,
-            genre=canonical,
-            exclude=excluded,
-            order=strategy,
-        )
+    rated = await user_rated(state.repo, model, user_id, state.settings.rated_lookup)
+    result = service.recommend(
+        model,
+        state.movies.catalog,
+        user_id,
+        rated,
+        k=k,
+        genre=canonical,
+        exclude=excluded,
+        order=strategy,
+    )
     state.metrics.strategy.labels(result["strategy"]).inc()
     # Built from plain Python values by service.py; serialised directly (the response_model
     # still documents it) to keep pydantic re-validation off the hot path.
@@ -169,7 +153,7 @@ async def batch_recs(body: BatchRequest, principal: CurrentPrincipal, state: Sta
     user_ids = list(dict.fromkeys(body.userIds))
     model = state.store.current
     catalog = state.movies.catalog
-    rated = await state.repo.many_user_ratings(user_ids)
+    rated = await many_user_rated(state.repo, model, user_ids, state.settings.rated_lookup)
 
     def _run() -> list[dict]:
         return [
