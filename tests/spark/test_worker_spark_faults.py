@@ -12,6 +12,7 @@ Spark worker is back.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -269,4 +270,155 @@ def test_spark_worker_killed_mid_retrain_fails_clearly_and_serving_is_unaffected
             poller.join(15)
         if recs is not None:
             recs.stop()
+        e.close()
+
+
+# --- the watch itself (movierec_trainer.spark_watch) ---------------------------------------
+
+# The driver lives in a child process (one SparkContext per process; the suite's local[2]
+# session is in this one). It reports each outcome as one JSON line.
+WATCH_CHILD = r"""
+import json, sys, time
+from pathlib import Path
+
+from movierec_trainer.session import build_spark
+from movierec_trainer.spark_watch import executors, run_watched
+
+master, marker = sys.argv[1], Path(sys.argv[2])
+spark = build_spark(master, "watch-test", driver_memory="1g", executor_memory="1g")
+sc = spark.sparkContext
+
+
+def report(**kw):
+    print(json.dumps(kw), flush=True)
+
+
+def attempt(what, action, **kw):
+    t0 = time.monotonic()
+    try:
+        value = run_watched(sc, action, what, **kw)
+        report(what=what, ok=True, value=value, seconds=time.monotonic() - t0)
+    except Exception as exc:
+        report(what=what, ok=False, type=type(exc).__name__, error=str(exc),
+               seconds=time.monotonic() - t0)
+
+
+def sleeper(rows):
+    marker.write_text("running")
+    time.sleep(120)
+    yield from rows
+
+
+attempt("warm-up", lambda: sc.parallelize(range(10), 1).sum(), timeout=60)
+report(what="executors", value=sorted(executors(sc)))
+attempt("sleepy action", lambda: sc.parallelize(range(4), 1).mapPartitions(sleeper).collect())
+attempt("after the loss", lambda: sc.parallelize(range(4), 1).sum(), timeout=3)
+spark.stop()
+"""
+
+
+def test_watch_abandons_an_action_whose_worker_is_killed_and_one_with_no_executor(
+    tmp_path: Path, cluster: PrivateCluster
+) -> None:
+    """(a) a long action (a task sleeping 120 s) is abandoned with ExecutorLostError naming the
+    lost executor once the worker is SIGKILLed under it; (b) the next action, with no executor
+    registered at all, fails after the grace period instead of waiting forever."""
+    worker = cluster.start_worker()
+    marker = tmp_path / "task-started"
+    child = ManagedProcess(
+        [sys.executable, "-c", WATCH_CHILD, cluster.url, str(marker)],
+        log_path=tmp_path / "watch-child.log",
+    ).start()
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            assert child.proc is not None and child.proc.poll() is None, child.log_tail()
+            assert time.monotonic() < deadline, "the sleeping task never started:\n" + (
+                child.log_tail()
+            )
+            time.sleep(0.2)
+        killed_at = time.monotonic()
+        kill_spark_worker(worker)
+        assert child.proc is not None
+        child.proc.wait(90)  # a hang (the 120 s sleep, or waiting for resources) fails here
+        exited_s = time.monotonic() - killed_at
+        lines = [
+            json.loads(line)
+            for line in (tmp_path / "watch-child.log").read_text().splitlines()
+            if line.startswith("{")
+        ]
+        by_what = {r["what"]: r for r in lines}
+        print(f"\nwatch child, {exited_s:.1f}s after the kill: {lines}")
+        assert by_what["warm-up"] == {**by_what["warm-up"], "ok": True, "value": 45}
+        (executor,) = by_what["executors"]["value"]
+        lost = by_what["sleepy action"]
+        assert lost["ok"] is False and lost["type"] == "ExecutorLostError", lost
+        assert lost["error"].startswith(
+            f"sleepy action: Spark executor(s) at {executor} lost (worker died or was killed)"
+        ), lost
+        assert lost["seconds"] < 100, lost  # abandoned, not the task's 120 s sleep
+        starved = by_what["after the loss"]
+        assert starved["ok"] is False and starved["type"] == "ExecutorLostError", starved
+        assert starved["error"].startswith(
+            "after the loss: no Spark executor registered for 3 s"
+        ), starved
+        assert starved["seconds"] >= 3, starved
+        assert child.proc.returncode == 0, child.log_tail()
+    finally:
+        child.stop()
+
+
+def test_watch_is_a_no_op_in_local_mode(spark) -> None:
+    """local[N] has only the driver's block manager: no executor to lose, none to wait for —
+    a tiny grace period must not fire while a slow action runs."""
+    from movierec_trainer.spark_watch import executors, run_watched
+
+    sc = spark.sparkContext
+
+    def slow(rows: Iterator[int]) -> Iterator[int]:
+        time.sleep(1.0)
+        yield from rows
+
+    assert executors(sc) == set()
+    value = run_watched(
+        sc, lambda: sc.parallelize(range(100), 2).mapPartitions(slow).sum(), "local", timeout=0.1
+    )
+    assert value == sum(range(100))
+
+
+def test_job_started_with_no_spark_worker_fails_clearly_then_next_job_runs(
+    tmp_path: Path, mongo_url: str, db_name: str, cluster: PrivateCluster
+) -> None:
+    """The trainer's SparkSession is on a cluster with no live worker (it died while the trainer
+    was idle): the job fails after SPARK_NO_EXECUTOR_TIMEOUT_SECONDS instead of staying
+    `running` forever, and the same trainer runs the next job once a worker is back."""
+    e = Env(tmp_path, mongo_url, db_name, cluster.url)
+    try:
+        job = new_job(FAST)
+        e.db.jobs.insert_one(job)
+        trainer = e.start_worker("spark-none", SPARK_NO_EXECUTOR_TIMEOUT_SECONDS="5")
+        doc = e.wait_job(job["_id"], {"succeeded", "failed", "rejected", "cancelled"}, timeout=120)
+        ran_s = (doc["finished_at"] - doc["started_at"]).total_seconds()
+        print(f"\nno worker: job {doc['status']} after {ran_s:.1f}s: {doc['error']!r}")
+        assert doc["status"] == "failed", doc
+        error = doc["error"]
+        assert error.startswith(
+            "ExecutorLostError: reading the ratings snapshot: no Spark executor registered for 5 s"
+        ), error
+        assert cluster.url in error, error  # says where it looked
+        assert "Traceback" not in error and len(error) < 600, error
+        assert doc["lease_owner"] is None and doc["model_version"] is None
+        assert not (e.model_dir / "CURRENT").exists()
+        assert trainer.proc is not None and trainer.proc.poll() is None, trainer.log_tail()
+
+        cluster.start_worker()
+        second = new_job(FAST)
+        e.db.jobs.insert_one(second)
+        doc = e.wait_job(second["_id"], {"succeeded", "failed", "rejected"}, timeout=150)
+        assert doc["status"] == "succeeded", (doc, trainer.log_tail())
+        print(f"next job once a worker is back: {doc['phases']}")
+        assert doc["attempts"] == 1
+        assert artifacts.current_version(e.model_dir) == doc["model_version"]
+        assert trainer.proc.poll() is None
+    finally:
         e.close()

@@ -23,6 +23,12 @@ class TrainerSettings(CommonSettings):
     spark_driver_bind_address: str = Field(
         "127.0.0.1", description="Interface the driver listens on (compose: 0.0.0.0)."
     )
+    spark_no_executor_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="A Spark action of a job fails (instead of waiting forever) when no "
+        "executor has been registered for this long (e.g. the only Spark worker died).",
+    )
     work_dir: Path = Field(
         PROJECT_ROOT / "var" / "trainer", description="Snapshots (Parquet) and scratch files."
     )

@@ -121,8 +121,16 @@ def take_snapshot(
 
 
 def read_snapshot_spark(spark: Any, path: Path) -> Ratings:
-    """Spark reads the Parquet snapshot; Arrow brings the columns to the driver in bulk."""
-    pdf = spark.read.parquet(str(path)).toPandas()
+    """Spark reads the Parquet snapshot; Arrow brings the columns to the driver in bulk.
+
+    Watched (spark_watch): with its worker dead, or no worker registered at all, a standalone
+    cluster would let this read wait forever instead of failing the job."""
+    from movierec_trainer.spark_watch import run_watched
+
+    sc = spark.sparkContext
+    pdf = run_watched(
+        sc, lambda: spark.read.parquet(str(path)).toPandas(), "reading the ratings snapshot"
+    )
     return tdata.make_ratings(
         pdf["userId"].to_numpy(np.int64),
         pdf["movieId"].to_numpy(np.int64),

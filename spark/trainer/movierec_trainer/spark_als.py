@@ -34,7 +34,6 @@ defaultParallelism) — `bench/bench_train.py` measures 2 vs 8.
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -44,15 +43,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from movierec_common import als
 
+from movierec_trainer.spark_watch import ExecutorLostError, block_managers, run_watched
+
+__all__ = ["Block", "ExecutorLostError", "SparkALS", "fit_explicit_spark", "fit_implicit_spark"]
+
 if TYPE_CHECKING:
     from pyspark import RDD, SparkContext
-
-
-_GROUPS = itertools.count(1)
-
-
-class ExecutorLostError(RuntimeError):
-    """An executor died mid-fit; its locally checkpointed blocks cannot be recomputed."""
 
 
 @dataclass(frozen=True)
@@ -176,46 +172,21 @@ class SparkALS:
 
     def _block_managers(self) -> set[str]:
         """host:port of every live block manager (the driver's included; it never goes)."""
-        infos = self.sc._jsc.sc().statusTracker().getExecutorInfos()
-        return {f"{i.host()}:{i.port()}" for i in infos}
+        return block_managers(self.sc)
 
     def _collect_watched(self, rdd: RDD, fn: Callable, it: int, name: str) -> list:
         """`rdd.mapPartitions(fn).collect()`, abandoned as soon as an executor that held the
-        checkpointed blocks is gone. Why: when the only worker dies, Spark does not fail the job,
-        it waits for resources forever (the retrain stayed `running`, its lease renewed by the
-        heartbeat); and the blocks could not be recomputed anyway."""
-        from pyspark import InheritableThread
-
-        group = f"movierec-als-{id(self)}-{next(_GROUPS)}"
-        out: dict[str, Any] = {}
-
-        def run() -> None:
-            try:
-                self.sc.setJobGroup(group, f"ALS iteration {it} {name} half-step", True)
-                out["value"] = rdd.mapPartitions(fn).collect()
-            except BaseException as exc:  # re-raised in the calling thread
-                out["error"] = exc
-
-        t = InheritableThread(target=run, name=f"als-{name}-{it}", daemon=True)
-        t.start()
-        lost: set[str] = set()
-        while t.is_alive():
-            t.join(0.5)
-            if t.is_alive():
-                lost = self._holders - self._block_managers()
-                if lost:
-                    self.sc.cancelJobGroup(group)
-                    t.join(30)
-                    break
-        if lost and "value" not in out:  # finished just in time: the next step will see it
-            raise ExecutorLostError(
-                f"iteration {it} ({name} half-step): Spark executor(s) at {', '.join(sorted(lost))}"
-                " lost (worker died or was killed) with the training blocks they held; "
-                "the job failed and can simply be retried"
-            )
-        if "error" in out:
-            raise out["error"]
-        return out["value"]
+        checkpointed blocks is gone (or none has been registered for the grace period). Why:
+        when the only worker dies, Spark does not fail the job, it waits for resources forever
+        (the retrain stayed `running`, its lease renewed by the heartbeat); and the blocks could
+        not be recomputed anyway."""
+        return run_watched(
+            self.sc,
+            lambda: rdd.mapPartitions(fn).collect(),
+            f"iteration {it} ({name} half-step)",
+            watch=self._holders,
+            lost_detail=" with the training blocks they held",
+        )
 
     def _distribute(self, blocks: list[Block]) -> RDD:
         from pyspark import StorageLevel
@@ -226,7 +197,13 @@ class SparkALS:
         # blocks in the block manager, MEMORY_AND_DISK): later tasks ship a reference only.
         rdd = self.sc.parallelize(blocks, len(blocks)).persist(StorageLevel.MEMORY_AND_DISK)
         rdd.localCheckpoint()
-        rdd.count()  # materialise now, so iteration 1 does not pay for the upload
+        # Materialise now, so iteration 1 does not pay for the upload; watched, because a
+        # worker lost here (or never there) would otherwise leave the count waiting forever.
+        try:
+            run_watched(self.sc, rdd.count, "distributing the training blocks")
+        except BaseException:
+            rdd.unpersist()
+            raise
         self._holders |= self._block_managers()
         return rdd
 
@@ -297,9 +274,13 @@ class SparkALS:
         by_item = self._distribute(
             make_blocks(inter.item_idx, inter.user_idx, inter.n_items, n, resid, ratings)
         )
-        by_user = self._distribute(
-            make_blocks(inter.user_idx, inter.item_idx, inter.n_users, n, resid, ratings)
-        )
+        try:
+            by_user = self._distribute(
+                make_blocks(inter.user_idx, inter.item_idx, inter.n_users, n, resid, ratings)
+            )
+        except BaseException:
+            by_item.unpersist()  # do not leave the first side's blocks cached on the cluster
+            raise
         valid_base = None
         if emodel is not None and valid is not None and len(valid):
             valid_base = emodel.mu + emodel.user_bias[valid.user_idx]
