@@ -15,7 +15,7 @@ from rich.table import Table
 from movierec_init import accounts, model
 from movierec_init.config import InitSettings
 from movierec_init.importer import import_movielens
-from movierec_init.schema import ensure_schema
+from movierec_init.schema import ensure_late_indexes, ensure_schema
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ async def run_init(settings: InitSettings, console: Console | None = None) -> In
                 progress,
             )
         summary.import_skipped = result.skipped
+        await ensure_late_indexes(db)
         summary.seconds["import"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()

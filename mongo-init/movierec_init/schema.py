@@ -89,8 +89,6 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     model.RATINGS: [
         IndexModel([("userId", ASCENDING), ("movieId", ASCENDING)], unique=True, name="user_movie"),
-        # The recommender asks "which movies did this user rate since the model's data?".
-        IndexModel([("userId", ASCENDING), ("timestamp", ASCENDING)], name="user_time"),
     ],
     model.USERS: [
         IndexModel([("userId", ASCENDING)], unique=True, name="userId_unique"),
@@ -99,6 +97,15 @@ INDEXES: dict[str, list[IndexModel]] = {
     model.JOBS: [
         IndexModel([("status", ASCENDING), ("created_at", ASCENDING)], name="status_created"),
         IndexModel([("created_at", DESCENDING)], name="created_desc"),
+    ],
+}
+
+# Indexes that only serve reads, built once the bulk import is done: on SecantusDB building the
+# (userId, timestamp) index over 100k ratings takes 2.9 s, maintaining it during the import 5-8 s.
+LATE_INDEXES: dict[str, list[IndexModel]] = {
+    # The recommender asks "which movies did this user rate since the model's data?".
+    model.RATINGS: [
+        IndexModel([("userId", ASCENDING), ("timestamp", ASCENDING)], name="user_time"),
     ],
 }
 
@@ -132,3 +139,8 @@ async def ensure_schema(db: AsyncDatabase) -> None:
                 log.warning("could not update validator", extra={"coll": name, "error": str(exc)})
         if name in INDEXES:
             await db[name].create_indexes(INDEXES[name])
+
+
+async def ensure_late_indexes(db: AsyncDatabase) -> None:
+    for name, indexes in LATE_INDEXES.items():
+        await db[name].create_indexes(indexes)

@@ -57,6 +57,12 @@ def test_counts_and_stats_match_the_csv(sync_db, movielens_dir: Path, movielens_
     n_users = len(np.unique(ratings.user_ids))
     assert sync_db.users.count_documents({"demo": True}) == n_users
     assert sync_db.users.count_documents({"role": "admin"}) == 1
+    indexes = sync_db.ratings.index_information()
+    assert indexes["user_movie"]["unique"] and indexes["user_movie"]["key"] == [
+        ("userId", 1),
+        ("movieId", 1),
+    ]
+    assert indexes["user_time"]["key"] == [("userId", 1), ("timestamp", 1)]  # built after import
 
     # Every movie's stats equal a recount from the CSV.
     mids, inv = np.unique(ratings.movie_ids, return_inverse=True)

@@ -15,7 +15,7 @@ import numpy as np
 from movierec_common import artifacts
 from movierec_common.movielens import load_movies, load_ratings
 from movierec_common.tokens import issue_token
-from movierec_init.schema import INDEXES
+from movierec_init.schema import INDEXES, LATE_INDEXES
 from pymongo import ASCENDING, MongoClient
 
 from tests.support import ROOT, VENV_BIN, ManagedProcess
@@ -50,7 +50,7 @@ def seed_movielens(url: str, db_name: str, data_dir: Path) -> None:
     client = MongoClient(url)
     try:
         db = client[db_name]
-        db.ratings.create_indexes(INDEXES["ratings"])  # the indexes mongo-init creates
+        db.ratings.create_indexes(INDEXES["ratings"] + LATE_INDEXES["ratings"])  # as mongo-init
         db.movies.create_index([("movieId", ASCENDING)], unique=True)
         mu = float(ratings.ratings.astype(np.float64).mean())
         ids, inv = np.unique(ratings.movie_ids, return_inverse=True)
