@@ -126,7 +126,7 @@ def cmd_train(args: argparse.Namespace, settings: TrainerSettings) -> int:
 
     from movierec_trainer import data as tdata
     from movierec_trainer.pipeline import ConsoleProgress, train_job
-    from movierec_trainer.session import build_spark
+    from movierec_trainer.worker import make_spark
 
     cfg = config_from_args(args, settings, publish_full=False)
     data_dir = args.data_dir or settings.data_dir
@@ -134,13 +134,7 @@ def cmd_train(args: argparse.Namespace, settings: TrainerSettings) -> int:
     log.info("loaded %d ratings from %s", len(ratings), data_dir)
     spark = None
     if cfg.engine == "spark":
-        spark = build_spark(
-            args.spark_master or settings.spark_master,
-            driver_memory=settings.spark_driver_memory,
-            executor_memory=settings.spark_executor_memory,
-            driver_host=settings.spark_driver_host,
-            bind_address=settings.spark_driver_bind_address,
-        )
+        spark = make_spark(settings, args.spark_master)  # the same session the worker builds
     try:
         with ConsoleProgress(cfg) as progress:
             outcome = train_job(
