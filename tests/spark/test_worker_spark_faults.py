@@ -180,6 +180,23 @@ class RecsPoller(threading.Thread):
                 self.stop_event.wait(0.2)
 
 
+def next_job_succeeds_on_a_new_worker(
+    e: Env, cluster: PrivateCluster, trainer: ManagedProcess
+) -> dict:
+    """After a failure: a Spark worker comes back, and the SAME trainer process (no restart)
+    runs the next job to success on its first attempt and publishes it."""
+    cluster.start_worker()
+    job = new_job(FAST)
+    e.db.jobs.insert_one(job)
+    doc = e.wait_job(job["_id"], {"succeeded", "failed", "rejected"}, timeout=150)
+    assert doc["status"] == "succeeded", (doc, trainer.log_tail())
+    print(f"next job on the new Spark worker: {doc['phases']}")
+    assert doc["attempts"] == 1
+    assert artifacts.current_version(e.model_dir) == doc["model_version"]
+    assert trainer.proc is not None and trainer.proc.poll() is None
+    return doc
+
+
 @pytest.fixture
 def cluster(output_dir: Path) -> Iterator[PrivateCluster]:
     c = PrivateCluster(output_dir).start()
@@ -248,15 +265,8 @@ def test_spark_worker_killed_mid_retrain_fails_clearly_and_serving_is_unaffected
         assert trainer.proc is not None and trainer.proc.poll() is None, trainer.log_tail()
 
         # A Spark worker comes back; the same trainer process runs the next job on it.
-        cluster.start_worker()
-        second = new_job(FAST)
-        e.db.jobs.insert_one(second)
-        doc = e.wait_job(second["_id"], {"succeeded", "failed", "rejected"}, timeout=150)
-        assert doc["status"] == "succeeded", (doc, trainer.log_tail())
-        print(f"second job on the new Spark worker: {doc['phases']}")
-        assert doc["attempts"] == 1
-        assert artifacts.current_version(e.model_dir) == doc["model_version"] != before
-        assert trainer.proc.poll() is None
+        doc = next_job_succeeds_on_a_new_worker(e, cluster, trainer)
+        assert doc["model_version"] != before
 
         # Serving never noticed: every request of the whole run answered 200.
         poller.stop_event.set()
@@ -411,14 +421,6 @@ def test_job_started_with_no_spark_worker_fails_clearly_then_next_job_runs(
         assert not (e.model_dir / "CURRENT").exists()
         assert trainer.proc is not None and trainer.proc.poll() is None, trainer.log_tail()
 
-        cluster.start_worker()
-        second = new_job(FAST)
-        e.db.jobs.insert_one(second)
-        doc = e.wait_job(second["_id"], {"succeeded", "failed", "rejected"}, timeout=150)
-        assert doc["status"] == "succeeded", (doc, trainer.log_tail())
-        print(f"next job once a worker is back: {doc['phases']}")
-        assert doc["attempts"] == 1
-        assert artifacts.current_version(e.model_dir) == doc["model_version"]
-        assert trainer.proc.poll() is None
+        next_job_succeeds_on_a_new_worker(e, cluster, trainer)
     finally:
         e.close()
