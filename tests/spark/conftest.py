@@ -45,30 +45,39 @@ def _alive_workers(ui_url: str) -> int:
         return 0
 
 
-@pytest.fixture(scope="session")
-def spark_cluster(output_dir: Path) -> Iterator[SparkCluster]:
-    port, ui_port, worker_ui = free_port(), free_port(), free_port()
-    spark_class = str(VENV_BIN / "spark-class")
+MASTER_CLASS = "org.apache.spark.deploy.master.Master"
+WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
+
+
+def spark_env() -> dict[str, str]:
+    """spark-class finds SPARK_HOME with whatever `python3` is on PATH; name it explicitly."""
     import pyspark
 
-    # spark-class finds SPARK_HOME with whatever `python3` is on PATH; name it explicitly.
-    env = {
+    return {
         "SPARK_HOME": str(Path(pyspark.__file__).parent),
         "SPARK_LOCAL_IP": "127.0.0.1",
         "SPARK_NO_DAEMONIZE": "1",
         "PYSPARK_PYTHON": sys.executable,
     }
+
+
+def master_command(port: int, ui_port: int) -> list[str]:
+    return [str(VENV_BIN / "spark-class"), MASTER_CLASS, "--host", "127.0.0.1",
+            "--port", str(port), "--webui-port", str(ui_port)]  # fmt: skip
+
+
+def worker_command(master_url: str, ui_port: int) -> list[str]:
+    """One core, 2 GB: a standalone worker on loopback, as the tests' clusters use."""
+    return [str(VENV_BIN / "spark-class"), WORKER_CLASS, master_url, "--host", "127.0.0.1",
+            "--cores", "1", "--memory", "2g", "--webui-port", str(ui_port)]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def spark_cluster(output_dir: Path) -> Iterator[SparkCluster]:
+    port, ui_port, worker_ui = free_port(), free_port(), free_port()
+    env = spark_env()
     master = ManagedProcess(
-        [
-            spark_class,
-            "org.apache.spark.deploy.master.Master",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--webui-port",
-            str(ui_port),
-        ],
+        master_command(port, ui_port),
         env=env,
         log_path=output_dir / "spark-master.log",
     ).start()
@@ -77,19 +86,7 @@ def spark_cluster(output_dir: Path) -> Iterator[SparkCluster]:
         wait_port(port, timeout=60, proc=master.proc)
         master_url = f"spark://127.0.0.1:{port}"
         worker = ManagedProcess(
-            [
-                spark_class,
-                "org.apache.spark.deploy.worker.Worker",
-                master_url,
-                "--host",
-                "127.0.0.1",
-                "--cores",
-                "1",
-                "--memory",
-                "2g",
-                "--webui-port",
-                str(worker_ui),
-            ],
+            worker_command(master_url, worker_ui),
             env=env,
             log_path=output_dir / "spark-worker.log",
         ).start()

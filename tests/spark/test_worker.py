@@ -81,6 +81,18 @@ class Env:
         self.workers.append(w)
         return w
 
+    def wait_iterating(self, job_id: ObjectId, worker: ManagedProcess, timeout: float) -> dict:
+        """The job is `running` and has finished its first iteration (so it is mid-fit)."""
+        deadline = time.monotonic() + timeout
+        doc = None
+        while time.monotonic() < deadline:
+            doc = self.db.jobs.find_one({"_id": job_id})
+            if doc["status"] == "running" and (doc.get("progress") or {}).get("iteration", 0) >= 1:
+                return doc
+            assert worker.proc is not None and worker.proc.poll() is None, worker.log_tail()
+            time.sleep(0.25)
+        raise AssertionError(f"job never got going: {doc}\n{worker.log_tail()}")
+
     def wait_job(
         self, job_id: ObjectId, until: set[str], timeout: float = 420, seen: list | None = None
     ) -> dict:
@@ -244,14 +256,7 @@ def test_cancel_requested_stops_a_running_job(tmp_path: Path, mongo_url: str, db
         job = new_job({**FAST, "iterations": 400, "ranking_iterations": 400})
         e.db.jobs.insert_one(job)
         w = e.start_worker("canceller")
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            doc = e.db.jobs.find_one({"_id": job["_id"]})
-            if (doc.get("progress") or {}).get("iteration", 0) >= 1:
-                break
-            time.sleep(0.25)
-        else:
-            raise AssertionError(f"job never got going: {doc}\n{w.log_tail()}")
+        e.wait_iterating(job["_id"], w, timeout=180)
         e.db.jobs.update_one({"_id": job["_id"]}, {"$set": {"cancel_requested": True}})
         doc = e.wait_job(job["_id"], {"cancelled", "failed", "succeeded"}, timeout=60)
         assert doc["status"] == "cancelled", doc

@@ -26,19 +26,23 @@ from pathlib import Path
 
 import httpx
 import psutil
-import pyspark
 import pytest
 from movierec_common import artifacts
 
 from tests.hardening.conftest import start_recommender
 from tests.integration.recommender.support import API_KEY, JWT_SECRET, seed_movielens
-from tests.spark.conftest import _alive_workers
+from tests.spark.conftest import (
+    WORKER_CLASS,
+    _alive_workers,
+    master_command,
+    spark_env,
+    worker_command,
+)
 from tests.spark.test_worker import FAST, Env, _train_cli, new_job
-from tests.support import VENV_BIN, ManagedProcess, free_port, wait_port
+from tests.support import ManagedProcess, free_port, wait_port
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.timeout(400)]
 
-WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
 EXECUTOR_CLASS = "org.apache.spark.executor.CoarseGrainedExecutorBackend"
 
 
@@ -60,27 +64,10 @@ class PrivateCluster:
     def ui_url(self) -> str:
         return f"http://127.0.0.1:{self.ui_port}"
 
-    def _env(self) -> dict[str, str]:
-        return {
-            "SPARK_HOME": str(Path(pyspark.__file__).parent),
-            "SPARK_LOCAL_IP": "127.0.0.1",
-            "SPARK_NO_DAEMONIZE": "1",
-            "PYSPARK_PYTHON": sys.executable,
-        }
-
     def start(self) -> PrivateCluster:
         self.master = ManagedProcess(
-            [
-                str(VENV_BIN / "spark-class"),
-                "org.apache.spark.deploy.master.Master",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--webui-port",
-                str(self.ui_port),
-            ],
-            env=self._env(),
+            master_command(self.port, self.ui_port),
+            env=spark_env(),
             log_path=self.logs / "fault-spark-master.log",
         ).start()
         wait_port(self.port, timeout=60, proc=self.master.proc)
@@ -90,20 +77,8 @@ class PrivateCluster:
         n = len(self.workers) + 1
         before = _alive_workers(self.ui_url)
         worker = ManagedProcess(
-            [
-                str(VENV_BIN / "spark-class"),
-                WORKER_CLASS,
-                self.url,
-                "--host",
-                "127.0.0.1",
-                "--cores",
-                "1",
-                "--memory",
-                "2g",
-                "--webui-port",
-                str(free_port()),
-            ],
-            env=self._env(),
+            worker_command(self.url, free_port()),
+            env=spark_env(),
             log_path=self.logs / f"fault-spark-worker-{n}.log",
         ).start()
         self.workers.append(worker)
@@ -233,15 +208,7 @@ def test_spark_worker_killed_mid_retrain_fails_clearly_and_serving_is_unaffected
         job = new_job({**FAST, "iterations": 400, "ranking_iterations": 400})
         e.db.jobs.insert_one(job)
         trainer = e.start_worker("spark-fault")
-        deadline = time.monotonic() + 150
-        while time.monotonic() < deadline:
-            doc = e.db.jobs.find_one({"_id": job["_id"]})
-            if doc["status"] == "running" and (doc.get("progress") or {}).get("iteration", 0) >= 1:
-                break
-            assert trainer.proc is not None and trainer.proc.poll() is None, trainer.log_tail()
-            time.sleep(0.25)
-        else:
-            raise AssertionError(f"job never got going: {doc}\n{trainer.log_tail()}")
+        doc = e.wait_iterating(job["_id"], trainer, timeout=150)
         killed_at_iteration = doc["progress"]["iteration"]
 
         killed_at = datetime.now(UTC)
