@@ -29,8 +29,8 @@ class RecommenderSettings(CommonSettings):
         "recent",
         description="How a trained user's rated movies are found for exclusion: `recent` takes "
         "the movies they rated in the model's data from the artifact and reads from MongoDB "
-        "only their ratings since the model's data (bench/out/recs.md: ~0.7 ms instead of up "
-        "to 60 ms for a heavy rater on SecantusDB); `all` reads every rating of theirs, which "
+        "only their ratings since the model's data (bench/REPORT.md: ~0.5 ms instead of 54-69 ms "
+        "for the heaviest rater on SecantusDB); `all` reads every rating of theirs, which "
         "also forgets a movie at once when its rating is deleted. Artifacts without rated lists "
         "are always read the `all` way.",
     )
