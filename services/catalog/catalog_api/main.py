@@ -67,7 +67,7 @@ def create_app(settings: CatalogSettings) -> FastAPI:
         url = pooled_url(
             settings.mongo_url, settings.mongo_max_pool_size, settings.mongo_min_pool_size
         )
-        client = make_client(url, settings.mongo_timeout_ms)
+        client = make_client(url, settings.mongo_timeout_ms, appname="movierec-catalog")
         try:
             await wait_for_mongo(
                 client, attempts=settings.startup_attempts, delay=settings.startup_delay_seconds

@@ -48,6 +48,7 @@ from typing import Any
 from bson import ObjectId
 from movierec_common import als, artifacts
 from movierec_common.jobs import ACTIVE_STATUSES, new_job
+from movierec_common.mongo import JOURNALED
 from pymongo import MongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
@@ -277,6 +278,8 @@ def mongo(settings: TrainerSettings) -> MongoClient:
         serverSelectionTimeoutMS=settings.mongo_timeout_ms,
         connectTimeoutMS=settings.mongo_timeout_ms,
         tz_aware=True,
+        appname="movierec-trainer",
+        **JOURNALED,  # job state survives a database crash like every other write
     )
 
 
