@@ -86,6 +86,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("popularity_score", DESCENDING)], name="popularity"),
         # The catalog's in-process movie cache asks "which stats changed since T?".
         IndexModel([("stats_updated_at", ASCENDING)], name="stats_updated_at"),
+        # The catalog's stats reconciler: "which movies have pending rating changes?".
+        IndexModel([("stats_pending.at", ASCENDING)], name="stats_pending_at"),
     ],
     model.RATINGS: [
         IndexModel([("userId", ASCENDING), ("movieId", ASCENDING)], unique=True, name="user_movie"),

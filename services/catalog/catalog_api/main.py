@@ -78,10 +78,18 @@ def create_app(settings: CatalogSettings) -> FastAPI:
                 settings.popularity_prior_weight,
                 settings.retrain_slot_stale_seconds,
                 settings.movies_refresh_seconds,
+                settings.stats_pending_stale_seconds,
+                settings.stats_dead_grace_seconds,
             )
+            await repos.movies.ensure_stats_index()
             await repos.movies.cache.full_load(await repos.movies.global_mean())
             stop = asyncio.Event()
             refresher = asyncio.create_task(repos.movies.cache.run(stop))
+            # Movies left with a pending rating change by a crash are recounted: now (for
+            # changes already stale) and every period (issue 19 B).
+            reconciler = asyncio.create_task(
+                repos.stats.run(stop, settings.stats_reconcile_seconds)
+            )
             app.state.catalog = AppState(
                 settings=settings,
                 repos=repos,
@@ -104,6 +112,7 @@ def create_app(settings: CatalogSettings) -> FastAPI:
             finally:
                 stop.set()
                 await refresher
+                await reconciler
         finally:
             app.state.catalog = None
             await client.close()

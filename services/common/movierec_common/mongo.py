@@ -34,7 +34,8 @@ def make_client(
     than hang); batch jobs such as the import pass a larger value, because one bulk write of
     thousands of documents can legitimately take longer on a loaded machine. Writes use the
     journaled write concern `JOURNALED`; `appname` names the process in the server's logs (and
-    lets a test scope a server fail point to it)."""
+    lets a test scope a server fail point to it); an `appName` in the URL wins."""
+    named = {} if appname is None or "appname=" in url.lower() else {"appname": appname}
     return AsyncMongoClient(
         url,
         serverSelectionTimeoutMS=timeout_ms,
@@ -42,7 +43,7 @@ def make_client(
         socketTimeoutMS=socket_timeout_ms or max(timeout_ms * 15, 30000),
         tz_aware=True,
         uuidRepresentation="standard",
-        appname=appname,
+        **named,
         **JOURNALED,
     )
 
