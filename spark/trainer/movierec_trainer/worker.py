@@ -54,7 +54,13 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from movierec_trainer.config import TrainerSettings
 from movierec_trainer.pipeline import TrainConfig, TrainOutcome, train_job
-from movierec_trainer.snapshot import read_snapshot_local, read_snapshot_spark, take_snapshot
+from movierec_trainer.snapshot import (
+    prune_snapshots,
+    read_snapshot_local,
+    read_snapshot_spark,
+    remove_snapshot,
+    take_snapshot,
+)
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +220,36 @@ def run_retrain(
         csv_path=params.get("csv_path"),
         data_dir=settings.data_dir,
     )
+    try:
+        result = _train_gate_publish(
+            settings, params, name, model_dir, spark, reporter, cfg, active, snap, phases, t0
+        )
+    except BaseException:
+        remove_snapshot(snap.path)  # a failed job's snapshot is never needed again
+        raise
+    if result.status != "succeeded":
+        remove_snapshot(snap.path)  # nor a rejected one's
+    # Scratch stays bounded: snapshots go with the versions that name them (pruned above).
+    removed = prune_snapshots(settings.work_dir, model_dir, settings.snapshot_min_age_seconds)
+    if removed:
+        reporter.log(f"pruned {len(removed)} old snapshot(s)")
+    return result
+
+
+def _train_gate_publish(
+    settings: TrainerSettings,
+    params: dict[str, Any],
+    name: str,
+    model_dir: Path,
+    spark: Any,
+    reporter: Reporter,
+    cfg: TrainConfig,
+    active: dict[str, Any] | None,
+    snap: Any,
+    phases: dict[str, float],
+    t0: float,
+) -> RetrainResult:
+    """The rest of `run_retrain` once the snapshot exists (`t0`: when it was started)."""
     ratings = (
         read_snapshot_spark(spark, snap.path)
         if spark is not None
