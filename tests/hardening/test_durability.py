@@ -188,9 +188,10 @@ def test_database_sigkill_mid_burst_loses_no_acknowledged_write(hstack: HStack, 
 
 
 def test_every_process_writes_with_a_journaled_write_concern(hstack: HStack) -> None:
-    """The clients the catalog, mongo-init and the trainer write through ask for `{w: 1, j: true}`
+    """The clients the catalog and the trainer write through ask for `{w: 1, j: true}`
     (SecantusDB then fsyncs its log before answering, as mongod does), so an acknowledged write
-    also survives a power loss, not only a process kill."""
+    also survives a power loss, not only a process kill. (mongo-init's re-runnable bulk import
+    writes unjournaled and ends with an `fsync` command instead.)"""
     from movierec_common.mongo import make_client
     from movierec_trainer.config import TrainerSettings
     from movierec_trainer.worker import mongo

@@ -29,12 +29,15 @@ def make_client(
     timeout_ms: int = 2000,
     socket_timeout_ms: int | None = None,
     appname: str | None = None,
+    journal: bool = True,
 ) -> AsyncMongoClient:
     """`socket_timeout_ms` bounds one reply: request-sized by default (APIs answer 503 rather
     than hang); batch jobs such as the import pass a larger value, because one bulk write of
     thousands of documents can legitimately take longer on a loaded machine. Writes use the
     journaled write concern `JOURNALED`; `appname` names the process in the server's logs (and
-    lets a test scope a server fail point to it); an `appName` in the URL wins."""
+    lets a test scope a server fail point to it); an `appName` in the URL wins. `journal=False`
+    only for a re-runnable bulk step that makes its result durable itself (mongo-init's import
+    ends with an `fsync`)."""
     named = {} if appname is None or "appname=" in url.lower() else {"appname": appname}
     return AsyncMongoClient(
         url,
@@ -44,7 +47,7 @@ def make_client(
         tz_aware=True,
         uuidRepresentation="standard",
         **named,
-        **JOURNALED,
+        **(JOURNALED if journal else {"w": 1}),
     )
 
 
