@@ -40,6 +40,9 @@ PORT_VARS = (
 )
 FIRST_START_TIMEOUT = 1200.0
 READY_LINE = "MovieRec is up."
+# What make run prints when it came up without nginx: this test needs nginx, so it fails at once
+# instead of waiting FIRST_START_TIMEOUT for a READY_LINE that can never come.
+NO_NGINX_LINE = "MovieRec APIs are up (no nginx"
 
 
 @dataclass
@@ -74,8 +77,11 @@ def wait_ready(run: Run, timeout: float) -> float:
     while time.monotonic() < deadline:
         if run.proc.poll() is not None:
             pytest.fail(f"make run exited with {run.proc.returncode}:\n{run.tail()}")
-        if READY_LINE in run.text():
+        text = run.text()
+        if READY_LINE in text:
             return time.monotonic() - run.started
+        if NO_NGINX_LINE in text or "WARNING not starting nginx" in text:
+            pytest.fail(f"make run started without nginx (apt-get install nginx):\n{run.tail()}")
         time.sleep(0.5)
     pytest.fail(f"make run not up after {timeout:.0f}s:\n{run.tail()}")
 
@@ -196,6 +202,15 @@ def start_retrain_and_wait_running(base: str, admin_password: str, timeout: floa
     pytest.fail(f"job not running an ALS iteration after {timeout:.0f}s: {job}")
 
 
+def require_programs() -> None:
+    """Fail at once (not after FIRST_START_TIMEOUT) when make run cannot bring up the stack."""
+    missing = [
+        c for c in ("java", "nginx") if not (shutil.which(c) or Path(f"/usr/sbin/{c}").exists())
+    ]
+    if missing:
+        pytest.fail(f"make run needs {', '.join(missing)}: run `make system-check` (see README)")
+
+
 def read_secrets(var_dir: Path) -> dict[str, str]:
     lines = (var_dir / "secrets.env").read_text().splitlines()
     return dict(ln.split("=", 1) for ln in lines if "=" in ln and not ln.startswith("#"))
@@ -219,6 +234,7 @@ def test_make_run_serves_stops_cleanly_and_restarts_from_state(
     stack_env: tuple[dict[str, str], dict[str, int], Path], output_dir: Path
 ) -> None:
     env, ports, var_dir = stack_env
+    require_programs()
     base = f"http://127.0.0.1:{ports['MOVIEREC_HTTP_PORT']}"
     log_dir = var_dir.parent
 
