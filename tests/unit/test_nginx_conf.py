@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import nginx_conf  # noqa: E402
 
 needs_nginx = pytest.mark.skipif(
-    not Path(NGINX).exists(), reason="nginx is not installed (.ci/run installs it)"
+    not Path(NGINX).exists(), reason="nginx is not installed (`make system-check` installs it)"
 )
 
 
