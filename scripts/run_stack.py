@@ -528,7 +528,15 @@ def _raise_interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    argparse.ArgumentParser(
+        prog="scripts/run_stack.py",
+        description="make run: start the whole MovieRec stack on this machine (embedded MongoDB, "
+        "Spark master + worker, both APIs, the trainer worker, nginx); Ctrl-C stops all of it. "
+        "Settings are environment variables or lines in ./.env (see README, Configuration).",
+    ).parse_args(argv)
     os.chdir(ROOT)
     if shutil.which("java") is None:
         print(
