@@ -137,5 +137,14 @@ async def run_accounts(settings: InitSettings) -> dict[str, str | int]:
             )
     finally:
         await client.close()
-    print(f"accounts: admin {admin}, demo logins refreshed {refreshed}", flush=True)
+    what = {
+        "updated": "password (or role) changed to match ADMIN_PASSWORD",
+        "created": "created with ADMIN_PASSWORD",
+        "unchanged": "already matches ADMIN_PASSWORD",
+    }.get(admin, admin)
+    print(
+        f"accounts: admin {settings.admin_username!r} {what}; "
+        f"demo logins given DEMO_PASSWORD: {refreshed}",
+        flush=True,
+    )
     return {"admin": admin, "demo_refreshed": refreshed}

@@ -253,10 +253,19 @@ def test_make_run_serves_stops_cleanly_and_restarts_from_state(
             os.killpg(first.proc.pid, signal.SIGKILL)
         (output_dir / "make-run-1.log").write_text(first.text())
 
-    second = start_make_run(env, log_dir / "make-run-2.log")
+    # The second start gets what a .env written for Docker holds (settings reach make run the
+    # same way from .env and from the environment): another ADMIN_PASSWORD than the account was
+    # created with, and .env.example's empty API_KEYS. What make run prints must work.
+    new_admin_password = "changed-Admin-pw-2"
+    env2 = {**env, "ADMIN_PASSWORD": new_admin_password, "API_KEYS": "[]"}
+    second = start_make_run(env2, log_dir / "make-run-2.log")
     try:
         second_up = wait_ready(second, 300)
         log = second.text()
+        assert f"admin / {new_admin_password}   (ADMIN_PASSWORD from environment)" in log
+        assert "admin 'admin' password (or role) changed" in log
+        assert "API_KEY in var/secrets.env (API_KEYS from environment is an empty list)" in log
+        login(base, "admin", new_admin_password)
         assert "already initialised; skipping" in log
         assert f"already serves version {current}; not retraining" in log
         assert re.search(r"model: none in .*; training", log) is None
@@ -266,7 +275,7 @@ def test_make_run_serves_stops_cleanly_and_restarts_from_state(
         check_serving(base, secrets["DEMO_PASSWORD"], secrets["API_KEY"])
         # Ctrl-C in the middle of a retrain on the cluster: the driver JVM and the executors
         # must go too.
-        job = start_retrain_and_wait_running(base, secrets["ADMIN_PASSWORD"])
+        job = start_retrain_and_wait_running(base, new_admin_password)
         assert any("CoarseGrainedExecutorBackend" in c for c in cmdlines(second.proc.pid))
         second_stop = ctrl_c(second, ports, var_dir)
     finally:
