@@ -429,7 +429,9 @@ class SparkWait:
 
 
 def say(msg: str) -> None:
-    print(f"\033[1mmake run\033[0m | {msg}", flush=True)
+    """One line of make run's own output; bold only on a terminal (no escape codes in files)."""
+    tag = "\033[1mmake run\033[0m" if sys.stdout.isatty() else "make run"
+    print(f"{tag} | {msg}", flush=True)
 
 
 # ------------------------------------------------------------------------------------------
