@@ -263,7 +263,23 @@ logger.master.name = org.apache.spark.deploy.master.Master
 logger.master.level = info
 logger.worker.name = org.apache.spark.deploy.worker.Worker
 logger.worker.level = info
-"""
+# Known noise of a normal run, dropped by message so other lines of the same classes stay:
+# the worker's "RECEIVED SIGNAL TERM" (ERROR) on Ctrl-C, the scheduler's "task of very large
+# size" (each ALS half-step ships its block of factors), and Hadoop's native-library notice.
+appender.console.filter.noise.type = RegexFilter
+appender.console.filter.noise.regex = .*({NOISE}).*
+appender.console.filter.noise.onMatch = DENY
+appender.console.filter.noise.onMismatch = NEUTRAL
+""".replace(
+    "{NOISE}",
+    "|".join(
+        (
+            "RECEIVED SIGNAL (TERM|INT|HUP)",
+            "contains a task of very large size",
+            "Unable to load native-hadoop library",
+        )
+    ),
+)
 
 
 def write_spark_conf(conf_dir: Path) -> None:
