@@ -87,3 +87,15 @@ def test_every_operation_refuses_unknown_query_parameters(recs: RecsServer) -> N
     # A documented name is honoured: k changes the list length, a misspelt one is refused.
     r = recs.client.get("/api/recs/similar/1", params={"top_k": 3})
     assert r.status_code == 422 and r.json()["error"]["code"] == "unknown_parameter"
+
+
+def test_docs_are_offline_and_declare_the_security_schemes(recs: RecsServer) -> None:
+    from tests.support.api_docs import assert_docs_offline_and_secured
+
+    spec = recs.client.get("/openapi.json").json()
+    assert_docs_offline_and_secured(recs.client, spec)
+    assert spec["paths"]["/api/recs/me"]["get"]["security"] == [
+        {"bearer": []},
+        {"cookie": []},
+        {"apiKey": []},
+    ]
