@@ -264,8 +264,8 @@ logger.master.level = info
 logger.worker.name = org.apache.spark.deploy.worker.Worker
 logger.worker.level = info
 # Known noise of a normal run, dropped by message so other lines of the same classes stay:
-# the worker's "RECEIVED SIGNAL TERM" (ERROR) on Ctrl-C, the scheduler's "task of very large
-# size" (each ALS half-step ships its block of factors), and Hadoop's native-library notice.
+# the daemons' "RECEIVED SIGNAL TERM" (ERROR) on Ctrl-C, the scheduler's "task of very large
+# size" (each ALS half-step ships its block of factors), Hadoop's native-library notice, ...
 appender.console.filter.noise.type = RegexFilter
 appender.console.filter.noise.regex = .*({NOISE}).*
 appender.console.filter.noise.onMatch = DENY
@@ -277,6 +277,10 @@ appender.console.filter.noise.onMismatch = NEUTRAL
             "RECEIVED SIGNAL (TERM|INT|HUP)",
             "contains a task of very large size",
             "Unable to load native-hadoop library",
+            # ALS checkpoints its factor RDDs locally on purpose (short lineage per iteration)
+            "was locally checkpointed, its lineage has been truncated",
+            # the master hearing from an executor of an application that just ended
+            "Got status update for unknown executor",
         )
     ),
 )

@@ -211,6 +211,29 @@ def require_programs() -> None:
         pytest.fail(f"make run needs {', '.join(missing)}: run `make system-check` (see README)")
 
 
+NOISE = (
+    "Traceback",
+    " ERROR ",
+    "ERROR ",
+    "Closing down clientserver connection",
+    "task of very large size",
+    "RECEIVED SIGNAL",
+    "\x1b[",  # colour codes, although the output is a file
+)
+ACCESS_LINE = re.compile(
+    r"(catalog|recommender)_api\.access: (GET|POST|PUT) /api/\S+ \d{3} [\d.]+ms"
+)
+
+
+def assert_quiet_normal_run(log: str) -> None:
+    """A normal start and Ctrl-C: no error, no traceback, no known noise, no escape codes;
+    one access line per API request, with method, path, status and duration, from both APIs."""
+    noisy = [ln for ln in log.splitlines() if any(n in ln for n in NOISE)]
+    assert noisy == [], "\n".join(noisy[:40])
+    services = {m.group(1) for m in ACCESS_LINE.finditer(log)}
+    assert services == {"catalog", "recommender"}, services
+
+
 def read_secrets(var_dir: Path) -> dict[str, str]:
     lines = (var_dir / "secrets.env").read_text().splitlines()
     return dict(ln.split("=", 1) for ln in lines if "=" in ln and not ln.startswith("#"))
@@ -252,6 +275,7 @@ def test_make_run_serves_stops_cleanly_and_restarts_from_state(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(first.proc.pid, signal.SIGKILL)
         (output_dir / "make-run-1.log").write_text(first.text())
+    assert_quiet_normal_run(first.text())
 
     # The second start gets what a .env written for Docker holds (settings reach make run the
     # same way from .env and from the environment): another ADMIN_PASSWORD than the account was
