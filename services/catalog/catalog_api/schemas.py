@@ -192,6 +192,9 @@ class Job(BaseModel):
     log_tail: list[str] = []
     model_version: str | None = None
     metrics: dict[str, Any] | None = None
+    load: dict[str, Any] | None = Field(
+        None, description="The loader's summary of the job's data: rows read, kept, dropped."
+    )
     error: Any = None
     attempts: int | None = None
     cancel_requested: bool = False

@@ -677,6 +677,34 @@ def subset(r: Ratings, index: np.ndarray) -> Ratings:
     return Ratings(r.user_ids[index], r.movie_ids[index], r.ratings[index], r.timestamps[index])
 
 
+def valid_rows(r: Ratings, source: str, summary: LoadSummary, now: float | None = None) -> Ratings:
+    """The field rules of the file readers applied to rows from elsewhere (the database):
+    ids 0..2^53, rating 0.5–5.0 in steps of 0.5, timestamp in [1995-01-01, now + 1 day].
+    Refused rows are counted as malformed against `source` (they have no line number)."""
+    lo, hi = timestamp_bounds(now)
+    with np.errstate(invalid="ignore"):
+        ok = (
+            (r.user_ids >= 0)
+            & (r.user_ids <= MAX_ID)
+            & (r.movie_ids >= 0)
+            & (r.movie_ids <= MAX_ID)
+            & np.isfinite(r.ratings)
+            & (r.ratings >= RATING_MIN)
+            & (r.ratings <= RATING_MAX)
+            & (r.ratings * 2 == np.round(r.ratings * 2))
+            & (r.timestamps >= lo)
+            & (r.timestamps <= hi)
+        )
+    c = summary.counts(source)
+    c.read += len(r)
+    bad = int((~ok).sum())
+    if bad:
+        log.warning("%s: %d rows refused (id, rating or timestamp out of range)", source, bad)
+        summary.drop(source, MALFORMED, bad)
+    c.kept += len(r) - bad
+    return subset(r, np.flatnonzero(ok)) if bad else r
+
+
 def clean_ratings(
     sources: list[tuple[str, Ratings]],
     summary: LoadSummary,
