@@ -517,11 +517,16 @@ def read_ratings_file(
     )
 
 
+# One genre vocabulary across releases: ml-100k and ml-1m say "Children's", later ones "Children".
+_GENRE_NAMES = {"Children's": "Children"}
+
+
 def _genres_from_text(text: str) -> list[str]:
     text = clean_text(text)
     if text in ("", "(no genres listed)"):
         return []
-    return [g for g in (clean_text(x) for x in text.split("|")) if g]
+    genres = (clean_text(x) for x in text.split("|"))
+    return [_GENRE_NAMES.get(g, g) for g in genres if g]
 
 
 def read_movies_file(
