@@ -82,9 +82,13 @@ def read_db_ratings(db: Any, batch_size: int = 50_000) -> Ratings:
     )
 
 
-def read_db_movie_ids(db: Any) -> np.ndarray:
-    """The catalogue: every movieId of the `movies` collection."""
+def read_db_movie_ids(db: Any) -> np.ndarray | None:
+    """The catalogue: every movieId of the `movies` collection, or None (no filter, logged)
+    while the collection is empty (a database mongo-init has not filled)."""
     ids = [int(d["movieId"]) for d in db[MOVIES_COLLECTION].find({}, {"_id": 0, "movieId": 1})]
+    if not ids:
+        log.warning("the movies collection is empty: ratings are not checked against it")
+        return None
     return np.asarray(sorted(ids), np.int64)
 
 
