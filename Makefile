@@ -29,8 +29,15 @@ $(STAMP): $(PY) pyproject.toml
 venv: $(PY)
 install: $(STAMP)
 
+# make data DATASET=ml-1m fetches another MovieLens release into data/<DATASET> (ml-100k, ml-1m,
+# ml-10m, ml-20m, ml-25m, ml-32m, ml-latest-small; README "Data sources and formats"), and
+# `make run DATASET=...` serves it (DATA_DIR points there unless set).
+DATASET ?=
+ifneq ($(DATASET),)
+export DATA_DIR ?= $(CURDIR)/data/$(DATASET)
+endif
 data: $(PY)
-	$(PY) scripts/fetch_data.py
+	$(PY) scripts/fetch_data.py $(if $(DATASET),--dataset $(DATASET))
 
 java-check:
 	@command -v java >/dev/null 2>&1 || { echo "error: Java 17+ is required for Spark. Install it, e.g. 'sudo apt-get install -y openjdk-17-jre-headless', then re-run."; exit 1; }

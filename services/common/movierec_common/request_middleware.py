@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from movierec_common.logs import request_id_var
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # whole string: fullmatch
 _QUIET_ROUTES = frozenset({"/metrics", "/healthz", "/readyz"})
 
 
@@ -53,7 +53,7 @@ class RequestMiddleware:
             if name == b"x-request-id":
                 incoming = value.decode("latin-1")
                 break
-        rid = incoming if incoming and _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+        rid = incoming if incoming and _REQUEST_ID_RE.fullmatch(incoming) else uuid.uuid4().hex
         token = request_id_var.set(rid)
         status = 500
         start = time.perf_counter()

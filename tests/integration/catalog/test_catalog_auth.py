@@ -115,6 +115,10 @@ def test_register_validation(http: httpx.Client):
         {"username": "bad name!", "password": "password-123"},  # characters
         {"username": unique_name(), "password": "short"},  # password < 8
         {"username": "ml42", "password": "password-123"},  # reserved demo name
+        {"username": "admin\n", "password": "password-123"},  # whole string, not a prefix
+        {"username": unique_name() + "\n", "password": "password-123"},
+        {"username": "ml42\n", "password": "password-123"},
+        {"username": "ml٤٢", "password": "password-123"},  # non-ASCII digits
         {"username": unique_name(), "password": "password-123", "role": "admin"},  # extra field
         {"username": ["a", "b"], "password": "password-123"},
         {"username": unique_name(), "password": 12345678},

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from movierec_common.api_errors import ApiError
+from movierec_common.ids import IdParam
 
 from ...schemas import GenresResponse, MovieDetail, MoviePage, PopularResponse
 from ..deps import OptionalPrincipal, PageParams, State, reject_operator_keys
@@ -14,7 +15,7 @@ router = APIRouter(prefix="/api", tags=["movies"], dependencies=[Depends(reject_
 
 GENRE_PATTERN = r"^[A-Za-z0-9 ()'&/-]{1,40}$"
 SortKey = Literal["", "popularity", "rating", "count", "title", "year", "year_desc"]
-MovieId = Annotated[int, Path(ge=1, le=2**31 - 1, description="MovieLens movieId")]
+MovieId = Annotated[IdParam, Path(ge=1, le=2**31 - 1, description="MovieLens movieId")]
 
 
 @router.get(
