@@ -381,7 +381,10 @@ def _rows(
                     pending, pending_line = text, start
                     continue
                 pending = None
-                fields = next(csv.reader([text]), [])
+                if '"' in text:
+                    fields = next(csv.reader([text]), [])
+                else:  # the common case: no quoting, a plain split is the same and ~5x faster
+                    fields = text.rstrip("\r\n").split(",")
             else:
                 pending = None
                 fields = text.rstrip("\r\n").split(fmt.sep)
@@ -735,16 +738,18 @@ def clean_ratings(
     stamps = np.concatenate([both.timestamps, t.deleted_at])
     # Tombstones sort after the rows they tie with: a deletion at second T beats a file row
     # stamped T. A rating made after the deletion has a later stamp and wins.
-    # np.lexsort is stable, so on equal (pair, timestamp) the input order (sources in priority
-    # order, tombstones last) decides. One int64 pair key when the ids allow: half the sort.
-    if users.size and users.max() < 2**31 and movies.max() < 2**31:
+    # Two stable sorts (timestamp, then pair; np.lexsort is ~10x slower here): on equal
+    # (pair, timestamp) the input order decides (sources in priority order, tombstones last).
+    by_time = np.argsort(stamps, kind="stable")
+    if users.size and users.max() < 2**31 and movies.max() < 2**31 and users.min() >= 0:
         key = (users << 31) | movies
-        order = np.lexsort((stamps, key))
+        order = by_time[np.argsort(key[by_time], kind="stable")]
         k = key[order]
         last = np.r_[k[1:] != k[:-1], True]
         del key, k
     else:
-        order = np.lexsort((stamps, movies, users))
+        by_movie = by_time[np.argsort(movies[by_time], kind="stable")]
+        order = by_movie[np.argsort(users[by_movie], kind="stable")]
         u, m = users[order], movies[order]
         last = (
             np.r_[(u[1:] != u[:-1]) | (m[1:] != m[:-1]), True] if order.size else order.astype(bool)
