@@ -9,7 +9,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv install data java-check test test-fast lint format run bench bench-train clean css css-check bench-recs bench-catalog audit
+.PHONY: help venv install data java-check system-check test test-fast lint format run bench bench-train clean css css-check bench-recs bench-catalog audit
 
 help:
 	@echo "make run    start the whole stack on this machine (no Docker needed)"
@@ -56,7 +56,12 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: install data java-check css-check audit
+# The system programs the tests need (java, nginx, chromium, npm): installed with apt-get when
+# this user may (root or passwordless sudo), otherwise one error naming the command, at once.
+system-check:
+	@scripts/ensure_system.sh
+
+test: system-check install data java-check css-check audit
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

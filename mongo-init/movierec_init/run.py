@@ -121,3 +121,41 @@ async def run_init(settings: InitSettings, console: Console | None = None) -> In
     console.print(table)
     console.print("load summary:\n" + "\n".join(result.summary_lines))
     return summary
+
+
+async def run_accounts(settings: InitSettings) -> dict[str, str | int]:
+    """Only the accounts step of `run_init`, on an already initialised database.
+
+    Brings the admin account in line with ADMIN_USERNAME/ADMIN_PASSWORD (created, updated or
+    unchanged) and the existing demo logins with DEMO_PASSWORD; creates no demo logins and
+    touches nothing else. Prints one line `accounts: admin <state>, demo logins refreshed <n>`
+    (make run reports it). Raises RuntimeError when MongoDB cannot be reached.
+    """
+    client = make_client(settings.mongo_url, settings.mongo_timeout_ms)
+    try:
+        await wait_for_mongo(client)
+        db = client[settings.mongo_db]
+        hasher = PasswordHasher()
+        admin = "skipped (ADMIN_PASSWORD not set)"
+        if settings.admin_password is not None:
+            admin = await accounts.ensure_admin(
+                db, settings.admin_username, settings.admin_password.get_secret_value(), hasher
+            )
+        refreshed = 0
+        if settings.demo_password is not None:
+            _, refreshed = await accounts.ensure_demo_accounts(
+                db, [], settings.demo_password.get_secret_value(), hasher, settings.batch_size
+            )
+    finally:
+        await client.close()
+    what = {
+        "updated": "password (or role) changed to match ADMIN_PASSWORD",
+        "created": "created with ADMIN_PASSWORD",
+        "unchanged": "already matches ADMIN_PASSWORD",
+    }.get(admin, admin)
+    print(
+        f"accounts: admin {settings.admin_username!r} {what}; "
+        f"demo logins given DEMO_PASSWORD: {refreshed}",
+        flush=True,
+    )
+    return {"admin": admin, "demo_refreshed": refreshed}

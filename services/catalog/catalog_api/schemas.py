@@ -61,6 +61,13 @@ class MeResponse(BaseModel):
     role: str
 
 
+class SessionResponse(BaseModel):
+    """GET /api/auth/session: always 200, so a page can ask without an error for anonymity."""
+
+    authenticated: bool
+    user: MeResponse | None = None
+
+
 Rating = Annotated[
     float,
     Field(ge=0.5, le=5.0, multiple_of=0.5, examples=[4.5], description="0.5–5.0, steps of 0.5"),

@@ -91,3 +91,24 @@ def test_unknown_user_without_ratings_is_not_an_error(recs: RecsServer) -> None:
 def test_wrong_method_is_a_json_405(recs: RecsServer) -> None:
     r = recs.client.delete("/api/recs/users/1", headers=recs.service)
     assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_every_operation_refuses_unknown_query_parameters(recs: RecsServer) -> None:
+    from tests.support.query_params import assert_unknown_params_refused
+
+    assert assert_unknown_params_refused(recs.client) >= 6
+    # A documented name is honoured: k changes the list length, a misspelt one is refused.
+    r = recs.client.get("/api/recs/similar/1", params={"top_k": 3})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "unknown_parameter"
+
+
+def test_docs_are_offline_and_declare_the_security_schemes(recs: RecsServer) -> None:
+    from tests.support.api_docs import assert_docs_offline_and_secured
+
+    spec = recs.client.get("/openapi.json").json()
+    assert_docs_offline_and_secured(recs.client, spec)
+    assert spec["paths"]["/api/recs/me"]["get"]["security"] == [
+        {"bearer": []},
+        {"cookie": []},
+        {"apiKey": []},
+    ]

@@ -27,7 +27,8 @@ MovieId = Annotated[IdParam, Path(ge=1, le=2**31 - 1, description="MovieLens mov
         "(rating_sum + m·C)/(rating_count + m), so a movie with one 5★ rating is not first; "
         "`count` by number of ratings; `title`; `year` (oldest first); `year_desc`. "
         "`order` flips a sort's default direction. Without `sort`, a search is ordered by "
-        "popularity. `year_from`/`year_to` are accepted as aliases of `year_min`/`year_max`."
+        "popularity. `year_min`/`year_max` bound the release year (inclusive); a query "
+        "parameter this operation does not list is refused with 422 `unknown_parameter`."
     ),
 )
 async def list_movies(
@@ -37,13 +38,10 @@ async def list_movies(
     genre: Annotated[str | None, Query(pattern=GENRE_PATTERN, examples=["Comedy"])] = None,
     year_min: Annotated[int | None, Query(ge=1800, le=2100)] = None,
     year_max: Annotated[int | None, Query(ge=1800, le=2100)] = None,
-    year_from: Annotated[int | None, Query(ge=1800, le=2100, include_in_schema=False)] = None,
-    year_to: Annotated[int | None, Query(ge=1800, le=2100, include_in_schema=False)] = None,
     sort: SortKey = "",
     order: Literal["asc", "desc"] | None = None,
 ) -> MoviePage:
-    lo = year_min if year_min is not None else year_from
-    hi = year_max if year_max is not None else year_to
+    lo, hi = year_min, year_max
     if lo is not None and hi is not None and lo > hi:
         raise ApiError(422, "validation_error", "year_min must not be greater than year_max")
     key = sort or "popularity"
