@@ -14,6 +14,11 @@ them all):
   ml-10m            ratings.dat / movies.dat / tags.dat ("::"), UTF-8
   ml-20m, ml-25m, ml-32m, ml-latest-small   ratings.csv / movies.csv / links.csv / tags.csv, UTF-8
 
+  synthetic-25m, synthetic-10m, synthetic-1m, synthetic-100k   generated here, not downloaded:
+                    MovieLens-shaped CSVs at ml-25m's (or a smaller release's) counts,
+                    written by scripts/synth_movielens.py (for scale tests on machines that
+                    cannot download the real files)
+
 A zip downloaded by hand can be given with --zip (its MD5 is checked the same way, against
 --md5 or the published sum).
 """
@@ -31,6 +36,9 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import synth_movielens as synth  # a sibling script: run as a file or imported
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
@@ -139,6 +147,19 @@ def own_data(dest: Path) -> bool:
     return (dest / "ratings.csv").is_file() and (dest / "movies.csv").is_file()
 
 
+def make_synthetic(name: str, dest: Path) -> int:
+    """A generated MovieLens-shaped set (scripts/synth_movielens.py) instead of a download:
+    written once, kept while its README names the same preset and seed."""
+    stamp = f"{name}: a synthetic MovieLens-shaped data set"
+    readme = dest / "README.txt"
+    if readme.is_file() and readme.read_text(encoding="utf-8").startswith(stamp):
+        print(f"data ok: {dest} (synthetic, already generated)")
+        return 0
+    ratings, users, movies = synth.PRESETS[name]
+    synth.write(synth.SynthSpec(n_ratings=ratings, n_users=users, n_movies=movies), dest, name)
+    return 0
+
+
 def check_files(rel: Release, dest: Path) -> list[str]:
     return [n for n, h in rel.file_md5.items() if md5_file(dest / n) != h]
 
@@ -148,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--dataset",
         default=None,
-        choices=sorted(RELEASES),
+        choices=sorted([*RELEASES, *synth.PRESETS]),
         help="default: DATASET, else the --dest folder's name when it names a release, else "
         f"{DEFAULT}",
     )
@@ -164,8 +185,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"data ok: {args.dest} (your own ratings, not a MovieLens release: not fetched)")
         return 0
     name = name or DEFAULT
+    if name in synth.PRESETS:
+        return make_synthetic(name, args.dest or DATA / name)
     if name not in RELEASES:
-        print(f"error: DATASET={name!r}: choose one of {', '.join(RELEASES)}", file=sys.stderr)
+        choices = ", ".join([*RELEASES, *synth.PRESETS])
+        print(f"error: DATASET={name!r}: choose one of {choices}", file=sys.stderr)
         return 2
     rel = RELEASES[name]
     dest: Path = args.dest or DATA / rel.name

@@ -19,8 +19,8 @@ the same files, columns and quirks, at the same scale by default (25,000,095 rat
 Everything is vectorised; ratings.csv goes through Arrow's CSV writer (pyarrow is already a
 runtime dependency).
 
-    python bench/synth_movielens.py --preset synthetic-25m --out data/synthetic-25m
-    python bench/synth_movielens.py --ratings 100000 --users 600 --movies 9000 --out /tmp/s
+    python scripts/synth_movielens.py --preset synthetic-25m --out data/synthetic-25m
+    python scripts/synth_movielens.py --ratings 100000 --users 600 --movies 9000 --out /tmp/s
 """
 
 from __future__ import annotations
@@ -296,7 +296,7 @@ def write(spec: SynthSpec, out: Path, name: str = "synthetic") -> dict[str, int]
         _write_table(out / f"{table}.csv", columns)
         counts[table] = len(next(iter(columns.values())))
     (out / "README.txt").write_text(
-        f"{name}: a synthetic MovieLens-shaped data set written by bench/synth_movielens.py\n"
+        f"{name}: a synthetic MovieLens-shaped data set written by scripts/synth_movielens.py\n"
         f"(seed {spec.seed}; {counts['ratings']} ratings, {spec.n_users} users, "
         f"{counts['movies']} movies, {counts['tags']} tags). Not MovieLens data: generated, "
         "no licence restrictions. Same columns as MovieLens's CSV releases.\n",
