@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 from movierec_common import artifacts
-from movierec_common.movielens import load_movies, load_ratings
+from movierec_common.loader import load_dataset
 from movierec_common.tokens import issue_token
 from movierec_init.schema import INDEXES, LATE_INDEXES
 from pymongo import ASCENDING, MongoClient
@@ -44,9 +44,10 @@ class TrainedModel:
 
 
 def seed_movielens(url: str, db_name: str, data_dir: Path) -> None:
-    """movies (with damped-mean popularity, as the catalog computes it) and every rating."""
-    ratings = load_ratings(data_dir / "ratings.csv")
-    movies = load_movies(data_dir / "movies.csv")
+    """movies (with damped-mean popularity, as the catalog computes it) and every rating, read
+    and cleaned by the one loader (as mongo-init does)."""
+    ds = load_dataset(data_dir)
+    ratings, movies = ds.ratings, ds.movies
     client = MongoClient(url)
     try:
         db = client[db_name]
