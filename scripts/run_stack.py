@@ -49,7 +49,7 @@ VENV_BIN = Path(sys.executable).parent
 SECRET_NAMES = ("JWT_SECRET", "ADMIN_PASSWORD", "DEMO_PASSWORD", "API_KEY")
 # Settings some service reads that make run leaves at the service's own default unless the
 # caller's environment (or .env) sets them; honcho passes the environment through.
-PASSTHROUGH = frozenset({"JWT_TTL_SECONDS", "POPULARITY_PRIOR_WEIGHT"})
+PASSTHROUGH = frozenset({"JWT_TTL_SECONDS", "POPULARITY_PRIOR_WEIGHT", "SIGNUP_MAX_PER_CLIENT"})
 INFRA_WAIT_S = 120.0
 GRACE_S = 30.0
 # Printed once everything answers; tests/e2e and bench/run_all.py wait for this exact line.

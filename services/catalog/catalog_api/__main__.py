@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 import uvicorn
 from movierec_common.logs import setup_logging
+from movierec_common.tokens import InsecureSecret
 
 from .core.config import CatalogSettings
 from .main import create_app
@@ -12,8 +15,12 @@ from .main import create_app
 def main() -> None:
     settings = CatalogSettings()
     setup_logging(settings.log_level, settings.log_json)
+    try:
+        app = create_app(settings)
+    except InsecureSecret as exc:
+        sys.exit(f"catalog_api: refusing to start: {exc}")
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.catalog_host,
         port=settings.catalog_port,
         log_config=None,  # keep our JSON logging

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from movierec_common.account_check import USERS_COLLECTION, AccountCheck
 from movierec_common.api_errors import COMMON_ERROR_RESPONSES, install_error_handlers
 from movierec_common.limits import BodySizeLimit
 from movierec_common.mongo import make_client
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: RecommenderSettings | None = None) -> FastAPI:
     settings = settings or RecommenderSettings()
+    settings.check_jwt_secret()  # tokens.InsecureSecret for a published or short secret
     metrics = Metrics()
 
     @asynccontextmanager
@@ -52,6 +54,9 @@ def create_app(settings: RecommenderSettings | None = None) -> FastAPI:
             metrics=metrics,
             jwt_secret=settings.jwt_secret.get_secret_value(),
             api_keys=[k.get_secret_value() for k in settings.api_keys],
+            accounts=AccountCheck(
+                client[settings.mongo_db][USERS_COLLECTION], settings.account_cache_seconds
+            ),
         )
         # Neither a missing model nor an unreachable database stops start-up: the store serves
         # popularity, the movie cache retries, and /readyz reports what is missing.
