@@ -25,6 +25,7 @@ from movierec_common.api_errors import (
 from movierec_common.limits import BodySizeLimit
 from movierec_common.mongo import make_client, wait_for_mongo
 from movierec_common.request_middleware import RequestMiddleware
+from movierec_common.web_security import OriginCheck, SecurityHeaders
 from movierec_init.model import USERS
 
 from .api.deps import AppState
@@ -142,7 +143,10 @@ def create_app(settings: CatalogSettings) -> FastAPI:
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
         )
+    # Cookie-authenticated changes only from our own pages or CORS_ORIGINS (403 otherwise).
+    app.add_middleware(OriginCheck, allowed_origins=settings.cors_origins)
     app.add_middleware(BodySizeLimit)  # before parsing: 413 for oversized bodies
+    app.add_middleware(SecurityHeaders)  # on every response, errors included
     app.add_middleware(
         RequestMiddleware,
         requests=metrics.requests,

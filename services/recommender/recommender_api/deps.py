@@ -60,6 +60,14 @@ async def get_principal(request: Request) -> Principal:
         raise ApiError(401, code, str(exc), headers=_CHALLENGE) from exc
 
 
+async def optional_principal(request: Request) -> Principal | None:
+    """The caller when valid credentials came with the request, else None (never an error)."""
+    try:
+        return await get_principal(request)
+    except ApiError:
+        return None
+
+
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 State = Annotated[AppState, Depends(get_state)]
 

@@ -13,6 +13,7 @@ from movierec_common.api_errors import COMMON_ERROR_RESPONSES, install_error_han
 from movierec_common.limits import BodySizeLimit
 from movierec_common.mongo import make_client
 from movierec_common.request_middleware import RequestMiddleware
+from movierec_common.web_security import OriginCheck, SecurityHeaders
 
 from .config import RecommenderSettings
 from .metrics import Metrics
@@ -94,6 +95,9 @@ def create_app(settings: RecommenderSettings | None = None) -> FastAPI:
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
         )
+    # Cookie-authenticated changes only from our own pages or CORS_ORIGINS (403 otherwise).
+    app.add_middleware(OriginCheck, allowed_origins=settings.cors_origins)
     app.add_middleware(BodySizeLimit)  # before parsing: 413 for oversized bodies
+    app.add_middleware(SecurityHeaders)  # on every response, errors included
     app.add_middleware(RequestMiddleware, requests=metrics.requests, latency=metrics.latency)
     return app
