@@ -256,7 +256,7 @@ def run_retrain(
 
 
 def make_spark(settings: TrainerSettings, master: str | None = None):
-    from movierec_trainer.session import build_spark
+    from movierec_trainer.session import build_spark, spark_auth_conf
     from movierec_trainer.spark_watch import CONF_NO_EXECUTOR_TIMEOUT
 
     return build_spark(
@@ -267,7 +267,10 @@ def make_spark(settings: TrainerSettings, master: str | None = None):
         driver_host=settings.spark_driver_host,
         bind_address=settings.spark_driver_bind_address,
         # Every watched Spark action of a job reads the grace period from the context.
-        extra_conf={CONF_NO_EXECUTOR_TIMEOUT: str(settings.spark_no_executor_timeout_seconds)},
+        extra_conf={
+            CONF_NO_EXECUTOR_TIMEOUT: str(settings.spark_no_executor_timeout_seconds),
+            **spark_auth_conf(settings.spark_auth_secret),
+        },
     )
 
 
