@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+from movierec_common import artifacts
 from movierec_common.tokens import COOKIE_NAME, DEV_ONLY_JWT_SECRET
 from pymongo import MongoClient
 
@@ -472,3 +474,81 @@ def test_forwarded_addresses_are_believed_only_from_loopback_proxies(stack: Stac
             )
             statuses.append(r.status_code)
     assert statuses == [401] * 8 + [429] * 2, statuses
+
+
+# --- F4, F5: what the APIs show and the headers they send ------------------------------------
+
+
+def test_model_paths_are_shown_to_admins_only(stack: Stack) -> None:
+    rng = np.random.default_rng(7)
+    n_users, n_items, k = 6, 8, 3
+    arrays = {
+        "P": 0.3 * rng.standard_normal((n_users, k)),
+        "Q": 0.3 * rng.standard_normal((n_items, k)),
+        "user_bias": 0.1 * rng.standard_normal(n_users),
+        "item_bias": 0.1 * rng.standard_normal(n_items),
+        "global_mean": np.array(3.5),
+        "user_ids": np.arange(1, n_users + 1, dtype=np.int64),
+        "item_ids": np.arange(1, n_items + 1, dtype=np.int64),
+        "item_counts": np.arange(1, n_items + 1, dtype=np.int64),
+    }
+    secret_dir = "/srv/private-data/ml-latest"
+    manifest = {
+        "params": {"explicit": {"rank": k}, "ranking": None},
+        "data": {"path": secret_dir, "snapshot": "/var/lib/trainer/snap-1.parquet", "n": 48},
+        "metrics": {"rmse": 0.9},
+    }
+    version = artifacts.save_model(stack.catalog.model_dir, arrays, manifest)
+
+    def info(headers: dict[str, str]) -> httpx.Response:
+        return httpx.get(f"{stack.recs_url}/api/recs/model", headers=headers, timeout=30)
+
+    deadline = time.monotonic() + 60
+    while info({}).json().get("version") != version:
+        assert time.monotonic() < deadline, info({}).text
+        time.sleep(0.5)
+    anonymous = info({})
+    _, _, user, _ = stack.register("paths")
+    for r in (anonymous, info(bearer(user))):
+        assert r.status_code == 200, r.text
+        assert secret_dir not in r.text and "/var/lib/trainer" not in r.text, r.text
+        assert r.json()["data"]["path"] == "<path>" and r.json()["data"]["n"] == 48
+    admin = stack.login("admin", ADMIN_PASSWORD).json()["access_token"]
+    shown = info(bearer(admin)).json()
+    assert shown["data"]["path"] == secret_dir, shown
+
+
+SECURITY = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "strict-origin-when-cross-origin",
+}
+
+
+def test_apis_send_security_headers_themselves(stack: Stack) -> None:
+    cat, recs = stack.catalog.base_url, stack.recs_url
+    _, _, token, _ = stack.register("hdr")
+    responses = {
+        "catalog json": httpx.get(f"{cat}/api/movies"),
+        "catalog 404": httpx.get(f"{cat}/api/movies/999999999"),
+        "catalog 401": httpx.get(f"{cat}/api/auth/me"),
+        "catalog 422": httpx.get(f"{cat}/api/movies", params={"page": 0}),
+        "recs json": httpx.get(f"{recs}/api/recs/model"),
+        "recs 401": httpx.get(f"{recs}/api/recs/me"),
+        "recs 404": httpx.get(f"{recs}/api/nope"),
+        "me": httpx.get(f"{cat}/api/auth/me", headers=bearer(token)),
+    }
+    for name, r in responses.items():
+        for header, value in SECURITY.items():
+            assert r.headers.get_list(header) == [value], (name, header, r.headers)
+        assert "frame-ancestors 'none'" in r.headers.get("content-security-policy", ""), name
+    # Responses that carry or describe credentials are never stored by a cache.
+    login = stack.login("admin", ADMIN_PASSWORD)
+    for r in (login, responses["me"]):
+        assert r.headers.get("cache-control") == "no-store", r.headers
+    # Through nginx each header arrives once (nginx's values, the apps' copies hidden).
+    for path in ("/api/movies", "/api/recs/model", "/api/auth/me"):
+        r = httpx.get(f"{stack.web_url}{path}")
+        for header, value in SECURITY.items():
+            assert r.headers.get_list(header) == [value], (path, header, r.headers)
+        assert len(r.headers.get_list("content-security-policy")) == 1, r.headers
