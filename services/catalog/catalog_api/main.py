@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from movierec_common.account_check import AccountCheck
 from movierec_common.api_errors import (
@@ -22,8 +22,10 @@ from movierec_common.api_errors import (
     OrjsonResponse,
     install_error_handlers,
 )
+from movierec_common.docs import install_docs
 from movierec_common.limits import BodySizeLimit
 from movierec_common.mongo import make_client, wait_for_mongo
+from movierec_common.query_params import reject_unknown_query_params
 from movierec_common.request_middleware import RequestMiddleware
 from movierec_common.web_security import OriginCheck, SecurityHeaders
 from movierec_init.model import USERS
@@ -130,7 +132,11 @@ def create_app(settings: CatalogSettings) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         default_response_class=OrjsonResponse,
+        dependencies=[Depends(reject_unknown_query_params)],
+        docs_url=None,  # movierec_common.docs serves Swagger UI offline
+        redoc_url=None,
     )
+    install_docs(app)
     app.state.catalog = None
     install_error_handlers(app)
     for module in (ops, auth, movies, ratings, admin):

@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from movierec_common.api_errors import ApiError
+from movierec_common.docs import documented_credentials
 from movierec_common.tokens import (
     API_KEY_HEADER,
     COOKIE_NAME,
@@ -29,7 +30,13 @@ def get_state(request: Request) -> AppState:
     return request.app.state.recs
 
 
-async def get_principal(request: Request) -> Principal:
+async def get_principal(
+    request: Request, _doc: Annotated[None, Depends(documented_credentials)]
+) -> Principal:
+    return await resolve_principal(request)
+
+
+async def resolve_principal(request: Request) -> Principal:
     """API key (service), else Bearer header, else the login cookie; a token is then checked
     against the account as stored now (movierec_common.account_check): deleted accounts and
     revoked tokens get 401 and the role is the stored one."""
@@ -63,7 +70,7 @@ async def get_principal(request: Request) -> Principal:
 async def optional_principal(request: Request) -> Principal | None:
     """The caller when valid credentials came with the request, else None (never an error)."""
     try:
-        return await get_principal(request)
+        return await resolve_principal(request)
     except ApiError:
         return None
 

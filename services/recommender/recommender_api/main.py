@@ -6,12 +6,14 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from movierec_common.account_check import USERS_COLLECTION, AccountCheck
 from movierec_common.api_errors import COMMON_ERROR_RESPONSES, install_error_handlers
+from movierec_common.docs import install_docs
 from movierec_common.limits import BodySizeLimit
 from movierec_common.mongo import make_client
+from movierec_common.query_params import reject_unknown_query_params
 from movierec_common.request_middleware import RequestMiddleware
 from movierec_common.web_security import OriginCheck, SecurityHeaders
 
@@ -83,7 +85,11 @@ def create_app(settings: RecommenderSettings | None = None) -> FastAPI:
         version="1.0",
         description="Personalised top-N, fold-in for new users, similar movies, predictions.",
         lifespan=lifespan,
+        dependencies=[Depends(reject_unknown_query_params)],
+        docs_url=None,  # movierec_common.docs serves Swagger UI offline
+        redoc_url=None,
     )
+    install_docs(app)
     install_error_handlers(app)
     app.include_router(recs.router, responses=COMMON_ERROR_RESPONSES)
     app.include_router(ops.router, responses=COMMON_ERROR_RESPONSES)
@@ -99,5 +105,10 @@ def create_app(settings: RecommenderSettings | None = None) -> FastAPI:
     app.add_middleware(OriginCheck, allowed_origins=settings.cors_origins)
     app.add_middleware(BodySizeLimit)  # before parsing: 413 for oversized bodies
     app.add_middleware(SecurityHeaders)  # on every response, errors included
-    app.add_middleware(RequestMiddleware, requests=metrics.requests, latency=metrics.latency)
+    app.add_middleware(
+        RequestMiddleware,
+        requests=metrics.requests,
+        latency=metrics.latency,
+        access_log=logging.getLogger("recommender_api.access"),
+    )
     return app

@@ -22,9 +22,10 @@ from ...schemas import (
     MeResponse,
     PasswordChange,
     RegisterRequest,
+    SessionResponse,
     UserOut,
 )
-from ..deps import CurrentPrincipal, CurrentUser, State, optional_principal
+from ..deps import CurrentPrincipal, CurrentUser, OptionalPrincipal, State
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
@@ -132,8 +133,7 @@ async def login(
     status_code=204,
     summary="Log out: clears the cookie and ends every token of the account (all sessions)",
 )
-async def logout(request: Request, state: State) -> Response:
-    principal = await optional_principal(request, state)
+async def logout(principal: OptionalPrincipal, state: State) -> Response:
     if principal is not None and principal.user_id is not None:
         await state.repos.users.bump_token_version(principal.user_id)
         state.accounts.forget(principal.user_id)
@@ -193,3 +193,18 @@ async def change_password(
 @router.get("/me", response_model=MeResponse, summary="Who am I")
 async def me(principal: CurrentPrincipal) -> MeResponse:
     return MeResponse(userId=principal.user_id, username=principal.username, role=principal.role)
+
+
+@router.get(
+    "/session",
+    response_model=SessionResponse,
+    summary="Am I logged in? (200 either way)",
+    description="Like `/api/auth/me`, but an anonymous caller (or an expired or invalid "
+    'credential) gets 200 `{"authenticated": false}` instead of 401, so the web UI can ask '
+    "on every page load without logging an error.",
+)
+async def session(principal: OptionalPrincipal) -> SessionResponse:
+    if principal is None:
+        return SessionResponse(authenticated=False)
+    user = MeResponse(userId=principal.user_id, username=principal.username, role=principal.role)
+    return SessionResponse(authenticated=True, user=user)
