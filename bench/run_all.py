@@ -210,6 +210,7 @@ def start_stack(var_dir: Path, timeout: float = 900) -> Stack:
         "JWT_SECRET": secrets.token_urlsafe(48),
         "API_KEYS": json.dumps([secrets.token_urlsafe(24)]),
         "MONGO_DB": "movierec_bench_stack",
+        "SIGNUP_MAX_PER_CLIENT": "100000",  # load_mix registers its users from one address
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("MONGO_URL", None)
