@@ -48,6 +48,7 @@ class RatingsRepo:
         self, db: AsyncDatabase, movies: MoviesRepo, stats: StatsReconciler | None = None
     ) -> None:
         self.ratings = db[model.RATINGS]
+        self.deletions = db[model.RATING_DELETIONS]
         self.movies = movies
         self.stats = stats or StatsReconciler(db, movies)
         # A writer gives up before its rating write once half the stale age has passed, so no
@@ -133,6 +134,11 @@ class RatingsRepo:
             if before is None:
                 await self.movies.apply_rating_delta(movie_id, 0, 0.0, op)  # release the mark
                 return None
+            # The deletion is recorded (with its time) before the rating goes, so the retrain
+            # merge drops an older MovieLens file row of this pair instead of bringing it back.
+            await self.deletions.update_one(
+                key, {"$set": {**key, "deleted_at": int(time.time())}}, upsert=True
+            )
             res = await self.ratings.delete_one({"_id": before["_id"], "v": before.get("v")})
             if res.deleted_count != 1:
                 continue
