@@ -352,6 +352,15 @@ def _train_gate_publish(
     return RetrainResult("succeeded", version, m, phases, verdict, snap.summary.to_dict())
 
 
+def spark_context_alive(spark: Any) -> bool:
+    """False when the session's SparkContext was stopped, on either side of py4j."""
+    try:
+        jsc = spark.sparkContext._jsc
+        return jsc is not None and not jsc.sc().isStopped()
+    except Exception:  # py4j gateway gone, or the context half torn down
+        return False
+
+
 def make_spark(settings: TrainerSettings, master: str | None = None):
     from movierec_trainer.session import build_spark, spark_auth_conf
     from movierec_trainer.spark_watch import CONF_NO_EXECUTOR_TIMEOUT
@@ -641,6 +650,15 @@ class Worker:
     # -- running a job ---------------------------------------------------------------------
 
     def spark(self):
+        """The worker's SparkSession, built again when the old one's context is dead: the
+        application killed from the master (UI or REST), or the master restarted. Without this
+        every later job failed at once (`'NoneType' object has no attribute 'blockManager'`)
+        until someone restarted the trainer (issue 19 C)."""
+        if self._spark is not None and not spark_context_alive(self._spark):
+            log.warning("the Spark application is gone (killed or master lost); new session")
+            with contextlib.suppress(Exception):
+                self._spark.stop()  # clears pyspark's active context so a new one can start
+            self._spark = None
         if self._spark is None:
             self._spark = make_spark(self.settings)
         return self._spark
