@@ -650,8 +650,8 @@ class Worker:
     # -- running a job ---------------------------------------------------------------------
 
     def spark(self):
-        """The worker's SparkSession, built again when the old one's context is dead: the
-        application killed from the master (UI or REST), or the master restarted. Without this
+        """The worker's SparkSession, built again when the old one's context is dead (the
+        application killed from the master's UI or REST API, which stops it). Without this
         every later job failed at once (`'NoneType' object has no attribute 'blockManager'`)
         until someone restarted the trainer (issue 19 C)."""
         if self._spark is not None and not spark_context_alive(self._spark):
