@@ -35,6 +35,8 @@ pytestmark = pytest.mark.timeout(300)
 WRITERS = 8
 MOVIES = [1, 2, 3, 6, 10, 32, 47, 50, 110, 150, 260, 296, 318, 356, 480, 527, 589, 593]
 KILL_AFTER_S = 4.0
+KILL_AT_MOST_S = 60.0
+MIN_ACKS = 20
 WRITE_AFTER_KILL_S = 1.5
 RUNS = 3
 UNSET = object()
@@ -123,7 +125,14 @@ def drill(st: HStack, run: int) -> dict:
     for t in threads:
         t.start()
     try:
-        time.sleep(KILL_AFTER_S)
+        # Mid-burst: after KILL_AFTER_S and at least MIN_ACKS acknowledged writes (a loaded
+        # machine answers slowly), at most KILL_AT_MOST_S into the burst.
+        started = time.monotonic()
+        while time.monotonic() - started < KILL_AT_MOST_S and (
+            time.monotonic() - started < KILL_AFTER_S
+            or sum(p.acks for log in logs.values() for p in list(log.values())) < MIN_ACKS
+        ):
+            time.sleep(0.1)
         st.mongo.kill()  # SIGKILL: no shutdown, no checkpoint
         killed_at = time.monotonic()
         time.sleep(WRITE_AFTER_KILL_S)  # writes keep coming while it is down
@@ -180,7 +189,7 @@ def test_database_sigkill_mid_burst_loses_no_acknowledged_write(hstack: HStack, 
         res = drill(hstack, run)
         results.append(res)
         print(json.dumps(res, default=str))
-        assert res["acknowledged_ratings"] >= 20, res  # the burst really wrote something
+        assert res["acknowledged_ratings"] >= MIN_ACKS, res  # the burst really wrote something
         assert not res["lost_ratings"], res
         assert not res["lost_registrations"], res
     (output_dir / "hardening").mkdir(exist_ok=True)
