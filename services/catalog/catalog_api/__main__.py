@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import uvicorn
 from movierec_common.cli import settings_parser
 from movierec_common.logs import setup_logging
 
 from .core.config import CatalogSettings
-from .main import create_app
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -17,6 +15,11 @@ def main(argv: list[str] | None = None) -> None:
         "CATALOG_HOST:CATALOG_PORT.",
         CatalogSettings,
     ).parse_args(argv)
+    # The server and the app are imported only now, so --help answers at once.
+    import uvicorn
+
+    from .main import create_app
+
     settings = CatalogSettings()
     setup_logging(settings.log_level, settings.log_json)
     uvicorn.run(
