@@ -47,3 +47,20 @@ class RecommenderSettings(CommonSettings):
         60.0, gt=0, description="How often movie metadata and popularity are re-read."
     )
     cors_origins: list[str] = Field(default_factory=list, description="Allowed CORS origins.")
+    # --- impressions and A/B experiments (issue 17) ---
+    impressions_enabled: bool = Field(
+        True, description="Record every returned list in `impressions` (off: nothing written)."
+    )
+    impressions_queue_size: int = Field(
+        10000, ge=1, description="Impressions waiting to be written; beyond this they are dropped."
+    )
+    impressions_batch_size: int = Field(500, ge=1, description="Most impressions per insert.")
+    impressions_flush_seconds: float = Field(
+        0.5, gt=0, description="Longest wait to fill a batch before writing what there is."
+    )
+    impressions_write_timeout_seconds: float = Field(
+        1.0, gt=0, description="A batch whose write takes longer is dropped (and counted)."
+    )
+    experiments_poll_seconds: float = Field(
+        5.0, gt=0, description="How often the running A/B experiment is re-read from MongoDB."
+    )

@@ -57,7 +57,16 @@ def get_principal(request: Request) -> Principal:
         raise ApiError(401, code, str(exc), headers=_CHALLENGE) from exc
 
 
+def get_optional_principal(request: Request) -> Principal | None:
+    """The caller if they sent valid credentials, else None (public routes: impressions only)."""
+    try:
+        return get_principal(request)
+    except ApiError:
+        return None
+
+
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+OptionalPrincipal = Annotated[Principal | None, Depends(get_optional_principal)]
 State = Annotated[AppState, Depends(get_state)]
 
 

@@ -38,6 +38,11 @@ class RecsResponse(BaseModel):
         "are still counted).",
     )
     items: list[RecItem]
+    list_id: str | None = Field(
+        None, description="Id of this list's impression record (32 hex chars)."
+    )
+    experiment_id: str | None = Field(None, description="A/B experiment this list served.")
+    arm: Literal["control", "candidate"] | None = Field(None, description="The user's arm.")
 
 
 class BatchRequest(BaseModel):
@@ -68,6 +73,9 @@ class SimilarResponse(BaseModel):
     min_ratings: int
     model_version: str
     items: list[SimilarItem]
+    list_id: str | None = Field(
+        None, description="Id of this list's impression record (32 hex chars)."
+    )
 
 
 class PredictResponse(BaseModel):

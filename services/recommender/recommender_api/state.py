@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pymongo import AsyncMongoClient
 
 from .config import RecommenderSettings
+from .experiments import ExperimentRunner
+from .impressions import ImpressionRecorder
 from .metrics import Metrics
 from .model_store import ModelStore
 from .movies import MovieCache
@@ -23,3 +25,5 @@ class AppState:
     metrics: Metrics
     jwt_secret: str
     api_keys: list[str]
+    impressions: ImpressionRecorder
+    experiments: ExperimentRunner

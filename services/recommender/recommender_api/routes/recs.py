@@ -14,7 +14,13 @@ from fastapi import APIRouter, Path, Query
 from movierec_common.api_errors import ApiError, OrjsonResponse
 
 from .. import service
-from ..deps import CurrentPrincipal, State, require_privileged, require_read
+from ..deps import (
+    CurrentPrincipal,
+    OptionalPrincipal,
+    State,
+    require_privileged,
+    require_read,
+)
 from ..rated import many_user_rated, user_rated
 from ..repository import UserRatings
 from ..schemas import (
@@ -92,7 +98,8 @@ async def _user_list(
     k = k or state.settings.default_k
     canonical = _resolve_genre(state, genre)
     excluded = _parse_exclude(state, exclude)
-    model = state.store.current
+    assignment = state.experiments.assign(user_id)
+    model = assignment.model
     rated = await user_rated(state.repo, model, user_id, state.settings.rated_lookup)
     result = service.recommend(
         model,
@@ -105,6 +112,13 @@ async def _user_list(
         order=strategy,
     )
     state.metrics.strategy.labels(result["strategy"]).inc()
+    state.impressions.record_result(
+        result,
+        kind="user",
+        user_id=user_id,
+        experiment_id=assignment.experiment_id,
+        arm=assignment.arm,
+    )
     # Built from plain Python values by service.py; serialised directly (the response_model
     # still documents it) to keep pydantic re-validation off the hot path.
     return OrjsonResponse(result)
@@ -151,14 +165,22 @@ async def batch_recs(body: BatchRequest, principal: CurrentPrincipal, state: Sta
         raise ApiError(422, "validation_error", "userIds: ids must be in 0..2^53")
     canonical = _resolve_genre(state, body.genre)
     user_ids = list(dict.fromkeys(body.userIds))
-    model = state.store.current
     catalog = state.movies.catalog
-    rated = await many_user_rated(state.repo, model, user_ids, state.settings.rated_lookup)
+    # Users of an A/B experiment are served by their arm's model: one rated-lookup per model.
+    assigned = {u: state.experiments.assign(u) for u in user_ids}
+    by_model: dict[int, list[int]] = {}
+    for u, a in assigned.items():
+        by_model.setdefault(id(a.model), []).append(u)
+    rated: dict = {}
+    for group in by_model.values():
+        model_of_group = assigned[group[0]].model
+        lookup = state.settings.rated_lookup
+        rated |= await many_user_rated(state.repo, model_of_group, group, lookup)
 
     def _run() -> list[dict]:
         return [
             service.recommend(
-                model,
+                assigned[u].model,
                 catalog,
                 u,
                 rated[u],
@@ -170,11 +192,19 @@ async def batch_recs(body: BatchRequest, principal: CurrentPrincipal, state: Sta
         ]
 
     results = await asyncio.to_thread(_run) if len(user_ids) > 20 else _run()
+    for u, result in zip(user_ids, results, strict=True):
+        a = assigned[u]
+        state.impressions.record_result(
+            result, kind="batch", user_id=u, experiment_id=a.experiment_id, arm=a.arm
+        )
+    model = state.store.current
     return {"model_version": model.version if model else None, "results": results}
 
 
 @router.get("/similar/{movie_id}", response_model=SimilarResponse)
-async def similar_movies(movie_id: MovieIdPath, state: State, k: K = None) -> OrjsonResponse:
+async def similar_movies(
+    movie_id: MovieIdPath, state: State, principal: OptionalPrincipal, k: K = None
+) -> OrjsonResponse:
     """Cosine neighbours in factor space; public, it reveals nothing about any user."""
     model = state.store.current
     if model is None:
@@ -186,6 +216,10 @@ async def similar_movies(movie_id: MovieIdPath, state: State, k: K = None) -> Or
             movie_id,
             k or state.settings.default_k,
             state.settings.similar_min_ratings,
+        )
+        user_id = principal.user_id if principal is not None else None
+        state.impressions.record_result(
+            result, kind="similar", user_id=user_id, source_movie_id=movie_id
         )
         return OrjsonResponse(result)
     except service.UnknownMovieError:
