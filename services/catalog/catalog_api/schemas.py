@@ -216,3 +216,28 @@ class ActivateResponse(BaseModel):
 
 class Health(BaseModel):
     status: str
+
+
+# --- online evaluation and A/B experiments (issue 17) ---
+
+
+class ExperimentStart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    candidate: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
+        description="A published model version to test against CURRENT (the control).",
+    )
+    split: float = Field(
+        0.5, gt=0, lt=1, description="Share of users served by the candidate (0 < split < 1)."
+    )
+
+
+class ExperimentEnd(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    winner: Literal["control", "candidate"] | None = Field(
+        None,
+        description="`candidate`: it becomes CURRENT (verified activation); `control` or none: "
+        "CURRENT stays; either way the experiment ends.",
+    )

@@ -57,6 +57,13 @@ class CatalogSettings(CommonSettings):
         description="How often the in-process movie list picks up other replicas' new ratings.",
     )
     retrain_slot_stale_seconds: float = Field(30.0, gt=0)
+    hit_window_days: float = Field(
+        7.0,
+        gt=0,
+        le=90,
+        description="Online metrics: a rating within this many days of a movie being shown to "
+        "that user counts as a hit for the list that showed it.",
+    )
 
     @field_validator("trusted_proxies")
     @classmethod

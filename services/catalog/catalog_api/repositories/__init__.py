@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from pymongo import AsyncMongoClient
 
+from .experiments import ExperimentsRepo
 from .health import HealthRepo
 from .jobs import JobsRepo
 from .movies import MoviesRepo
@@ -20,6 +21,7 @@ class Repos:
     ratings: RatingsRepo
     jobs: JobsRepo
     health: HealthRepo
+    experiments: ExperimentsRepo
 
 
 def make_repos(
@@ -37,4 +39,5 @@ def make_repos(
         movies=movies,
         ratings=RatingsRepo(db, movies),
         jobs=JobsRepo(db, slot_stale_seconds),
+        experiments=ExperimentsRepo(db),
     )
