@@ -27,7 +27,7 @@ from movierec_common.mongo import make_client, wait_for_mongo
 from movierec_common.request_middleware import RequestMiddleware
 
 from .api.deps import AppState
-from .api.routes import admin, auth, experiments, movies, ops, ratings
+from .api.routes import admin, admin_movies, auth, experiments, movies, ops, ratings
 from .core.config import CatalogSettings
 from .core.security import LoginLimiter, Passwords, TokenService
 from .metrics import Metrics, access_log
@@ -117,7 +117,7 @@ def create_app(settings: CatalogSettings) -> FastAPI:
     )
     app.state.catalog = None
     install_error_handlers(app)
-    for module in (ops, auth, movies, ratings, admin, experiments):
+    for module in (ops, auth, movies, ratings, admin, experiments, admin_movies):
         app.include_router(module.router, responses=COMMON_ERROR_RESPONSES)
     if settings.cors_origins:
         app.add_middleware(

@@ -90,6 +90,7 @@ class Movie(MovieStats):
     genres: list[str]
     imdbId: str | None = None
     tmdbId: int | None = None
+    new: bool = Field(False, description="Added by an admin after the MovieLens import.")
 
 
 class MyRating(BaseModel):
@@ -241,3 +242,42 @@ class ExperimentEnd(BaseModel):
         description="`candidate`: it becomes CURRENT (verified activation); `control` or none: "
         "CURRENT stays; either way the experiment ends.",
     )
+
+
+class NewMovie(BaseModel):
+    """A movie added by an admin between retrains."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: StrictStr = Field(min_length=1, max_length=300, examples=["Paddington 3 (2025)"])
+    year: int | None = Field(None, ge=1870, le=2100)
+    genres: list[StrictStr] = Field(
+        min_length=1, max_length=10, description="Genre names as the catalogue spells them."
+    )
+    imdbId: StrictStr | None = Field(None, pattern=r"^[0-9]{1,10}$", description="IMDb digits.")
+    tmdbId: int | None = Field(None, ge=1, le=2**31 - 1)
+    tags: list[StrictStr] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Free-text tags (like MovieLens tags.csv), used by the content profile.",
+    )
+
+    @field_validator("title")
+    @classmethod
+    def _title(cls, v: str) -> str:
+        v = v.strip()
+        if not v or any(ord(c) < 32 for c in v):
+            raise ValueError("title must be non-blank printable text")
+        return v
+
+    @field_validator("genres", "tags")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        out = []
+        for g in v:
+            g = g.strip()
+            if not g or len(g) > 64 or any(ord(c) < 32 for c in g):
+                raise ValueError("each entry must be 1-64 printable characters")
+            if g not in out:
+                out.append(g)
+        return out

@@ -61,6 +61,19 @@ class RecommenderSettings(CommonSettings):
     impressions_write_timeout_seconds: float = Field(
         1.0, gt=0, description="A batch whose write takes longer is dropped (and counted)."
     )
+    new_movie_slots: int = Field(
+        1,
+        ge=0,
+        le=10,
+        description="Last positions of a personalised list offered to movies added since the "
+        "model was trained (content profile, new_movies.py); 0 turns this off.",
+    )
+    new_movie_min_predicted: float = Field(
+        3.5,
+        ge=0.5,
+        le=5.0,
+        description="A new movie takes a slot only if the user's predicted rating reaches this.",
+    )
     experiments_poll_seconds: float = Field(
         5.0, gt=0, description="How often the running A/B experiment is re-read from MongoDB."
     )

@@ -20,6 +20,7 @@ from .impressions import ImpressionRecorder
 from .metrics import Metrics
 from .model_store import ModelStore
 from .movies import MovieCache
+from .new_movies import ContentProfiles
 from .repository import Repository
 from .routes import ops, recs
 from .state import AppState
@@ -69,6 +70,7 @@ def create_app(settings: RecommenderSettings | None = None) -> FastAPI:
             api_keys=[k.get_secret_value() for k in settings.api_keys],
             impressions=impressions,
             experiments=experiments,
+            content=ContentProfiles(settings.similar_min_ratings),
         )
         # Neither a missing model nor an unreachable database stops start-up: the store serves
         # popularity, the movie cache retries, and /readyz reports what is missing.

@@ -23,6 +23,9 @@ class RecItem(BaseModel):
         "rating, or damped-mean popularity."
     )
     strategy: Strategy
+    new: bool = Field(
+        False, description="Added after the model was trained: served from a content profile."
+    )
 
 
 class RecsResponse(BaseModel):
@@ -65,10 +68,12 @@ class SimilarItem(BaseModel):
     year: int | None = None
     genres: list[str] = Field(default_factory=list)
     similarity: float
+    new: bool = Field(False, description="Added after the model was trained (content profile).")
 
 
 class SimilarResponse(BaseModel):
     movieId: int
+    new: bool = Field(False, description="The movie itself is new: neighbours by its profile.")
     factors: Literal["explicit", "ranking", "blend"]
     min_ratings: int
     model_version: str

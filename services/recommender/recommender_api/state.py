@@ -12,6 +12,7 @@ from .impressions import ImpressionRecorder
 from .metrics import Metrics
 from .model_store import ModelStore
 from .movies import MovieCache
+from .new_movies import ContentProfiles
 from .repository import Repository
 
 
@@ -27,3 +28,4 @@ class AppState:
     api_keys: list[str]
     impressions: ImpressionRecorder
     experiments: ExperimentRunner
+    content: ContentProfiles

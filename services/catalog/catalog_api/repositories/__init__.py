@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from pymongo import AsyncMongoClient
 
+from .admin_movies import AdminMoviesRepo
 from .experiments import ExperimentsRepo
 from .health import HealthRepo
 from .jobs import JobsRepo
@@ -22,6 +23,7 @@ class Repos:
     jobs: JobsRepo
     health: HealthRepo
     experiments: ExperimentsRepo
+    admin_movies: AdminMoviesRepo
 
 
 def make_repos(
@@ -40,4 +42,5 @@ def make_repos(
         ratings=RatingsRepo(db, movies),
         jobs=JobsRepo(db, slot_stale_seconds),
         experiments=ExperimentsRepo(db),
+        admin_movies=AdminMoviesRepo(db, prior_weight),
     )

@@ -6,6 +6,7 @@ import { h, replace } from "../dom.js";
 import { emptyState, errorBox, fmt, spinner, toast } from "../components.js";
 import { historySeries, lineChart } from "../chart.js";
 import { experimentPanel, onlineMetricsPanel } from "./admin_online.js";
+import { addMoviePanel } from "./admin_movies.js";
 
 const POLL_MS = 1000;
 const TERMINAL = new Set(["succeeded", "failed", "rejected", "cancelled"]);
@@ -391,6 +392,6 @@ export async function adminPage(ctx) {
     "div",
     { dataset: { page: "admin" } },
     h("h1", { class: "mb-6 text-2xl font-extrabold tracking-tight sm:text-3xl" }, "Model admin"),
-    h("div", { class: "space-y-6" }, top, versionsSlot, onlineSlot, jobsSlot),
+    h("div", { class: "space-y-6" }, top, versionsSlot, onlineSlot, addMoviePanel(ctx), jobsSlot),
   );
 }
