@@ -372,6 +372,7 @@ def test_accessibility_light_dark_desktop_and_phone(browser: Browser, stack: Sta
     assert problems == [], "\n".join(problems)
 
 
+@pytest.mark.timeout(1500)  # may pay for the stack's start-up, then waits for a movie refresh
 def test_admin_experiment_panel_and_new_movie(
     context: BrowserContext, stack: Stack, screenshots: Path
 ) -> None:

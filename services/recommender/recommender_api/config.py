@@ -59,7 +59,11 @@ class RecommenderSettings(CommonSettings):
         0.5, gt=0, description="Longest wait to fill a batch before writing what there is."
     )
     impressions_write_timeout_seconds: float = Field(
-        1.0, gt=0, description="A batch whose write takes longer is dropped (and counted)."
+        5.0,
+        gt=0,
+        description="A batch whose write takes longer is dropped (and counted). Off the request "
+        "path, so it only bounds how long the writer waits; at 1 s the embedded database on an "
+        "overloaded 2-core machine (load average 16) dropped 62 % of batches (bench/REPORT.md).",
     )
     new_movie_slots: int = Field(
         1,
