@@ -411,6 +411,29 @@ def test_admin_experiment_panel_and_new_movie(
     arms = page.locator("#experiment table.experiment-arms")
     expect(arms).to_contain_text(candidate)
     expect(arms).to_contain_text(current)
+    # Traffic: lists for 40 users (the admin may read anyone's) once the recommender has picked
+    # the experiment up, and the admin rates the top movie of their own list (a hit).
+    served: dict[str, int] = {}
+    for _ in range(30):
+        bodies = [page.request.get(f"/api/recs/users/{u}").json() for u in range(1, 41)]
+        served = {}
+        for b in bodies:
+            if b.get("arm"):
+                served[b["arm"]] = served.get(b["arm"], 0) + 1
+        if len(served) == 2:
+            break
+        page.wait_for_timeout(1000)
+    assert set(served) == {"control", "candidate"}, served
+    mine = page.request.get("/api/recs/me").json()
+    top = mine["items"][0]["movieId"]
+    assert page.request.put(f"/api/movies/{top}/rating", data={"rating": 4.5}).ok
+    page.wait_for_timeout(1500)  # impressions are written in batches off the request path
+    page.reload()
+    for row in range(2):  # both arms now have lists (column 3) and users (column 6)
+        cells = arms.locator("tbody tr").nth(row).locator("td")
+        expect(cells.nth(2)).not_to_have_text("0")
+        expect(cells.nth(5)).not_to_have_text("0")
+    expect(page.locator("#online-metrics table.online-versions")).to_be_visible()
     expect(page.locator("#online-metrics")).to_be_visible()
     shoot(page, screenshots, "admin-experiment", "#experiment table.experiment-arms")
 
@@ -426,6 +449,7 @@ def test_admin_experiment_panel_and_new_movie(
 
     # A new user who loves animation: fold-in, and the new movie in the list's last slot once
     # the recommender's movie refresh (60 s by default) has seen it.
+    context.clear_cookies()  # the admin's session ends; a new person signs up
     user = context.new_page()
     signup(user, f"zorb{uuid.uuid4().hex[:8]}")
     for movie_id in (1, 2355, 3114, 4886, 6377, 8961, 50872, 68954):  # Pixar
