@@ -81,3 +81,10 @@ class RecommenderSettings(CommonSettings):
     experiments_poll_seconds: float = Field(
         5.0, gt=0, description="How often the running A/B experiment is re-read from MongoDB."
     )
+    account_cache_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="How long an account's role and token version are cached per token check "
+        "(the longest a demotion, logout or password change takes to reach this service).",
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from movierec_common.ids import StrictId
 from pydantic import BaseModel, ConfigDict, Field
 
 Strategy = Literal["personalized", "fold-in", "popular"]
@@ -11,6 +12,11 @@ Order = Literal["ranking", "rating", "popularity"]
 
 
 class RecItem(BaseModel):
+    """One movie of a list. A movie added after the model was trained (served from its content
+    profile) also carries `"new": true`; other items have no `new` key."""
+
+    model_config = ConfigDict(extra="allow")
+
     movieId: int
     title: str | None = None
     year: int | None = None
@@ -23,12 +29,14 @@ class RecItem(BaseModel):
         "rating, or damped-mean popularity."
     )
     strategy: Strategy
-    new: bool = Field(
-        False, description="Added after the model was trained: served from a content profile."
-    )
 
 
 class RecsResponse(BaseModel):
+    """A list. With impressions recording on it also has `list_id` (32 hex chars, its impression
+    record); inside an A/B experiment `experiment_id` and `arm` ("control" | "candidate")."""
+
+    model_config = ConfigDict(extra="allow")
+
     userId: int
     strategy: Strategy
     order: Order = Field(description="What `score` is and what the list is sorted by.")
@@ -41,17 +49,14 @@ class RecsResponse(BaseModel):
         "are still counted).",
     )
     items: list[RecItem]
-    list_id: str | None = Field(
-        None, description="Id of this list's impression record (32 hex chars)."
-    )
-    experiment_id: str | None = Field(None, description="A/B experiment this list served.")
-    arm: Literal["control", "candidate"] | None = Field(None, description="The user's arm.")
 
 
 class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    userIds: list[int] = Field(min_length=1, description="Up to batch_max_users ids.")
+    userIds: list[StrictId] = Field(
+        min_length=1, description="Up to batch_max_users ids: JSON integers 0..2^53."
+    )
     k: int | None = Field(None, ge=1, le=100, description="Default: DEFAULT_K.")
     genre: str | None = Field(None, max_length=64)
     strategy: Literal["ranking", "rating"] = "ranking"
@@ -63,12 +68,15 @@ class BatchResponse(BaseModel):
 
 
 class SimilarItem(BaseModel):
+    """A neighbour; a movie added after training also carries `"new": true`."""
+
+    model_config = ConfigDict(extra="allow")
+
     movieId: int
     title: str | None = None
     year: int | None = None
     genres: list[str] = Field(default_factory=list)
     similarity: float
-    new: bool = Field(False, description="Added after the model was trained (content profile).")
 
 
 class SimilarResponse(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from movierec_common.account_check import AccountCheck
 from pymongo import AsyncMongoClient
 
 from .config import RecommenderSettings
@@ -29,3 +30,4 @@ class AppState:
     impressions: ImpressionRecorder
     experiments: ExperimentRunner
     content: ContentProfiles
+    accounts: AccountCheck

@@ -102,41 +102,36 @@ def test_database_down_requests_answer_and_drops_are_counted(
     server = start_recs_server(
         db,
         tmp_path / "models",
-        IMPRESSIONS_QUEUE_SIZE="50",
-        IMPRESSIONS_BATCH_SIZE="10",
-        IMPRESSIONS_WRITE_TIMEOUT_SECONDS="1.0",
-        MONGO_TIMEOUT_MS="500",
+        IMPRESSIONS_QUEUE_SIZE="20",
+        IMPRESSIONS_BATCH_SIZE="1",
+        IMPRESSIONS_WRITE_TIMEOUT_SECONDS="3.0",
+        MONGO_TIMEOUT_MS="3000",
     )
+    dropped = "movierec_recs_impressions_dropped_total"
     try:
         assert server.client.get("/api/recs/similar/1").status_code == 200
         assert wait_docs(db, {"kind": "similar"}, 1), "recording works while the database is up"
+        written = metric(server, "movierec_recs_impressions_written_total")
         mongo.stop()
-        n = 400
-        worst = 0.0
+        n = 200
         start = time.perf_counter()
         for _ in range(n):
-            t = time.perf_counter()
             r = server.client.get("/api/recs/similar/1", params={"k": 10})
-            worst = max(worst, time.perf_counter() - t)
             assert r.status_code == 200
         elapsed = time.perf_counter() - start
-        # Were a request to wait for its impression's write, each would take >= 0.5 s (the
-        # server-selection timeout): 400 of them >= 200 s. Not a timing claim, a blocking check.
-        assert elapsed < 60 and worst < 0.5, (elapsed, worst)
-        dropped_full = metric(
-            server, "movierec_recs_impressions_dropped_total", '{reason="queue_full"}'
-        )
-        assert dropped_full >= n - 50 - 10 * 20, dropped_full  # queue bound + in-flight batches
-        deadline = time.monotonic() + 10
-        while (
-            metric(server, "movierec_recs_impressions_dropped_total", '{reason="write_failed"}')
-            == 0
-            and time.monotonic() < deadline
-        ):
+        # Were a request to wait for its impression's write, each would take >= 3 s (the
+        # server-selection timeout): 200 of them >= 600 s. A blocking check, not a timing claim.
+        assert elapsed < n * 1.0, elapsed
+        # The writer takes one impression per failed attempt (>= 3 s each); everything beyond
+        # the 20 queued and those taken is dropped at once and counted.
+        taken = elapsed / 3.0 + 1
+        full = metric(server, dropped, '{reason="queue_full"}')
+        assert full >= n - 20 - taken, (full, elapsed)
+        deadline = time.monotonic() + 15
+        while metric(server, dropped, '{reason="write_failed"}') == 0:
+            assert time.monotonic() < deadline, "failed writes are not counted"
             time.sleep(0.2)
-        assert (
-            metric(server, "movierec_recs_impressions_dropped_total", '{reason="write_failed"}') > 0
-        )
+        assert metric(server, "movierec_recs_impressions_written_total") == written
         assert server.client.get("/healthz").status_code == 200
     finally:
         mongo.stop()
