@@ -130,6 +130,20 @@ ALL_COLLECTIONS = [
     model.RATING_DELETIONS,
 ]
 
+# Online evaluation (issue 17): the recommender's impressions (read by time for the admin's
+# metrics) and A/B experiments (each replica polls for the running one).
+IMPRESSIONS = "impressions"
+EXPERIMENTS = "experiments"
+ALL_COLLECTIONS += [IMPRESSIONS, EXPERIMENTS]
+INDEXES[IMPRESSIONS] = [
+    IndexModel([("ts", ASCENDING)], name="ts"),
+    IndexModel([("experiment_id", ASCENDING), ("ts", ASCENDING)], name="experiment_ts"),
+]
+INDEXES[EXPERIMENTS] = [
+    IndexModel([("status", ASCENDING)], name="status"),
+    IndexModel([("started_at", DESCENDING)], name="started_desc"),
+]
+
 
 async def ensure_schema(db: AsyncDatabase) -> None:
     existing = set(await db.list_collection_names())

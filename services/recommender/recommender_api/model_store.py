@@ -101,6 +101,29 @@ class ModelStore:
         self._stop = asyncio.Event()
         self.on_swap: list[Any] = []  # callbacks(model): metrics gauges
         self.on_fail: list[Any] = []  # callbacks(version, message)
+        # The A/B experiment's other version, held beside the active one (experiments.py).
+        self.other: ServingModel | None = None
+
+    async def hold_other(self, version: str | None) -> ServingModel | None:
+        """Load (verified, like CURRENT) and keep `version` beside the active model, or drop the
+        held one when `version` is None. The active version is shared, never loaded twice.
+        Raises what the artifact reader raises for a missing or corrupt version."""
+        if version is None:
+            self.other = None
+            return None
+        if self.other is not None and self.other.version == version:
+            return self.other
+        if self.current is not None and self.current.version == version:
+            self.other = self.current
+            return self.other
+        self.other = await asyncio.to_thread(
+            load_serving_model,
+            self.model_dir,
+            version,
+            self.similar_factors,
+            self.similar_min_ratings,
+        )
+        return self.other
 
     async def refresh(self, reason: str, force: bool = False) -> bool:
         """Load CURRENT if it names a version other than the active (or last refused) one."""
