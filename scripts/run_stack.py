@@ -11,9 +11,16 @@ only decides the order and the local values:
 4. waits for /healthz and /readyz of each, then prints the URL and logins.
 
 Every child runs in its own session (honcho puts each Procfile process in one too), so on
-SIGINT/SIGTERM this script stops the groups in reverse order, waits, and kills whatever is
-left, so nothing keeps running or holds a port after Ctrl-C. State lives in VAR_DIR (./var):
-the database files, the models, the generated secrets, nginx's runtime files, Spark's scratch.
+SIGINT/SIGTERM/SIGHUP this script stops the groups in reverse order, waits, and kills whatever
+is left, so nothing keeps running or holds a port after Ctrl-C.
+
+Once up, it supervises like Compose's `restart: unless-stopped`: each service runs under its
+own honcho, and a service that exits is started again after a back-off (1 s, doubling to 30 s,
+back to 1 s once it has run for a minute); only a signal stops the stack. A signal sent to
+`make` alone (not to its process group) is noticed too: make catches SIGINT/SIGHUP/SIGTERM and
+then waits for its recipe, so a parent `make` that stops catching one of them has received it.
+State lives in VAR_DIR (./var): the database files, the models, the generated secrets, nginx's
+runtime files, Spark's scratch.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+from movierec_trainer.session import SPARK_DAEMON_JAVA_OPTS
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -46,12 +54,16 @@ except ImportError:  # pragma: no cover - the script path puts scripts/ itself o
     from stack_spec import PROCFILE_PATH, ROOT, StackSpec, load_spec, render
 
 VENV_BIN = Path(sys.executable).parent
-SECRET_NAMES = ("JWT_SECRET", "ADMIN_PASSWORD", "DEMO_PASSWORD", "API_KEY")
+SECRET_NAMES = ("JWT_SECRET", "ADMIN_PASSWORD", "DEMO_PASSWORD", "API_KEY", "SPARK_AUTH_SECRET")
 # Settings some service reads that make run leaves at the service's own default unless the
 # caller's environment (or .env) sets them; honcho passes the environment through.
-PASSTHROUGH = frozenset({"JWT_TTL_SECONDS", "POPULARITY_PRIOR_WEIGHT"})
+PASSTHROUGH = frozenset({"JWT_TTL_SECONDS", "POPULARITY_PRIOR_WEIGHT", "SIGNUP_MAX_PER_CLIENT"})
 INFRA_WAIT_S = 120.0
 GRACE_S = 30.0
+RESTART_FIRST_S = 1.0  # back-off before restarting a crashed service, doubled per crash ...
+RESTART_MAX_S = 30.0  # ... up to this, and reset once the service ran RESTART_RESET_S
+RESTART_RESET_S = 60.0
+FATAL_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # Printed once everything answers; tests/e2e and bench/run_all.py wait for this exact line.
 READY_LINE = "MovieRec is up."
 # honcho SIGKILLs a process 5 s after SIGTERM; the embedded database flushing its files and
@@ -101,6 +113,7 @@ def generate_secrets() -> dict[str, str]:
         "ADMIN_PASSWORD": secrets.token_urlsafe(12),
         "DEMO_PASSWORD": secrets.token_urlsafe(9),
         "API_KEY": secrets.token_urlsafe(24),
+        "SPARK_AUTH_SECRET": secrets.token_hex(32),
     }
 
 
@@ -192,6 +205,14 @@ def mongo_url(s: StackSettings) -> str:
     return s.mongo_url or f"mongodb://{s.movierec_host}:{s.mongo_port}/?directConnection=true"
 
 
+def trusted_proxies(host: str) -> list[str]:
+    """Where make run's nginx connects to the APIs from: loopback, or the bind address."""
+    nets = ["127.0.0.1/32", "::1/128"]
+    if host not in ("127.0.0.1", "::1", "localhost", "0.0.0.0", "::"):
+        nets.append(host)
+    return nets
+
+
 def build_env(s: StackSettings, secret: dict[str, str]) -> dict[str, str]:
     """The values of every setting and Procfile placeholder, for every process make run starts."""
     host = s.movierec_host
@@ -216,6 +237,8 @@ def build_env(s: StackSettings, secret: dict[str, str]) -> dict[str, str]:
         # nginx sets X-Forwarded-For; without this every browser shares nginx's address and
         # with it the catalog's per-client login failure limit.
         "TRUST_FORWARDED_FOR": "true",
+        # ... from our nginx only, which connects from the interface the APIs listen on.
+        "TRUSTED_PROXIES": json.dumps(trusted_proxies(host)),
         "WORK_DIR": str(var / "trainer"),
         "RECOMMENDER_HOST": host,
         "RECOMMENDER_PORT": str(s.recommender_port),
@@ -232,6 +255,12 @@ def build_env(s: StackSettings, secret: dict[str, str]) -> dict[str, str]:
         "SPARK_WORKER_DIR": str(var / "spark" / "work"),
         "SPARK_LOCAL_DIRS": str(var / "spark" / "local"),
         "SPARK_CONF_DIR": str(var / "spark" / "conf"),
+        # Shared secret of the Spark cluster: the trainer reads SPARK_AUTH_SECRET, the master
+        # and worker _SPARK_AUTH_SECRET (from the environment, so it is never on a command
+        # line); SPARK_DAEMON_JAVA_OPTS turns authentication on and the UI's kill button off.
+        "SPARK_AUTH_SECRET": secret["SPARK_AUTH_SECRET"],
+        "_SPARK_AUTH_SECRET": secret["SPARK_AUTH_SECRET"],
+        "SPARK_DAEMON_JAVA_OPTS": SPARK_DAEMON_JAVA_OPTS,
         # Bind Spark's JVMs to the same interface, and stop its "loopback address" warning.
         "SPARK_LOCAL_IP": host,
         "PYSPARK_PYTHON": sys.executable,
@@ -311,6 +340,11 @@ class Child:
     proc: subprocess.Popen
     # Descendants observed while running, pid -> start time (so a reused pid is never killed).
     seen: dict[int, float] = field(default_factory=dict)
+    argv: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    restarts: int = 0
+    backoff: float = RESTART_FIRST_S
+    restart_at: float | None = None  # when a crashed service is due to start again
 
     def snapshot(self) -> None:
         with contextlib.suppress(psutil.Error):
@@ -325,15 +359,48 @@ class Child:
 class Supervisor:
     """Owns every process make run starts; stop() leaves none of them running."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], parent: ParentMake | None = None) -> None:
         self.env = env
         self.children: list[Child] = []
+        self.parent = parent
+
+    def check_parent(self) -> None:
+        """Raise KeyboardInterrupt when the parent make was signalled (see ParentMake)."""
+        why = self.parent.signalled() if self.parent else None
+        if why:
+            raise KeyboardInterrupt(why)
 
     def spawn(self, name: str, argv: list[str]) -> Child:
         proc = subprocess.Popen(argv, env=self.env, cwd=ROOT, start_new_session=True)
-        child = Child(name, proc)
+        child = Child(name, proc, argv=argv)
         self.children.append(child)
         return child
+
+    def restart_crashed(self, now: float | None = None) -> None:
+        """Start again every child that exited, each after its back-off (Compose's restart
+        policy). Never raises for a crash: only a signal stops the stack once it is up."""
+        now = time.monotonic() if now is None else now
+        for child in self.children:
+            child.snapshot()
+            if child.alive():
+                continue
+            if child.restart_at is None:
+                ran = now - child.started
+                if ran >= RESTART_RESET_S:
+                    child.backoff = RESTART_FIRST_S
+                child.restart_at = now + child.backoff
+                say(
+                    f"{child.name} exited (code {child.proc.returncode}) after {ran:.0f}s; "
+                    f"restarting in {child.backoff:.0f}s"
+                )
+                child.backoff = min(child.backoff * 2, RESTART_MAX_S)
+            elif now >= child.restart_at:
+                child.proc = subprocess.Popen(
+                    child.argv, env=self.env, cwd=ROOT, start_new_session=True
+                )
+                child.started, child.restart_at = now, None
+                child.restarts += 1
+                say(f"{child.name} restarted (restart {child.restarts})")
 
     def honcho(self, name: str, processes: list[str]) -> Child:
         argv = [sys.executable, "-c", HONCHO_MAIN, "-f", str(PROCFILE_PATH), "-e", os.devnull]
@@ -342,11 +409,14 @@ class Supervisor:
     def run_oneshot(self, name: str, argv: list[str]) -> int:
         """Run a step to completion; on Ctrl-C stop() ends it together with the daemons."""
         child = self.spawn(name, argv)
-        rc = child.proc.wait()
+        while child.proc.poll() is None:
+            self.check_parent()
+            time.sleep(0.5)
         self.children.remove(child)
-        return rc
+        return int(child.proc.returncode)
 
     def check_alive(self) -> None:
+        self.check_parent()
         for child in self.children:
             child.snapshot()
             if not child.alive():
@@ -576,7 +646,8 @@ def start(s: StackSettings, sup: Supervisor, values: dict[str, str], spec: Stack
 
     infra = [d.name for d in spec.daemons("infra") if not (d.name == "mongo" and s.mongo_url)]
     say(f"starting {', '.join(infra)}" + (f" (MongoDB at {s.mongo_url})" if s.mongo_url else ""))
-    sup.honcho("infra", infra)
+    for name in infra:  # one honcho per service: a crash ends only that one (restarted later)
+        sup.honcho(name, [name])
     if s.mongo_url:
         say("using the external MongoDB from MONGO_URL")
     else:
@@ -598,7 +669,8 @@ def start(s: StackSettings, sup: Supervisor, values: dict[str, str], spec: Stack
         if rc != 0:
             raise StartupError(f"rendering the nginx config failed (exit code {rc})")
     say(f"starting {', '.join(d.name for d in apps)}")
-    sup.honcho("apps", [d.name for d in apps])
+    for d in apps:
+        sup.honcho(d.name, [d.name])
     for d in apps:
         if not (d.port and d.health):
             continue
@@ -633,6 +705,40 @@ def _raise_interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
+def caught_signals(pid: int) -> set[int] | None:
+    """The signals process `pid` has a handler for (Linux /proc SigCgt), or None."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("SigCgt:"):
+                mask = int(line.split()[1], 16)
+                return {sig for sig in FATAL_SIGNALS if mask & (1 << (sig - 1))}
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+class ParentMake:
+    """Notices a signal sent to the `make` that runs this script. GNU make, on SIGINT, SIGHUP
+    or SIGTERM, resets that signal to its default and waits for its recipe (it forwards only
+    SIGTERM): so a parent make that stops catching one of them has received it."""
+
+    def __init__(self) -> None:
+        self.pid = os.getppid()
+        self.watched: set[int] = set()
+        with contextlib.suppress(psutil.Error):
+            if psutil.Process(self.pid).name() in ("make", "gmake"):
+                self.watched = caught_signals(self.pid) or set()
+
+    def signalled(self) -> str | None:
+        if not self.watched:
+            return None
+        now = caught_signals(self.pid)
+        if now is None:  # make itself is gone
+            return "parent make exited"
+        lost = self.watched - now
+        return f"make received {signal.Signals(min(lost)).name}" if lost else None
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -658,18 +764,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 1
     report_dotenv(values)
-    sup = Supervisor(process_env(values))
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    signal.signal(signal.SIGHUP, _raise_interrupt)
+    sup = Supervisor(process_env(values), ParentMake())
+    # SIGINT too: a job started in the background by a non-interactive shell inherits it
+    # ignored (Python then installs no handler), and Ctrl-C / kill -INT must still stop it.
+    for sig in FATAL_SIGNALS:
+        signal.signal(sig, _raise_interrupt)
     rc = 0
     try:
         check_ports(s)
         start(s, sup, values, spec)
         while True:
-            sup.check_alive()
-            time.sleep(1.0)
-    except KeyboardInterrupt:
-        say("stopping ...")
+            sup.check_parent()
+            sup.restart_crashed()
+            time.sleep(0.5)
+    except KeyboardInterrupt as exc:
+        say(f"stopping ({exc or 'SIGINT'}) ...")
     except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         rc = 1

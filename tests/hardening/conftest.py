@@ -204,7 +204,11 @@ def hstack(
     logs.mkdir(parents=True)
     data_dir = make_subset(movielens_dir, tmp_path_factory.mktemp("h-data"))
     model_dir = tmp_path_factory.mktemp("h-models")
-    mongo = MongoServer(tmp_path_factory.mktemp("h-mongo"), log_path=logs / "mongo.log").start()
+    mongo = MongoServer(
+        tmp_path_factory.mktemp("h-mongo"),
+        log_path=logs / "mongo.log",
+        extra_args=["--enable-test-commands"],  # server fail points (test_stats_recovery)
+    ).start()
     st = HStack(
         mongo=mongo,
         db_name=f"hard_{run_id}",
@@ -229,6 +233,7 @@ def hstack(
         # The fuzzer sends many failed logins from 127.0.0.1; the per-username limit (5) is
         # what the brute-force test checks, the per-client one has its own catalog test.
         "LOGIN_MAX_FAILURES_PER_CLIENT": "100000",
+        "SIGNUP_MAX_PER_CLIENT": "100000",  # the fuzzer registers; test_accounts tests the limit
         "TRUST_FORWARDED_FOR": "true",
     }
     procs = st.procs

@@ -8,7 +8,16 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
+from movierec_common.password_policy import MAX_LENGTH, password_problem
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    ValidationInfo,
+    field_validator,
+)
 
 # Whole-string rules (always `fullmatch`: with `match`, `$` also matches before a trailing
 # newline, and "admin\n" passed as "admin"). ASCII digits only ([0-9], not \d).
@@ -30,7 +39,13 @@ class RegisterRequest(Strict):
     username: StrictStr = Field(
         examples=["alice"], description="3–32 characters: letters, digits, '_', '.', '-'."
     )
-    password: StrictStr = Field(min_length=8, max_length=1024, examples=["correct horse battery"])
+    password: StrictStr = Field(
+        min_length=8,
+        max_length=MAX_LENGTH,
+        examples=["correct horse battery"],
+        description="8–1024 characters; not a common password, not the username "
+        "(NIST SP 800-63B, movierec_common.password_policy).",
+    )
 
     @field_validator("username")
     @classmethod
@@ -40,6 +55,23 @@ class RegisterRequest(Strict):
         if RESERVED_RE.fullmatch(v):
             raise ValueError("names like ml<number> are reserved for the MovieLens demo logins")
         return v
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, v: str, info: ValidationInfo) -> str:
+        problem = password_problem(v, info.data.get("username"))
+        if problem:
+            raise ValueError(problem)
+        return v
+
+
+class PasswordChange(Strict):
+    current_password: StrictStr = Field(min_length=1, max_length=MAX_LENGTH)
+    new_password: StrictStr = Field(
+        min_length=1,
+        max_length=MAX_LENGTH,
+        description="Same rules as at sign-up (movierec_common.password_policy).",
+    )
 
 
 class UserOut(BaseModel):
@@ -99,6 +131,7 @@ class Movie(MovieStats):
     genres: list[str]
     imdbId: str | None = None
     tmdbId: int | None = None
+    new: bool = Field(False, description="Added by an admin after the MovieLens import.")
 
 
 class MyRating(BaseModel):
@@ -228,3 +261,67 @@ class ActivateResponse(BaseModel):
 
 class Health(BaseModel):
     status: str
+
+
+# --- online evaluation and A/B experiments (issue 17) ---
+
+
+class ExperimentStart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    candidate: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
+        description="A published model version to test against CURRENT (the control).",
+    )
+    split: float = Field(
+        0.5, gt=0, lt=1, description="Share of users served by the candidate (0 < split < 1)."
+    )
+
+
+class ExperimentEnd(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    winner: Literal["control", "candidate"] | None = Field(
+        None,
+        description="`candidate`: it becomes CURRENT (verified activation); `control` or none: "
+        "CURRENT stays; either way the experiment ends.",
+    )
+
+
+class NewMovie(BaseModel):
+    """A movie added by an admin between retrains."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: StrictStr = Field(min_length=1, max_length=300, examples=["Paddington 3 (2025)"])
+    year: int | None = Field(None, ge=1870, le=2100)
+    genres: list[StrictStr] = Field(
+        min_length=1, max_length=10, description="Genre names as the catalogue spells them."
+    )
+    imdbId: StrictStr | None = Field(None, pattern=r"^[0-9]{1,10}$", description="IMDb digits.")
+    tmdbId: int | None = Field(None, ge=1, le=2**31 - 1)
+    tags: list[StrictStr] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Free-text tags (like MovieLens tags.csv), used by the content profile.",
+    )
+
+    @field_validator("title")
+    @classmethod
+    def _title(cls, v: str) -> str:
+        v = v.strip()
+        if not v or any(ord(c) < 32 for c in v):
+            raise ValueError("title must be non-blank printable text")
+        return v
+
+    @field_validator("genres", "tags")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        out = []
+        for g in v:
+            g = g.strip()
+            if not g or len(g) > 64 or any(ord(c) < 32 for c in g):
+                raise ValueError("each entry must be 1-64 printable characters")
+            if g not in out:
+                out.append(g)
+        return out

@@ -8,17 +8,23 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from movierec_common.account_check import USERS_COLLECTION, AccountCheck
 from movierec_common.api_errors import COMMON_ERROR_RESPONSES, install_error_handlers
 from movierec_common.docs import install_docs
 from movierec_common.limits import BodySizeLimit
 from movierec_common.mongo import make_client
 from movierec_common.query_params import reject_unknown_query_params
 from movierec_common.request_middleware import RequestMiddleware
+from movierec_common.web_security import OriginCheck, SecurityHeaders
 
 from .config import RecommenderSettings
+from .experiments import ExperimentRunner
+from .impressions import COLLECTION as IMPRESSIONS
+from .impressions import ImpressionRecorder
 from .metrics import Metrics
 from .model_store import ModelStore
 from .movies import MovieCache
+from .new_movies import ContentProfiles
 from .repository import Repository
 from .routes import ops, recs
 from .state import AppState
@@ -28,6 +34,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: RecommenderSettings | None = None) -> FastAPI:
     settings = settings or RecommenderSettings()
+    settings.check_jwt_secret()  # tokens.InsecureSecret for a published or short secret
     metrics = Metrics()
 
     @asynccontextmanager
@@ -45,6 +52,18 @@ def create_app(settings: RecommenderSettings | None = None) -> FastAPI:
         store.on_swap.append(metrics.on_model)
         store.on_fail.append(lambda _v, _m: metrics.reloads.labels("refused").inc())
         movies = MovieCache(repo, settings.movies_refresh_seconds)
+        db = client[settings.mongo_db]
+        impressions = ImpressionRecorder(
+            db[IMPRESSIONS],
+            enabled=settings.impressions_enabled,
+            queue_size=settings.impressions_queue_size,
+            batch_size=settings.impressions_batch_size,
+            flush_seconds=settings.impressions_flush_seconds,
+            write_timeout=settings.impressions_write_timeout_seconds,
+            written=metrics.impressions_written,
+            dropped=metrics.impressions_dropped,
+        )
+        experiments = ExperimentRunner(db, store, settings.experiments_poll_seconds)
         app.state.recs = AppState(
             settings=settings,
             client=client,
@@ -54,11 +73,19 @@ def create_app(settings: RecommenderSettings | None = None) -> FastAPI:
             metrics=metrics,
             jwt_secret=settings.jwt_secret.get_secret_value(),
             api_keys=[k.get_secret_value() for k in settings.api_keys],
+            impressions=impressions,
+            experiments=experiments,
+            content=ContentProfiles(settings.similar_min_ratings),
+            accounts=AccountCheck(
+                client[settings.mongo_db][USERS_COLLECTION], settings.account_cache_seconds
+            ),
         )
         # Neither a missing model nor an unreachable database stops start-up: the store serves
         # popularity, the movie cache retries, and /readyz reports what is missing.
         await store.start()
         await movies.start()
+        await experiments.start()
+        await impressions.start()
         log.info(
             "recommender ready",
             extra={
@@ -70,6 +97,8 @@ def create_app(settings: RecommenderSettings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await impressions.stop()
+            await experiments.stop()
             await movies.stop()
             await store.stop()
             await client.close()
@@ -95,7 +124,10 @@ def create_app(settings: RecommenderSettings | None = None) -> FastAPI:
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
         )
+    # Cookie-authenticated changes only from our own pages or CORS_ORIGINS (403 otherwise).
+    app.add_middleware(OriginCheck, allowed_origins=settings.cors_origins)
     app.add_middleware(BodySizeLimit)  # before parsing: 413 for oversized bodies
+    app.add_middleware(SecurityHeaders)  # on every response, errors included
     app.add_middleware(
         RequestMiddleware,
         requests=metrics.requests,

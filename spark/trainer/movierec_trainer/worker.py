@@ -48,12 +48,19 @@ from typing import Any
 from bson import ObjectId
 from movierec_common import als, artifacts
 from movierec_common.jobs import ACTIVE_STATUSES, new_job
+from movierec_common.mongo import JOURNALED
 from pymongo import MongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from movierec_trainer.config import TrainerSettings
 from movierec_trainer.pipeline import TrainConfig, TrainOutcome, train_job
-from movierec_trainer.snapshot import read_snapshot_local, read_snapshot_spark, take_snapshot
+from movierec_trainer.snapshot import (
+    prune_snapshots,
+    read_snapshot_local,
+    read_snapshot_spark,
+    remove_snapshot,
+    take_snapshot,
+)
 
 log = logging.getLogger(__name__)
 
@@ -145,10 +152,49 @@ def active_model_info(model_dir: Path) -> dict[str, Any] | None:
     return None
 
 
+def _protocol(manifest: dict[str, Any]) -> tuple:
+    ev = manifest.get("evaluation") or {}
+    return (ev.get("protocol"), ev.get("fraction"), ev.get("seed"))
+
+
+def best_accepted(model_dir: Path, like: dict[str, Any] | None) -> tuple[float, str] | None:
+    """(RMSE, version) of the best model ever accepted under `like`'s holdout protocol.
+
+    Every published version passed the gate; each also records in its manifest
+    (`job.gate.best_rmse`) the best RMSE known when it was accepted, so the best survives the
+    pruning of old versions. Versions evaluated another way are not comparable and are skipped.
+    """
+    if like is None:
+        return None
+    want = _protocol(like)
+    best: tuple[float, str] | None = None
+    for m in artifacts.list_versions(model_dir):
+        if "error" in m or _protocol(m) != want:
+            continue
+        recorded = ((m.get("job") or {}).get("gate") or {}).get("best_rmse")
+        candidates = [
+            (value, source)
+            for value, source in (
+                ((m.get("metrics") or {}).get("rmse"), m.get("version")),
+                (recorded, ((m.get("job") or {}).get("gate") or {}).get("best_version")),
+            )
+            if isinstance(value, int | float) and math.isfinite(value)
+        ]
+        for value, source in candidates:
+            if best is None or float(value) < best[0]:
+                best = (float(value), str(source or m.get("version")))
+    return best
+
+
 def gate(
-    new_metrics: dict[str, Any], active: dict[str, Any] | None, tolerance: float
+    new_metrics: dict[str, Any],
+    active: dict[str, Any] | None,
+    tolerance: float,
+    best: tuple[float, str] | None = None,
 ) -> dict[str, Any]:
-    """Accept unless the new holdout RMSE is worse than the active one's by > tolerance."""
+    """Accept unless the new holdout RMSE is worse than the active one's by > tolerance, or
+    worse than the best accepted model's (`best`, see best_accepted) by > tolerance: without
+    the second check, retrains each up to `tolerance` worse could slide without limit."""
     if active is None:
         return {"passed": True, "reason": "no active model"}
     old = (active.get("metrics") or {}).get("rmse")
@@ -161,15 +207,32 @@ def gate(
     }
     if old is None or new is None:
         return {**info, "passed": True, "reason": "no holdout RMSE to compare"}
+    best_rmse, best_version = best if best is not None else (float(old), active.get("version"))
+    best_rmse = min(best_rmse, float(old))
+    info |= {
+        "best_version": best_version if best_rmse < float(old) else active.get("version"),
+        # Recorded in the published manifest: the best known once this model is accepted.
+        "best_rmse": min(best_rmse, float(new)),
+    }
     limit = float(old) * (1.0 + tolerance)
-    passed = float(new) <= limit
+    best_limit = best_rmse * (1.0 + tolerance)
+    if float(new) > limit:
+        reason = (
+            f"new RMSE {new:.4f} is worse than the active model's {old:.4f} by more than "
+            f"{tolerance:.0%} (limit {limit:.4f})"
+        )
+        return {**info, "passed": False, "reason": reason}
+    if float(new) > best_limit:
+        reason = (
+            f"new RMSE {new:.4f} is worse than the best accepted model's {best_rmse:.4f} "
+            f"({info['best_version']}) by more than {tolerance:.0%} (limit {best_limit:.4f})"
+        )
+        return {**info, "passed": False, "reason": reason}
     reason = (
-        f"new RMSE {new:.4f} ≤ {limit:.4f} (active {old:.4f} + {tolerance:.0%})"
-        if passed
-        else f"new RMSE {new:.4f} is worse than the active model's {old:.4f} by more than "
-        f"{tolerance:.0%} (limit {limit:.4f})"
+        f"new RMSE {new:.4f} ≤ {min(limit, best_limit):.4f} (active {old:.4f}, best "
+        f"{best_rmse:.4f}, + {tolerance:.0%})"
     )
-    return {**info, "passed": passed, "reason": reason}
+    return {**info, "passed": True, "reason": reason}
 
 
 @dataclass
@@ -217,6 +280,36 @@ def run_retrain(
     )
     for line in snap.summary.lines():
         reporter.log(f"load: {line}")
+    try:
+        result = _train_gate_publish(
+            settings, params, name, model_dir, spark, reporter, cfg, active, snap, phases, t0
+        )
+    except BaseException:
+        remove_snapshot(snap.path)  # a failed job's snapshot is never needed again
+        raise
+    if result.status != "succeeded":
+        remove_snapshot(snap.path)  # nor a rejected one's
+    # Scratch stays bounded: snapshots go with the versions that name them (pruned above).
+    removed = prune_snapshots(settings.work_dir, model_dir, settings.snapshot_min_age_seconds)
+    if removed:
+        reporter.log(f"pruned {len(removed)} old snapshot(s)")
+    return result
+
+
+def _train_gate_publish(
+    settings: TrainerSettings,
+    params: dict[str, Any],
+    name: str,
+    model_dir: Path,
+    spark: Any,
+    reporter: Reporter,
+    cfg: TrainConfig,
+    active: dict[str, Any] | None,
+    snap: Any,
+    phases: dict[str, float],
+    t0: float,
+) -> RetrainResult:
+    """The rest of `run_retrain` once the snapshot exists (`t0`: when it was started)."""
     ratings = (
         read_snapshot_spark(spark, snap.path)
         if spark is not None
@@ -246,7 +339,7 @@ def run_retrain(
             )
         )
     )
-    verdict = gate(m, active, settings.gate_tolerance)
+    verdict = gate(m, active, settings.gate_tolerance, best_accepted(model_dir, active))
     reporter.log(f"gate: {verdict['reason']}")
     if not verdict["passed"]:
         return RetrainResult("rejected", None, m, phases, verdict, snap.summary.to_dict())
@@ -259,8 +352,17 @@ def run_retrain(
     return RetrainResult("succeeded", version, m, phases, verdict, snap.summary.to_dict())
 
 
+def spark_context_alive(spark: Any) -> bool:
+    """False when the session's SparkContext was stopped, on either side of py4j."""
+    try:
+        jsc = spark.sparkContext._jsc
+        return jsc is not None and not jsc.sc().isStopped()
+    except Exception:  # py4j gateway gone, or the context half torn down
+        return False
+
+
 def make_spark(settings: TrainerSettings, master: str | None = None):
-    from movierec_trainer.session import build_spark
+    from movierec_trainer.session import build_spark, spark_auth_conf
     from movierec_trainer.spark_watch import CONF_NO_EXECUTOR_TIMEOUT
 
     return build_spark(
@@ -271,7 +373,10 @@ def make_spark(settings: TrainerSettings, master: str | None = None):
         driver_host=settings.spark_driver_host,
         bind_address=settings.spark_driver_bind_address,
         # Every watched Spark action of a job reads the grace period from the context.
-        extra_conf={CONF_NO_EXECUTOR_TIMEOUT: str(settings.spark_no_executor_timeout_seconds)},
+        extra_conf={
+            CONF_NO_EXECUTOR_TIMEOUT: str(settings.spark_no_executor_timeout_seconds),
+            **spark_auth_conf(settings.spark_auth_secret),
+        },
     )
 
 
@@ -281,6 +386,8 @@ def mongo(settings: TrainerSettings) -> MongoClient:
         serverSelectionTimeoutMS=settings.mongo_timeout_ms,
         connectTimeoutMS=settings.mongo_timeout_ms,
         tz_aware=True,
+        appname="movierec-trainer",
+        **JOURNALED,  # job state survives a database crash like every other write
     )
 
 
@@ -543,6 +650,15 @@ class Worker:
     # -- running a job ---------------------------------------------------------------------
 
     def spark(self):
+        """The worker's SparkSession, built again when the old one's context is dead: the
+        application killed from the master (UI or REST), or the master restarted. Without this
+        every later job failed at once (`'NoneType' object has no attribute 'blockManager'`)
+        until someone restarted the trainer (issue 19 C)."""
+        if self._spark is not None and not spark_context_alive(self._spark):
+            log.warning("the Spark application is gone (killed or master lost); new session")
+            with contextlib.suppress(Exception):
+                self._spark.stop()  # clears pyspark's active context so a new one can start
+            self._spark = None
         if self._spark is None:
             self._spark = make_spark(self.settings)
         return self._spark
@@ -748,6 +864,9 @@ class Worker:
 
 
 def run_worker(settings: TrainerSettings) -> int:
+    removed = artifacts.clean_leftovers(settings.model_dir)  # a publish killed before a restart
+    if removed:
+        log.info("removed leftovers of interrupted publishes: %s", ", ".join(removed))
     worker = Worker(settings)
 
     def stop(signum: int, _frame: Any) -> None:
