@@ -41,7 +41,12 @@ async def run_init(settings: InitSettings, console: Console | None = None) -> In
         if not (settings.data_dir / name).exists():
             raise InitError(f"{settings.data_dir / name} is missing: run `make data` first")
     summary = InitSummary()
-    client = make_client(settings.mongo_url, settings.mongo_timeout_ms, socket_timeout_ms=300_000)
+    client = make_client(
+        settings.mongo_url,
+        settings.mongo_timeout_ms,
+        socket_timeout_ms=300_000,
+        monitor_timeout_ms=60_000,
+    )
     try:
         t0 = time.perf_counter()
         await wait_for_mongo(client)

@@ -66,9 +66,8 @@ def podman_api() -> Iterator[ApiService]:
 
 
 @pytest.fixture(scope="module")
-def stack(podman_api: ApiService, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(podman_api: ApiService) -> Iterator[Stack]:
     TIMINGS["base_images_s"] = build_base_images(VAR)
-    log_dir = tmp_path_factory.mktemp("compose")
     env = {
         "PYTHON_IMAGE": PYTHON_BASE,
         "NGINX_IMAGE": NGINX_BASE,
@@ -84,10 +83,12 @@ def stack(podman_api: ApiService, tmp_path_factory: pytest.TempPathFactory) -> I
         "RECOMMENDER_REPLICAS": "1",
         "LOG_JSON": "false",
     }
-    st = Stack(podman_api, env, log_dir)
+    st = Stack(podman_api, env, VAR / "runs")
+    st.log_dir = VAR / "runs" / st.project
+    st.log_dir.mkdir(parents=True, exist_ok=True)
     try:
         t0 = time.monotonic()
-        st.compose("build", timeout=3600)
+        st.build(timeout=3600)
         TIMINGS["compose_build_s"] = time.monotonic() - t0
         TIMINGS["up_healthy_s"] = st.up(timeout=1200)
         yield st

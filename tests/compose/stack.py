@@ -23,6 +23,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from tests.support import ROOT
 
 CONTAINERS_CONF = ROOT / "scripts" / "podman" / "containers.conf"
@@ -188,6 +190,18 @@ class Stack:
                 self.argv(*args), env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
             )
         return proc, log
+
+    def build(self, timeout: float = 3600) -> list[str]:
+        """`docker-compose build` of one service per distinct image: services sharing an image
+        (data, mongo-init, catalog, recommender; the Spark ones) share one `build:` section,
+        so building each of them again would only re-send the context. Returns the services."""
+        r = self.compose("config", timeout=120)
+        first: dict[str, str] = {}
+        for name, svc in yaml.safe_load(r.stdout)["services"].items():
+            if "build" in svc:
+                first.setdefault(svc["image"], name)
+        self.compose("build", *first.values(), timeout=timeout)
+        return list(first.values())
 
     def logs(self, service: str, tail: int = 60) -> str:
         r = self.compose("logs", "--no-color", f"--tail={tail}", service, check=False, timeout=60)

@@ -17,15 +17,24 @@ log = logging.getLogger(__name__)
 
 
 def make_client(
-    url: str, timeout_ms: int = 2000, socket_timeout_ms: int | None = None
+    url: str,
+    timeout_ms: int = 2000,
+    socket_timeout_ms: int | None = None,
+    monitor_timeout_ms: int | None = None,
 ) -> AsyncMongoClient:
     """`socket_timeout_ms` bounds one reply: request-sized by default (APIs answer 503 rather
     than hang); batch jobs such as the import pass a larger value, because one bulk write of
-    thousands of documents can legitimately take longer on a loaded machine."""
+    thousands of documents can legitimately take longer on a loaded machine.
+
+    `monitor_timeout_ms` (connectTimeoutMS, default `timeout_ms`) also bounds the driver's
+    background `hello` checks; when one times out, PyMongo marks the server unknown and
+    cancels every operation in flight on it ("operation cancelled"). A server that answers one
+    command at a time (SecantusDB) cannot answer the check while it applies a big bulk write,
+    so batch jobs pass a value as long as such a write may take."""
     return AsyncMongoClient(
         url,
         serverSelectionTimeoutMS=timeout_ms,
-        connectTimeoutMS=timeout_ms,
+        connectTimeoutMS=monitor_timeout_ms or timeout_ms,
         socketTimeoutMS=socket_timeout_ms or max(timeout_ms * 15, 30000),
         tz_aware=True,
         uuidRepresentation="standard",
