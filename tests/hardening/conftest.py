@@ -198,7 +198,7 @@ def hstack(
     movielens_dir: Path, output_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[HStack]:
     if not Path(NGINX).exists():
-        pytest.fail("nginx is not installed (.ci/run installs it: apt-get install nginx)")
+        pytest.fail("nginx is not installed (`make system-check` installs it)")
     run_id = uuid.uuid4().hex[:8]
     logs = output_dir / "hardening" / run_id  # world-readable: nginx workers write here
     logs.mkdir(parents=True)

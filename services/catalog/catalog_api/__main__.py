@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import uvicorn
+from movierec_common.cli import settings_parser
 from movierec_common.logs import setup_logging
 
 from .core.config import CatalogSettings
 from .main import create_app
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    settings_parser(
+        "python -m catalog_api",
+        "The catalog API (accounts, movies, ratings, admin) under uvicorn on "
+        "CATALOG_HOST:CATALOG_PORT.",
+        CatalogSettings,
+    ).parse_args(argv)
     settings = CatalogSettings()
     setup_logging(settings.log_level, settings.log_json)
     uvicorn.run(

@@ -15,15 +15,17 @@ from contextlib import asynccontextmanager
 from ipaddress import ip_network
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from movierec_common.api_errors import (
     COMMON_ERROR_RESPONSES,
     OrjsonResponse,
     install_error_handlers,
 )
+from movierec_common.docs import install_docs
 from movierec_common.limits import BodySizeLimit
 from movierec_common.mongo import make_client, wait_for_mongo
+from movierec_common.query_params import reject_unknown_query_params
 from movierec_common.request_middleware import RequestMiddleware
 
 from .api.deps import AppState
@@ -114,7 +116,11 @@ def create_app(settings: CatalogSettings) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         default_response_class=OrjsonResponse,
+        dependencies=[Depends(reject_unknown_query_params)],
+        docs_url=None,  # movierec_common.docs serves Swagger UI offline
+        redoc_url=None,
     )
+    install_docs(app)
     app.state.catalog = None
     install_error_handlers(app)
     for module in (ops, auth, movies, ratings, admin):

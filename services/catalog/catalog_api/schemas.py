@@ -10,9 +10,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
 
-USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,32}$")
+# Whole-string rules (always `fullmatch`: with `match`, `$` also matches before a trailing
+# newline, and "admin\n" passed as "admin"). ASCII digits only ([0-9], not \d).
+USERNAME_RE = re.compile(r"[A-Za-z0-9_.-]{3,32}")
 # ml<digits> names belong to the MovieLens demo logins mongo-init creates.
-RESERVED_RE = re.compile(r"^ml\d+$", re.IGNORECASE)
+RESERVED_RE = re.compile(r"ml[0-9]+", re.IGNORECASE)
 
 
 class Strict(BaseModel):
@@ -33,9 +35,9 @@ class RegisterRequest(Strict):
     @field_validator("username")
     @classmethod
     def _username(cls, v: str) -> str:
-        if not USERNAME_RE.match(v):
+        if not USERNAME_RE.fullmatch(v):
             raise ValueError("must be 3–32 characters of letters, digits, '_', '.' or '-'")
-        if RESERVED_RE.match(v):
+        if RESERVED_RE.fullmatch(v):
             raise ValueError("names like ml<number> are reserved for the MovieLens demo logins")
         return v
 
@@ -57,6 +59,13 @@ class MeResponse(BaseModel):
     userId: int | None
     username: str | None
     role: str
+
+
+class SessionResponse(BaseModel):
+    """GET /api/auth/session: always 200, so a page can ask without an error for anonymity."""
+
+    authenticated: bool
+    user: MeResponse | None = None
 
 
 Rating = Annotated[
@@ -192,6 +201,9 @@ class Job(BaseModel):
     log_tail: list[str] = []
     model_version: str | None = None
     metrics: dict[str, Any] | None = None
+    load: dict[str, Any] | None = Field(
+        None, description="The loader's summary of the job's data: rows read, kept, dropped."
+    )
     error: Any = None
     attempts: int | None = None
     cancel_requested: bool = False

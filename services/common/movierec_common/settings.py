@@ -31,7 +31,14 @@ class CommonSettings(BaseSettings):
     mongo_timeout_ms: int = Field(2000, description="Server selection timeout per operation.")
     model_dir: Path = Field(PROJECT_ROOT / "var" / "models", description="Shared model volume.")
     data_dir: Path = Field(
-        PROJECT_ROOT / "data" / "ml-latest-small", description="MovieLens CSV directory."
+        PROJECT_ROOT / "data" / "ml-latest-small",
+        description="MovieLens directory: any release's layout, or your own ratings.csv + "
+        "movies.csv (README: Data sources and formats).",
+    )
+    strict_load: bool = Field(
+        False,
+        description="Refuse the whole load at the first malformed row (file:line: reason) "
+        "instead of skipping and reporting it.",
     )
     jwt_secret: SecretStr = Field(SecretStr(DEV_ONLY_JWT_SECRET), description="HS256 key.")
     jwt_ttl_seconds: int = Field(3600, ge=60, description="Lifetime of an access token.")

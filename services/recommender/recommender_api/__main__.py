@@ -11,13 +11,20 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import uvicorn
+from movierec_common.cli import settings_parser
 from movierec_common.logs import setup_logging
 
 from .config import RecommenderSettings
 from .main import create_app
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    settings_parser(
+        "python -m recommender_api",
+        "The recommender API (personal lists, fold-in, similar movies, batch) under uvicorn on "
+        "RECOMMENDER_HOST:RECOMMENDER_PORT.",
+        RecommenderSettings,
+    ).parse_args(argv)
     settings = RecommenderSettings()
     setup_logging(settings.log_level, settings.log_json)
     uvicorn.run(

@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from movierec_common.api_errors import ApiError
+from movierec_common.docs import documented_credentials
 from movierec_common.tokens import (
     API_KEY_HEADER,
     COOKIE_NAME,
@@ -29,7 +30,9 @@ def get_state(request: Request) -> AppState:
     return request.app.state.recs
 
 
-def get_principal(request: Request) -> Principal:
+def get_principal(
+    request: Request, _doc: Annotated[None, Depends(documented_credentials)]
+) -> Principal:
     state: AppState = request.app.state.recs
     key = request.headers.get(API_KEY_HEADER)
     if key is not None:

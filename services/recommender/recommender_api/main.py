@@ -6,11 +6,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from movierec_common.api_errors import COMMON_ERROR_RESPONSES, install_error_handlers
+from movierec_common.docs import install_docs
 from movierec_common.limits import BodySizeLimit
 from movierec_common.mongo import make_client
+from movierec_common.query_params import reject_unknown_query_params
 from movierec_common.request_middleware import RequestMiddleware
 
 from .config import RecommenderSettings
@@ -77,7 +79,11 @@ def create_app(settings: RecommenderSettings | None = None) -> FastAPI:
         version="1.0",
         description="Personalised top-N, fold-in for new users, similar movies, predictions.",
         lifespan=lifespan,
+        dependencies=[Depends(reject_unknown_query_params)],
+        docs_url=None,  # movierec_common.docs serves Swagger UI offline
+        redoc_url=None,
     )
+    install_docs(app)
     install_error_handlers(app)
     app.include_router(recs.router, responses=COMMON_ERROR_RESPONSES)
     app.include_router(ops.router, responses=COMMON_ERROR_RESPONSES)
@@ -90,5 +96,10 @@ def create_app(settings: RecommenderSettings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
         )
     app.add_middleware(BodySizeLimit)  # before parsing: 413 for oversized bodies
-    app.add_middleware(RequestMiddleware, requests=metrics.requests, latency=metrics.latency)
+    app.add_middleware(
+        RequestMiddleware,
+        requests=metrics.requests,
+        latency=metrics.latency,
+        access_log=logging.getLogger("recommender_api.access"),
+    )
     return app

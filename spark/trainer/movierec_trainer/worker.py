@@ -83,6 +83,7 @@ class RetrainResult:
     metrics: dict[str, Any]
     phases: dict[str, float]
     gate: dict[str, Any] = field(default_factory=dict)
+    load: dict[str, Any] = field(default_factory=dict)  # the loader's summary of the snapshot
 
 
 def _now() -> datetime:
@@ -212,7 +213,10 @@ def run_retrain(
         db_only=bool(params.get("db_only")),
         csv_path=params.get("csv_path"),
         data_dir=settings.data_dir,
+        strict=settings.strict_load,
     )
+    for line in snap.summary.lines():
+        reporter.log(f"load: {line}")
     ratings = (
         read_snapshot_spark(spark, snap.path)
         if spark is not None
@@ -245,14 +249,14 @@ def run_retrain(
     verdict = gate(m, active, settings.gate_tolerance)
     reporter.log(f"gate: {verdict['reason']}")
     if not verdict["passed"]:
-        return RetrainResult("rejected", None, m, phases, verdict)
+        return RetrainResult("rejected", None, m, phases, verdict, snap.summary.to_dict())
     reporter.phase("publish")
     t0 = time.perf_counter()
     manifest = {**outcome.manifest, "job": {"name": name, "params": params, "gate": verdict}}
     version = artifacts.save_model(model_dir, outcome.arrays, manifest, keep=settings.keep_versions)
     phases["publish_s"] = time.perf_counter() - t0
     reporter.log(f"published {version}")
-    return RetrainResult("succeeded", version, m, phases, verdict)
+    return RetrainResult("succeeded", version, m, phases, verdict, snap.summary.to_dict())
 
 
 def make_spark(settings: TrainerSettings, master: str | None = None):
@@ -344,6 +348,7 @@ def cmd_retrain(args: Any, settings: TrainerSettings) -> int:
         },
         "gate": result.gate,
         "phases": result.phases,
+        "load": result.load,
     }
     if args.json:
         print(json.dumps(out, default=str), flush=True)
@@ -644,6 +649,7 @@ class Worker:
                 "phases": phases,
                 "metrics": metrics,
                 "model_version": result.version,
+                "load": result.load,
                 "progress.phase": result.status,
                 "lease_owner": None,
             }

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 from movierec_common.api_errors import ApiError
+from movierec_common.docs import documented_credentials
 from movierec_common.tokens import (
     API_KEY_HEADER,
     COOKIE_NAME,
@@ -75,7 +76,10 @@ def resolve_principal(request: Request, state: AppState) -> Principal | None:
     return None
 
 
-async def optional_principal(request: Request, state: State) -> Principal | None:
+Credentials = Annotated[None, Depends(documented_credentials)]  # OpenAPI security schemes
+
+
+async def optional_principal(request: Request, state: State, _doc: Credentials) -> Principal | None:
     """For public pages that show more to a logged-in caller: a bad/expired credential is
     treated as anonymous, so an old cookie never breaks browsing."""
     try:
@@ -84,7 +88,7 @@ async def optional_principal(request: Request, state: State) -> Principal | None
         return None
 
 
-async def require_principal(request: Request, state: State) -> Principal:
+async def require_principal(request: Request, state: State, _doc: Credentials) -> Principal:
     principal = resolve_principal(request, state)
     if principal is None:
         raise ApiError(401, "not_authenticated", "log in first")

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 import numpy as np
 from fastapi import APIRouter, Path, Query
 from movierec_common.api_errors import ApiError, OrjsonResponse
+from movierec_common.ids import MAX_ID, IdParam, parse_id
 
 from .. import service
 from ..deps import CurrentPrincipal, State, require_privileged, require_read
@@ -29,9 +30,10 @@ from ..state import AppState
 
 router = APIRouter(prefix="/api/recs", tags=["recommendations"])
 
-MAX_ID = 2**53  # beyond this ids are not exact in JSON doubles, and Mongo int64 is the limit
-UserId = Annotated[int, Path(ge=0, le=MAX_ID, description="MovieLens / catalog user id")]
-MovieIdPath = Annotated[int, Path(ge=0, le=MAX_ID)]
+# Ids are plain ASCII integers 0..2^53 everywhere (movierec_common.ids): `620.0`, `²`, `-1`,
+# `true` and `1\n` are a 422 naming the value.
+UserId = Annotated[IdParam, Path(ge=0, le=MAX_ID, description="MovieLens / catalog user id")]
+MovieIdPath = Annotated[IdParam, Path(ge=0, le=MAX_ID)]
 K = Annotated[
     int | None, Query(ge=1, le=100, description="List length, 1–100 (default: DEFAULT_K)")
 ]
@@ -56,9 +58,10 @@ def _parse_exclude(state: AppState, raw: list[str]) -> list[int]:
             token = token.strip()
             if not token:
                 continue
-            if not token.isdigit() or len(token) > 16:
-                raise ApiError(422, "validation_error", f"exclude: {token[:32]!r} is not a movieId")
-            out.append(int(token))
+            try:
+                out.append(parse_id(token, "movieId"))
+            except ValueError as exc:
+                raise ApiError(422, "validation_error", f"exclude: {exc}") from None
     if len(out) > state.settings.max_exclude:
         raise ApiError(
             422, "validation_error", f"exclude: at most {state.settings.max_exclude} movieIds"
@@ -147,8 +150,6 @@ async def batch_recs(body: BatchRequest, principal: CurrentPrincipal, state: Sta
     limit = state.settings.batch_max_users
     if len(body.userIds) > limit:
         raise ApiError(422, "validation_error", f"userIds: at most {limit} per call")
-    if any(u < 0 or u > MAX_ID for u in body.userIds):
-        raise ApiError(422, "validation_error", "userIds: ids must be in 0..2^53")
     canonical = _resolve_genre(state, body.genre)
     user_ids = list(dict.fromkeys(body.userIds))
     model = state.store.current
@@ -196,8 +197,8 @@ async def similar_movies(movie_id: MovieIdPath, state: State, k: K = None) -> Or
 async def predict(
     principal: CurrentPrincipal,
     state: State,
-    userId: Annotated[int, Query(ge=0, le=MAX_ID)],
-    movieId: Annotated[int, Query(ge=0, le=MAX_ID)],
+    userId: Annotated[IdParam, Query(ge=0, le=MAX_ID)],
+    movieId: Annotated[IdParam, Query(ge=0, le=MAX_ID)],
 ) -> dict:
     require_read(principal, userId)
     model = state.store.current

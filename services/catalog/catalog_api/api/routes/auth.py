@@ -16,9 +16,10 @@ from ...schemas import (
     LoginResponse,
     MeResponse,
     RegisterRequest,
+    SessionResponse,
     UserOut,
 )
-from ..deps import CurrentPrincipal, State
+from ..deps import CurrentPrincipal, OptionalPrincipal, State
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
@@ -136,3 +137,18 @@ async def logout(state: State) -> Response:
 @router.get("/me", response_model=MeResponse, summary="Who am I")
 async def me(principal: CurrentPrincipal) -> MeResponse:
     return MeResponse(userId=principal.user_id, username=principal.username, role=principal.role)
+
+
+@router.get(
+    "/session",
+    response_model=SessionResponse,
+    summary="Am I logged in? (200 either way)",
+    description="Like `/api/auth/me`, but an anonymous caller (or an expired or invalid "
+    'credential) gets 200 `{"authenticated": false}` instead of 401, so the web UI can ask '
+    "on every page load without logging an error.",
+)
+async def session(principal: OptionalPrincipal) -> SessionResponse:
+    if principal is None:
+        return SessionResponse(authenticated=False)
+    user = MeResponse(userId=principal.user_id, username=principal.username, role=principal.role)
+    return SessionResponse(authenticated=True, user=user)
