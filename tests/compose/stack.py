@@ -278,8 +278,9 @@ class Stack:
                 if proc.poll() is not None:
                     if proc.returncode != 0:
                         text = log.read_text(errors="replace")
-                        bad = next((c.service for c in cs if c.health not in ("", "healthy")), "?")
-                        raise self.fail(bad, f"docker-compose up failed:\n{text[-3000:]}")
+                        raise self.fail(
+                            self.blame(cs), f"docker-compose up failed:\n{text[-3000:]}"
+                        )
                     pending = [
                         c
                         for c in cs
@@ -289,12 +290,9 @@ class Stack:
                     if not pending:
                         return time.monotonic() - t0
                 time.sleep(1.0)
-            waiting = [f"{c.service}({c.state},{c.health or '-'})" for c in self.containers()]
-            bad = next(
-                (c.service for c in self.containers() if c.health not in ("", "healthy")),
-                next((c.service for c in self.containers() if c.state != "running"), "?"),
-            )
-            raise self.fail(bad, f"stack not healthy after {timeout:.0f}s: {waiting}")
+            cs = self.containers()
+            waiting = [f"{c.service}({c.state},{c.health or '-'})" for c in cs]
+            raise self.fail(self.blame(cs), f"stack not healthy after {timeout:.0f}s: {waiting}")
         finally:
             if proc.poll() is None:
                 proc.terminate()
@@ -302,6 +300,20 @@ class Stack:
                     proc.wait(30)
                 if proc.poll() is None:
                     proc.kill()
+
+    @staticmethod
+    def blame(cs: list[Container]) -> str:
+        """The service holding the start up: an unhealthy or still-starting daemon, else a
+        one-shot still running, else a daemon that is not running."""
+        for pending in (
+            lambda c: c.health not in ("", "healthy"),
+            lambda c: c.service in ONESHOTS and c.state == "running",
+            lambda c: c.service not in ONESHOTS and c.state != "running",
+        ):
+            found = [c.service for c in cs if pending(c)]
+            if found:
+                return found[0]
+        return "?"
 
     def running(self, service: str) -> list[Container]:
         return [c for c in self.containers() if c.service == service and c.state == "running"]
