@@ -37,8 +37,8 @@ IMAGES = (
 )
 SHARED_DATA = ROOT.parent / "shared" / "data" / "ml-latest-small"
 TIMINGS: dict[str, float] = {}
-# First start: MovieLens import into the database and the first model on Spark. ~10 min on an
-# idle 2-core machine; a shared, loaded one may need COMPOSE_UP_TIMEOUT=3600.
+# The first start imports MovieLens into the database and trains the first model on Spark; on a
+# heavily loaded shared machine the import alone took over 20 minutes (COMPOSE_UP_TIMEOUT).
 UP_TIMEOUT = float(os.environ.get("COMPOSE_UP_TIMEOUT", "1800"))
 
 
