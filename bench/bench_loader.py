@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -88,12 +89,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ratings", type=int, default=10_000_000)
     ap.add_argument("--slow-rows", type=int, default=1_000_000)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "loader.md")
+    ap.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="keep the generated set in this directory and reuse it on the next run",
+    )
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench-loader-"))
     try:
-        big, slow = work / "big", work / "slow"
+        big, slow = (args.keep or work / "big"), work / "slow"
         t0 = time.perf_counter()
-        write_set(big, args.ratings)
+        if not (big / "movies.csv").exists():
+            write_set(big, args.ratings)
         gen_s = time.perf_counter() - t0
         slow.mkdir()
         shutil.copyfile(big / "movies.csv", slow / "movies.csv")
@@ -119,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     base = rows[0][2]["seconds"]
     lines = [
         f"### Ratings loader: synthetic {args.ratings / 1e6:.0f}M ratings "
-        f"(ratings.csv {size_mb:.0f} MB; generated in {gen_s:.0f} s)",
+        f"(ratings.csv {size_mb:.0f} MB; generated in {gen_s:.0f} s; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at the end)",
         "",
         "| path | rows read | seconds | rows/s | peak RSS | time vs loader |",
         "|---|---:|---:|---:|---:|---:|",

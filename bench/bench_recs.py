@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import signal
 import socket
 import statistics
@@ -542,7 +543,7 @@ def main() -> None:
                         "MONGO_URL": mongo_url, "MONGO_DB": DB, "MODEL_DIR": str(model_dir),
                         "RECOMMENDER_PORT": str(port), "API_KEYS": json.dumps([API_KEY]),
                         "LOG_LEVEL": "WARNING", "RELOAD_POLL_SECONDS": "30",
-                        "RATED_LOOKUP": lookup,
+                        "RATED_LOOKUP": lookup, "JWT_SECRET": secrets.token_hex(32),
                     }  # fmt: skip
                     proc = stack.enter_context(
                         child(

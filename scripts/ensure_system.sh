@@ -55,7 +55,8 @@ fi
 
 echo "make test: installing ${missing[*]} (apt-get)"
 export DEBIAN_FRONTEND=noninteractive
-if ! { "${runner[@]}" DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+# Bounded: an unreachable mirror ends in the error below, not in a wait without end.
+if ! { "${runner[@]}" DEBIAN_FRONTEND=noninteractive timeout 300 apt-get update -qq -o Acquire::Retries=1 &&
        "${runner[@]}" DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }; then
   echo "error: installing ${missing[*]} failed (see above). Run it yourself, then re-run make test:" >&2
   echo "    $command_line" >&2

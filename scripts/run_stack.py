@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+from movierec_trainer.session import SPARK_DAEMON_JAVA_OPTS
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -46,10 +47,10 @@ except ImportError:  # pragma: no cover - the script path puts scripts/ itself o
     from stack_spec import PROCFILE_PATH, ROOT, StackSpec, load_spec, render
 
 VENV_BIN = Path(sys.executable).parent
-SECRET_NAMES = ("JWT_SECRET", "ADMIN_PASSWORD", "DEMO_PASSWORD", "API_KEY")
+SECRET_NAMES = ("JWT_SECRET", "ADMIN_PASSWORD", "DEMO_PASSWORD", "API_KEY", "SPARK_AUTH_SECRET")
 # Settings some service reads that make run leaves at the service's own default unless the
 # caller's environment (or .env) sets them; honcho passes the environment through.
-PASSTHROUGH = frozenset({"JWT_TTL_SECONDS", "POPULARITY_PRIOR_WEIGHT"})
+PASSTHROUGH = frozenset({"JWT_TTL_SECONDS", "POPULARITY_PRIOR_WEIGHT", "SIGNUP_MAX_PER_CLIENT"})
 INFRA_WAIT_S = 120.0
 GRACE_S = 30.0
 # Printed once everything answers; tests/e2e and bench/run_all.py wait for this exact line.
@@ -101,6 +102,7 @@ def generate_secrets() -> dict[str, str]:
         "ADMIN_PASSWORD": secrets.token_urlsafe(12),
         "DEMO_PASSWORD": secrets.token_urlsafe(9),
         "API_KEY": secrets.token_urlsafe(24),
+        "SPARK_AUTH_SECRET": secrets.token_hex(32),
     }
 
 
@@ -192,6 +194,14 @@ def mongo_url(s: StackSettings) -> str:
     return s.mongo_url or f"mongodb://{s.movierec_host}:{s.mongo_port}/?directConnection=true"
 
 
+def trusted_proxies(host: str) -> list[str]:
+    """Where make run's nginx connects to the APIs from: loopback, or the bind address."""
+    nets = ["127.0.0.1/32", "::1/128"]
+    if host not in ("127.0.0.1", "::1", "localhost", "0.0.0.0", "::"):
+        nets.append(host)
+    return nets
+
+
 def build_env(s: StackSettings, secret: dict[str, str]) -> dict[str, str]:
     """The values of every setting and Procfile placeholder, for every process make run starts."""
     host = s.movierec_host
@@ -216,6 +226,8 @@ def build_env(s: StackSettings, secret: dict[str, str]) -> dict[str, str]:
         # nginx sets X-Forwarded-For; without this every browser shares nginx's address and
         # with it the catalog's per-client login failure limit.
         "TRUST_FORWARDED_FOR": "true",
+        # ... from our nginx only, which connects from the interface the APIs listen on.
+        "TRUSTED_PROXIES": json.dumps(trusted_proxies(host)),
         "WORK_DIR": str(var / "trainer"),
         "RECOMMENDER_HOST": host,
         "RECOMMENDER_PORT": str(s.recommender_port),
@@ -232,6 +244,12 @@ def build_env(s: StackSettings, secret: dict[str, str]) -> dict[str, str]:
         "SPARK_WORKER_DIR": str(var / "spark" / "work"),
         "SPARK_LOCAL_DIRS": str(var / "spark" / "local"),
         "SPARK_CONF_DIR": str(var / "spark" / "conf"),
+        # Shared secret of the Spark cluster: the trainer reads SPARK_AUTH_SECRET, the master
+        # and worker _SPARK_AUTH_SECRET (from the environment, so it is never on a command
+        # line); SPARK_DAEMON_JAVA_OPTS turns authentication on and the UI's kill button off.
+        "SPARK_AUTH_SECRET": secret["SPARK_AUTH_SECRET"],
+        "_SPARK_AUTH_SECRET": secret["SPARK_AUTH_SECRET"],
+        "SPARK_DAEMON_JAVA_OPTS": SPARK_DAEMON_JAVA_OPTS,
         # Bind Spark's JVMs to the same interface, and stop its "loopback address" warning.
         "SPARK_LOCAL_IP": host,
         "PYSPARK_PYTHON": sys.executable,

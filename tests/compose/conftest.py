@@ -77,6 +77,7 @@ def stack(podman_api: ApiService) -> Iterator[Stack]:
         "MOVIELENS_LOCAL_DIR": str(movielens_dir()),
         "JWT_SECRET": secrets.token_hex(32),
         "ADMIN_PASSWORD": "adm-" + secrets.token_urlsafe(16),
+        "SPARK_AUTH_SECRET": secrets.token_hex(32),
         "MOVIEREC_HTTP_BIND": "127.0.0.1",
         "MOVIEREC_HTTP_PORT": str(free_port()),
         "SPARK_UI_BIND": "127.0.0.1",

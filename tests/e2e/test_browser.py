@@ -253,9 +253,18 @@ def test_admin_retrain_publishes_new_version(
     expect(progress).to_have_attribute("data-status", re.compile("queued|running|succeeded"))
     # Before the first iteration the phase is named, with its step and elapsed time, and the
     # bar moves (indeterminate) instead of sitting empty.
-    phase = page.locator("#job-progress .job-phase[data-phase=snapshot]")
-    expect(phase).to_contain_text(re.compile(r"Step 2 of 6: Snapshot .* · \d+ s"))
-    assert page.locator("#job-progress progress:indeterminate").count() == 1
+    # (starting or snapshot), checked in one look at the page so the state cannot change between.
+    page.wait_for_function(
+        """() => {
+            const ph = document.querySelector('#job-progress .job-phase');
+            return Boolean(ph)
+                && !document.querySelector('#job-progress .job-iteration')
+                && Boolean(document.querySelector('#job-progress progress:indeterminate'))
+                && /^Step [12] of 6: .+ · \\d+ s$/.test(ph.textContent);
+        }""",
+        timeout=RETRAIN_TIMEOUT_MS,
+        polling=100,
+    )
     expect(page.locator("#job-progress .job-iteration")).to_be_visible(timeout=RETRAIN_TIMEOUT_MS)
     expect(progress).to_have_attribute("data-status", "succeeded", timeout=RETRAIN_TIMEOUT_MS)
     new_version = page.locator("#job-progress .job-result .font-mono").inner_text().strip()

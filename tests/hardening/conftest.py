@@ -229,6 +229,7 @@ def hstack(
         # The fuzzer sends many failed logins from 127.0.0.1; the per-username limit (5) is
         # what the brute-force test checks, the per-client one has its own catalog test.
         "LOGIN_MAX_FAILURES_PER_CLIENT": "100000",
+        "SIGNUP_MAX_PER_CLIENT": "100000",  # the fuzzer registers; test_accounts tests the limit
         "TRUST_FORWARDED_FOR": "true",
     }
     procs = st.procs

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 import uvicorn
 from movierec_common.cli import settings_parser
 from movierec_common.logs import setup_logging
+from movierec_common.tokens import InsecureSecret
 
 from .core.config import CatalogSettings
 from .main import create_app
@@ -19,8 +22,12 @@ def main(argv: list[str] | None = None) -> None:
     ).parse_args(argv)
     settings = CatalogSettings()
     setup_logging(settings.log_level, settings.log_json)
+    try:
+        app = create_app(settings)
+    except InsecureSecret as exc:
+        sys.exit(f"catalog_api: refusing to start: {exc}")
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.catalog_host,
         port=settings.catalog_port,
         log_config=None,  # keep our JSON logging

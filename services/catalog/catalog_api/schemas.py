@@ -8,7 +8,16 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
+from movierec_common.password_policy import MAX_LENGTH, password_problem
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    ValidationInfo,
+    field_validator,
+)
 
 # Whole-string rules (always `fullmatch`: with `match`, `$` also matches before a trailing
 # newline, and "admin\n" passed as "admin"). ASCII digits only ([0-9], not \d).
@@ -30,7 +39,13 @@ class RegisterRequest(Strict):
     username: StrictStr = Field(
         examples=["alice"], description="3–32 characters: letters, digits, '_', '.', '-'."
     )
-    password: StrictStr = Field(min_length=8, max_length=1024, examples=["correct horse battery"])
+    password: StrictStr = Field(
+        min_length=8,
+        max_length=MAX_LENGTH,
+        examples=["correct horse battery"],
+        description="8–1024 characters; not a common password, not the username "
+        "(NIST SP 800-63B, movierec_common.password_policy).",
+    )
 
     @field_validator("username")
     @classmethod
@@ -40,6 +55,23 @@ class RegisterRequest(Strict):
         if RESERVED_RE.fullmatch(v):
             raise ValueError("names like ml<number> are reserved for the MovieLens demo logins")
         return v
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, v: str, info: ValidationInfo) -> str:
+        problem = password_problem(v, info.data.get("username"))
+        if problem:
+            raise ValueError(problem)
+        return v
+
+
+class PasswordChange(Strict):
+    current_password: StrictStr = Field(min_length=1, max_length=MAX_LENGTH)
+    new_password: StrictStr = Field(
+        min_length=1,
+        max_length=MAX_LENGTH,
+        description="Same rules as at sign-up (movierec_common.password_policy).",
+    )
 
 
 class UserOut(BaseModel):

@@ -381,7 +381,10 @@ def _rows(
                     pending, pending_line = text, start
                     continue
                 pending = None
-                fields = next(csv.reader([text]), [])
+                if '"' in text:
+                    fields = next(csv.reader([text]), [])
+                else:  # the common case: no quoting, a plain split is the same and ~5x faster
+                    fields = text.rstrip("\r\n").split(",")
             else:
                 pending = None
                 fields = text.rstrip("\r\n").split(fmt.sep)
@@ -404,24 +407,30 @@ def _ratings_fast(path: Path, fmt: FileFormat, hi: int) -> Ratings | None:
     import pyarrow.csv as pacsv
 
     blob = path.read_bytes()
+    start = 0
     if fmt.header is not None:
         cut = blob.find(b"\n")
-        body = blob[cut + 1 :] if cut >= 0 else b""
-    else:
-        body = blob
-    if not body.strip():
+        start = cut + 1 if cut >= 0 else len(blob)
+    # Searches with a start offset: no copy of a file that may be gigabytes.
+    if re.compile(rb"\S").search(blob, start) is None:
         return Ratings(*(np.empty(0, dt) for dt in (np.int64, np.int64, np.float32, np.int64)))
-    if b"\n\n" in body or b"\n\r\n" in body or body.startswith((b"\n", b"\r\n")) or b'"' in body:
+    if (
+        blob.find(b"\n\n", start) >= 0
+        or blob.find(b"\n\r\n", start) >= 0
+        or blob.startswith((b"\n", b"\r\n"), start)
+        or blob.find(b'"', start) >= 0
+    ):
         return None  # blank lines would shift line numbers; quotes are not numbers
     if fmt.sep == "::":
-        body = body.replace(b"::", b"\x1f")
+        body = pa.py_buffer(blob[start:].replace(b"::", b"\x1f"))
         delimiter = "\x1f"
     else:
+        body = pa.py_buffer(blob).slice(start)  # zero-copy
         delimiter = fmt.sep
     names = ["u", "m", "r", "t"]
     try:
         table = pacsv.read_csv(
-            pa.py_buffer(body),
+            body,
             read_options=pacsv.ReadOptions(column_names=names, use_threads=True),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char=False),
             convert_options=pacsv.ConvertOptions(
@@ -434,10 +443,12 @@ def _ratings_fast(path: Path, fmt: FileFormat, hi: int) -> Ratings | None:
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
         return None
     del blob, body
-    u = table["u"].to_numpy()
-    m = table["m"].to_numpy()
-    r = table["r"].to_numpy()
-    t = table["t"].to_numpy()
+    # Writable int64/float32 arrays (a single-chunk column may come back as a read-only view).
+    u = np.require(table["u"].to_numpy(), np.int64, ["W"])
+    m = np.require(table["m"].to_numpy(), np.int64, ["W"])
+    r = table["r"].to_numpy().astype(np.float32)  # ratings are multiples of 0.5: exact
+    t = np.require(table["t"].to_numpy(), np.int64, ["W"])
+    del table
     ok = (
         (u >= 0)
         & (u <= MAX_ID)
@@ -452,7 +463,7 @@ def _ratings_fast(path: Path, fmt: FileFormat, hi: int) -> Ratings | None:
     )
     if not ok.all():
         return None
-    return Ratings(u.astype(np.int64), m.astype(np.int64), r.astype(np.float32), t.astype(np.int64))
+    return Ratings(u, m, r, t)
 
 
 def read_ratings_file(
@@ -726,25 +737,33 @@ def clean_ratings(
         [np.full(len(r), i, np.int32) for i, (_, r) in enumerate(sources)]
         or [np.empty(0, np.int32)]
     )
-    both = concat(parts) if parts else Ratings(*(np.empty(0, np.int64),) * 4)
+    if len(parts) == 1:
+        both = parts[0]  # no copy
+    else:
+        both = concat(parts) if parts else Ratings(*(np.empty(0, np.int64),) * 4)
     n = len(both)
     t = tombstones if tombstones is not None else Tombstones.empty()
     nt = len(t)
-    users = np.concatenate([both.user_ids, t.user_ids])
-    movies = np.concatenate([both.movie_ids, t.movie_ids])
-    stamps = np.concatenate([both.timestamps, t.deleted_at])
+    if nt:
+        users = np.concatenate([both.user_ids, t.user_ids])
+        movies = np.concatenate([both.movie_ids, t.movie_ids])
+        stamps = np.concatenate([both.timestamps, t.deleted_at])
+    else:
+        users, movies, stamps = both.user_ids, both.movie_ids, both.timestamps
     # Tombstones sort after the rows they tie with: a deletion at second T beats a file row
     # stamped T. A rating made after the deletion has a later stamp and wins.
-    # np.lexsort is stable, so on equal (pair, timestamp) the input order (sources in priority
-    # order, tombstones last) decides. One int64 pair key when the ids allow: half the sort.
-    if users.size and users.max() < 2**31 and movies.max() < 2**31:
+    # Two stable sorts (timestamp, then pair; np.lexsort is ~10x slower here): on equal
+    # (pair, timestamp) the input order decides (sources in priority order, tombstones last).
+    by_time = np.argsort(stamps, kind="stable")
+    if users.size and users.max() < 2**31 and movies.max() < 2**31 and users.min() >= 0:
         key = (users << 31) | movies
-        order = np.lexsort((stamps, key))
+        order = by_time[np.argsort(key[by_time], kind="stable")]
         k = key[order]
         last = np.r_[k[1:] != k[:-1], True]
         del key, k
     else:
-        order = np.lexsort((stamps, movies, users))
+        by_movie = by_time[np.argsort(movies[by_time], kind="stable")]
+        order = by_movie[np.argsort(users[by_movie], kind="stable")]
         u, m = users[order], movies[order]
         last = (
             np.r_[(u[1:] != u[:-1]) | (m[1:] != m[:-1]), True] if order.size else order.astype(bool)
@@ -772,7 +791,7 @@ def clean_ratings(
         c.kept = int((keep & (src == i)).sum())
         if c.read == 0:
             c.read = len(r)
-    return subset(both, np.flatnonzero(keep))
+    return both if keep.all() else subset(both, np.flatnonzero(keep))
 
 
 # ------------------------------------------------------------------------------ a data set

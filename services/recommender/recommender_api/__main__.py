@@ -10,9 +10,12 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import sys
+
 import uvicorn
 from movierec_common.cli import settings_parser
 from movierec_common.logs import setup_logging
+from movierec_common.tokens import InsecureSecret
 
 from .config import RecommenderSettings
 from .main import create_app
@@ -27,8 +30,12 @@ def main(argv: list[str] | None = None) -> None:
     ).parse_args(argv)
     settings = RecommenderSettings()
     setup_logging(settings.log_level, settings.log_json)
+    try:
+        app = create_app(settings)
+    except InsecureSecret as exc:
+        sys.exit(f"recommender_api: refusing to start: {exc}")
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.recommender_host,
         port=settings.recommender_port,
         log_config=None,

@@ -7,15 +7,22 @@ that overlaps a hot reload is answered entirely by the model it started with.
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Literal
+import re
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from movierec_common.api_errors import ApiError, OrjsonResponse
 from movierec_common.ids import MAX_ID, IdParam, parse_id
 
 from .. import service
-from ..deps import CurrentPrincipal, State, require_privileged, require_read
+from ..deps import (
+    CurrentPrincipal,
+    State,
+    optional_principal,
+    require_privileged,
+    require_read,
+)
 from ..rated import many_user_rated, user_rated
 from ..repository import UserRatings
 from ..schemas import (
@@ -218,9 +225,26 @@ async def predict(
     return service.predict(model, userId, movieId, rated)
 
 
+_PATH_RE = re.compile(r"(?<![\w.])(?:/|[A-Za-z]:\\)[^\s'\",;:)]+")
+
+
+def _without_paths(value: Any) -> Any:
+    """The value with every file-system path replaced by "<path>" (for non-admin callers)."""
+    if isinstance(value, str):
+        return _PATH_RE.sub("<path>", value)
+    if isinstance(value, dict):
+        return {k: _without_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_paths(v) for v in value]
+    return value
+
+
 @router.get("/model", response_model=ModelInfo)
-async def model_info(state: State) -> dict:
-    """What is being served: version, training time, metrics, load time, last reload error."""
+async def model_info(state: State, request: Request) -> dict:
+    """What is being served: version, training time, metrics, load time, last reload error.
+
+    File-system paths (data directory, snapshot, the file a reload refused) are shown to admins
+    and services only; anyone else sees "<path>" in their place."""
     store = state.store
     model = store.current
     info: dict = {
@@ -246,4 +270,7 @@ async def model_info(state: State) -> dict:
             "n_users": len(model.users),
             "n_items": model.n_items,
         }
+    principal = await optional_principal(request)
+    if principal is None or not principal.is_privileged:
+        info = _without_paths(info)
     return info
