@@ -12,6 +12,7 @@ Run with `make test-compose` (root, podman, docker-compose, debootstrap; .ci/run
 from __future__ import annotations
 
 import json
+import secrets
 import time
 import uuid
 
@@ -103,7 +104,7 @@ def test_user_signs_up_rates_five_and_gets_fold_in_and_similar(stack: Stack) -> 
     username = f"compose_{uuid.uuid4().hex[:8]}"
     r = httpx.post(
         url + "/api/auth/register",
-        json={"username": username, "password": "a-long-test-password-1"},
+        json={"username": username, "password": secrets.token_urlsafe(18)},
         timeout=30,
     )
     token = ok(stack, "catalog", r, 201)["access_token"]
