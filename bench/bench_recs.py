@@ -19,6 +19,7 @@ What runs (all real, nothing mocked):
      position among Toy Story's neighbours on the full-data model.
 
 Run: .venv/bin/python bench/bench_recs.py [--rates 200,50] [--duration 15] [--skip-load]
+     [--scenarios 'known,known impressions off']  (impressions recording on vs off, one run)
 Writes bench/out/recs.md.
 """
 
@@ -481,6 +482,11 @@ def main() -> None:
     ap.add_argument("--mongo-url", help="use this server (loaded by movierec_init) instead")
     ap.add_argument("--skip-load", action="store_true", help="only in-process and similar eval")
     ap.add_argument("--skip-similar-eval", action="store_true")
+    ap.add_argument(
+        "--scenarios",
+        help="comma-separated HTTP scenario names to run (default: all), e.g. "
+        "'known,known impressions off' for the impressions on/off comparison",
+    )
     ap.add_argument("--load-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.load_child:
@@ -537,13 +543,17 @@ def main() -> None:
 
             if not args.skip_load:
                 bases = {}
-                for lookup in ("recent", "all"):
+                # "recent-off": the same server with impressions recording turned off, so the
+                # cost of recording is measured side by side in one run (issue 17).
+                for lookup in ("recent", "all", "recent-off"):
                     port = free_port()
                     env = {
                         "MONGO_URL": mongo_url, "MONGO_DB": DB, "MODEL_DIR": str(model_dir),
                         "RECOMMENDER_PORT": str(port), "API_KEYS": json.dumps([API_KEY]),
                         "LOG_LEVEL": "WARNING", "RELOAD_POLL_SECONDS": "30",
-                        "RATED_LOOKUP": lookup, "JWT_SECRET": secrets.token_hex(32),
+                        "RATED_LOOKUP": lookup.removesuffix("-off"),
+                        "JWT_SECRET": secrets.token_hex(32),
+                        "IMPRESSIONS_ENABLED": "false" if lookup.endswith("-off") else "true",
                     }  # fmt: skip
                     proc = stack.enter_context(
                         child(
@@ -560,6 +570,7 @@ def main() -> None:
                 known_paths = [f"/api/recs/users/{u}?k=10" for u in rng.permutation(known)]
                 scenarios = {
                     "known": ("recent", known_paths),
+                    "known impressions off": ("recent-off", known_paths),
                     "known, RATED_LOOKUP=all": ("all", known_paths),
                     "fold-in": ("recent", [f"/api/recs/users/{u}?k=10" for u in folds]),
                     "similar": (
@@ -567,6 +578,9 @@ def main() -> None:
                         [f"/api/recs/similar/{m}?k=10" for m in rng.permutation(sim_ids)],
                     ),
                 }
+                if args.scenarios:
+                    wanted = [x.strip() for x in args.scenarios.split(",")]
+                    scenarios = {k: v for k, v in scenarios.items() if k in wanted}
                 t = Table(
                     title=f"HTTP, open loop, {args.duration:.0f} s per row "
                     "(latency from scheduled start, ms)"
@@ -580,7 +594,7 @@ def main() -> None:
                 for rate, name, lookup, paths in runs:
                     console.print(f"load: {name} at {rate:.0f} req/s …")
                     res = run_load_in_child(bases[lookup], paths, rate, args.duration)
-                    kind = name.split(",")[0]
+                    kind = name.split(",")[0].removesuffix(" impressions off")
                     p50_t, p99_t = TARGETS[kind]
                     t.add_row(
                         name,
@@ -597,6 +611,21 @@ def main() -> None:
                         f"{res['load_avg']:.1f}",
                     )
                 emit(t, "HTTP latency under a bounded loopback load")
+                text = httpx.get(f"{bases['recent']}/metrics", timeout=10).text
+                counts = {
+                    line.split(" ")[0]: line.split(" ")[1]
+                    for line in text.splitlines()
+                    if line.startswith("movierec_recs_impressions_")
+                    and "_total" in line
+                    and not line.startswith("#")
+                }
+                report.append(
+                    "\nImpressions on the recording server (RATED_LOOKUP=recent) after the load: "
+                    + ", ".join(f"{k} = {v}" for k, v in sorted(counts.items()))
+                    + "; the `known impressions off` row is the same load on a server with "
+                    "IMPRESSIONS_ENABLED=false."
+                )
+                console.print(report[-1])
                 server_errors = [
                     line
                     for log in work.glob("api-*.log")

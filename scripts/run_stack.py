@@ -11,9 +11,16 @@ only decides the order and the local values:
 4. waits for /healthz and /readyz of each, then prints the URL and logins.
 
 Every child runs in its own session (honcho puts each Procfile process in one too), so on
-SIGINT/SIGTERM this script stops the groups in reverse order, waits, and kills whatever is
-left, so nothing keeps running or holds a port after Ctrl-C. State lives in VAR_DIR (./var):
-the database files, the models, the generated secrets, nginx's runtime files, Spark's scratch.
+SIGINT/SIGTERM/SIGHUP this script stops the groups in reverse order, waits, and kills whatever
+is left, so nothing keeps running or holds a port after Ctrl-C.
+
+Once up, it supervises like Compose's `restart: unless-stopped`: each service runs under its
+own honcho, and a service that exits is started again after a back-off (1 s, doubling to 30 s,
+back to 1 s once it has run for a minute); only a signal stops the stack. A signal sent to
+`make` alone (not to its process group) is noticed too: make catches SIGINT/SIGHUP/SIGTERM and
+then waits for its recipe, so a parent `make` that stops catching one of them has received it.
+State lives in VAR_DIR (./var): the database files, the models, the generated secrets, nginx's
+runtime files, Spark's scratch.
 """
 
 from __future__ import annotations
@@ -53,6 +60,10 @@ SECRET_NAMES = ("JWT_SECRET", "ADMIN_PASSWORD", "DEMO_PASSWORD", "API_KEY", "SPA
 PASSTHROUGH = frozenset({"JWT_TTL_SECONDS", "POPULARITY_PRIOR_WEIGHT", "SIGNUP_MAX_PER_CLIENT"})
 INFRA_WAIT_S = 120.0
 GRACE_S = 30.0
+RESTART_FIRST_S = 1.0  # back-off before restarting a crashed service, doubled per crash ...
+RESTART_MAX_S = 30.0  # ... up to this, and reset once the service ran RESTART_RESET_S
+RESTART_RESET_S = 60.0
+FATAL_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # Printed once everything answers; tests/e2e and bench/run_all.py wait for this exact line.
 READY_LINE = "MovieRec is up."
 # honcho SIGKILLs a process 5 s after SIGTERM; the embedded database flushing its files and
@@ -329,6 +340,11 @@ class Child:
     proc: subprocess.Popen
     # Descendants observed while running, pid -> start time (so a reused pid is never killed).
     seen: dict[int, float] = field(default_factory=dict)
+    argv: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    restarts: int = 0
+    backoff: float = RESTART_FIRST_S
+    restart_at: float | None = None  # when a crashed service is due to start again
 
     def snapshot(self) -> None:
         with contextlib.suppress(psutil.Error):
@@ -343,15 +359,48 @@ class Child:
 class Supervisor:
     """Owns every process make run starts; stop() leaves none of them running."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], parent: ParentMake | None = None) -> None:
         self.env = env
         self.children: list[Child] = []
+        self.parent = parent
+
+    def check_parent(self) -> None:
+        """Raise KeyboardInterrupt when the parent make was signalled (see ParentMake)."""
+        why = self.parent.signalled() if self.parent else None
+        if why:
+            raise KeyboardInterrupt(why)
 
     def spawn(self, name: str, argv: list[str]) -> Child:
         proc = subprocess.Popen(argv, env=self.env, cwd=ROOT, start_new_session=True)
-        child = Child(name, proc)
+        child = Child(name, proc, argv=argv)
         self.children.append(child)
         return child
+
+    def restart_crashed(self, now: float | None = None) -> None:
+        """Start again every child that exited, each after its back-off (Compose's restart
+        policy). Never raises for a crash: only a signal stops the stack once it is up."""
+        now = time.monotonic() if now is None else now
+        for child in self.children:
+            child.snapshot()
+            if child.alive():
+                continue
+            if child.restart_at is None:
+                ran = now - child.started
+                if ran >= RESTART_RESET_S:
+                    child.backoff = RESTART_FIRST_S
+                child.restart_at = now + child.backoff
+                say(
+                    f"{child.name} exited (code {child.proc.returncode}) after {ran:.0f}s; "
+                    f"restarting in {child.backoff:.0f}s"
+                )
+                child.backoff = min(child.backoff * 2, RESTART_MAX_S)
+            elif now >= child.restart_at:
+                child.proc = subprocess.Popen(
+                    child.argv, env=self.env, cwd=ROOT, start_new_session=True
+                )
+                child.started, child.restart_at = now, None
+                child.restarts += 1
+                say(f"{child.name} restarted (restart {child.restarts})")
 
     def honcho(self, name: str, processes: list[str]) -> Child:
         argv = [sys.executable, "-c", HONCHO_MAIN, "-f", str(PROCFILE_PATH), "-e", os.devnull]
@@ -360,11 +409,14 @@ class Supervisor:
     def run_oneshot(self, name: str, argv: list[str]) -> int:
         """Run a step to completion; on Ctrl-C stop() ends it together with the daemons."""
         child = self.spawn(name, argv)
-        rc = child.proc.wait()
+        while child.proc.poll() is None:
+            self.check_parent()
+            time.sleep(0.5)
         self.children.remove(child)
-        return rc
+        return int(child.proc.returncode)
 
     def check_alive(self) -> None:
+        self.check_parent()
         for child in self.children:
             child.snapshot()
             if not child.alive():
@@ -594,7 +646,8 @@ def start(s: StackSettings, sup: Supervisor, values: dict[str, str], spec: Stack
 
     infra = [d.name for d in spec.daemons("infra") if not (d.name == "mongo" and s.mongo_url)]
     say(f"starting {', '.join(infra)}" + (f" (MongoDB at {s.mongo_url})" if s.mongo_url else ""))
-    sup.honcho("infra", infra)
+    for name in infra:  # one honcho per service: a crash ends only that one (restarted later)
+        sup.honcho(name, [name])
     if s.mongo_url:
         say("using the external MongoDB from MONGO_URL")
     else:
@@ -616,7 +669,8 @@ def start(s: StackSettings, sup: Supervisor, values: dict[str, str], spec: Stack
         if rc != 0:
             raise StartupError(f"rendering the nginx config failed (exit code {rc})")
     say(f"starting {', '.join(d.name for d in apps)}")
-    sup.honcho("apps", [d.name for d in apps])
+    for d in apps:
+        sup.honcho(d.name, [d.name])
     for d in apps:
         if not (d.port and d.health):
             continue
@@ -651,6 +705,40 @@ def _raise_interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
+def caught_signals(pid: int) -> set[int] | None:
+    """The signals process `pid` has a handler for (Linux /proc SigCgt), or None."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("SigCgt:"):
+                mask = int(line.split()[1], 16)
+                return {sig for sig in FATAL_SIGNALS if mask & (1 << (sig - 1))}
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+class ParentMake:
+    """Notices a signal sent to the `make` that runs this script. GNU make, on SIGINT, SIGHUP
+    or SIGTERM, resets that signal to its default and waits for its recipe (it forwards only
+    SIGTERM): so a parent make that stops catching one of them has received it."""
+
+    def __init__(self) -> None:
+        self.pid = os.getppid()
+        self.watched: set[int] = set()
+        with contextlib.suppress(psutil.Error):
+            if psutil.Process(self.pid).name() in ("make", "gmake"):
+                self.watched = caught_signals(self.pid) or set()
+
+    def signalled(self) -> str | None:
+        if not self.watched:
+            return None
+        now = caught_signals(self.pid)
+        if now is None:  # make itself is gone
+            return "parent make exited"
+        lost = self.watched - now
+        return f"make received {signal.Signals(min(lost)).name}" if lost else None
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -676,18 +764,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 1
     report_dotenv(values)
-    sup = Supervisor(process_env(values))
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    signal.signal(signal.SIGHUP, _raise_interrupt)
+    sup = Supervisor(process_env(values), ParentMake())
+    # SIGINT too: a job started in the background by a non-interactive shell inherits it
+    # ignored (Python then installs no handler), and Ctrl-C / kill -INT must still stop it.
+    for sig in FATAL_SIGNALS:
+        signal.signal(sig, _raise_interrupt)
     rc = 0
     try:
         check_ports(s)
         start(s, sup, values, spec)
         while True:
-            sup.check_alive()
-            time.sleep(1.0)
-    except KeyboardInterrupt:
-        say("stopping ...")
+            sup.check_parent()
+            sup.restart_crashed()
+            time.sleep(0.5)
+    except KeyboardInterrupt as exc:
+        say(f"stopping ({exc or 'SIGINT'}) ...")
     except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         rc = 1

@@ -86,6 +86,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("popularity_score", DESCENDING)], name="popularity"),
         # The catalog's in-process movie cache asks "which stats changed since T?".
         IndexModel([("stats_updated_at", ASCENDING)], name="stats_updated_at"),
+        # The catalog's stats reconciler: "which movies have pending rating changes?".
+        IndexModel([("stats_pending.at", ASCENDING)], name="stats_pending_at"),
     ],
     model.RATINGS: [
         IndexModel([("userId", ASCENDING), ("movieId", ASCENDING)], unique=True, name="user_movie"),
@@ -126,6 +128,20 @@ ALL_COLLECTIONS = [
     model.COUNTERS,
     model.META,
     model.RATING_DELETIONS,
+]
+
+# Online evaluation (issue 17): the recommender's impressions (read by time for the admin's
+# metrics) and A/B experiments (each replica polls for the running one).
+IMPRESSIONS = "impressions"
+EXPERIMENTS = "experiments"
+ALL_COLLECTIONS += [IMPRESSIONS, EXPERIMENTS]
+INDEXES[IMPRESSIONS] = [
+    IndexModel([("ts", ASCENDING)], name="ts"),
+    IndexModel([("experiment_id", ASCENDING), ("ts", ASCENDING)], name="experiment_ts"),
+]
+INDEXES[EXPERIMENTS] = [
+    IndexModel([("status", ASCENDING)], name="status"),
+    IndexModel([("started_at", DESCENDING)], name="started_desc"),
 ]
 
 

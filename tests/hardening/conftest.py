@@ -204,7 +204,11 @@ def hstack(
     logs.mkdir(parents=True)
     data_dir = make_subset(movielens_dir, tmp_path_factory.mktemp("h-data"))
     model_dir = tmp_path_factory.mktemp("h-models")
-    mongo = MongoServer(tmp_path_factory.mktemp("h-mongo"), log_path=logs / "mongo.log").start()
+    mongo = MongoServer(
+        tmp_path_factory.mktemp("h-mongo"),
+        log_path=logs / "mongo.log",
+        extra_args=["--enable-test-commands"],  # server fail points (test_stats_recovery)
+    ).start()
     st = HStack(
         mongo=mongo,
         db_name=f"hard_{run_id}",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from catalog_api.repositories.movies import MoviesRepo
 from catalog_api.repositories.ratings import RatingsRepo
 from movierec_common.mongo import make_client
 from pymongo.errors import AutoReconnect
@@ -15,22 +16,18 @@ from pymongo.errors import AutoReconnect
 pytestmark = pytest.mark.timeout(120)
 
 
-class FlakyStats:
-    """The movies side of RatingsRepo: plain $inc on the real collection, failing on demand."""
+class FlakyStats(MoviesRepo):
+    """The real movies repository whose counters update fails on demand."""
 
-    def __init__(self, collection) -> None:
-        self.movies = collection
+    def __init__(self, db) -> None:
+        super().__init__(db, prior_weight=20.0, refresh_seconds=5.0)
         self.fail_next = 0
 
-    async def apply_rating_delta(self, movie_id: int, count_delta: int, sum_delta: float):
+    async def apply_rating_delta(self, movie_id, count_delta, sum_delta, op=None):
         if self.fail_next:
             self.fail_next -= 1
             raise AutoReconnect("connection pool reset (injected)")
-        await self.movies.update_one(
-            {"movieId": movie_id},
-            {"$inc": {"rating_count": count_delta, "rating_sum": float(sum_delta)}},
-        )
-        return await self.movies.find_one({"movieId": movie_id}, {"_id": 0})
+        return await super().apply_rating_delta(movie_id, count_delta, sum_delta, op)
 
 
 async def _stats(db, movie_id: int) -> tuple[int, float, int, float]:
@@ -46,8 +43,8 @@ async def test_failed_stats_update_is_repaired_by_a_recount(mongo_url: str, db_n
         await db.ratings.create_index([("userId", 1), ("movieId", 1)], unique=True)
         await db.movies.insert_one({"movieId": 7, "rating_count": 1, "rating_sum": 3.0})
         await db.ratings.insert_one({"userId": 1, "movieId": 7, "rating": 3.0, "v": 1})
-        stats = FlakyStats(db.movies)
-        repo = RatingsRepo(db, stats)  # type: ignore[arg-type]
+        stats = FlakyStats(db)
+        repo = RatingsRepo(db, stats)
 
         # The rating lands, its $inc does not: the caller sees the error ...
         stats.fail_next = 1

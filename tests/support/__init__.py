@@ -112,7 +112,14 @@ class ManagedProcess:
 class MongoServer(ManagedProcess):
     """The embedded SecantusDB daemon on a fixed port and storage path, restartable in place."""
 
-    def __init__(self, storage: Path, port: int | None = None, log_path: Path | None = None):
+    def __init__(
+        self,
+        storage: Path,
+        port: int | None = None,
+        log_path: Path | None = None,
+        extra_args: Sequence[str] = (),
+    ):
+        """`extra_args` e.g. `--enable-test-commands` (server fail points, tests only)."""
         self.port = port or free_port()
         self.storage = storage
         super().__init__(
@@ -127,6 +134,7 @@ class MongoServer(ManagedProcess):
                 "--standalone",
                 "--log-level",
                 "WARNING",
+                *extra_args,
             ],
             log_path=log_path,
         )

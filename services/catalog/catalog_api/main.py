@@ -31,7 +31,7 @@ from movierec_common.web_security import OriginCheck, SecurityHeaders
 from movierec_init.model import USERS
 
 from .api.deps import AppState
-from .api.routes import admin, auth, movies, ops, ratings
+from .api.routes import admin, admin_movies, auth, experiments, movies, ops, ratings
 from .core.config import CatalogSettings
 from .core.proxies import TrustedProxies
 from .core.security import LoginLimiter, Passwords, SlidingWindowLimiter, TokenService
@@ -74,7 +74,7 @@ def create_app(settings: CatalogSettings) -> FastAPI:
         url = pooled_url(
             settings.mongo_url, settings.mongo_max_pool_size, settings.mongo_min_pool_size
         )
-        client = make_client(url, settings.mongo_timeout_ms)
+        client = make_client(url, settings.mongo_timeout_ms, appname="movierec-catalog")
         try:
             await wait_for_mongo(
                 client, attempts=settings.startup_attempts, delay=settings.startup_delay_seconds
@@ -85,10 +85,18 @@ def create_app(settings: CatalogSettings) -> FastAPI:
                 settings.popularity_prior_weight,
                 settings.retrain_slot_stale_seconds,
                 settings.movies_refresh_seconds,
+                settings.stats_pending_stale_seconds,
+                settings.stats_dead_grace_seconds,
             )
+            await repos.movies.ensure_stats_index()
             await repos.movies.cache.full_load(await repos.movies.global_mean())
             stop = asyncio.Event()
             refresher = asyncio.create_task(repos.movies.cache.run(stop))
+            # Movies left with a pending rating change by a crash are recounted: now (for
+            # changes already stale) and every period (issue 19 B).
+            reconciler = asyncio.create_task(
+                repos.stats.run(stop, settings.stats_reconcile_seconds)
+            )
             app.state.catalog = AppState(
                 settings=settings,
                 repos=repos,
@@ -122,6 +130,7 @@ def create_app(settings: CatalogSettings) -> FastAPI:
             finally:
                 stop.set()
                 await refresher
+                await reconciler
         finally:
             app.state.catalog = None
             await client.close()
@@ -139,7 +148,7 @@ def create_app(settings: CatalogSettings) -> FastAPI:
     install_docs(app)
     app.state.catalog = None
     install_error_handlers(app)
-    for module in (ops, auth, movies, ratings, admin):
+    for module in (ops, auth, movies, ratings, admin, experiments, admin_movies):
         app.include_router(module.router, responses=COMMON_ERROR_RESPONSES)
     if settings.cors_origins:
         app.add_middleware(

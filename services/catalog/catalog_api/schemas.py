@@ -131,6 +131,7 @@ class Movie(MovieStats):
     genres: list[str]
     imdbId: str | None = None
     tmdbId: int | None = None
+    new: bool = Field(False, description="Added by an admin after the MovieLens import.")
 
 
 class MyRating(BaseModel):
@@ -260,3 +261,67 @@ class ActivateResponse(BaseModel):
 
 class Health(BaseModel):
     status: str
+
+
+# --- online evaluation and A/B experiments (issue 17) ---
+
+
+class ExperimentStart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    candidate: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
+        description="A published model version to test against CURRENT (the control).",
+    )
+    split: float = Field(
+        0.5, gt=0, lt=1, description="Share of users served by the candidate (0 < split < 1)."
+    )
+
+
+class ExperimentEnd(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    winner: Literal["control", "candidate"] | None = Field(
+        None,
+        description="`candidate`: it becomes CURRENT (verified activation); `control` or none: "
+        "CURRENT stays; either way the experiment ends.",
+    )
+
+
+class NewMovie(BaseModel):
+    """A movie added by an admin between retrains."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: StrictStr = Field(min_length=1, max_length=300, examples=["Paddington 3 (2025)"])
+    year: int | None = Field(None, ge=1870, le=2100)
+    genres: list[StrictStr] = Field(
+        min_length=1, max_length=10, description="Genre names as the catalogue spells them."
+    )
+    imdbId: StrictStr | None = Field(None, pattern=r"^[0-9]{1,10}$", description="IMDb digits.")
+    tmdbId: int | None = Field(None, ge=1, le=2**31 - 1)
+    tags: list[StrictStr] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Free-text tags (like MovieLens tags.csv), used by the content profile.",
+    )
+
+    @field_validator("title")
+    @classmethod
+    def _title(cls, v: str) -> str:
+        v = v.strip()
+        if not v or any(ord(c) < 32 for c in v):
+            raise ValueError("title must be non-blank printable text")
+        return v
+
+    @field_validator("genres", "tags")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        out = []
+        for g in v:
+            g = g.strip()
+            if not g or len(g) > 64 or any(ord(c) < 32 for c in g):
+                raise ValueError("each entry must be 1-64 printable characters")
+            if g not in out:
+                out.append(g)
+        return out

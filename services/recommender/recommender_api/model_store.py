@@ -63,6 +63,9 @@ def load_serving_model(
     return model
 
 
+RETRY_MAX_SECONDS = 60.0
+
+
 class ModelStore:
     def __init__(
         self,
@@ -86,11 +89,41 @@ class ModelStore:
         self.reloads_ok = 0
         self.reloads_failed = 0
         self._failed_version: str | None = None
+        # A refused version is retried when its folder's files change, and otherwise after a
+        # back-off (poll period, doubling up to RETRY_MAX_SECONDS): a CURRENT written before
+        # its folder was complete is picked up once the folder is (issue 19 C).
+        self._failed_files: tuple | None = None
+        self._retry_at = 0.0
+        self._retry_backoff = poll_seconds
+        self.wanted: str | None = None  # the version CURRENT named at the last look
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
         self.on_swap: list[Any] = []  # callbacks(model): metrics gauges
         self.on_fail: list[Any] = []  # callbacks(version, message)
+        # The A/B experiment's other version, held beside the active one (experiments.py).
+        self.other: ServingModel | None = None
+
+    async def hold_other(self, version: str | None) -> ServingModel | None:
+        """Load (verified, like CURRENT) and keep `version` beside the active model, or drop the
+        held one when `version` is None. The active version is shared, never loaded twice.
+        Raises what the artifact reader raises for a missing or corrupt version."""
+        if version is None:
+            self.other = None
+            return None
+        if self.other is not None and self.other.version == version:
+            return self.other
+        if self.current is not None and self.current.version == version:
+            self.other = self.current
+            return self.other
+        self.other = await asyncio.to_thread(
+            load_serving_model,
+            self.model_dir,
+            version,
+            self.similar_factors,
+            self.similar_min_ratings,
+        )
+        return self.other
 
     async def refresh(self, reason: str, force: bool = False) -> bool:
         """Load CURRENT if it names a version other than the active (or last refused) one."""
@@ -100,10 +133,13 @@ class ModelStore:
             except Exception as exc:  # an unreadable CURRENT is a bad publish, not a crash
                 self._fail(None, f"cannot read CURRENT: {exc}")
                 return False
+            self.wanted = wanted
             if wanted is None:
                 return False
             active = self.current.version if self.current else None
-            if wanted == active or (wanted == self._failed_version and not force):
+            if wanted == active:
+                return False
+            if wanted == self._failed_version and not force and not self._retry_due(wanted):
                 return False
             try:
                 model = await asyncio.to_thread(
@@ -118,6 +154,7 @@ class ModelStore:
                 return False
             self.current = model  # the swap: one reference assignment
             self._failed_version = None
+            self._retry_backoff = self.poll_seconds
             self.reloads_ok += 1
             log.info(
                 "model activated",
@@ -133,7 +170,40 @@ class ModelStore:
                 cb(model)
             return True
 
+    def _version_files(self, version: str) -> tuple | None:
+        """(path, size, mtime_ns) of every file in the version's folder; None if absent."""
+        root = self.model_dir / "versions" / version
+        try:
+            return tuple(
+                sorted(
+                    (str(f.relative_to(root)), f.stat().st_size, f.stat().st_mtime_ns)
+                    for f in root.rglob("*")
+                    if f.is_file()
+                )
+            )
+        except (OSError, ValueError):
+            return None
+
+    def _retry_due(self, version: str) -> bool:
+        """A refused version is tried again once its files changed or its back-off expired."""
+        if time.monotonic() >= self._retry_at:
+            return True
+        return self._version_files(version) != self._failed_files
+
+    @property
+    def out_of_date(self) -> bool:
+        """CURRENT names a version other than the one served (refused or not loaded yet)."""
+        served = self.current.version if self.current else None
+        return self.wanted is not None and self.wanted != served
+
     def _fail(self, version: str | None, message: str) -> None:
+        if version is not None:
+            if version == self._failed_version:
+                self._retry_backoff = min(self._retry_backoff * 2, RETRY_MAX_SECONDS)
+            else:
+                self._retry_backoff = self.poll_seconds
+            self._failed_files = self._version_files(version)
+            self._retry_at = time.monotonic() + self._retry_backoff
         self._failed_version = version
         self.last_error = f"{version}: {message}" if version else message
         self.last_error_at = time.time()

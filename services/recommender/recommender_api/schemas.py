@@ -12,6 +12,11 @@ Order = Literal["ranking", "rating", "popularity"]
 
 
 class RecItem(BaseModel):
+    """One movie of a list. A movie added after the model was trained (served from its content
+    profile) also carries `"new": true`; other items have no `new` key."""
+
+    model_config = ConfigDict(extra="allow")
+
     movieId: int
     title: str | None = None
     year: int | None = None
@@ -27,6 +32,11 @@ class RecItem(BaseModel):
 
 
 class RecsResponse(BaseModel):
+    """A list. With impressions recording on it also has `list_id` (32 hex chars, its impression
+    record); inside an A/B experiment `experiment_id` and `arm` ("control" | "candidate")."""
+
+    model_config = ConfigDict(extra="allow")
+
     userId: int
     strategy: Strategy
     order: Order = Field(description="What `score` is and what the list is sorted by.")
@@ -58,6 +68,10 @@ class BatchResponse(BaseModel):
 
 
 class SimilarItem(BaseModel):
+    """A neighbour; a movie added after training also carries `"new": true`."""
+
+    model_config = ConfigDict(extra="allow")
+
     movieId: int
     title: str | None = None
     year: int | None = None
@@ -67,10 +81,14 @@ class SimilarItem(BaseModel):
 
 class SimilarResponse(BaseModel):
     movieId: int
+    new: bool = Field(False, description="The movie itself is new: neighbours by its profile.")
     factors: Literal["explicit", "ranking", "blend"]
     min_ratings: int
     model_version: str
     items: list[SimilarItem]
+    list_id: str | None = Field(
+        None, description="Id of this list's impression record (32 hex chars)."
+    )
 
 
 class PredictResponse(BaseModel):

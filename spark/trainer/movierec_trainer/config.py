@@ -76,3 +76,9 @@ class TrainerSettings(CommonSettings):
     )
     log_tail_lines: int = Field(40, ge=1, description="Log lines kept in a job document.")
     keep_versions: int = Field(5, ge=1, description="Model versions kept on disk.")
+    snapshot_min_age_seconds: float = Field(
+        600.0,
+        ge=0,
+        description="A snapshot no kept version names is deleted once this old (younger ones "
+        "may belong to a job still running elsewhere).",
+    )

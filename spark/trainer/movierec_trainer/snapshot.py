@@ -14,6 +14,7 @@ fingerprint and any later re-run all see exactly the same ratings even while use
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,3 +213,43 @@ def read_snapshot_local(path: Path) -> Ratings:
         t["rating"].to_numpy(),
         t["timestamp"].to_numpy(),
     )
+
+
+def remove_snapshot(path: Path) -> None:
+    """Delete one snapshot (file or Parquet directory); missing is fine."""
+    path = Path(path)
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+    path.with_suffix(".tmp").unlink(missing_ok=True)
+
+
+def prune_snapshots(work_dir: Path, model_dir: Path, min_age_seconds: float = 600.0) -> list[str]:
+    """Keep scratch bounded: delete every snapshot under `work_dir/snapshots` that no published
+    version's manifest names (`data.snapshot`), i.e. those of pruned versions and of jobs that
+    died, once it is `min_age_seconds` old (a job of another worker may still be reading a
+    younger one). Returns the names deleted."""
+    from movierec_common import artifacts
+
+    folder = Path(work_dir) / "snapshots"
+    if not folder.is_dir():
+        return []
+    kept = {
+        Path(str((m.get("data") or {}).get("snapshot"))).name
+        for m in artifacts.list_versions(model_dir)
+        if (m.get("data") or {}).get("snapshot")
+    }
+    now = time.time()
+    removed = []
+    for entry in folder.iterdir():
+        if entry.name in kept or entry.with_suffix(".parquet").name in kept:  # or its .tmp
+            continue
+        try:
+            if now - entry.stat().st_mtime < min_age_seconds:
+                continue
+        except OSError:
+            continue
+        remove_snapshot(entry)
+        removed.append(entry.name)
+    return removed

@@ -48,12 +48,19 @@ from typing import Any
 from bson import ObjectId
 from movierec_common import als, artifacts
 from movierec_common.jobs import ACTIVE_STATUSES, new_job
+from movierec_common.mongo import JOURNALED
 from pymongo import MongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from movierec_trainer.config import TrainerSettings
 from movierec_trainer.pipeline import TrainConfig, TrainOutcome, train_job
-from movierec_trainer.snapshot import read_snapshot_local, read_snapshot_spark, take_snapshot
+from movierec_trainer.snapshot import (
+    prune_snapshots,
+    read_snapshot_local,
+    read_snapshot_spark,
+    remove_snapshot,
+    take_snapshot,
+)
 
 log = logging.getLogger(__name__)
 
@@ -273,6 +280,36 @@ def run_retrain(
     )
     for line in snap.summary.lines():
         reporter.log(f"load: {line}")
+    try:
+        result = _train_gate_publish(
+            settings, params, name, model_dir, spark, reporter, cfg, active, snap, phases, t0
+        )
+    except BaseException:
+        remove_snapshot(snap.path)  # a failed job's snapshot is never needed again
+        raise
+    if result.status != "succeeded":
+        remove_snapshot(snap.path)  # nor a rejected one's
+    # Scratch stays bounded: snapshots go with the versions that name them (pruned above).
+    removed = prune_snapshots(settings.work_dir, model_dir, settings.snapshot_min_age_seconds)
+    if removed:
+        reporter.log(f"pruned {len(removed)} old snapshot(s)")
+    return result
+
+
+def _train_gate_publish(
+    settings: TrainerSettings,
+    params: dict[str, Any],
+    name: str,
+    model_dir: Path,
+    spark: Any,
+    reporter: Reporter,
+    cfg: TrainConfig,
+    active: dict[str, Any] | None,
+    snap: Any,
+    phases: dict[str, float],
+    t0: float,
+) -> RetrainResult:
+    """The rest of `run_retrain` once the snapshot exists (`t0`: when it was started)."""
     ratings = (
         read_snapshot_spark(spark, snap.path)
         if spark is not None
@@ -315,6 +352,15 @@ def run_retrain(
     return RetrainResult("succeeded", version, m, phases, verdict, snap.summary.to_dict())
 
 
+def spark_context_alive(spark: Any) -> bool:
+    """False when the session's SparkContext was stopped, on either side of py4j."""
+    try:
+        jsc = spark.sparkContext._jsc
+        return jsc is not None and not jsc.sc().isStopped()
+    except Exception:  # py4j gateway gone, or the context half torn down
+        return False
+
+
 def make_spark(settings: TrainerSettings, master: str | None = None):
     from movierec_trainer.session import build_spark, spark_auth_conf
     from movierec_trainer.spark_watch import CONF_NO_EXECUTOR_TIMEOUT
@@ -340,6 +386,8 @@ def mongo(settings: TrainerSettings) -> MongoClient:
         serverSelectionTimeoutMS=settings.mongo_timeout_ms,
         connectTimeoutMS=settings.mongo_timeout_ms,
         tz_aware=True,
+        appname="movierec-trainer",
+        **JOURNALED,  # job state survives a database crash like every other write
     )
 
 
@@ -602,6 +650,15 @@ class Worker:
     # -- running a job ---------------------------------------------------------------------
 
     def spark(self):
+        """The worker's SparkSession, built again when the old one's context is dead: the
+        application killed from the master (UI or REST), or the master restarted. Without this
+        every later job failed at once (`'NoneType' object has no attribute 'blockManager'`)
+        until someone restarted the trainer (issue 19 C)."""
+        if self._spark is not None and not spark_context_alive(self._spark):
+            log.warning("the Spark application is gone (killed or master lost); new session")
+            with contextlib.suppress(Exception):
+                self._spark.stop()  # clears pyspark's active context so a new one can start
+            self._spark = None
         if self._spark is None:
             self._spark = make_spark(self.settings)
         return self._spark

@@ -197,3 +197,46 @@ def test_poll_fallback_picks_up_a_new_version_without_file_events(
         time.sleep(0.1)
     assert version == v2
     server.proc.stop()
+
+
+def test_refused_current_is_retried_when_its_folder_completes_and_readyz_says_so(
+    recs_db: SeededDb, trained: TrainedModel, tmp_path: Path, start_recs_server: StartServer
+) -> None:
+    """CURRENT written before its version folder was complete: the version is refused (the old
+    one keeps serving, /readyz says `degraded` naming both), and once the folder is complete it
+    is served without anyone touching CURRENT again (issue 19 C)."""
+    model_dir = tmp_path / "models"
+    install_version(trained.root, trained.version, model_dir)
+    server = start_recs_server(recs_db, model_dir, RELOAD_POLL_SECONDS="0.5")
+    v2 = republish(trained.root, model_dir, activate=False, tag="late-files")
+    factors = model_dir / "versions" / v2 / "factors.npz"
+    aside = tmp_path / "factors.npz"
+    os.replace(factors, aside)  # the folder is not complete yet ...
+    point_current_at(model_dir, v2)  # ... but CURRENT already names it
+
+    def model() -> dict:
+        return server.client.get("/api/recs/model").json()
+
+    deadline = time.monotonic() + 10.0
+    while model()["reloads_failed"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert model()["reloads_failed"] >= 1 and model()["version"] == trained.version
+    ready = server.client.get("/readyz")
+    assert ready.status_code == 200, ready.text  # the old model still serves
+    body = ready.json()
+    assert body["status"] == "degraded", body
+    assert body["checks"]["current"] == v2 and body["checks"]["model"] == trained.version
+    assert body["checks"]["model_is_current"] is False and body["checks"]["last_error"]
+    time.sleep(3.0)  # several poll periods: still refused, still the old one
+    assert model()["version"] == trained.version
+
+    os.replace(aside, factors)  # the publisher finishes; CURRENT is not written again
+    t0 = time.monotonic()
+    while model()["version"] != v2 and time.monotonic() < t0 + 10.0:
+        time.sleep(0.1)
+    assert model()["version"] == v2, model()
+    body = server.client.get("/readyz").json()
+    assert body["status"] == "ready" and body["checks"]["model_is_current"] is True, body
+    r = server.client.get("/api/recs/users/1", headers=server.service)
+    assert r.status_code == 200 and r.json()["model_version"] == v2
+    server.proc.stop()

@@ -105,7 +105,14 @@ export function movieCard(m, { badge, badgeLabel = "Predicted rating", extra } =
           year ? h("span", null, String(year)) : null,
           genres.length ? h("span", { class: "truncate" }, genres.slice(0, 2).join(" · ")) : null,
         ),
-        h("div", { class: "flex flex-wrap gap-1" }, starBadge(badge, badgeLabel), extra || null),
+        h(
+          "div",
+          { class: "flex flex-wrap gap-1" },
+          starBadge(badge, badgeLabel),
+          // Added by an admin after the model was trained (served from its content profile).
+          m.new ? h("span", { class: "status-pill status-running new-badge", title: "Added after the last model training" }, "New") : null,
+          extra || null,
+        ),
       ),
     ),
   );

@@ -86,6 +86,25 @@ class CatalogSettings(CommonSettings):
         description="How often the in-process movie list picks up other replicas' new ratings.",
     )
     retrain_slot_stale_seconds: float = Field(30.0, gt=0)
+    stats_pending_stale_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="A movie's pending rating change this old belongs to a dead request: the "
+        "movie is recounted (a live request gives up its write after half of it).",
+    )
+    stats_dead_grace_seconds: float = Field(
+        2.0, ge=0, description="Wait after a failed request before recounting its movie."
+    )
+    stats_reconcile_seconds: float = Field(
+        30.0, gt=0, description="Period of the pass that recounts movies with stale changes."
+    )
+    hit_window_days: float = Field(
+        7.0,
+        gt=0,
+        le=90,
+        description="Online metrics: a rating within this many days of a movie being shown to "
+        "that user counts as a hit for the list that showed it.",
+    )
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -6,10 +6,13 @@ from dataclasses import dataclass
 
 from pymongo import AsyncMongoClient
 
+from .admin_movies import AdminMoviesRepo
+from .experiments import ExperimentsRepo
 from .health import HealthRepo
 from .jobs import JobsRepo
 from .movies import MoviesRepo
 from .ratings import RatingsRepo
+from .stats import StatsReconciler
 from .users import UsersRepo
 
 
@@ -20,6 +23,9 @@ class Repos:
     ratings: RatingsRepo
     jobs: JobsRepo
     health: HealthRepo
+    stats: StatsReconciler
+    experiments: ExperimentsRepo
+    admin_movies: AdminMoviesRepo
 
 
 def make_repos(
@@ -28,13 +34,19 @@ def make_repos(
     prior_weight: float,
     slot_stale_seconds: float,
     movies_refresh_seconds: float = 5.0,
+    stats_stale_seconds: float = 60.0,
+    stats_dead_grace_seconds: float = 2.0,
 ) -> Repos:
     db = client[db_name]
     movies = MoviesRepo(db, prior_weight, movies_refresh_seconds)
+    stats = StatsReconciler(db, movies, stats_stale_seconds, stats_dead_grace_seconds)
     return Repos(
         health=HealthRepo(client),
         users=UsersRepo(db),
         movies=movies,
-        ratings=RatingsRepo(db, movies),
+        ratings=RatingsRepo(db, movies, stats),
         jobs=JobsRepo(db, slot_stale_seconds),
+        stats=stats,
+        experiments=ExperimentsRepo(db),
+        admin_movies=AdminMoviesRepo(db, prior_weight),
     )

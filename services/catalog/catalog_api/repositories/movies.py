@@ -96,25 +96,57 @@ class MoviesRepo:
         if not self.cache.loaded:
             await self.cache.full_load(await self.global_mean())
 
+    async def ensure_stats_index(self) -> None:
+        """The reconciler's "which movies have pending changes?" (mongo-init creates it too;
+        a database initialised before it existed gets it here; idempotent)."""
+        await self.movies.create_index([("stats_pending.at", 1)], name="stats_pending_at")
+
+    async def mark_pending(self, movie_id: int, op: str) -> bool:
+        """Record an intended rating change `op` on the movie (`stats_pending`), before the
+        rating itself is written. False while a stats repair holds the movie (retry shortly)
+        or when there is no such movie. See `catalog_api.repositories.stats`."""
+        now = datetime.now(UTC)
+        res = await self.movies.update_one(
+            {
+                "movieId": movie_id,
+                "$or": [
+                    {"stats_repair": {"$exists": False}},
+                    {"stats_repair.until": {"$lt": now}},
+                ],
+            },
+            {"$push": {"stats_pending": {"op": op, "at": now}}},
+        )
+        return res.matched_count == 1
+
+    async def abandon_pending(self, movie_id: int, op: str) -> None:
+        """Mark `op` dead (its request failed): a repair need not wait for it to go stale."""
+        await self.movies.update_one(
+            {"movieId": movie_id, "stats_pending.op": op},
+            {"$set": {"stats_pending.$.dead": datetime.now(UTC)}},
+        )
+
     async def apply_rating_delta(
-        self, movie_id: int, count_delta: int, sum_delta: float
+        self, movie_id: int, count_delta: int, sum_delta: float, op: str | None = None
     ) -> dict[str, Any] | None:
         """Atomically $inc the exact counters, then recompute the derived fields from them.
 
-        The follow-up pipeline update reads the document's *current* count and sum, so
+        With `op` (a change recorded by `mark_pending`) the increment and the removal of that
+        pending entry are one update, applied only while the entry is still there: a repair
+        that already recounted the movie (and cleared its pending entries) is never added to
+        twice. The follow-up pipeline update reads the document's *current* count and sum, so
         concurrent writers converge: whoever writes last computes from the final counters.
         (update_one, not find_one_and_update: SecantusDB runs findAndModify as a collection
         scan, ~300 ms on movies, while these indexed updates take ~1–10 ms.)
         """
         flt = {"movieId": movie_id}
-        await self.movies.update_one(
-            flt,
-            {
-                "$inc": {"rating_count": count_delta, "rating_sum": float(sum_delta)},
-                # Lets every process's movie cache pick up the change with an indexed query.
-                "$set": {"stats_updated_at": datetime.now(UTC)},
-            },
-        )
+        update: dict[str, Any] = {
+            "$inc": {"rating_count": count_delta, "rating_sum": float(sum_delta)},
+            # Lets every process's movie cache pick up the change with an indexed query.
+            "$set": {"stats_updated_at": datetime.now(UTC)},
+        }
+        if op is not None:
+            update["$pull"] = {"stats_pending": {"op": op}}
+        await self.movies.update_one({**flt, "stats_pending.op": op} if op else flt, update)
         c = await self.global_mean()
         m = self.prior_weight
         await self.movies.update_one(

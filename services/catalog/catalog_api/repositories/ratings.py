@@ -12,10 +12,11 @@ measured 2.5–4 s per call on the 100k-row ratings collection versus 1–10 ms 
 update_one. The CAS loop has the same exactly-once property on both servers.
 
 The rating write and the movie's `$inc` are two operations (no multi-document transactions).
-When the database fails between them (an outage, a connection pool reset under load, a
-cancelled request), the rating may have landed without its delta. Such a failure never guesses:
-the movie's count and sum are recounted from `ratings` in the background, retried until the
-database answers again (found by the hardening load test: stats drifted after pool resets).
+A change is therefore recorded on the movie first (`stats_pending`, see `.stats`), and the
+`$inc` removes that record in the same update. A crash or a database failure between the two
+leaves the record, and `StatsReconciler` recounts the movie from `ratings` — on the next catalog
+start, periodically, and right after a failed request — so statistics converge to an exact
+recount without an operator (issue 19 B: a crash left 7 movies permanently wrong).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from typing import Any
 
 from movierec_init import model
@@ -30,9 +32,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from .movies import MoviesRepo
+from .stats import StatsReconciler
 
 MAX_ATTEMPTS = 50
-RECOUNT_ATTEMPTS = 120  # one per second: outlives a database restart
+MARK_WAIT_SECONDS = 5.0  # a stats repair holds a movie for a few ms; wait that long at most
 log = logging.getLogger(__name__)
 
 
@@ -41,11 +44,30 @@ class RatingConflict(Exception):
 
 
 class RatingsRepo:
-    def __init__(self, db: AsyncDatabase, movies: MoviesRepo) -> None:
+    def __init__(
+        self, db: AsyncDatabase, movies: MoviesRepo, stats: StatsReconciler | None = None
+    ) -> None:
         self.ratings = db[model.RATINGS]
         self.deletions = db[model.RATING_DELETIONS]
         self.movies = movies
+        self.stats = stats or StatsReconciler(db, movies)
+        # A writer gives up before its rating write once half the stale age has passed, so no
+        # rating lands after a repair has reclaimed its pending entry as stale.
+        self.write_budget_seconds = self.stats.stale_seconds / 2
         self._repairs: set[asyncio.Task] = set()
+
+    async def _mark(self, movie_id: int) -> tuple[str, float]:
+        op = uuid.uuid4().hex
+        deadline = time.monotonic() + MARK_WAIT_SECONDS
+        while not await self.movies.mark_pending(movie_id, op):
+            if time.monotonic() > deadline:
+                raise RatingConflict(f"movie {movie_id} is being recounted")
+            await asyncio.sleep(0.05)
+        return op, time.monotonic()
+
+    def _check_budget(self, started: float) -> None:
+        if time.monotonic() - started > self.write_budget_seconds:
+            raise RatingConflict("the rating write took too long; retry")
 
     async def get(self, user_id: int, movie_id: int) -> dict[str, Any] | None:
         return await self.ratings.find_one(
@@ -56,18 +78,20 @@ class RatingsRepo:
         self, user_id: int, movie_id: int, rating: float
     ) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
         """Returns (new rating doc, previous rating doc or None, movie after the change)."""
+        op, started = await self._mark(movie_id)
         try:
-            return await self._upsert(user_id, movie_id, rating)
-        except (PyMongoError, asyncio.CancelledError):
-            self._repair_later(movie_id)
+            return await self._upsert(user_id, movie_id, rating, op, started)
+        except (PyMongoError, asyncio.CancelledError, RatingConflict):
+            self._repair_later(movie_id, op)
             raise
 
     async def _upsert(
-        self, user_id: int, movie_id: int, rating: float
+        self, user_id: int, movie_id: int, rating: float, op: str, started: float
     ) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
         key = {"userId": user_id, "movieId": movie_id}
         rating = float(rating)
         for _ in range(MAX_ATTEMPTS):
+            self._check_budget(started)
             now = int(time.time())
             before = await self.ratings.find_one(key)
             if before is None:
@@ -86,23 +110,29 @@ class RatingsRepo:
                 if res.matched_count != 1:
                     continue  # changed or deleted since we read it; re-read
                 count_delta, sum_delta = 0, rating - float(before["rating"])
-            movie = await self.movies.apply_rating_delta(movie_id, count_delta, sum_delta)
+            movie = await self.movies.apply_rating_delta(movie_id, count_delta, sum_delta, op)
             return {**key, "rating": rating, "timestamp": now}, before, movie
         raise RatingConflict(f"rating ({user_id}, {movie_id}) kept changing")
 
     async def delete(self, user_id: int, movie_id: int) -> dict[str, Any] | None:
         """Returns the deleted rating, or None when there was none (nothing changes)."""
+        key = {"userId": user_id, "movieId": movie_id}
+        if await self.ratings.find_one(key, {"_id": 1}) is None:
+            return None  # nothing to delete: no pending change to record
+        op, started = await self._mark(movie_id)
         try:
-            return await self._delete(user_id, movie_id)
-        except (PyMongoError, asyncio.CancelledError):
-            self._repair_later(movie_id)
+            return await self._delete(key, op, started)
+        except (PyMongoError, asyncio.CancelledError, RatingConflict):
+            self._repair_later(movie_id, op)
             raise
 
-    async def _delete(self, user_id: int, movie_id: int) -> dict[str, Any] | None:
-        key = {"userId": user_id, "movieId": movie_id}
+    async def _delete(self, key: dict[str, int], op: str, started: float) -> dict[str, Any] | None:
+        movie_id = key["movieId"]
         for _ in range(MAX_ATTEMPTS):
+            self._check_budget(started)
             before = await self.ratings.find_one(key)
             if before is None:
+                await self.movies.apply_rating_delta(movie_id, 0, 0.0, op)  # release the mark
                 return None
             # The deletion is recorded (with its time) before the rating goes, so the retrain
             # merge drops an older MovieLens file row of this pair instead of bringing it back.
@@ -112,41 +142,26 @@ class RatingsRepo:
             res = await self.ratings.delete_one({"_id": before["_id"], "v": before.get("v")})
             if res.deleted_count != 1:
                 continue
-            await self.movies.apply_rating_delta(movie_id, -1, -float(before["rating"]))
+            await self.movies.apply_rating_delta(movie_id, -1, -float(before["rating"]), op)
             return before
-        raise RatingConflict(f"rating ({user_id}, {movie_id}) kept changing")
+        raise RatingConflict(f"rating {key} kept changing")
 
-    def _repair_later(self, movie_id: int) -> None:
-        task = asyncio.get_running_loop().create_task(self._recount_until_done(movie_id))
+    def _repair_later(self, movie_id: int, op: str) -> None:
+        """The request failed after its change was recorded: mark the change dead and let the
+        reconciler recount the movie (in the background, retried while the database is away)."""
+
+        async def repair() -> None:
+            for _ in range(120):
+                try:
+                    await self.movies.abandon_pending(movie_id, op)
+                    break
+                except PyMongoError:
+                    await asyncio.sleep(1.0)
+            await self.stats.repair_soon(movie_id)
+
+        task = asyncio.get_running_loop().create_task(repair())
         self._repairs.add(task)
         task.add_done_callback(self._repairs.discard)
-
-    async def _recount_until_done(self, movie_id: int) -> None:
-        for _ in range(RECOUNT_ATTEMPTS):
-            try:
-                await self.recount(movie_id)
-                log.info("movie stats recounted after a failed write", extra={"movie": movie_id})
-                return
-            except PyMongoError:
-                await asyncio.sleep(1.0)
-        log.error(
-            "movie stats not recounted; run mongo-init to reconcile", extra={"movie": movie_id}
-        )
-
-    async def recount(self, movie_id: int) -> None:
-        """Set the movie's rating_count/rating_sum from `ratings` (idempotent, exact)."""
-        cursor = await self.ratings.aggregate(
-            [
-                {"$match": {"movieId": movie_id}},
-                {"$group": {"_id": None, "n": {"$sum": 1}, "s": {"$sum": "$rating"}}},
-            ]
-        )
-        rows = await cursor.to_list(1)
-        n, total = (int(rows[0]["n"]), float(rows[0]["s"])) if rows else (0, 0.0)
-        await self.movies.movies.update_one(
-            {"movieId": movie_id}, {"$set": {"rating_count": n, "rating_sum": total}}
-        )
-        await self.movies.apply_rating_delta(movie_id, 0, 0.0)  # derived fields
 
     async def page_for_user(
         self, user_id: int, skip: int, limit: int

@@ -21,7 +21,11 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(state: State) -> Response:
-    """Ready when MongoDB answers and there is something to serve (a model or popularity)."""
+    """Ready when MongoDB answers and there is something to serve (a model or popularity).
+
+    When CURRENT names a version other than the served one (refused, e.g. its folder was not
+    complete, and retried with back-off), the answer stays 200 — the old model still serves —
+    but `status` is `degraded` and `checks` name both versions and the last error."""
     db_ok = True
     try:
         await asyncio.wait_for(state.repo.ping(), timeout=2.0)
@@ -29,13 +33,18 @@ async def readyz(state: State) -> Response:
         db_ok = False
     model = state.store.current
     has_popularity = state.movies.catalog.popular_ids.size > 0
+    store = state.store
     checks = {
         "database": db_ok,
         "model": model.version if model else None,
+        "current": store.wanted,
+        "model_is_current": not store.out_of_date,
+        "last_error": store.last_error if store.out_of_date else None,
         "popularity": has_popularity,
     }
     if db_ok and (model is not None or has_popularity):
-        return OrjsonResponse({"status": "ready", "checks": checks})
+        status = "degraded" if store.out_of_date else "ready"
+        return OrjsonResponse({"status": status, "checks": checks})
     return error_response(503, "not_ready", "not ready to serve", checks)
 
 
