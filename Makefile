@@ -9,7 +9,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv install data java-check system-check test test-fast lint format run bench bench-train clean css css-check bench-recs bench-catalog audit
+.PHONY: help venv install data java-check system-check test test-fast lint format run bench bench-train clean css css-check bench-recs bench-catalog audit test-compose
 
 help:
 	@echo "make run    start the whole stack on this machine (no Docker needed)"
@@ -71,6 +71,14 @@ test-fast: install data
 
 clean:
 	rm -rf var test-output .pytest_cache .ruff_cache
+
+# docker-compose.yml for real, on podman (root): local base images from Debian packages, the
+# project's images through the compose file's build sections, `up`, the whole user flow through
+# nginx, retrain on the Spark cluster, rollback, scale, `down -v` (tests/compose/). `make test`
+# runs the same test when podman is there; here a missing tool is an error, not a skip.
+test-compose: install data
+	scripts/podman/install_packages.sh
+	MOVIEREC_REQUIRE_COMPOSE=1 $(VENV)/bin/pytest -m compose tests/compose $(PYTEST_ARGS)
 
 # --- web front: Tailwind CSS (the built file is committed; CI checks it is current) ---
 FRONTEND := frontend

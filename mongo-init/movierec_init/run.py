@@ -53,6 +53,7 @@ async def run_init(settings: InitSettings, console: Console | None = None) -> In
         settings.mongo_url,
         settings.mongo_timeout_ms,
         socket_timeout_ms=300_000,
+        monitor_timeout_ms=60_000,
         appname="movierec-init",
         journal=False,
     )
