@@ -15,6 +15,7 @@ from typing import Any
 from movierec_common import als
 from movierec_common.logs import setup_logging
 
+from movierec_trainer.blas import cap_blas_threads
 from movierec_trainer.config import TrainerSettings
 
 log = logging.getLogger("movierec_trainer")
@@ -171,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = TrainerSettings()
     setup_logging(settings.log_level, settings.log_json)
+    cap_blas_threads()  # train, retrain and the worker all run the kernel in this process
     try:
         if args.command == "train":
             return cmd_train(args, settings)
