@@ -8,6 +8,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+from movierec_common.data_model import RATING_MAX, RATING_MIN, RATING_STEP
 from movierec_common.training_params import RetrainParams
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
@@ -62,7 +63,13 @@ class MeResponse(BaseModel):
 
 Rating = Annotated[
     float,
-    Field(ge=0.5, le=5.0, multiple_of=0.5, examples=[4.5], description="0.5–5.0, steps of 0.5"),
+    Field(
+        ge=RATING_MIN,
+        le=RATING_MAX,
+        multiple_of=RATING_STEP,
+        examples=[4.5],
+        description="0.5–5.0, steps of 0.5",
+    ),
 ]
 
 

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 from movierec_common import als
+from movierec_common.data_model import RATING_MAX, RATING_MIN
 from movierec_common.movielens import Ratings
 
 from movierec_trainer import data as tdata
@@ -40,7 +41,6 @@ from movierec_trainer.evaluate import (
 log = logging.getLogger(__name__)
 
 Engine = Literal["local", "spark"]
-RATING_MIN, RATING_MAX = 0.5, 5.0
 RATED_SINCE_SLACK_S = 3600
 """How far before the newest rating in the data the recommender starts asking MongoDB for a
 user's ratings: covers a rating stamped just before the snapshot but committed after the read

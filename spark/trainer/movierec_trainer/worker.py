@@ -47,7 +47,8 @@ from typing import Any
 
 from bson import ObjectId
 from movierec_common import als, artifacts
-from movierec_common.jobs import ACTIVE_STATUSES, new_job
+from movierec_common.data_model import RETRAIN_SLOT_ID
+from movierec_common.jobs import ACTIVE_STATUSES, SlotBusy, new_job, take_retrain_slot
 from movierec_common.training_params import (
     RetrainParams,
     TrainingParams,
@@ -65,7 +66,6 @@ log = logging.getLogger(__name__)
 
 JOBS, META, RATINGS = "jobs", "meta", "ratings"
 LOCK_ID = "trainer_lock"
-SLOT_ID = "retrain_slot"  # shared with catalog_api.repositories.jobs
 SCHEDULE_ID = "trainer_schedule"
 ACTIVE = list(ACTIVE_STATUSES)
 
@@ -434,24 +434,19 @@ class Worker:
         """Insert a queued job unless one is queued or running (the catalog's slot rule)."""
         if self.jobs.find_one({"status": {"$in": ACTIVE}}) is not None:
             return None
-        slot = self.meta.find_one({"_id": SLOT_ID})
+        slot = self.meta.find_one({"_id": RETRAIN_SLOT_ID})
+        holder = None
+        if slot is not None and slot.get("job_id") is not None:
+            holder = self.jobs.find_one({"_id": slot["job_id"]})
         job_id = ObjectId()
         now = _now()
+        stale = timedelta(seconds=self.settings.retrain_slot_stale_seconds)
         try:
-            if slot is None:
-                won = self.meta.find_one_and_update(
-                    {"_id": SLOT_ID},
-                    {"$set": {"job_id": job_id, "updated_at": now}},
-                    upsert=True,
-                    return_document=ReturnDocument.AFTER,
-                )
-            else:
-                won = self.meta.find_one_and_update(
-                    {"_id": SLOT_ID, "job_id": slot.get("job_id")},
-                    {"$set": {"job_id": job_id, "updated_at": now}},
-                    return_document=ReturnDocument.AFTER,
-                )
-        except DuplicateKeyError:
+            flt, update = take_retrain_slot(slot, holder, job_id, now, stale)
+            won = self.meta.find_one_and_update(
+                flt, update, upsert=True, return_document=ReturnDocument.AFTER
+            )
+        except (SlotBusy, DuplicateKeyError):
             return None
         if won is None or won.get("job_id") != job_id:
             return None
