@@ -2,8 +2,9 @@
 
 For ml-latest-small (seeded 80/20 split, training part) and a seeded 5M-rating synthetic set
 (bench/synth.py), at rank 20 and rank 128, the same iterations and the same problem:
-  * MovieRec's local engine, ranking model, conjugate-gradient half-steps (the default,
-    3 steps per row, last user half-step exact) and the exact solver (the reference);
+  * MovieRec's local engine as the trainer runs it (float32 half-steps), ranking model,
+    conjugate-gradient half-steps (the default, 3 steps per row, last user half-step exact)
+    and the exact solver (the reference);
   * implicit's AlternatingLeastSquares (CPU, conjugate gradient, 3 steps), given the same
     confidence c = 1 + α·r and regularisation, with 1 thread (as our engine) and 2 threads;
   * the explicit model, exact vs CG (ml-latest-small only);
@@ -113,29 +114,36 @@ def main() -> int:
         def score(X, Y, is_small=is_small):
             return ev.topn(factor_scores(X, Y)).ndcg_at_k if is_small else None
 
-        m, s = timed(lambda p=p, data=data: als.fit_implicit(data, p))
-        row(name, rank, iters, "MovieRec local, CG 3 steps", s, score(m.X, m.Y))
+        m, s = timed(lambda p=p, data=data: als.fit_implicit(data, p, dtype=np.float32))
+        row(name, rank, iters, "MovieRec local, CG 3 steps (float32)", s, score(m.X, m.Y))
         for threads in (1, 2):
             (X, Y), s = timed(lambda p=p, data=data, t=threads: implicit_fit(data, p, t))
             row(name, rank, iters, f"implicit ALS (CG), {threads} thread(s)", s, score(X, Y))
         if rank == 128 and (args.skip_exact_128 or not is_small):
             continue
-        m, s = timed(lambda p=p, data=data: als.fit_implicit(data, replace(p, cg_steps=0)))
+        m, s = timed(
+            lambda p=p, data=data: als.fit_implicit(data, replace(p, cg_steps=0), dtype=np.float32)
+        )
         row(name, rank, iters, "MovieRec local, exact (reference)", s, score(m.X, m.Y))
 
     for rank in (20, 128):
         for steps in (0, 3):
             p = replace(als.DEFAULT_EXPLICIT, rank=rank, cg_steps=steps)
-            m, s = timed(lambda p=p: als.fit_explicit(small, p))
+            m, s = timed(lambda p=p: als.fit_explicit(small, p, dtype=np.float32))
             pred = np.clip(m.predict(test.user_idx, test.item_idx), 0.5, 5.0)
             rmse = float(np.sqrt(np.mean((pred - test.rating) ** 2)))
             label = "exact" if steps == 0 else f"CG {steps} steps"
             rows.append(("ml-latest-small", rank, p.iterations, f"explicit {label}", s, None))
             print(f"explicit k={rank} {label}: {s:.2f} s, RMSE {rmse:.4f}", flush=True)
 
-    def both():
-        als.fit_explicit(small, als.DEFAULT_EXPLICIT)
-        als.fit_implicit(small, als.DEFAULT_IMPLICIT)
+    def both():  # as the trainer runs them: one loop, float32 half-steps
+        als.fit_als(
+            als.LocalHalfSteps(small),
+            small,
+            als.DEFAULT_EXPLICIT,
+            als.DEFAULT_IMPLICIT,
+            dtype=np.float32,
+        )
 
     _, s = timed(both, repeat=3)
     print(f"both shipped models, ml-latest-small train part: {s:.2f} s (best of 3)")

@@ -84,6 +84,9 @@ class WorkerStopping(Exception):
 
 @dataclass
 class RetrainResult:
+    """Outcome of one retrain run: status, the published version (None when rejected), the
+    holdout metrics, phase seconds and the gate's verdict."""
+
     status: str  # succeeded | rejected
     version: str | None
     metrics: dict[str, Any]
@@ -169,6 +172,13 @@ def run_retrain(
     spark: Any,
     reporter: Reporter,
 ) -> RetrainResult:
+    """One retrain: snapshot the ratings (MongoDB + CSV per `params`), train with the Spark
+    engine when `spark` is given (else the local one), evaluate on the active model's holdout
+    protocol, gate against the active model and publish into `model_dir` if it passes.
+
+    Raises TrainingDivergedError (NaN/inf or exploding factors: nothing is published),
+    ExecutorLostError (Spark lost the executors holding the blocks), OSError on publish.
+    """
     phases: dict[str, float] = {}
     engine = "spark" if spark is not None else "local"
     cfg = config_from_params(params, settings, engine)
@@ -236,6 +246,8 @@ def run_retrain(
 
 
 def make_spark(settings: TrainerSettings, master: str | None = None):
+    """The trainer's SparkSession (settings' master unless `master` is given), with the
+    executor-loss grace period every watched Spark action reads."""
     from movierec_trainer.session import build_spark
     from movierec_trainer.spark_watch import CONF_NO_EXECUTOR_TIMEOUT
 
@@ -252,6 +264,7 @@ def make_spark(settings: TrainerSettings, master: str | None = None):
 
 
 def mongo(settings: TrainerSettings) -> MongoClient:
+    """A synchronous MongoClient with the configured timeouts (tz-aware datetimes)."""
     return MongoClient(
         settings.mongo_url,
         serverSelectionTimeoutMS=settings.mongo_timeout_ms,
@@ -264,6 +277,8 @@ def mongo(settings: TrainerSettings) -> MongoClient:
 
 
 def cmd_retrain(args: Any, settings: TrainerSettings) -> int:
+    """`python -m movierec_trainer retrain`: one retrain run from the command line; exit
+    status 0 when published, 1 when rejected by the gate."""
     from movierec_trainer.__main__ import params_from_args
     from movierec_trainer.pipeline import ConsoleProgress
 
@@ -322,6 +337,10 @@ def cmd_retrain(args: Any, settings: TrainerSettings) -> int:
 
 
 class Worker:
+    """The trainer worker: takes the singleton lock, runs the schedule / new-ratings triggers,
+    claims queued jobs under a renewed lease, runs them (`run_retrain`) and reaps the jobs of
+    workers whose lease expired."""
+
     def __init__(self, settings: TrainerSettings, client: MongoClient | None = None) -> None:
         self.settings = settings
         self.client = client or mongo(settings)
@@ -339,6 +358,7 @@ class Worker:
         return _now() + timedelta(seconds=self.settings.lease_seconds)
 
     def acquire_lock(self) -> bool:
+        """Take (or renew) the singleton worker lock; False when another live worker holds it."""
         now = _now()
         try:
             doc = self.meta.find_one_and_update(
@@ -359,6 +379,7 @@ class Worker:
         return doc is not None and doc.get("owner") == self.owner
 
     def release_lock(self) -> None:
+        """Give the lock up if this worker holds it (errors ignored: it expires anyway)."""
         with contextlib.suppress(PyMongoError):
             self.meta.update_one({"_id": LOCK_ID, "owner": self.owner}, {"$set": {"owner": None}})
 
@@ -410,6 +431,7 @@ class Worker:
         return n
 
     def claim(self) -> dict[str, Any] | None:
+        """Atomically move the oldest queued job to running under this worker's lease."""
         now = _now()
         return self.jobs.find_one_and_update(
             {"status": "queued", "cancel_requested": {"$ne": True}},
@@ -464,6 +486,8 @@ class Worker:
         return slot if slot <= now else slot - timedelta(days=1)
 
     def check_triggers(self) -> str | None:
+        """Enqueue a job when the daily schedule slot passed or enough new ratings arrived;
+        returns the trigger that fired, if any."""
         now = _now()
         slot = self._schedule_slot(now)
         if slot is not None:
@@ -498,11 +522,16 @@ class Worker:
     # -- running a job ---------------------------------------------------------------------
 
     def spark(self):
+        """The worker's SparkSession, built on first use and kept for later jobs."""
         if self._spark is None:
             self._spark = make_spark(self.settings)
         return self._spark
 
     def run_job(self, job: dict[str, Any]) -> None:
+        """Run one claimed job to a final status (succeeded, rejected, failed, cancelled, or
+        back to queued when the worker stops), renewing the lease from a heartbeat thread and
+        streaming progress and log lines into the job document. Job parameters are validated
+        again (movierec_common.training_params); a bad document fails with the API's message."""
         job_id = job["_id"]
         s = self.settings
         tail: deque[str] = deque(maxlen=s.log_tail_lines)
@@ -679,6 +708,7 @@ class Worker:
             self.release_lock()
 
     def run_forever(self) -> None:
+        """Poll until `stop_event` is set: lock, reap, triggers, claim and run."""
         log.info(
             "trainer worker %s polling %s/%s (spark %s)",
             self.owner,
@@ -697,6 +727,7 @@ class Worker:
         self.close()
 
     def close(self) -> None:
+        """Stop Spark, release the lock and close the MongoDB client."""
         if self._spark is not None:
             with contextlib.suppress(Exception):
                 self._spark.stop()
@@ -705,6 +736,7 @@ class Worker:
 
 
 def run_worker(settings: TrainerSettings) -> int:
+    """`python -m movierec_trainer worker`: run the worker until SIGTERM/SIGINT; exit 0."""
     worker = Worker(settings)
 
     def stop(signum: int, _frame: Any) -> None:
