@@ -25,3 +25,11 @@ def test_rmse_within_tolerance_of_the_active_model(new: float, passed: bool) -> 
     assert verdict["active_rmse"] == 0.9 and verdict["new_rmse"] == new
     word = "≤" if passed else "worse than the active model's"
     assert word in verdict["reason"]
+
+
+def test_best_accepted_model_bounds_a_slow_slide() -> None:
+    """Within tolerance of the active model but too far above the best accepted one: refused."""
+    active = {"version": "v3", "metrics": {"rmse": 0.9}}
+    verdict = gate({"rmse": 0.91}, active, 0.02, best=(0.88, "v1"))
+    assert not verdict["passed"] and "best accepted model's 0.8800 (v1)" in verdict["reason"]
+    assert gate({"rmse": 0.895}, active, 0.02, best=(0.88, "v1"))["passed"]
