@@ -10,7 +10,13 @@ import pytest
 
 from scripts import run_stack
 
-SECRET = {"JWT_SECRET": "j" * 64, "ADMIN_PASSWORD": "a", "DEMO_PASSWORD": "d", "API_KEY": "gen"}
+SECRET = {
+    "JWT_SECRET": "j" * 64,
+    "ADMIN_PASSWORD": "a",
+    "DEMO_PASSWORD": "d",
+    "API_KEY": "gen",
+    "SPARK_AUTH_SECRET": "s" * 64,
+}
 
 
 def settings(
