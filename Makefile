@@ -9,7 +9,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv install data java-check system-check test test-fast lint format run bench bench-train clean css css-check bench-recs bench-catalog audit test-compose
+.PHONY: help venv install data java-check system-check test test-fast lint format run bench bench-train clean css css-check bench-recs bench-catalog audit test-compose bench-kernel
 
 help:
 	@echo "make run    start the whole stack on this machine (no Docker needed)"
@@ -122,6 +122,13 @@ bench-train: install data java-check
 # API was unreachable and nothing could be audited (AUDIT_STRICT=1 makes that fail too).
 audit: install
 	$(PY) scripts/audit.py
+
+# The ALS kernel against implicit's ALS (conjugate gradient), same rank and iterations, on
+# ml-latest-small and a 5M-rating synthetic set. implicit is a benchmark-only peer: installed
+# into the venv here, never a runtime dependency. Prints the table (bench/REPORT.md quotes it).
+bench-kernel: install data
+	$(PIP) install -q implicit==0.7.3
+	$(PY) bench/bench_kernel.py $(BENCH_KERNEL_ARGS)
 
 # Every benchmark, then bench/REPORT.md (machine, one table per area, ratios to references).
 # BENCH_ARGS is passed to bench/run_all.py (e.g. BENCH_ARGS="--quick" or "--skip train").

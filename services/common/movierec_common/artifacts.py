@@ -53,8 +53,10 @@ RANKING_KEYS = ("rank_X", "rank_Y")
 # was built from, holdout included, and `rated_since`: any rating missing from those lists has
 # a timestamp at or after it. The recommender then reads only a user's newer ratings.
 RATED_KEYS = ("rated_indptr", "rated_movie_ids", "rated_since")
-KNOWN_KEYS = frozenset(REQUIRED_KEYS + RANKING_KEYS + RATED_KEYS)
-_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+ARRAY_KEYS = REQUIRED_KEYS + RANKING_KEYS + RATED_KEYS  # every array a version may hold
+KNOWN_KEYS = frozenset(ARRAY_KEYS)
+VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"  # also the admin routes' path pattern
+_VERSION_RE = re.compile(VERSION_PATTERN)
 _FLOAT_KEYS = ("P", "Q", "user_bias", "item_bias", "global_mean", "rank_X", "rank_Y")
 _INT_KEYS = ("user_ids", "item_ids", "item_counts", *RATED_KEYS)
 
@@ -65,6 +67,12 @@ class ArtifactError(Exception):
 
 @dataclass(frozen=True)
 class ModelArtifact:
+    """One published model version as loaded: explicit factors P (n_users, k) and Q
+    (n_items, k) with biases in stars (r̂ = global_mean + user_bias + item_bias + P·Q), the dense
+    index → MovieLens id maps, per-item training counts, the optional ranking factors rank_X /
+    rank_Y (n_users / n_items, k_rank) and the optional per-user rated lists (CSR over movie
+    ids, `rated_since` = newest rating timestamp in the training data, seconds)."""
+
     version: str
     manifest: dict[str, Any]
     P: np.ndarray
