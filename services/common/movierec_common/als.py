@@ -5,9 +5,11 @@ then frozen (items first, b_i = Σ(r−μ)/(N_i+λ_b); then users on what the it
 b_u = Σ(r−μ−b_i)/(N_u+λ_b)), so ALS only has to explain the residual r − μ − b_u − b_i.
 
 Ranking model: Hu, Koren & Volinsky (2008) implicit ALS on the rated / not-rated matrix with
-confidence c_ui = 1 + α·r_ui and preference p_ui = 1 for every observed rating. We keep p = 1
-even for low stars: in MovieLens *having watched* a film is the strongest top-N signal, while the
-star value already enters through the confidence (a 5-star rating pulls 10× harder than a 0.5).
+confidence c_ui = 1 + α·|r′_ui| and preference p_ui = 1 if r′_ui > 0 else 0, where r′ is the
+signed signal of `implicit_signal`: a like keeps its star value (a 5-star rating pulls 10× harder
+than a 0.5), a rating at or below `ImplicitParams.negative_at` becomes evidence AGAINST the movie
+(r′ < 0: preference 0 with extra confidence, the convention of Spark MLlib's implicit ALS), so a
+user who rated eight horror films 0.5★ is pushed away from them instead of towards them.
 
 Every iteration solves ITEMS given users, then USERS given items, so the final user factors are
 exactly one user half-step against the final item factors, and folding in a training user's own
@@ -130,6 +132,20 @@ def compute_biases(
     left = r - mu - b_i[inter.item_idx]
     b_u = np.bincount(inter.user_idx, weights=left, minlength=inter.n_users) / (n_u + bias_reg)
     return mu, b_u, b_i
+
+
+def implicit_signal(ratings: np.ndarray, negative_at: float | None) -> np.ndarray:
+    """Signed ranking-model signal r′ (float64, same shape as `ratings`, stars 0.5-5).
+
+    r′ = r for a rating above `negative_at` (a like, preference 1, confidence 1 + α·r);
+    r′ = −(negative_at + 0.5 − r) for a rating at or below it (evidence against: preference 0,
+    confidence 1 + α·|r′|, so 0.5★ weighs more than a borderline 2★ when negative_at = 2).
+    `negative_at=None` treats every rating as a like (Hu-Koren-Volinsky's plain form).
+    """
+    r = np.asarray(ratings, dtype=np.float64)
+    if negative_at is None:
+        return r.copy()
+    return np.where(r > negative_at, r, -(float(negative_at) + 0.5 - r))
 
 
 def to_csr(
@@ -324,7 +340,8 @@ def solve_implicit_block(
     plan: BlockPlan | None = None,
     chunk: int = DEFAULT_CHUNK,
 ) -> np.ndarray:
-    """Hu-Koren-Volinsky solve of every row: (YᵀY + Yᵀ(C−I)Y + λI) x = Yᵀ C p, with p = 1.
+    """Hu-Koren-Volinsky solve of every row: (YᵀY + Yᵀ(C−I)Y + λI) x = Yᵀ C p, where
+    `ratings` holds the signed signal r′ (`implicit_signal`): c = 1 + α·|r′|, p = [r′ > 0].
 
     `gram` = YᵀY over ALL rows of `fixed`, computed once per half-step, so each row costs
     O(n_row·k²) instead of a dense pass over every item. Rows without ratings get zeros
@@ -340,8 +357,8 @@ def solve_implicit_block(
     for b in plan.buckets:
         y = _gather(ext, b)
         length = b.cols.shape[1]
-        w = alpha * b.vals  # c − 1 on observed entries, 0 in padding
-        conf = np.where(b.valid, 1.0 + w, 0.0)
+        w = alpha * np.abs(b.vals)  # c − 1 on observed entries, 0 in padding
+        conf = np.where(b.valid & (b.vals > 0), 1.0 + w, 0.0)  # c·p: 0 for evidence against
         rhs = _yt_v(y, conf)
         if 2 * length <= k and reg > 0 and np.all(w[b.valid] > 0):
             # Woodbury with M = YᵀY + λI inverted once per half-step:
@@ -441,6 +458,7 @@ class ImplicitParams:
     iterations: int = 10
     seed: int = 42
     init_scale: float = 0.1
+    negative_at: float | None = 2.0  # stars at or below: evidence against (`implicit_signal`)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -615,9 +633,9 @@ def fit_implicit(
     params: ImplicitParams = DEFAULT_IMPLICIT,
     on_iteration: OnIteration | None = None,
 ) -> ImplicitModel:
-    """The local engine for the ranking model (confidence 1 + α·r, preference 1)."""
+    """The local engine for the ranking model (confidence 1 + α·|r′|, preference [r′ > 0])."""
     _check_finite_input(inter)
-    r = inter.rating.astype(np.float64)
+    r = implicit_signal(inter.rating, params.negative_at)
     by_item = plan_block(*to_csr(inter.item_idx, inter.user_idx, r, inter.n_items))
     by_user = plan_block(*to_csr(inter.user_idx, inter.item_idx, r, inter.n_users))
     X = init_factors(inter.n_users, params.rank, params.seed, USER_SALT, params.init_scale)
@@ -680,6 +698,6 @@ def fold_in_implicit(
     Y = np.asarray(Y, dtype=np.float64)
     gram = Y.T @ Y if gram is None else gram
     idx = np.asarray(item_idx, dtype=np.int64)
-    r = np.asarray(ratings, dtype=np.float32).astype(np.float64)
+    r = implicit_signal(np.asarray(ratings, dtype=np.float32), params.negative_at)
     indptr = np.array([0, idx.size], dtype=np.int64)
     return solve_implicit_block(Y, gram, indptr, idx, r, params.alpha, params.reg)[0]

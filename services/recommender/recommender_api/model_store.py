@@ -36,6 +36,7 @@ ARRAY_KEYS = (
     "rated_indptr",
     "rated_movie_ids",
     "rated_since",
+    "rated_stars",
 )
 
 

@@ -10,6 +10,15 @@ Strategy = Literal["personalized", "fold-in", "popular"]
 Order = Literal["ranking", "rating", "popularity"]
 
 
+class BecauseItem(BaseModel):
+    movieId: int
+    title: str | None = None
+    rating: float = Field(description="The user's own rating of this movie, 0.5–5.0.")
+    share: float = Field(
+        description="This rating's share of the movie's positive score contributions (0–1)."
+    )
+
+
 class RecItem(BaseModel):
     movieId: int
     title: str | None = None
@@ -23,6 +32,12 @@ class RecItem(BaseModel):
         "rating, or damped-mean popularity."
     )
     strategy: Strategy
+    because: list[BecauseItem] = Field(
+        default_factory=list,
+        description="Personalised items: up to 3 of the user's rated movies that contributed "
+        "most to this item's score in the model that ordered the list (Hu-Koren-Volinsky's "
+        "decomposition of x_u·y_i, or of p_u·q_i for `order=rating`); empty for popularity.",
+    )
 
 
 class RecsResponse(BaseModel):

@@ -81,6 +81,56 @@ def _scores(
     return predicted, predicted, "rating"
 
 
+def _rated_rows(
+    model: ServingModel, user_id: int, resolved: ResolvedUser, rated: UserRatings
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(item rows, stars) of the ratings the user's vectors were solved from, if known."""
+    if resolved.strategy == "fold-in":
+        idx, found = model.items.take(rated.movie_ids)
+        return idx, rated.ratings[found]
+    u = model.users.get(user_id)
+    if u is None or not model.has_rated:
+        return None
+    stars = model.stars_in_data(u)
+    if stars is None:
+        return None
+    idx, found = model.items.take(model.rated_in_data(u))
+    return idx, stars[found]
+
+
+def _because(
+    model: ServingModel,
+    catalog: MovieCatalog,
+    user: UserVectors,
+    order_used: str,
+    best: np.ndarray,
+    rows: tuple[np.ndarray, np.ndarray] | None,
+) -> list[list[dict[str, Any]]]:
+    """ "Because you rated …" for every listed movie, from the model that ordered the list."""
+    if rows is None or best.size == 0:
+        return [[] for _ in range(int(best.size))]
+    idx, stars = rows
+    if order_used == "ranking":
+        parts = ranking.explain_ranking(model, best, idx, stars)
+    else:
+        parts = ranking.explain_explicit(model, user, best, idx, stars)
+    star_of = dict(zip(idx.tolist(), stars.tolist(), strict=True))
+    out = []
+    for contribs in parts:
+        out.append(
+            [
+                {
+                    "movieId": int(model.items.ids[j]),
+                    "title": _meta(catalog, int(model.items.ids[j]))["title"],
+                    "rating": round(float(star_of[j]), 1),
+                    "share": round(share, 3),
+                }
+                for j, share in contribs
+            ]
+        )
+    return out
+
+
 def _allowed(model: ServingModel, catalog: MovieCatalog, genre: str | None) -> np.ndarray | None:
     if genre is None:
         return None
@@ -132,6 +182,10 @@ def recommend(
     excl_idx, _ = model.items.take(excluded_ids)
     best = ranking.top_k(scores, k, exclude=excl_idx, allowed=_allowed(model, catalog, genre))
     items = _items(model, catalog, best, scores, predicted, resolved.strategy)
+    rows = _rated_rows(model, user_id, resolved, rated)
+    because = _because(model, catalog, resolved.vectors, order_used, best, rows)
+    for item, reasons in zip(items, because, strict=True):
+        item["because"] = reasons
     return {**base, "order": order_used, "items": items}
 
 
@@ -171,6 +225,7 @@ def _popular(
                 "predicted_rating": baseline,
                 "score": score,
                 "strategy": "popular",
+                "because": [],
             }
         )
     return out

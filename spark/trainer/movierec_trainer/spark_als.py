@@ -60,7 +60,7 @@ class Block:
     indptr: np.ndarray  # local CSR over the block's rows
     indices: np.ndarray  # global column ids
     explicit: als.BlockPlan | None  # values = residuals r − μ − b_u − b_i
-    implicit: als.BlockPlan | None  # values = raw ratings (confidence 1 + α·r)
+    implicit: als.BlockPlan | None  # values = signed signal r′ (als.implicit_signal)
 
 
 def split_rows(indptr: np.ndarray, n_parts: int) -> list[tuple[int, int]]:
@@ -269,7 +269,9 @@ class SparkALS:
                 inter.n_users, implicit.rank, implicit.seed, als.USER_SALT, implicit.init_scale
             )
             imodel = als.ImplicitModel(X, np.zeros((inter.n_items, implicit.rank)), [])
-        ratings = inter.rating.astype(np.float64) if implicit is not None else None
+        ratings = (
+            None if implicit is None else als.implicit_signal(inter.rating, implicit.negative_at)
+        )
         n = self.num_partitions
         by_item = self._distribute(
             make_blocks(inter.item_idx, inter.user_idx, inter.n_items, n, resid, ratings)

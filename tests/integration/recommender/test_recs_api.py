@@ -423,3 +423,64 @@ def rated_by_model(art: artifacts.ModelArtifact, user_id: int) -> set[int]:
     assert art.rated_indptr is not None and art.rated_movie_ids is not None
     u = int(np.searchsorted(art.user_ids, user_id))
     return set(art.rated_movie_ids[art.rated_indptr[u] : art.rated_indptr[u + 1]].tolist())
+
+
+HORROR = [1258, 1219, 2710, 1997, 1994, 5679, 1333, 8957]  # Shining, Psycho, Blair Witch, …
+
+
+def test_low_ratings_are_not_likes_hater_and_fan_get_different_lists(
+    recs: RecsServer, recs_db: SeededDb, trained: TrainedModel
+) -> None:
+    """Issue 20 item 7: exactly the pair of new users from the report, eight horror films
+    rated 0.5★ by one and 5★ by the other."""
+    hater, fan = 900_701, 900_702
+    insert_ratings(recs_db, hater, [(m, 0.5) for m in HORROR])
+    insert_ratings(recs_db, fan, [(m, 5.0) for m in HORROR])
+    lists = {}
+    for user in (hater, fan):
+        r = recs.client.get(f"/api/recs/users/{user}", params={"k": 20}, headers=recs.service)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["strategy"] == "fold-in" and len(body["items"]) == 20
+        lists[user] = body
+    hate_ids = [i["movieId"] for i in lists[hater]["items"]]
+    fan_ids = [i["movieId"] for i in lists[fan]["items"]]
+    assert hate_ids != fan_ids
+    # The fan is steered to the films' closest neighbours: horror dominates their list …
+    horror_in = {u: sum("Horror" in i["genres"] for i in b["items"]) for u, b in lists.items()}
+    assert horror_in[fan] >= 8, horror_in
+    # … the hater is not: none of the fan's top 10 and (almost) no horror at all.
+    assert not set(hate_ids) & set(fan_ids[:10])
+    assert horror_in[hater] <= 2, horror_in
+    assert lists[fan]["order"] == lists[hater]["order"] == "ranking"
+    # The fan's items are explained by the films they loved; the hater's by nothing they loved.
+    assert all(i["because"] == [] for i in lists[hater]["items"])
+    for item in lists[fan]["items"]:
+        assert item["because"] and {b["movieId"] for b in item["because"]} <= set(HORROR)
+        assert all(b["rating"] == 5.0 for b in item["because"])
+
+
+def test_every_personalised_item_says_because_you_rated(
+    recs: RecsServer, csv_ratings, trained: TrainedModel
+) -> None:
+    """Issue 20 item 6: a known user's list (rated stars from the artifact, no extra reads)
+    and the same for the explicit order; the reasons are movies the user rated."""
+    user = 414
+    own = rated_by(csv_ratings, user)
+    for order in ("ranking", "rating"):
+        r = recs.client.get(
+            f"/api/recs/users/{user}", params={"k": 10, "strategy": order}, headers=recs.service
+        )
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["strategy"] == "personalized" and body["order"] == order
+        for item in body["items"]:
+            reasons = item["because"]
+            assert 1 <= len(reasons) <= 3, item
+            assert {b["movieId"] for b in reasons} <= own
+            shares = [b["share"] for b in reasons]
+            assert shares == sorted(shares, reverse=True) and all(0 < s <= 1 for s in shares)
+            assert all(b["title"] and 0.5 <= b["rating"] <= 5.0 for b in reasons)
+    popular = recs.client.get("/api/recs/users/950003", headers=recs.service).json()
+    assert popular["strategy"] == "popular"
+    assert all(i["because"] == [] for i in popular["items"])
