@@ -351,12 +351,16 @@ def top_k(
     return best if cand is None else cand[best]
 
 
-def similar(model: ServingModel, item: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(indices, cosine) of the k nearest trustworthy movies to `item`, itself excluded."""
+def similar(
+    model: ServingModel, item: int, k: int, allowed: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, cosine) of the k nearest trustworthy movies to `item`, itself excluded, only
+    among `allowed` rows when given (genre filter)."""
     sims = model.sim_unit @ model.sim_unit[item]
     sims = np.where(model.sim_ok, sims, -np.inf).astype(np.float32)
     sims[item] = -np.inf
-    idx = top_k(sims, k)
+    idx = top_k(sims, k, allowed=allowed)
+    idx = idx[np.isfinite(sims[idx])]
     return idx, sims[idx]
 
 

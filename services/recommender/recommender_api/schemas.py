@@ -81,6 +81,13 @@ class SimilarResponse(BaseModel):
     movieId: int
     factors: Literal["explicit", "ranking", "blend"]
     min_ratings: int
+    n_ratings: int = Field(description="Ratings of this movie in the model's data.")
+    genre: str | None = Field(None, description="The genre the neighbours were limited to.")
+    state: Literal["ok", "too_few_ratings"] = Field(
+        description="`too_few_ratings`: the movie has fewer than `min_ratings` ratings, too few "
+        "to be compared; `items` is then empty (a 200, because the movie exists and the "
+        "answer is known: no trustworthy neighbours yet)."
+    )
     model_version: str
     items: list[SimilarItem]
 

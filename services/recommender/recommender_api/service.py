@@ -256,20 +256,35 @@ def predict(model: ServingModel, user_id: int, movie_id: int, rated: UserRatings
 
 
 def similar(
-    model: ServingModel, catalog: MovieCatalog, movie_id: int, k: int, min_ratings: int
+    model: ServingModel,
+    catalog: MovieCatalog,
+    movie_id: int,
+    k: int,
+    min_ratings: int,
+    genre: str | None = None,
 ) -> dict[str, Any]:
+    """Neighbours of a movie; `state` says whether the movie could be compared at all.
+
+    A movie with fewer than `min_ratings` ratings in the model's data (or without factors)
+    answers `state: "too_few_ratings"` with no items, instead of confident-looking matches
+    computed from one or two ratings. `genre` restricts the neighbours to that genre.
+    """
     i = model.items.get(movie_id)
     if i is None:
         raise UnknownMovieError(movie_id)
-    idx, sims = ranking.similar(model, i, k)
+    base = {
+        "movieId": movie_id,
+        "factors": model.sim_source,
+        "min_ratings": min_ratings,
+        "n_ratings": int(model.item_counts[i]),
+        "genre": genre,
+        "model_version": model.version,
+    }
+    if not model.sim_ok[i]:
+        return {**base, "state": "too_few_ratings", "items": []}
+    idx, sims = ranking.similar(model, i, k, allowed=_allowed(model, catalog, genre))
     items = [
         {**_meta(catalog, int(mid)), "similarity": round(float(s), 5)}
         for mid, s in zip(model.items.ids[idx], sims, strict=True)
     ]
-    return {
-        "movieId": movie_id,
-        "factors": model.sim_source,
-        "min_ratings": min_ratings,
-        "model_version": model.version,
-        "items": items,
-    }
+    return {**base, "state": "ok", "items": items}

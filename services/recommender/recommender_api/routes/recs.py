@@ -174,11 +174,17 @@ async def batch_recs(body: BatchRequest, principal: CurrentPrincipal, state: Sta
 
 
 @router.get("/similar/{movie_id}", response_model=SimilarResponse)
-async def similar_movies(movie_id: MovieIdPath, state: State, k: K = None) -> OrjsonResponse:
-    """Cosine neighbours in factor space; public, it reveals nothing about any user."""
+async def similar_movies(
+    movie_id: MovieIdPath, state: State, k: K = None, genre: Genre = None
+) -> OrjsonResponse:
+    """Cosine neighbours in factor space; public, it reveals nothing about any user.
+
+    `state: "too_few_ratings"` (200, empty `items`) for a movie rated fewer than
+    SIMILAR_MIN_RATINGS times; an unknown `genre` is a 422 `unknown_genre`."""
     model = state.store.current
     if model is None:
         raise ApiError(503, "no_model", "no model is loaded yet")
+    canonical = _resolve_genre(state, genre)
     try:
         result = service.similar(
             model,
@@ -186,6 +192,7 @@ async def similar_movies(movie_id: MovieIdPath, state: State, k: K = None) -> Or
             movie_id,
             k or state.settings.default_k,
             state.settings.similar_min_ratings,
+            canonical,
         )
         return OrjsonResponse(result)
     except service.UnknownMovieError:
