@@ -320,3 +320,32 @@ def test_a_user_who_only_disliked_starts_from_the_average_user_and_moves_away() 
     assert hater["order"] == fan["order"] == "ranking"
     assert [i["movieId"] for i in hater["items"]] != [i["movieId"] for i in fan["items"]]
     assert all(i["because"] == [] for i in hater["items"])  # nothing they liked explains it
+
+
+def test_co_rating_neighbours_are_the_asymmetric_cosine_and_sampled_for_heavy_movies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(9)
+    n_users, n_items = 300, 40
+    dense = rng.random((n_users, n_items)) < np.linspace(0.02, 0.6, n_items)[None, :]
+    item_ids = np.arange(n_items) * 7 + 3
+    indptr = np.concatenate([[0], np.cumsum(dense.sum(axis=1))]).astype(np.int64)
+    movie_ids = np.concatenate([item_ids[np.flatnonzero(row)] for row in dense])
+    co = ranking.CoRated.build(indptr, movie_ids, IdIndex(item_ids))
+    counts = dense.sum(axis=0).astype(np.float64)
+    for i in (0, 17, 39):
+        both = (dense[:, i][:, None] & dense).sum(axis=0).astype(np.float64)
+        want = both / (np.sqrt(counts[i]) * counts**ranking.COOC_POWER + ranking.COOC_SHRINK)
+        want[both == 0] = -np.inf
+        np.testing.assert_allclose(co.similarity(i), want)
+        assert np.all(co.similarity(i)[np.isfinite(want)] < 1)
+    # A heavy movie is compared through a strided sample of its raters, rescaled: an unbiased
+    # estimate, close to the exact value where the co-rating support is large.
+    monkeypatch.setattr(ranking, "COOC_MAX_USERS", int(counts[39]) // 2 + 1)
+    heavy = co.similarity(39)
+    both = (dense[:, 39][:, None] & dense).sum(axis=0)
+    exact = both / (np.sqrt(counts[39]) * counts**ranking.COOC_POWER + ranking.COOC_SHRINK)
+    big = both >= 80
+    assert big.sum() >= 5
+    np.testing.assert_allclose(heavy[big], exact[big], rtol=0.35)
+    assert not np.allclose(heavy[big], exact[big])  # it did sample

@@ -79,7 +79,7 @@ class SimilarItem(BaseModel):
 
 class SimilarResponse(BaseModel):
     movieId: int
-    factors: Literal["explicit", "ranking", "blend"]
+    factors: Literal["explicit", "ranking", "blend", "cooccurrence"]
     min_ratings: int
     n_ratings: int = Field(description="Ratings of this movie in the model's data.")
     genre: str | None = Field(None, description="The genre the neighbours were limited to.")
