@@ -7,12 +7,13 @@ import time
 from dataclasses import dataclass, field
 
 from argon2 import PasswordHasher
+from movierec_common import data_model as model
 from movierec_common.mongo import make_client, wait_for_mongo
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from movierec_init import accounts, model
+from movierec_init import accounts
 from movierec_init.config import InitSettings
 from movierec_init.importer import import_movielens
 from movierec_init.schema import ensure_late_indexes, ensure_schema

@@ -9,11 +9,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from movierec_common import data_model as model
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
-
-from movierec_init import model
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,7 @@ VALIDATORS: dict[str, dict[str, Any]] = {
         "properties": {
             "userId": {"bsonType": INT, "minimum": 1},
             "movieId": {"bsonType": INT, "minimum": 1},
-            "rating": {"bsonType": NUM, "minimum": 0.5, "maximum": 5.0},
+            "rating": {"bsonType": NUM, "minimum": model.RATING_MIN, "maximum": model.RATING_MAX},
             "timestamp": {"bsonType": INT},
         },
     },

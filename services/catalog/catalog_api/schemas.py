@@ -8,7 +8,9 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
+from movierec_common.data_model import RATING_MAX, RATING_MIN, RATING_STEP
+from movierec_common.training_params import RetrainParams
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,32}$")
 # ml<digits> names belong to the MovieLens demo logins mongo-init creates.
@@ -61,7 +63,13 @@ class MeResponse(BaseModel):
 
 Rating = Annotated[
     float,
-    Field(ge=0.5, le=5.0, multiple_of=0.5, examples=[4.5], description="0.5–5.0, steps of 0.5"),
+    Field(
+        ge=RATING_MIN,
+        le=RATING_MAX,
+        multiple_of=RATING_STEP,
+        examples=[4.5],
+        description="0.5–5.0, steps of 0.5",
+    ),
 ]
 
 
@@ -150,32 +158,15 @@ class MyRatingsPage(Page):
     items: list[MyRatingItem]
 
 
-class RetrainRequest(Strict):
-    """Parameters of a retrain; every field optional (the trainer's defaults apply)."""
-
-    db_only: StrictBool = Field(False, description="Train on MongoDB ratings only, no CSV.")
-    csv_path: StrictStr | None = Field(
-        None, max_length=4096, description="A ratings CSV inside the configured DATA_DIR."
-    )
-    rank: int | None = Field(None, ge=2, le=200, examples=[20])
-    reg: float | None = Field(None, gt=0, le=10, examples=[0.1])
-    bias_reg: float | None = Field(None, ge=0, le=1000)
-    iterations: int | None = Field(None, ge=1, le=100, examples=[20])
-    seed: int | None = Field(None, ge=0, le=2**31 - 1)
-    holdout: float | None = Field(None, ge=0, lt=1)
+class RetrainRequest(RetrainParams):
+    """Parameters of a retrain; every field optional (the trainer's defaults apply). The model
+    and its bounds are movierec_common.training_params, shared with the trainer."""
 
     model_config = ConfigDict(
         extra="forbid",
         strict=True,
         json_schema_extra={"examples": [{"iterations": 20}, {"db_only": True, "rank": 30}]},
     )
-
-    @field_validator("reg", "bias_reg", "holdout", mode="before")
-    @classmethod
-    def _float(cls, v: Any) -> Any:
-        if isinstance(v, bool) or (v is not None and not isinstance(v, int | float)):
-            raise ValueError("must be a number")
-        return None if v is None else float(v)
 
 
 class Job(BaseModel):

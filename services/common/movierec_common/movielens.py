@@ -19,10 +19,11 @@ from typing import Literal
 
 import numpy as np
 
+from movierec_common.data_model import RATING_MAX, RATING_MIN
+
 log = logging.getLogger(__name__)
 
 OnError = Literal["skip", "raise"]
-RATING_MIN, RATING_MAX = 0.5, 5.0
 _YEAR_RE = re.compile(r"\s*\((\d{4})(?:[–-]\d{0,4})?\)\s*$")
 
 

@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 import numpy as np
 from movierec_common import als
+from movierec_common.data_model import RATING_MAX, RATING_MIN
 
-RATING_MIN, RATING_MAX = 0.5, 5.0
 SimilarSource = Literal["explicit", "ranking", "blend", "cooccurrence"]
 
 

@@ -47,7 +47,14 @@ from typing import Any
 
 from bson import ObjectId
 from movierec_common import als, artifacts
-from movierec_common.jobs import ACTIVE_STATUSES, new_job
+from movierec_common.data_model import RETRAIN_SLOT_ID
+from movierec_common.jobs import ACTIVE_STATUSES, SlotBusy, new_job, take_retrain_slot
+from movierec_common.training_params import (
+    RetrainParams,
+    TrainingParams,
+    validation_message,
+)
+from pydantic import ValidationError
 from pymongo import MongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
@@ -59,7 +66,6 @@ log = logging.getLogger(__name__)
 
 JOBS, META, RATINGS = "jobs", "meta", "ratings"
 LOCK_ID = "trainer_lock"
-SLOT_ID = "retrain_slot"  # shared with catalog_api.repositories.jobs
 SCHEDULE_ID = "trainer_schedule"
 ACTIVE = list(ACTIVE_STATUSES)
 
@@ -92,43 +98,16 @@ def _now() -> datetime:
 # ---------------------------------------------------------------------------------- pipeline
 
 
-def config_from_params(params: dict[str, Any], settings: TrainerSettings, engine: str):
+def config_from_params(params: TrainingParams, settings: TrainerSettings, engine: str):
+    """The one conversion from validated job parameters to the trainer's configuration."""
     d = als.DEFAULT_EXPLICIT
-
-    def pick(key: str, default: Any) -> Any:
-        v = params.get(key)
-        return default if v is None else v
-
-    explicit = als.ExplicitParams(
-        **{
-            **d.to_dict(),
-            "rank": int(pick("rank", d.rank)),
-            "reg": float(pick("reg", d.reg)),
-            "bias_reg": float(pick("bias_reg", d.bias_reg)),
-            "iterations": int(pick("iterations", d.iterations)),
-            "seed": int(pick("seed", d.seed)),
-        }
-    )
-    r = als.DEFAULT_IMPLICIT
-    ranking = None
-    if not params.get("no_ranking"):
-        ranking = als.ImplicitParams(
-            **{
-                **r.to_dict(),
-                "rank": int(pick("ranking_rank", r.rank)),
-                "reg": float(pick("ranking_reg", r.reg)),
-                "alpha": float(pick("ranking_alpha", r.alpha)),
-                "iterations": int(pick("ranking_iterations", r.iterations)),
-                "seed": int(pick("seed", r.seed)),
-            }
-        )
     return TrainConfig(
         engine=engine,  # type: ignore[arg-type]
-        explicit=explicit,
-        ranking=ranking,
-        holdout=float(pick("holdout", 0.2)),
-        split_seed=int(pick("seed", d.seed)),
-        publish_full=bool(pick("publish_full", settings.publish_full)),
+        explicit=params.to_explicit(),
+        ranking=params.to_ranking(),
+        holdout=0.2 if params.holdout is None else params.holdout,
+        split_seed=d.seed if params.seed is None else params.seed,
+        publish_full=settings.publish_full if params.publish_full is None else params.publish_full,
         num_partitions=settings.spark_partitions,
     )
 
@@ -183,7 +162,7 @@ class Reporter:
 def run_retrain(
     db: Any,
     settings: TrainerSettings,
-    params: dict[str, Any],
+    params: RetrainParams,
     *,
     name: str,
     model_dir: Path,
@@ -209,8 +188,8 @@ def run_retrain(
         db,
         settings.work_dir,
         name,
-        db_only=bool(params.get("db_only")),
-        csv_path=params.get("csv_path"),
+        db_only=params.db_only,
+        csv_path=params.csv_path,
         data_dir=settings.data_dir,
     )
     ratings = (
@@ -248,7 +227,8 @@ def run_retrain(
         return RetrainResult("rejected", None, m, phases, verdict)
     reporter.phase("publish")
     t0 = time.perf_counter()
-    manifest = {**outcome.manifest, "job": {"name": name, "params": params, "gate": verdict}}
+    job = {"name": name, "params": params.model_dump(exclude_none=True), "gate": verdict}
+    manifest = {**outcome.manifest, "job": job}
     version = artifacts.save_model(model_dir, outcome.arrays, manifest, keep=settings.keep_versions)
     phases["publish_s"] = time.perf_counter() - t0
     reporter.log(f"published {version}")
@@ -284,25 +264,10 @@ def mongo(settings: TrainerSettings) -> MongoClient:
 
 
 def cmd_retrain(args: Any, settings: TrainerSettings) -> int:
+    from movierec_trainer.__main__ import params_from_args
     from movierec_trainer.pipeline import ConsoleProgress
 
-    params = {
-        "db_only": args.db_only,
-        "csv_path": None if args.csv_path is None else str(args.csv_path),
-        "rank": args.rank,
-        "reg": args.reg,
-        "bias_reg": args.bias_reg,
-        "iterations": args.iterations,
-        "seed": args.seed,
-        "holdout": args.holdout,
-        "no_ranking": args.no_ranking,
-        "ranking_rank": args.ranking_rank,
-        "ranking_reg": args.ranking_reg,
-        "ranking_alpha": args.ranking_alpha,
-        "ranking_iterations": args.ranking_iterations,
-    }
-    if args.publish_full is not None:
-        params["publish_full"] = args.publish_full
+    params = params_from_args(args)
     if args.csv_path is not None and args.csv_path.is_absolute():
         # On the command line the operator may point anywhere; the DATA_DIR fence is for HTTP.
         settings = settings.model_copy(update={"data_dir": args.csv_path.parent})
@@ -469,24 +434,19 @@ class Worker:
         """Insert a queued job unless one is queued or running (the catalog's slot rule)."""
         if self.jobs.find_one({"status": {"$in": ACTIVE}}) is not None:
             return None
-        slot = self.meta.find_one({"_id": SLOT_ID})
+        slot = self.meta.find_one({"_id": RETRAIN_SLOT_ID})
+        holder = None
+        if slot is not None and slot.get("job_id") is not None:
+            holder = self.jobs.find_one({"_id": slot["job_id"]})
         job_id = ObjectId()
         now = _now()
+        stale = timedelta(seconds=self.settings.retrain_slot_stale_seconds)
         try:
-            if slot is None:
-                won = self.meta.find_one_and_update(
-                    {"_id": SLOT_ID},
-                    {"$set": {"job_id": job_id, "updated_at": now}},
-                    upsert=True,
-                    return_document=ReturnDocument.AFTER,
-                )
-            else:
-                won = self.meta.find_one_and_update(
-                    {"_id": SLOT_ID, "job_id": slot.get("job_id")},
-                    {"$set": {"job_id": job_id, "updated_at": now}},
-                    return_document=ReturnDocument.AFTER,
-                )
-        except DuplicateKeyError:
+            flt, update = take_retrain_slot(slot, holder, job_id, now, stale)
+            won = self.meta.find_one_and_update(
+                flt, update, upsert=True, return_document=ReturnDocument.AFTER
+            )
+        except (SlotBusy, DuplicateKeyError):
             return None
         if won is None or won.get("job_id") != job_id:
             return None
@@ -625,10 +585,11 @@ class Worker:
         try:
             say(f"claimed by {self.owner} (attempt {job.get('attempts')})")
             spark = self.spark()
+            params = RetrainParams.model_validate(job.get("params") or {})
             result = run_retrain(
                 self.db,
                 s,
-                dict(job.get("params") or {}),
+                params,
                 name=f"job-{job_id}",
                 model_dir=s.model_dir,
                 spark=spark,
@@ -672,6 +633,8 @@ class Worker:
             reason = f"{type(exc).__name__}: {exc}"
             if isinstance(exc, als.TrainingDivergedError):
                 reason = f"training diverged: {exc}"
+            elif isinstance(exc, ValidationError):  # a job document written around the API
+                reason = validation_message(exc.errors())
             self._finish(job_id, "failed", reason[:2000], queue_s)
         finally:
             done.set()
