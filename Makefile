@@ -9,7 +9,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv install data java-check test test-fast lint format run bench bench-train clean css css-check bench-recs bench-catalog audit
+.PHONY: help venv install data java-check system-check test test-fast lint format run bench bench-train clean css css-check bench-recs bench-catalog audit
 
 help:
 	@echo "make run    start the whole stack on this machine (no Docker needed)"
@@ -29,8 +29,15 @@ $(STAMP): $(PY) pyproject.toml
 venv: $(PY)
 install: $(STAMP)
 
+# make data DATASET=ml-1m fetches another MovieLens release into data/<DATASET> (ml-100k, ml-1m,
+# ml-10m, ml-20m, ml-25m, ml-32m, ml-latest-small; README "Data sources and formats"), and
+# `make run DATASET=...` serves it (DATA_DIR points there unless set).
+DATASET ?=
+ifneq ($(DATASET),)
+export DATA_DIR ?= $(CURDIR)/data/$(DATASET)
+endif
 data: $(PY)
-	$(PY) scripts/fetch_data.py
+	$(PY) scripts/fetch_data.py $(if $(DATASET),--dataset $(DATASET))
 
 java-check:
 	@command -v java >/dev/null 2>&1 || { echo "error: Java 17+ is required for Spark. Install it, e.g. 'sudo apt-get install -y openjdk-17-jre-headless', then re-run."; exit 1; }
@@ -49,7 +56,12 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: install data java-check css-check audit
+# The system programs the tests need (java, nginx, chromium, npm): installed with apt-get when
+# this user may (root or passwordless sudo), otherwise one error naming the command, at once.
+system-check:
+	@scripts/ensure_system.sh
+
+test: system-check install data java-check css-check audit
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -261,6 +261,7 @@ def main() -> int:
                 "CATALOG_HOST": "127.0.0.1",
                 "CATALOG_PORT": str(port),
                 "JWT_SECRET": "bench-catalog-secret-" + "x" * 32,
+                "SIGNUP_MAX_PER_CLIENT": "100000",  # every bench client registers from here
                 "LOG_LEVEL": "WARNING",
             },
             logs / "catalog-bench-api.log",

@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import signal
 import socket
 import statistics
@@ -42,7 +43,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 from movierec_common import als, artifacts
-from movierec_common.movielens import load_ratings
+from movierec_common.loader import load_dataset
 from pymongo import MongoClient
 from recommender_api import ranking, service
 from recommender_api.model_store import load_serving_model
@@ -140,7 +141,7 @@ def train_model(data_dir: Path, model_dir: Path) -> tuple[str, str]:
         if r.returncode == 0:
             return "trainer CLI", json.loads(r.stdout.strip().splitlines()[-1])["version"]
         console.print(f"[yellow]trainer CLI failed, using the kernel: {r.stderr[-500:]}")
-    rt = load_ratings(data_dir / "ratings.csv")
+    rt = load_dataset(data_dir).ratings
     inter, uids, iids = als.index_ratings(rt.user_ids, rt.movie_ids, rt.ratings)
     em = als.fit_explicit(inter, als.DEFAULT_EXPLICIT)
     im = als.fit_implicit(inter, als.DEFAULT_IMPLICIT)
@@ -402,7 +403,7 @@ def in_process(model_dir: Path, mongo_url: str, ratings, known: list[int], folds
 
 
 def similar_eval(data_dir: Path) -> list[tuple]:
-    rt = load_ratings(data_dir / "ratings.csv")
+    rt = load_dataset(data_dir).ratings
     inter, _, iids = als.index_ratings(rt.user_ids, rt.movie_ids, rt.ratings)
     train_m, test_m = als.random_holdout(inter.user_idx, inter.item_idx, 0.2, 42)
     tr, te = inter.subset(train_m), inter.subset(test_m)
@@ -520,7 +521,7 @@ def main() -> None:
         f"{os.getloadavg()[0]:.1f}; per row in the HTTP table). "
         f"Date: {time.strftime('%Y-%m-%d %H:%M')}."
     )
-    ratings = load_ratings(args.data_dir / "ratings.csv")
+    ratings = load_dataset(args.data_dir).ratings
     with tempfile.TemporaryDirectory(prefix="bench-recs-") as tmp:
         work = Path(tmp)
         with contextlib.ExitStack() as stack:
@@ -569,7 +570,7 @@ def main() -> None:
                         "MONGO_URL": mongo_url, "MONGO_DB": DB, "MODEL_DIR": str(model_dir),
                         "RECOMMENDER_PORT": str(port), "API_KEYS": json.dumps([API_KEY]),
                         "LOG_LEVEL": "WARNING", "RELOAD_POLL_SECONDS": "30",
-                        "RATED_LOOKUP": lookup,
+                        "RATED_LOOKUP": lookup, "JWT_SECRET": secrets.token_hex(32),
                     }  # fmt: skip
                     proc = stack.enter_context(
                         child(

@@ -4,6 +4,7 @@ Steps (each a child process or a bounded client; a failed step is reported, not 
   train    bench/bench_train.py (BENCH_TRAIN_ARGS, default --sizes small) -> bench/out/train.md
   catalog  bench/bench_catalog.py                                          -> bench/out/catalog.md
   recs     bench/bench_recs.py                                             -> bench/out/recs.md
+  loader   bench/bench_loader.py (ratings loader, synthetic 10M set)          -> bench/out/loader.md
   stack    the whole product as `make run` starts it (scripts/run_stack.py: embedded MongoDB,
            Spark master + worker, both APIs, the trainer worker, nginx) on free loopback ports
            in a scratch VAR_DIR, then:
@@ -47,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 from bench.fuzz_long import run_schemathesis  # noqa: E402
 from bench.load_mix import MIX, audit, markdown, run_load  # noqa: E402
 
-STEPS = ("train", "catalog", "recs", "stack")
+STEPS = ("train", "catalog", "recs", "loader", "stack")
 
 
 @dataclass
@@ -209,6 +210,7 @@ def start_stack(var_dir: Path, timeout: float = 900) -> Stack:
         "JWT_SECRET": secrets.token_urlsafe(48),
         "API_KEYS": json.dumps([secrets.token_urlsafe(24)]),
         "MONGO_DB": "movierec_bench_stack",
+        "SIGNUP_MAX_PER_CLIENT": "100000",  # load_mix registers its users from one address
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("MONGO_URL", None)
@@ -445,6 +447,7 @@ def write_report(rep: Report, host: list[tuple[str, str]], args: argparse.Namesp
     ]
     titles = {
         "train": "Training (bench/bench_train.py)",
+        "loader": "Ratings loader (bench/bench_loader.py)",
         "catalog": "Catalog API (bench/bench_catalog.py)",
         "recs": "Recommender API (bench/bench_recs.py)",
         "stack start": "Whole stack start (`make run`)",
@@ -461,7 +464,7 @@ def write_report(rep: Report, host: list[tuple[str, str]], args: argparse.Namesp
     for key, title in titles.items():
         if key in rep.sections:
             body = rep.sections[key]
-            body = _demote(body) if key in ("train", "catalog", "recs") else body
+            body = _demote(body) if key in ("train", "catalog", "recs", "loader") else body
             lines += ["", f"## {title}", "", body.strip()]
     REPORT.write_text("\n".join(lines) + "\n")
     say(f"wrote {REPORT.relative_to(ROOT)}")
@@ -495,9 +498,11 @@ def main() -> int:
         run_script("catalog", [PY, "bench/bench_catalog.py"], OUT / "catalog.md", 1800, rep)
     if "recs" not in args.skip:
         run_script("recs", [PY, "bench/bench_recs.py"], OUT / "recs.md", 1800, rep)
+    if "loader" not in args.skip:
+        run_script("loader", [PY, "bench/bench_loader.py"], OUT / "loader.md", 2400, rep)
     if "stack" not in args.skip:
         run_stack_benches(rep, args)
-    for name in ("train", "catalog", "recs"):
+    for name in ("train", "catalog", "recs", "loader"):
         table = OUT / f"{name}.md"
         if name in args.skip and table.exists():
             rep.sections[name] = f"_Not re-run (--skip); the last table:_\n\n{table.read_text()}"

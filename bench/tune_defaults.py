@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from movierec_common import als
 from movierec_common.als import ExplicitParams, ImplicitParams, Interactions
-from movierec_common.movielens import load_ratings
+from movierec_common.loader import load_dataset
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -175,7 +175,7 @@ def main() -> None:
     console = Console(record=True, width=120)
     threadpool_limits(args.threads)
 
-    raw = load_ratings(args.data_dir / "ratings.csv")
+    raw = load_dataset(args.data_dir).ratings
     inter, _, _ = als.index_ratings(raw.user_ids, raw.movie_ids, raw.ratings)
     if args.speed_only:
         speed_table(inter, console)

@@ -142,7 +142,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     args = p.parse_args(argv)
     for name in ("catalog", "recs"):
-        if not _HOST_PORT.match(getattr(args, name)):
+        if not _HOST_PORT.fullmatch(getattr(args, name)):
             p.error(f"--{name} must be HOST:PORT, got {getattr(args, name)!r}")
     if not re.fullmatch(r"(\S+:)?\d{1,5}", args.listen):
         p.error(f"--listen must be PORT or ADDR:PORT, got {args.listen!r}")

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+from movierec_trainer.session import SPARK_DAEMON_JAVA_OPTS
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -46,10 +47,10 @@ except ImportError:  # pragma: no cover - the script path puts scripts/ itself o
     from stack_spec import PROCFILE_PATH, ROOT, StackSpec, load_spec, render
 
 VENV_BIN = Path(sys.executable).parent
-SECRET_NAMES = ("JWT_SECRET", "ADMIN_PASSWORD", "DEMO_PASSWORD", "API_KEY")
+SECRET_NAMES = ("JWT_SECRET", "ADMIN_PASSWORD", "DEMO_PASSWORD", "API_KEY", "SPARK_AUTH_SECRET")
 # Settings some service reads that make run leaves at the service's own default unless the
 # caller's environment (or .env) sets them; honcho passes the environment through.
-PASSTHROUGH = frozenset({"JWT_TTL_SECONDS", "POPULARITY_PRIOR_WEIGHT"})
+PASSTHROUGH = frozenset({"JWT_TTL_SECONDS", "POPULARITY_PRIOR_WEIGHT", "SIGNUP_MAX_PER_CLIENT"})
 INFRA_WAIT_S = 120.0
 GRACE_S = 30.0
 # Printed once everything answers; tests/e2e and bench/run_all.py wait for this exact line.
@@ -101,6 +102,7 @@ def generate_secrets() -> dict[str, str]:
         "ADMIN_PASSWORD": secrets.token_urlsafe(12),
         "DEMO_PASSWORD": secrets.token_urlsafe(9),
         "API_KEY": secrets.token_urlsafe(24),
+        "SPARK_AUTH_SECRET": secrets.token_hex(32),
     }
 
 
@@ -127,6 +129,60 @@ def load_secrets(var_dir: Path) -> dict[str, str]:
     return values
 
 
+def setting_source(s: StackSettings, field: str) -> str | None:
+    """Where a make run setting came from: "environment", ".env", or None (not set)."""
+    if field not in s.model_fields_set or getattr(s, field) is None:
+        return None
+    return "environment" if os.environ.get(field.upper()) else ".env"
+
+
+def resolve_api_keys(s: StackSettings, secret: dict[str, str]) -> tuple[str, str]:
+    """The API_KEYS value the services get, and a sentence on where it came from.
+
+    An unset or empty list (`.env.example` ships `API_KEYS=[]`) means the generated API_KEY of
+    var/secrets.env, so the key make run points to always works. A non-empty list is used as
+    given (then the generated key is not accepted, and the sentence says so). Raises
+    StartupError when API_KEYS is not a JSON list of non-empty strings.
+    """
+    source = setting_source(s, "api_keys")
+    if source is None:
+        return json.dumps([secret["API_KEY"]]), "API_KEY in var/secrets.env"
+    try:
+        keys = json.loads(s.api_keys or "")
+    except ValueError:
+        keys = None
+    if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
+        raise StartupError(
+            f'API_KEYS (from {source}) must be a JSON list of strings, e.g. ["key1", "key2"]'
+        )
+    if not keys:
+        return json.dumps([secret["API_KEY"]]), (
+            f"API_KEY in var/secrets.env (API_KEYS from {source} is an empty list)"
+        )
+    return json.dumps(keys), (
+        f"API_KEYS from {source} ({len(keys)} key(s)); the API_KEY in var/secrets.env is NOT "
+        "accepted"
+    )
+
+
+def ignored_dotenv_settings(dotenv: dict[str, str | None], values: dict[str, str]) -> list[str]:
+    """Settings in .env that make run sets itself to something else (Compose-only values).
+
+    make run passes every value of `values` to its processes, so a .env line for one of those
+    names that is not one of make run's own knobs (StackSettings) has no effect; they are
+    reported, never silently dropped. Secret-looking values are not repeated.
+    """
+    own = {name.upper() for name in StackSettings.model_fields}
+    ignored = []
+    for key, value in dotenv.items():
+        if not value or key in own or key not in values or value == values[key]:
+            continue
+        secret = any(w in key for w in ("SECRET", "PASSWORD", "KEY"))
+        shown = "(hidden)" if secret else f"{value!r}"
+        ignored.append(f"{key}={shown} (make run uses {values[key]!r})")
+    return ignored
+
+
 def nginx_binary() -> str | None:
     found = shutil.which("nginx")
     if found:
@@ -136,6 +192,14 @@ def nginx_binary() -> str | None:
 
 def mongo_url(s: StackSettings) -> str:
     return s.mongo_url or f"mongodb://{s.movierec_host}:{s.mongo_port}/?directConnection=true"
+
+
+def trusted_proxies(host: str) -> list[str]:
+    """Where make run's nginx connects to the APIs from: loopback, or the bind address."""
+    nets = ["127.0.0.1/32", "::1/128"]
+    if host not in ("127.0.0.1", "::1", "localhost", "0.0.0.0", "::"):
+        nets.append(host)
+    return nets
 
 
 def build_env(s: StackSettings, secret: dict[str, str]) -> dict[str, str]:
@@ -152,7 +216,7 @@ def build_env(s: StackSettings, secret: dict[str, str]) -> dict[str, str]:
         "MONGO_URL": mongo_url(s),
         "MONGO_DB": s.mongo_db,
         "JWT_SECRET": s.jwt_secret or secret["JWT_SECRET"],
-        "API_KEYS": s.api_keys or json.dumps([secret["API_KEY"]]),
+        "API_KEYS": resolve_api_keys(s, secret)[0],
         "ADMIN_USERNAME": s.admin_username,
         "ADMIN_PASSWORD": s.admin_password or secret["ADMIN_PASSWORD"],
         "DEMO_ACCOUNTS": "1",
@@ -162,6 +226,8 @@ def build_env(s: StackSettings, secret: dict[str, str]) -> dict[str, str]:
         # nginx sets X-Forwarded-For; without this every browser shares nginx's address and
         # with it the catalog's per-client login failure limit.
         "TRUST_FORWARDED_FOR": "true",
+        # ... from our nginx only, which connects from the interface the APIs listen on.
+        "TRUSTED_PROXIES": json.dumps(trusted_proxies(host)),
         "WORK_DIR": str(var / "trainer"),
         "RECOMMENDER_HOST": host,
         "RECOMMENDER_PORT": str(s.recommender_port),
@@ -178,6 +244,12 @@ def build_env(s: StackSettings, secret: dict[str, str]) -> dict[str, str]:
         "SPARK_WORKER_DIR": str(var / "spark" / "work"),
         "SPARK_LOCAL_DIRS": str(var / "spark" / "local"),
         "SPARK_CONF_DIR": str(var / "spark" / "conf"),
+        # Shared secret of the Spark cluster: the trainer reads SPARK_AUTH_SECRET, the master
+        # and worker _SPARK_AUTH_SECRET (from the environment, so it is never on a command
+        # line); SPARK_DAEMON_JAVA_OPTS turns authentication on and the UI's kill button off.
+        "SPARK_AUTH_SECRET": secret["SPARK_AUTH_SECRET"],
+        "_SPARK_AUTH_SECRET": secret["SPARK_AUTH_SECRET"],
+        "SPARK_DAEMON_JAVA_OPTS": SPARK_DAEMON_JAVA_OPTS,
         # Bind Spark's JVMs to the same interface, and stop its "loopback address" warning.
         "SPARK_LOCAL_IP": host,
         "PYSPARK_PYTHON": sys.executable,
@@ -209,7 +281,27 @@ logger.master.name = org.apache.spark.deploy.master.Master
 logger.master.level = info
 logger.worker.name = org.apache.spark.deploy.worker.Worker
 logger.worker.level = info
-"""
+# Known noise of a normal run, dropped by message so other lines of the same classes stay:
+# the daemons' "RECEIVED SIGNAL TERM" (ERROR) on Ctrl-C, the scheduler's "task of very large
+# size" (each ALS half-step ships its block of factors), Hadoop's native-library notice, ...
+appender.console.filter.noise.type = RegexFilter
+appender.console.filter.noise.regex = .*({NOISE}).*
+appender.console.filter.noise.onMatch = DENY
+appender.console.filter.noise.onMismatch = NEUTRAL
+""".replace(
+    "{NOISE}",
+    "|".join(
+        (
+            "RECEIVED SIGNAL (TERM|INT|HUP)",
+            "contains a task of very large size",
+            "Unable to load native-hadoop library",
+            # ALS checkpoints its factor RDDs locally on purpose (short lineage per iteration)
+            "was locally checkpointed, its lineage has been truncated",
+            # the master hearing from an executor of an application that just ended
+            "Got status update for unknown executor",
+        )
+    ),
+)
 
 
 def write_spark_conf(conf_dir: Path) -> None:
@@ -375,7 +467,9 @@ class SparkWait:
 
 
 def say(msg: str) -> None:
-    print(f"\033[1mmake run\033[0m | {msg}", flush=True)
+    """One line of make run's own output; bold only on a terminal (no escape codes in files)."""
+    tag = "\033[1mmake run\033[0m" if sys.stdout.isatty() else "make run"
+    print(f"{tag} | {msg}", flush=True)
 
 
 # ------------------------------------------------------------------------------------------
@@ -431,6 +525,12 @@ def run_oneshots(
         argv = render(svc.local_command, values)
         if svc.name == "mongo-init" and database_initialised(values, marker):
             say(f"mongo-init: database {values['MONGO_DB']} already initialised; skipping")
+            # The passwords may have changed since (.env, environment): the logins the banner
+            # prints must work, as under Compose, where mongo-init runs on every start.
+            say("mongo-init: bringing the admin and demo logins in line with their passwords")
+            rc = sup.run_oneshot("mongo-init-accounts", [*argv, "--accounts-only"])
+            if rc != 0:
+                raise StartupError(f"mongo-init --accounts-only failed with exit code {rc}")
             continue
         # Only a first training needs the Spark cluster up; with a model, skip the wait.
         first_model = svc.name == "initial-model" and not active_version(Path(values["MODEL_DIR"]))
@@ -461,6 +561,11 @@ def nginx_ready(values: dict[str, str]) -> str | None:
 
 def banner(s: StackSettings, values: dict[str, str], with_nginx: bool) -> None:
     host = s.movierec_host
+
+    def origin(field: str) -> str:
+        where = setting_source(s, field)
+        return f"   ({field.upper()} from {where})" if where else ""
+
     lines = ["", READY_LINE if with_nginx else "MovieRec APIs are up (no nginx, see above)."]
     if with_nginx:
         lines.append(f"  Web UI          http://{host}:{s.movierec_http_port}/")
@@ -468,8 +573,11 @@ def banner(s: StackSettings, values: dict[str, str], with_nginx: bool) -> None:
         f"  Catalog API     http://{host}:{s.catalog_port}/docs",
         f"  Recommender API http://{host}:{s.recommender_port}/docs",
         f"  Spark master UI http://{host}:{s.spark_ui_port}/",
-        f"  Admin login     {values['ADMIN_USERNAME']} / {values['ADMIN_PASSWORD']}",
-        f"  Demo login      ml1 / {values['DEMO_PASSWORD']}   (any ml<userId> from MovieLens)",
+        f"  Admin login     {values['ADMIN_USERNAME']} / {values['ADMIN_PASSWORD']}"
+        + origin("admin_password"),
+        f"  Demo login      ml1 / {values['DEMO_PASSWORD']}   (any ml<userId> from MovieLens)"
+        + origin("demo_password"),
+        f"  API key         {resolve_api_keys(s, load_secrets(Path(values['VAR_DIR'])))[1]}",
         f"  Secrets         {Path(values['VAR_DIR']) / 'secrets.env'}",
         "Press Ctrl-C to stop everything.",
         "",
@@ -524,11 +632,34 @@ def start(s: StackSettings, sup: Supervisor, values: dict[str, str], spec: Stack
     banner(s, values, with_nginx=not why_not)
 
 
+def report_dotenv(values: dict[str, str]) -> None:
+    """Say which .env settings make run cannot honour (it sets them itself)."""
+    path = ROOT / ".env"
+    if not path.is_file():
+        return
+    from dotenv import dotenv_values
+
+    ignored = ignored_dotenv_settings(dict(dotenv_values(path)), values)
+    if ignored:
+        say(
+            "WARNING .env settings make run does not use (they are for Docker Compose; make run "
+            "sets them itself): " + "; ".join(ignored)
+        )
+
+
 def _raise_interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    argparse.ArgumentParser(
+        prog="scripts/run_stack.py",
+        description="make run: start the whole MovieRec stack on this machine (embedded MongoDB, "
+        "Spark master + worker, both APIs, the trainer worker, nginx); Ctrl-C stops all of it. "
+        "Settings are environment variables or lines in ./.env (see README, Configuration).",
+    ).parse_args(argv)
     os.chdir(ROOT)
     if shutil.which("java") is None:
         print(
@@ -539,7 +670,12 @@ def main() -> int:
         return 1
     s = StackSettings()
     spec = load_spec()
-    values = build_env(s, load_secrets(s.var_dir))
+    try:
+        values = build_env(s, load_secrets(s.var_dir))
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    report_dotenv(values)
     sup = Supervisor(process_env(values))
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGHUP, _raise_interrupt)

@@ -7,7 +7,7 @@ from pydantic import Field, SecretStr
 
 
 class InitSettings(CommonSettings):
-    admin_username: str = Field("admin", min_length=3, max_length=32)
+    admin_username: str = Field("admin", pattern=r"^[A-Za-z0-9_.-]{3,32}$")  # whole string
     admin_password: SecretStr | None = Field(
         None, description="Password of the admin account; no admin is created without it."
     )

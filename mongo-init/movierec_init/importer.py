@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 from movierec_common import data_model as model
-from movierec_common.movielens import LoadReport, load_links, load_movies, load_ratings
+from movierec_common.loader import Dataset, OnError, Tombstones, detect_layout, load_dataset
 from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -41,15 +41,22 @@ class ImportResult:
     ratings_inserted: int = 0
     stats_reconciled: int = 0
     malformed_rows: int = 0
+    load_summary: dict[str, Any] = field(default_factory=dict)
+    summary_lines: list[str] = field(default_factory=list)
     ml_user_ids: list[int] = field(default_factory=list)
     global_mean: float = 0.0
 
 
 def fingerprint(data_dir: Path) -> str:
+    """sha256 over the layout's ratings, movies and links files (those present)."""
+    layout = detect_layout(data_dir)
     h = hashlib.sha256()
-    for name in ("movies.csv", "links.csv", "ratings.csv"):
-        h.update(name.encode())
-        h.update((data_dir / name).read_bytes())
+    for fmt in (layout.movies, layout.links, layout.ratings):
+        if fmt is not None and (data_dir / fmt.name).exists():
+            h.update(fmt.name.encode())
+            with (data_dir / fmt.name).open("rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    h.update(chunk)
     return h.hexdigest()
 
 
@@ -81,11 +88,11 @@ async def insert_ignoring_duplicates(
 
 
 def _movie_docs(
-    data_dir: Path, report: LoadReport, stats: dict[int, tuple[int, float]], c: float, m: float
+    ds: Dataset, stats: dict[int, tuple[int, float]], c: float, m: float
 ) -> list[dict[str, Any]]:
-    links = {link.movieId: link for link in load_links(data_dir / "links.csv", report=report)}
+    links = {link.movieId: link for link in ds.links}
     docs = []
-    for mv in load_movies(data_dir / "movies.csv", report=report):
+    for mv in ds.movies:
         link = links.get(mv.movieId)
         count, total = stats.get(mv.movieId, (0, 0.0))
         docs.append(
@@ -101,6 +108,22 @@ def _movie_docs(
             }
         )
     return docs
+
+
+async def read_tombstones(db: AsyncDatabase) -> Tombstones:
+    """The recorded rating deletions (collection `rating_deletions`), so a re-import never
+    brings back a rating a user deleted after its file row."""
+    users, movies, stamps = [], [], []
+    cursor = db[model.RATING_DELETIONS].find(
+        {}, {"_id": 0, "userId": 1, "movieId": 1, "deleted_at": 1}
+    )
+    async for d in cursor:
+        users.append(int(d["userId"]))
+        movies.append(int(d["movieId"]))
+        stamps.append(int(d["deleted_at"]))
+    return Tombstones(
+        np.asarray(users, np.int64), np.asarray(movies, np.int64), np.asarray(stamps, np.int64)
+    )
 
 
 async def reconcile_stats(db: AsyncDatabase, prior_weight: float) -> tuple[int, float, int]:
@@ -144,10 +167,14 @@ async def import_movielens(
     prior_weight: float,
     batch_size: int,
     progress: Progress | None = None,
+    on_error: OnError = "skip",
 ) -> ImportResult:
     fp = fingerprint(data_dir)
-    report = LoadReport()
-    ratings = load_ratings(data_dir / "ratings.csv", report=report)
+    ds = load_dataset(data_dir, on_error=on_error, tombstones=await read_tombstones(db))
+    ratings = ds.ratings  # cleaned: one per (user, movie), latest wins; known movies only
+    summary_lines = ds.summary.lines()
+    for line in summary_lines:
+        log.info("load: %s", line)
     ml_user_ids = sorted({int(u) for u in np.unique(ratings.user_ids)})
     marker = await db[model.META].find_one({"_id": model.IMPORT_MARKER_ID})
     if marker is not None and marker.get("fingerprint") == fp:
@@ -156,13 +183,15 @@ async def import_movielens(
             skipped=True,
             ml_user_ids=ml_user_ids,
             global_mean=float(stats_doc.get("global_mean", 0.0)),
+            load_summary=ds.summary.to_dict(),
+            summary_lines=summary_lines,
         )
 
     fresh = (
         await db[model.MOVIES].estimated_document_count() == 0
         and await db[model.RATINGS].estimated_document_count() == 0
     )
-    # Exact per-movie sums from the CSV arrays (ratings are multiples of 0.5: float sums exact).
+    # Exact per-movie sums over the kept ratings (multiples of 0.5: float sums exact).
     movie_ids, inverse = np.unique(ratings.movie_ids, return_inverse=True)
     counts = np.bincount(inverse)
     sums = np.bincount(inverse, weights=ratings.ratings.astype(np.float64))
@@ -171,18 +200,14 @@ async def import_movielens(
     }
     c = float(sums.sum() / counts.sum()) if counts.sum() else 0.0
 
-    movie_docs = _movie_docs(data_dir, report, stats if fresh else {}, c, prior_weight)
-    known = {d["movieId"] for d in movie_docs}
-    keep = np.isin(ratings.movie_ids, np.fromiter(known, dtype=np.int64))
-    if not keep.all():
-        log.warning("ratings of unknown movies skipped", extra={"rows": int((~keep).sum())})
+    movie_docs = _movie_docs(ds, stats if fresh else {}, c, prior_weight)
     rating_docs = [
         {"userId": u, "movieId": mid, "rating": r, "timestamp": t}
         for u, mid, r, t in zip(
-            ratings.user_ids[keep].tolist(),
-            ratings.movie_ids[keep].tolist(),
-            ratings.ratings[keep].astype(np.float64).tolist(),
-            ratings.timestamps[keep].tolist(),
+            ratings.user_ids.tolist(),
+            ratings.movie_ids.tolist(),
+            ratings.ratings.astype(np.float64).tolist(),
+            ratings.timestamps.tolist(),
             strict=True,
         )
     ]
@@ -217,7 +242,8 @@ async def import_movielens(
                 "finished_at": now,
                 "movies": len(movie_docs),
                 "ratings": len(rating_docs),
-                "malformed_rows": len(report.issues),
+                "malformed_rows": len(ds.summary.issues),
+                "load_summary": ds.summary.to_dict(),
             }
         },
         upsert=True,
@@ -227,7 +253,9 @@ async def import_movielens(
         movies_inserted=movies_inserted,
         ratings_inserted=ratings_inserted,
         stats_reconciled=reconciled,
-        malformed_rows=len(report.issues),
+        malformed_rows=len(ds.summary.issues),
+        load_summary=ds.summary.to_dict(),
+        summary_lines=summary_lines,
         ml_user_ids=ml_user_ids,
         global_mean=c,
     )

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from argon2 import PasswordHasher
 from movierec_common import data_model as model
+from movierec_common.loader import MalformedRowError, detect_layout
 from movierec_common.mongo import make_client, wait_for_mongo
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -38,9 +39,14 @@ async def run_init(settings: InitSettings, console: Console | None = None) -> In
     console = console or Console(stderr=True)
     if settings.demo_accounts and settings.demo_password is None:
         raise InitError("DEMO_ACCOUNTS=1 needs DEMO_PASSWORD (the password demo logins share)")
-    for name in ("movies.csv", "links.csv", "ratings.csv"):
-        if not (settings.data_dir / name).exists():
-            raise InitError(f"{settings.data_dir / name} is missing: run `make data` first")
+    try:
+        layout = detect_layout(settings.data_dir)
+    except FileNotFoundError as exc:
+        raise InitError(str(exc)) from None
+    if not (settings.data_dir / layout.movies.name).exists():
+        raise InitError(
+            f"{settings.data_dir / layout.movies.name} is missing: run `make data` first"
+        )
     summary = InitSummary()
     client = make_client(settings.mongo_url, settings.mongo_timeout_ms, socket_timeout_ms=300_000)
     try:
@@ -58,13 +64,17 @@ async def run_init(settings: InitSettings, console: Console | None = None) -> In
             TimeElapsedColumn(),
             console=console,
         ) as progress:
-            result = await import_movielens(
-                db,
-                settings.data_dir,
-                settings.popularity_prior_weight,
-                settings.batch_size,
-                progress,
-            )
+            try:
+                result = await import_movielens(
+                    db,
+                    settings.data_dir,
+                    settings.popularity_prior_weight,
+                    settings.batch_size,
+                    progress,
+                    on_error="raise" if settings.strict_load else "skip",
+                )
+            except MalformedRowError as exc:
+                raise InitError(f"refused (strict load): {exc}") from None
         summary.import_skipped = result.skipped
         await ensure_late_indexes(db)
         summary.seconds["import"] = time.perf_counter() - t0
@@ -110,4 +120,43 @@ async def run_init(settings: InitSettings, console: Console | None = None) -> In
     for phase, secs in summary.seconds.items():
         table.add_row(f"{phase} seconds", f"{secs:.1f}")
     console.print(table)
+    console.print("load summary:\n" + "\n".join(result.summary_lines))
     return summary
+
+
+async def run_accounts(settings: InitSettings) -> dict[str, str | int]:
+    """Only the accounts step of `run_init`, on an already initialised database.
+
+    Brings the admin account in line with ADMIN_USERNAME/ADMIN_PASSWORD (created, updated or
+    unchanged) and the existing demo logins with DEMO_PASSWORD; creates no demo logins and
+    touches nothing else. Prints one line `accounts: admin <state>, demo logins refreshed <n>`
+    (make run reports it). Raises RuntimeError when MongoDB cannot be reached.
+    """
+    client = make_client(settings.mongo_url, settings.mongo_timeout_ms)
+    try:
+        await wait_for_mongo(client)
+        db = client[settings.mongo_db]
+        hasher = PasswordHasher()
+        admin = "skipped (ADMIN_PASSWORD not set)"
+        if settings.admin_password is not None:
+            admin = await accounts.ensure_admin(
+                db, settings.admin_username, settings.admin_password.get_secret_value(), hasher
+            )
+        refreshed = 0
+        if settings.demo_password is not None:
+            _, refreshed = await accounts.ensure_demo_accounts(
+                db, [], settings.demo_password.get_secret_value(), hasher, settings.batch_size
+            )
+    finally:
+        await client.close()
+    what = {
+        "updated": "password (or role) changed to match ADMIN_PASSWORD",
+        "created": "created with ADMIN_PASSWORD",
+        "unchanged": "already matches ADMIN_PASSWORD",
+    }.get(admin, admin)
+    print(
+        f"accounts: admin {settings.admin_username!r} {what}; "
+        f"demo logins given DEMO_PASSWORD: {refreshed}",
+        flush=True,
+    )
+    return {"admin": admin, "demo_refreshed": refreshed}

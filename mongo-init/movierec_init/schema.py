@@ -93,6 +93,9 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("userId", ASCENDING)], unique=True, name="userId_unique"),
         IndexModel([("username_key", ASCENDING)], unique=True, name="username_unique"),
     ],
+    model.RATING_DELETIONS: [
+        IndexModel([("userId", ASCENDING), ("movieId", ASCENDING)], unique=True, name="user_movie"),
+    ],
     model.JOBS: [
         IndexModel([("status", ASCENDING), ("created_at", ASCENDING)], name="status_created"),
         IndexModel([("created_at", DESCENDING)], name="created_desc"),
@@ -121,6 +124,7 @@ ALL_COLLECTIONS = [
     model.JOBS,
     model.COUNTERS,
     model.META,
+    model.RATING_DELETIONS,
 ]
 
 

@@ -101,7 +101,7 @@ def stack(
 ) -> Iterator[Stack]:
     _require_packages()
     if not Path(NGINX).exists():
-        pytest.fail("nginx is not installed (.ci/run installs it: apt-get install nginx)")
+        pytest.fail("nginx is not installed (`make system-check` installs it)")
     run_id = uuid.uuid4().hex[:8]
     # Logs and nginx's files live under the repo's test-output (world-readable) because nginx
     # started as root serves from unprivileged workers.
@@ -246,7 +246,7 @@ def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is not installed (.ci/run installs it: apt-get install chromium)")
+        pytest.fail("Chromium is not installed (`make system-check` installs it)")
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:

@@ -47,6 +47,25 @@ class ConsoleWatch:
             self.problems.append(f"console.{msg.type}: {text}")
 
 
+class StrictConsoleWatch(ConsoleWatch):
+    """Every console error counts, including a failed request (e.g. a 401 on a page load)."""
+
+    def _console(self, msg) -> None:
+        if msg.type in ("error", "warning") or "Content Security Policy" in msg.text:
+            self.problems.append(f"console.{msg.type}: {msg.text}")
+
+
+def boxes_overlap(a: dict | None, b: dict | None) -> bool:
+    if not a or not b:
+        return False
+    return not (
+        a["x"] + a["width"] <= b["x"]
+        or b["x"] + b["width"] <= a["x"]
+        or a["y"] + a["height"] <= b["y"]
+        or b["y"] + b["height"] <= a["y"]
+    )
+
+
 @pytest.fixture
 def context(browser: Browser, stack: Stack) -> Iterator[BrowserContext]:
     ctx = browser.new_context(base_url=stack.base_url, viewport=DESKTOP)
@@ -243,12 +262,31 @@ def test_admin_retrain_publishes_new_version(
     active = page.locator("#active-model .active-version")
     expect(active).to_have_text(stack.initial_version)
     expect(page.locator("#active-model svg.chart path.chart-line").first).to_be_visible()
+    # The "Logged in." toast (still showing) does not cover the training chart.
+    toast = page.locator("#toasts .toast").first
+    expect(toast).to_be_visible()
+    chart_box = page.locator("#active-model svg.chart").first.bounding_box()
+    assert not boxes_overlap(toast.bounding_box(), chart_box), (toast.bounding_box(), chart_box)
     expect(page.locator("#active-model [data-metric]").first).to_be_visible()
 
     page.click("#retrain-button")
     progress = page.locator("#job-progress .job-progress")
     expect(progress).to_be_visible()
     expect(progress).to_have_attribute("data-status", re.compile("queued|running|succeeded"))
+    # Before the first iteration the phase is named, with its step and elapsed time, and the
+    # bar moves (indeterminate) instead of sitting empty.
+    # (starting or snapshot), checked in one look at the page so the state cannot change between.
+    page.wait_for_function(
+        """() => {
+            const ph = document.querySelector('#job-progress .job-phase');
+            return Boolean(ph)
+                && !document.querySelector('#job-progress .job-iteration')
+                && Boolean(document.querySelector('#job-progress progress:indeterminate'))
+                && /^Step [12] of 6: .+ · \\d+ s$/.test(ph.textContent);
+        }""",
+        timeout=RETRAIN_TIMEOUT_MS,
+        polling=100,
+    )
     expect(page.locator("#job-progress .job-iteration")).to_be_visible(timeout=RETRAIN_TIMEOUT_MS)
     expect(progress).to_have_attribute("data-status", "succeeded", timeout=RETRAIN_TIMEOUT_MS)
     new_version = page.locator("#job-progress .job-result .font-mono").inner_text().strip()
@@ -392,3 +430,95 @@ def test_accessibility_light_dark_desktop_and_phone(browser: Browser, stack: Sta
                 problems += [f"{where} {path}: {p}" for p in axe_violations(page, axe_source)]
             ctx.close()
     assert problems == [], "\n".join(problems)
+
+
+ANONYMOUS_PAGES = [
+    ("home", "/", "#genre-picks .movie-card"),
+    ("browse", "/browse", "#browse-results .movie-card"),
+    ("movie", "/movies/1", "#similar .movie-card"),
+    ("login", "/login", "#login-username"),
+    ("signup", "/signup", "#signup-username"),
+]
+
+
+def test_anonymous_pages_log_no_console_error(
+    browser: Browser, stack: Stack, screenshots: Path
+) -> None:
+    """A visitor who is not logged in: no 401 from the session check, no error of any kind,
+    at desktop width and at 375 px."""
+    for size_name, size in (("desktop", DESKTOP), ("375", PHONE)):
+        ctx = browser.new_context(base_url=stack.base_url, viewport=size)
+        try:
+            page = ctx.new_page()
+            watch = StrictConsoleWatch(page)
+            statuses: list[tuple[int, str]] = []
+            page.on("response", lambda r, out=statuses: out.append((r.status, r.url)))
+            for name, path, ready in ANONYMOUS_PAGES:
+                page.goto(path)
+                expect(page.locator(ready).first).to_be_visible()
+                page.wait_for_load_state("networkidle")
+                page.screenshot(path=str(screenshots / f"anonymous-{name}-{size_name}.png"))
+            assert watch.problems == [], watch.problems
+            assert [s for s in statuses if s[0] >= 400] == []
+            assert any("/api/auth/session" in url for _, url in statuses)
+        finally:
+            ctx.close()
+
+
+def test_browse_filter_leaves_results_on_a_phones_first_screen(
+    browser: Browser, stack: Stack, screenshots: Path
+) -> None:
+    ctx = browser.new_context(base_url=stack.base_url, viewport=PHONE)
+    try:
+        page = ctx.new_page()
+        watch = StrictConsoleWatch(page)
+        page.goto("/browse")
+        first = page.locator("#browse-results .movie-card").first
+        expect(first).to_be_visible()
+        box = first.bounding_box()
+        assert box is not None and box["y"] < PHONE["height"] * 0.75, box
+        expect(page.locator("#browse-genre")).to_be_hidden()
+        page.screenshot(path=str(screenshots / "browse-375.png"))
+        # "Filters" opens the folded fields; a filter in use keeps them open after a reload.
+        page.click("#browse-more-button")
+        expect(page.locator("#browse-more-button")).to_have_attribute("aria-expanded", "true")
+        page.fill("#browse-year-from", "1995")
+        page.press("#browse-year-from", "Enter")
+        expect(page).to_have_url(re.compile(r"year_from=1995"))
+        expect(page.locator("#browse-year-from")).to_be_visible()
+        page.reload()
+        expect(page.locator("#browse-year-from")).to_be_visible()
+        assert watch.problems == [], watch.problems
+    finally:
+        ctx.close()
+
+
+@pytest.mark.parametrize("prefix", ["/api", "/api/recs"])
+def test_api_docs_through_nginx_work_offline_with_authorize(
+    browser: Browser, stack: Stack, screenshots: Path, prefix: str
+) -> None:
+    """Swagger UI from the APIs' own assets (the page's CSP allows no other origin, and this
+    machine has no CDN), under nginx's /api/... paths, with the Authorize button."""
+    ctx = browser.new_context(base_url=stack.base_url, viewport=DESKTOP)
+    try:
+        page = ctx.new_page()
+        watch = StrictConsoleWatch(page)
+        outside: list[str] = []
+        page.on(
+            "request",
+            lambda r: outside.append(r.url) if not r.url.startswith(stack.base_url) else None,
+        )
+        page.goto(f"{prefix}/docs")
+        expect(page.locator(".swagger-ui .info .title")).to_be_visible()
+        expect(page.locator(".swagger-ui .btn.authorize")).to_be_visible()
+        expect(page.locator(".swagger-ui .opblock").first).to_be_visible()
+        page.click(".swagger-ui .btn.authorize")
+        dialog = page.locator(".swagger-ui .dialog-ux")
+        for scheme in ("bearer", "cookie", "apiKey"):
+            expect(dialog).to_contain_text(scheme)
+        name = prefix.strip("/").replace("/", "-")
+        page.screenshot(path=str(screenshots / f"docs-{name}.png"))
+        assert outside == []
+        assert watch.problems == [], watch.problems
+    finally:
+        ctx.close()

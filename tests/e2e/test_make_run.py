@@ -40,6 +40,9 @@ PORT_VARS = (
 )
 FIRST_START_TIMEOUT = 1200.0
 READY_LINE = "MovieRec is up."
+# What make run prints when it came up without nginx: this test needs nginx, so it fails at once
+# instead of waiting FIRST_START_TIMEOUT for a READY_LINE that can never come.
+NO_NGINX_LINE = "MovieRec APIs are up (no nginx"
 
 
 @dataclass
@@ -74,8 +77,11 @@ def wait_ready(run: Run, timeout: float) -> float:
     while time.monotonic() < deadline:
         if run.proc.poll() is not None:
             pytest.fail(f"make run exited with {run.proc.returncode}:\n{run.tail()}")
-        if READY_LINE in run.text():
+        text = run.text()
+        if READY_LINE in text:
             return time.monotonic() - run.started
+        if NO_NGINX_LINE in text or "WARNING not starting nginx" in text:
+            pytest.fail(f"make run started without nginx (apt-get install nginx):\n{run.tail()}")
         time.sleep(0.5)
     pytest.fail(f"make run not up after {timeout:.0f}s:\n{run.tail()}")
 
@@ -196,6 +202,38 @@ def start_retrain_and_wait_running(base: str, admin_password: str, timeout: floa
     pytest.fail(f"job not running an ALS iteration after {timeout:.0f}s: {job}")
 
 
+def require_programs() -> None:
+    """Fail at once (not after FIRST_START_TIMEOUT) when make run cannot bring up the stack."""
+    missing = [
+        c for c in ("java", "nginx") if not (shutil.which(c) or Path(f"/usr/sbin/{c}").exists())
+    ]
+    if missing:
+        pytest.fail(f"make run needs {', '.join(missing)}: run `make system-check` (see README)")
+
+
+NOISE = (
+    "Traceback",
+    " ERROR ",
+    "ERROR ",
+    "Closing down clientserver connection",
+    "task of very large size",
+    "RECEIVED SIGNAL",
+    "\x1b[",  # colour codes, although the output is a file
+)
+ACCESS_LINE = re.compile(
+    r"(catalog|recommender)_api\.access: (GET|POST|PUT) /api/\S+ \d{3} [\d.]+ms"
+)
+
+
+def assert_quiet_normal_run(log: str) -> None:
+    """A normal start and Ctrl-C: no error, no traceback, no known noise, no escape codes;
+    one access line per API request, with method, path, status and duration, from both APIs."""
+    noisy = [ln for ln in log.splitlines() if any(n in ln for n in NOISE)]
+    assert noisy == [], "\n".join(noisy[:40])
+    services = {m.group(1) for m in ACCESS_LINE.finditer(log)}
+    assert services == {"catalog", "recommender"}, services
+
+
 def read_secrets(var_dir: Path) -> dict[str, str]:
     lines = (var_dir / "secrets.env").read_text().splitlines()
     return dict(ln.split("=", 1) for ln in lines if "=" in ln and not ln.startswith("#"))
@@ -219,6 +257,7 @@ def test_make_run_serves_stops_cleanly_and_restarts_from_state(
     stack_env: tuple[dict[str, str], dict[str, int], Path], output_dir: Path
 ) -> None:
     env, ports, var_dir = stack_env
+    require_programs()
     base = f"http://127.0.0.1:{ports['MOVIEREC_HTTP_PORT']}"
     log_dir = var_dir.parent
 
@@ -236,11 +275,21 @@ def test_make_run_serves_stops_cleanly_and_restarts_from_state(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(first.proc.pid, signal.SIGKILL)
         (output_dir / "make-run-1.log").write_text(first.text())
+    assert_quiet_normal_run(first.text())
 
-    second = start_make_run(env, log_dir / "make-run-2.log")
+    # The second start gets what a .env written for Docker holds (settings reach make run the
+    # same way from .env and from the environment): another ADMIN_PASSWORD than the account was
+    # created with, and .env.example's empty API_KEYS. What make run prints must work.
+    new_admin_password = "changed-Admin-pw-2"
+    env2 = {**env, "ADMIN_PASSWORD": new_admin_password, "API_KEYS": "[]"}
+    second = start_make_run(env2, log_dir / "make-run-2.log")
     try:
         second_up = wait_ready(second, 300)
         log = second.text()
+        assert f"admin / {new_admin_password}   (ADMIN_PASSWORD from environment)" in log
+        assert "admin 'admin' password (or role) changed" in log
+        assert "API_KEY in var/secrets.env (API_KEYS from environment is an empty list)" in log
+        login(base, "admin", new_admin_password)
         assert "already initialised; skipping" in log
         assert f"already serves version {current}; not retraining" in log
         assert re.search(r"model: none in .*; training", log) is None
@@ -250,7 +299,7 @@ def test_make_run_serves_stops_cleanly_and_restarts_from_state(
         check_serving(base, secrets["DEMO_PASSWORD"], secrets["API_KEY"])
         # Ctrl-C in the middle of a retrain on the cluster: the driver JVM and the executors
         # must go too.
-        job = start_retrain_and_wait_running(base, secrets["ADMIN_PASSWORD"])
+        job = start_retrain_and_wait_running(base, new_admin_password)
         assert any("CoarseGrainedExecutorBackend" in c for c in cmdlines(second.proc.pid))
         second_stop = ctrl_c(second, ports, var_dir)
     finally:

@@ -198,7 +198,7 @@ def hstack(
     movielens_dir: Path, output_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[HStack]:
     if not Path(NGINX).exists():
-        pytest.fail("nginx is not installed (.ci/run installs it: apt-get install nginx)")
+        pytest.fail("nginx is not installed (`make system-check` installs it)")
     run_id = uuid.uuid4().hex[:8]
     logs = output_dir / "hardening" / run_id  # world-readable: nginx workers write here
     logs.mkdir(parents=True)
@@ -229,6 +229,7 @@ def hstack(
         # The fuzzer sends many failed logins from 127.0.0.1; the per-username limit (5) is
         # what the brute-force test checks, the per-client one has its own catalog test.
         "LOGIN_MAX_FAILURES_PER_CLIENT": "100000",
+        "SIGNUP_MAX_PER_CLIENT": "100000",  # the fuzzer registers; test_accounts tests the limit
         "TRUST_FORWARDED_FOR": "true",
     }
     procs = st.procs

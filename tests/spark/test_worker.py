@@ -167,7 +167,7 @@ def test_job_queued_running_succeeded_with_progress(env: Env) -> None:
     rng = np.random.default_rng(5)
     env.db.ratings.insert_many(
         [
-            {"userId": NEW_USER, "movieId": int(m), "rating": 4.5, "timestamp": 2_000_000_000}
+            {"userId": NEW_USER, "movieId": int(m), "rating": 4.5, "timestamp": int(time.time())}
             for m in rng.choice(np.arange(1, 81, 2), 10, replace=False)
         ]
     )
@@ -204,7 +204,7 @@ def test_worse_model_is_rejected_and_current_unchanged(env: Env) -> None:
                 "userId": int(u),
                 "movieId": int(m),
                 "rating": float(rng.integers(1, 11) / 2),
-                "timestamp": 1,
+                "timestamp": int(time.time()),
             }
             for u in range(1, 61)
             for m in rng.choice(80, 25, replace=False) + 1
@@ -275,10 +275,11 @@ def test_retrain_cli_merges_db_over_csv(tmp_path: Path, mongo_url: str, db_name:
     try:
         # One override of an existing CSV pair (user 1's first movie) and one brand-new rating.
         first = (data_dir / "ratings.csv").read_text().splitlines()[1].split(",")
+        now = int(time.time())  # a rating made now: later than the file's, so it wins
         client[db_name].ratings.insert_many(
             [
-                {"userId": 1, "movieId": int(first[1]), "rating": 0.5, "timestamp": 5},
-                {"userId": NEW_USER, "movieId": 3, "rating": 5.0, "timestamp": 6},
+                {"userId": 1, "movieId": int(first[1]), "rating": 0.5, "timestamp": now},
+                {"userId": NEW_USER, "movieId": 3, "rating": 5.0, "timestamp": now},
             ]
         )
     finally:

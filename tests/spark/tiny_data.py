@@ -24,9 +24,9 @@ def write_movielens(
         for m in rng.choice(n_movies, size=rng.integers(12, 30), replace=False, p=p / p.sum()):
             base = 4.5 if liked[m] else 2.0
             r = float(np.clip(np.round((base + rng.normal(0, 0.5)) * 2) / 2, 0.5, 5.0))
-            lines.append(f"{u + 1},{m + 1},{r},{1_000_000 + u * 100 + int(m)}")
+            lines.append(f"{u + 1},{m + 1},{r},{1_000_000_000 + u * 100 + int(m)}")
             n += 1
-    lines += ["7,x,4.0,1"] * bad_rows
+    lines += ["7,x,4.0,1000000000"] * bad_rows
     (directory / "ratings.csv").write_bytes(("\r\n".join(lines) + "\r\n").encode())
     movies = ["movieId,title,genres"] + [
         f'{m + 1},"Movie {m + 1}, The ({1990 + m % 30})",Drama' for m in range(n_movies)

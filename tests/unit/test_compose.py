@@ -29,7 +29,11 @@ from tests.support import ROOT, free_port
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 SPEC = load_spec()
-REQUIRED_SECRETS = {"JWT_SECRET": "x" * 32, "ADMIN_PASSWORD": "admin-password-for-tests"}
+REQUIRED_SECRETS = {
+    "JWT_SECRET": "x" * 32,
+    "ADMIN_PASSWORD": "admin-password-for-tests",
+    "SPARK_AUTH_SECRET": "s" * 32,
+}
 
 
 def compose() -> dict:

@@ -22,14 +22,14 @@ RATINGS_HEADER = "userId,movieId,rating,timestamp"
 def test_good_ratings_crlf(tmp_path: Path) -> None:
     path = _write(
         tmp_path / "ratings.csv",
-        [RATINGS_HEADER, "1,31,2.5,1260759144", "1,1029,3.0,1260759179", "7,1,5,1"],
+        [RATINGS_HEADER, "1,31,2.5,1260759144", "1,1029,3.0,1260759179", "7,1,5,1260759200"],
     )
     r = ml.load_ratings(path)
     assert len(r) == 3
     np.testing.assert_array_equal(r.user_ids, [1, 1, 7])
     np.testing.assert_array_equal(r.movie_ids, [31, 1029, 1])
     np.testing.assert_array_equal(r.ratings, np.array([2.5, 3.0, 5.0], dtype=np.float32))
-    np.testing.assert_array_equal(r.timestamps, [1260759144, 1260759179, 1])
+    np.testing.assert_array_equal(r.timestamps, [1260759144, 1260759179, 1260759200])
     assert r.user_ids.dtype == np.int64 and r.ratings.dtype == np.float32
 
 
@@ -52,7 +52,9 @@ def test_good_ratings_crlf(tmp_path: Path) -> None:
 def test_malformed_rating_rows_skipped_with_file_and_line(
     tmp_path: Path, row: str, reason: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = _write(tmp_path / "ratings.csv", [RATINGS_HEADER, "1,1,4.0,10", row, "2,2,3.5,20"])
+    path = _write(
+        tmp_path / "ratings.csv", [RATINGS_HEADER, "1,1,4.0,1260759100", row, "2,2,3.5,1260759120"]
+    )
     report = LoadReport()
     with caplog.at_level(logging.WARNING):
         r = ml.load_ratings(path, report=report)
@@ -68,7 +70,7 @@ def test_malformed_rating_rows_skipped_with_file_and_line(
 
 @pytest.mark.parametrize("row", ["1,31,5.5,1", "1,31,abc,1", "x,31,2.5,1", "1,31,2.5"])
 def test_malformed_rating_rows_raise_on_request(tmp_path: Path, row: str) -> None:
-    path = _write(tmp_path / "ratings.csv", [RATINGS_HEADER, "1,1,4.0,10", row])
+    path = _write(tmp_path / "ratings.csv", [RATINGS_HEADER, "1,1,4.0,1260759100", row])
     with pytest.raises(MalformedRowError, match=r"ratings\.csv:3: "):
         ml.load_ratings(path, on_error="raise")
 
@@ -89,7 +91,7 @@ def test_line_numbers_count_physical_lines_with_multiline_quoted_title(tmp_path:
     "header", ["userId,movieId,rating", "user,movieId,rating,timestamp", "", "movieId,title,genres"]
 )
 def test_wrong_header_refused_always(tmp_path: Path, header: str) -> None:
-    path = _write(tmp_path / "ratings.csv", [header, "1,1,4.0,10"])
+    path = _write(tmp_path / "ratings.csv", [header, "1,1,4.0,1260759100"])
     with pytest.raises(MalformedRowError, match=r"ratings\.csv:1: expected header"):
         ml.load_ratings(path)  # even with the default on_error="skip"
 

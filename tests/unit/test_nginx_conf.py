@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import nginx_conf  # noqa: E402
 
 needs_nginx = pytest.mark.skipif(
-    not Path(NGINX).exists(), reason="nginx is not installed (.ci/run installs it)"
+    not Path(NGINX).exists(), reason="nginx is not installed (`make system-check` installs it)"
 )
 
 
@@ -360,3 +360,77 @@ def test_docker_template_rendering_matches_make_run(tmp_path: Path) -> None:
         [NGINX, "-t", "-p", str(tmp_path), "-c", str(conf)], capture_output=True, text=True
     )
     assert res.returncode == 0, res.stderr
+
+
+NOT_PAGES = (
+    "/readyz",
+    "/metrics",
+    "/docs",
+    "/openapi.json",
+    "/redoc",
+    "/anything.php",
+    "/wp-login.php",
+    "/.env",
+    "/movies/abc",
+    "/browse/extra",
+    "/assets/nope.js",
+    "/index.php?x=1",
+)
+
+
+@needs_nginx
+@pytest.mark.parametrize("path", NOT_PAGES)
+def test_paths_that_are_not_pages_answer_a_json_404(stack: dict, path: str) -> None:
+    r = httpx.get(stack["base"] + path)
+    assert r.status_code == 404, (path, r.text[:200])
+    assert r.headers["content-type"].startswith("application/json"), path
+    err = r.json()["error"]
+    assert err["code"] == "not_found" and "/api/docs" in err["message"]
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert "default-src 'self'" in r.headers["content-security-policy"]
+
+
+@needs_nginx
+@pytest.mark.parametrize(
+    "path", ["/", "/browse", "/browse/", "/movies/42", "/ratings", "/admin", "/login", "/signup"]
+)
+def test_the_web_apps_pages_load_the_shell(stack: dict, path: str) -> None:
+    r = httpx.get(stack["base"] + path)
+    assert r.status_code == 200, path
+    assert "MovieRec shell" in r.text and r.headers["content-type"].startswith("text/html")
+
+
+@needs_nginx
+def test_nginx_has_its_own_health_path(stack: dict) -> None:
+    for path in ("/nginx-health", "/healthz"):
+        r = httpx.get(stack["base"] + path)
+        assert r.status_code == 200 and r.text == "ok\n"
+
+
+@needs_nginx
+@pytest.mark.parametrize(
+    "public,upstream,path,prefix",
+    [
+        ("/api/docs", "catalog", "/docs", "/api"),
+        ("/api/docs/assets/swagger-ui.css", "catalog", "/docs/assets/swagger-ui.css", "/api"),
+        ("/api/docs/init.js", "catalog", "/docs/init.js", "/api"),
+        ("/api/openapi.json", "catalog", "/openapi.json", "/api"),
+        ("/api/recs/docs", "recommender", "/docs", "/api/recs"),
+        (
+            "/api/recs/docs/assets/swagger-ui-bundle.js",
+            "recommender",
+            "/docs/assets/swagger-ui-bundle.js",
+            "/api/recs",
+        ),
+        ("/api/recs/openapi.json", "recommender", "/openapi.json", "/api/recs"),
+        ("/api/movies?page=2", "catalog", "/api/movies?page=2", None),
+        ("/api/recs/me", "recommender", "/api/recs/me", None),
+    ],
+)
+def test_api_docs_are_published_under_api_with_their_prefix(
+    stack: dict, public: str, upstream: str, path: str, prefix: str | None
+) -> None:
+    body = httpx.get(stack["base"] + public).json()
+    assert body["upstream"] == upstream
+    assert body["path"] == path
+    assert body["headers"].get("x-forwarded-prefix") == prefix

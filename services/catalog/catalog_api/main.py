@@ -12,24 +12,29 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from ipaddress import ip_network
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from movierec_common.account_check import AccountCheck
 from movierec_common.api_errors import (
     COMMON_ERROR_RESPONSES,
     OrjsonResponse,
     install_error_handlers,
 )
+from movierec_common.data_model import USERS
+from movierec_common.docs import install_docs
 from movierec_common.limits import BodySizeLimit
 from movierec_common.mongo import make_client, wait_for_mongo
+from movierec_common.query_params import reject_unknown_query_params
 from movierec_common.request_middleware import RequestMiddleware
+from movierec_common.web_security import OriginCheck, SecurityHeaders
 
 from .api.deps import AppState
 from .api.routes import admin, auth, movies, ops, ratings
 from .core.config import CatalogSettings
-from .core.security import LoginLimiter, Passwords, TokenService
+from .core.proxies import TrustedProxies
+from .core.security import LoginLimiter, Passwords, SlidingWindowLimiter, TokenService
 from .metrics import Metrics, access_log
 from .repositories import make_repos
 
@@ -60,6 +65,8 @@ def pooled_url(url: str, max_pool: int, min_pool: int) -> str:
 
 
 def create_app(settings: CatalogSettings) -> FastAPI:
+    """Raises tokens.InsecureSecret for a published or short JWT_SECRET (see settings)."""
+    settings.check_jwt_secret()
     metrics = Metrics()
 
     @asynccontextmanager
@@ -85,7 +92,10 @@ def create_app(settings: CatalogSettings) -> FastAPI:
             app.state.catalog = AppState(
                 settings=settings,
                 repos=repos,
-                passwords=Passwords(),
+                passwords=Passwords(
+                    hash_concurrency=settings.password_hash_concurrency,
+                    signup_concurrency=settings.signup_hash_concurrency,
+                ),
                 tokens=TokenService(
                     settings.jwt_secret.get_secret_value(), settings.jwt_ttl_seconds
                 ),
@@ -93,10 +103,18 @@ def create_app(settings: CatalogSettings) -> FastAPI:
                     settings.login_window_seconds,
                     settings.login_max_failures_per_username,
                     settings.login_max_failures_per_client,
+                    settings.login_slowdown_after,
+                    settings.login_slowdown_max_seconds,
+                ),
+                signups=SlidingWindowLimiter(
+                    settings.signup_window_seconds, settings.signup_max_per_client
                 ),
                 metrics=metrics,
                 api_keys=[k.get_secret_value() for k in settings.api_keys],
-                trusted_proxies=[ip_network(n, strict=False) for n in settings.trusted_proxies],
+                trusted_proxies=TrustedProxies(settings.trusted_proxies),
+                accounts=AccountCheck(
+                    client[settings.mongo_db][USERS], settings.account_cache_seconds
+                ),
             )
             log.info("catalog ready", extra={"db": settings.mongo_db})
             try:
@@ -114,7 +132,11 @@ def create_app(settings: CatalogSettings) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         default_response_class=OrjsonResponse,
+        dependencies=[Depends(reject_unknown_query_params)],
+        docs_url=None,  # movierec_common.docs serves Swagger UI offline
+        redoc_url=None,
     )
+    install_docs(app)
     app.state.catalog = None
     install_error_handlers(app)
     for module in (ops, auth, movies, ratings, admin):
@@ -127,7 +149,10 @@ def create_app(settings: CatalogSettings) -> FastAPI:
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
         )
+    # Cookie-authenticated changes only from our own pages or CORS_ORIGINS (403 otherwise).
+    app.add_middleware(OriginCheck, allowed_origins=settings.cors_origins)
     app.add_middleware(BodySizeLimit)  # before parsing: 413 for oversized bodies
+    app.add_middleware(SecurityHeaders)  # on every response, errors included
     app.add_middleware(
         RequestMiddleware,
         requests=metrics.requests,

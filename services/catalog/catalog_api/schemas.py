@@ -9,12 +9,22 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from movierec_common.data_model import RATING_MAX, RATING_MIN, RATING_STEP
+from movierec_common.password_policy import MAX_LENGTH, password_problem
 from movierec_common.training_params import RetrainParams
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictStr,
+    ValidationInfo,
+    field_validator,
+)
 
-USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,32}$")
+# Whole-string rules (always `fullmatch`: with `match`, `$` also matches before a trailing
+# newline, and "admin\n" passed as "admin"). ASCII digits only ([0-9], not \d).
+USERNAME_RE = re.compile(r"[A-Za-z0-9_.-]{3,32}")
 # ml<digits> names belong to the MovieLens demo logins mongo-init creates.
-RESERVED_RE = re.compile(r"^ml\d+$", re.IGNORECASE)
+RESERVED_RE = re.compile(r"ml[0-9]+", re.IGNORECASE)
 
 
 class Strict(BaseModel):
@@ -30,16 +40,39 @@ class RegisterRequest(Strict):
     username: StrictStr = Field(
         examples=["alice"], description="3–32 characters: letters, digits, '_', '.', '-'."
     )
-    password: StrictStr = Field(min_length=8, max_length=1024, examples=["correct horse battery"])
+    password: StrictStr = Field(
+        min_length=8,
+        max_length=MAX_LENGTH,
+        examples=["correct horse battery"],
+        description="8–1024 characters; not a common password, not the username "
+        "(NIST SP 800-63B, movierec_common.password_policy).",
+    )
 
     @field_validator("username")
     @classmethod
     def _username(cls, v: str) -> str:
-        if not USERNAME_RE.match(v):
+        if not USERNAME_RE.fullmatch(v):
             raise ValueError("must be 3–32 characters of letters, digits, '_', '.' or '-'")
-        if RESERVED_RE.match(v):
+        if RESERVED_RE.fullmatch(v):
             raise ValueError("names like ml<number> are reserved for the MovieLens demo logins")
         return v
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, v: str, info: ValidationInfo) -> str:
+        problem = password_problem(v, info.data.get("username"))
+        if problem:
+            raise ValueError(problem)
+        return v
+
+
+class PasswordChange(Strict):
+    current_password: StrictStr = Field(min_length=1, max_length=MAX_LENGTH)
+    new_password: StrictStr = Field(
+        min_length=1,
+        max_length=MAX_LENGTH,
+        description="Same rules as at sign-up (movierec_common.password_policy).",
+    )
 
 
 class UserOut(BaseModel):
@@ -59,6 +92,13 @@ class MeResponse(BaseModel):
     userId: int | None
     username: str | None
     role: str
+
+
+class SessionResponse(BaseModel):
+    """GET /api/auth/session: always 200, so a page can ask without an error for anonymity."""
+
+    authenticated: bool
+    user: MeResponse | None = None
 
 
 Rating = Annotated[
@@ -183,6 +223,9 @@ class Job(BaseModel):
     log_tail: list[str] = []
     model_version: str | None = None
     metrics: dict[str, Any] | None = None
+    load: dict[str, Any] | None = Field(
+        None, description="The loader's summary of the job's data: rows read, kept, dropped."
+    )
     error: Any = None
     attempts: int | None = None
     cancel_requested: bool = False

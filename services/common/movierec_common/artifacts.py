@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from movierec_common.movielens import RATING_MAX, RATING_MIN
+
 FORMAT_VERSION = 1
 FACTORS = "factors.npz"
 MANIFEST = "manifest.json"
@@ -172,6 +174,67 @@ def validate_arrays(arrays: dict[str, np.ndarray]) -> None:
         if ids.size > 1 and not np.all(ids[1:] > ids[:-1]):
             raise ArtifactError(f"{key}: must be strictly increasing (sorted, unique)")
     _validate_rated(a, nu)
+    check_sanity(a)
+
+
+# Sanity bounds (issue 19 F1): finite is not enough, a model multiplied by 1e19 is finite too.
+# A trained ALS model on the 0.5–5 star scale has factor rows of norm ~0.1–10, biases within a
+# few stars, and predictions that fall almost all inside the scale. The bounds are loose enough
+# for any real model (and for random test factors) and tight enough for a scaled or corrupted
+# one.
+MAX_FACTOR_NORM = 1e3  # largest allowed row norm of P, Q, rank_X, rank_Y
+MAX_ABS_BIAS = 50.0  # stars
+PREDICTION_MARGIN = 5.0  # stars beyond the rating scale a raw prediction may reach ...
+MIN_IN_RANGE = 0.95  # ... for at least this fraction of the sampled (user, item) pairs
+SANITY_SAMPLE_USERS = 256
+SANITY_SAMPLE_ITEMS = 4096
+
+
+def _even_sample(n: int, k: int) -> np.ndarray:
+    return np.unique(np.linspace(0, n - 1, num=min(n, k)).astype(np.int64)) if n else np.arange(0)
+
+
+def check_sanity(a: dict[str, np.ndarray]) -> None:
+    """Refuse a model whose numbers cannot come from training on the star scale.
+
+    Checks: global mean inside the scale; every factor row norm at most MAX_FACTOR_NORM; every
+    bias at most MAX_ABS_BIAS in absolute value; and raw explicit predictions
+    (mean + user bias + item bias + P·Q) of an even sample of up to 256 users × 4096 items:
+    the median inside the scale and at least 95 % within PREDICTION_MARGIN stars of it.
+    Computed in float64 (a float32 product of huge factors would overflow to inf). Raises
+    ArtifactError naming the failed check; costs a few ms (one 256 × 4096 product).
+    """
+    lo, hi = RATING_MIN, RATING_MAX
+    mu = float(a["global_mean"])
+    if not lo <= mu <= hi:
+        raise ArtifactError(f"sanity: global_mean {mu:.4g} is outside the {lo}–{hi} scale")
+    for key in ("P", "Q", "rank_X", "rank_Y"):
+        if key in a and a[key].size:
+            norm = float(np.max(np.linalg.norm(a[key].astype(np.float64), axis=1)))
+            if norm > MAX_FACTOR_NORM:
+                raise ArtifactError(
+                    f"sanity: {key} has a factor row of norm {norm:.3g} (> {MAX_FACTOR_NORM:g})"
+                )
+    for key in ("user_bias", "item_bias"):
+        if a[key].size:
+            worst = float(np.max(np.abs(a[key].astype(np.float64))))
+            if worst > MAX_ABS_BIAS:
+                raise ArtifactError(f"sanity: {key} reaches {worst:.3g} stars (> {MAX_ABS_BIAS:g})")
+    users = _even_sample(a["P"].shape[0], SANITY_SAMPLE_USERS)
+    items = _even_sample(a["Q"].shape[0], SANITY_SAMPLE_ITEMS)
+    if users.size == 0 or items.size == 0:
+        return
+    P = a["P"][users].astype(np.float64)
+    Q = a["Q"][items].astype(np.float64)
+    pred = mu + a["user_bias"][users, None] + a["item_bias"][None, items] + P @ Q.T
+    median = float(np.median(pred))
+    inside = float(np.mean((pred >= lo - PREDICTION_MARGIN) & (pred <= hi + PREDICTION_MARGIN)))
+    if not lo - 1.0 <= median <= hi + 1.0 or inside < MIN_IN_RANGE:
+        raise ArtifactError(
+            f"sanity: sampled predictions have median {median:.3g} and only {inside:.1%} "
+            f"within {lo - PREDICTION_MARGIN:g}–{hi + PREDICTION_MARGIN:g} stars "
+            f"(need the median in {lo - 1:g}–{hi + 1:g} and {MIN_IN_RANGE:.0%})"
+        )
 
 
 def _validate_rated(a: dict[str, np.ndarray], n_users: int) -> None:
@@ -303,6 +366,7 @@ def save_model(
     root = Path(model_dir)
     versions = root / VERSIONS
     versions.mkdir(parents=True, exist_ok=True)
+    clean_leftovers(root)
     version = check_version_name(version or _new_version_name())
     if (versions / version).exists():
         raise ArtifactError(f"version {version} already exists")
@@ -446,6 +510,48 @@ def list_versions(model_dir: str | Path) -> list[dict[str, Any]]:
         out.append(m)
     out.sort(key=lambda m: (str(m.get("created_at", "")), m["version"]), reverse=True)
     return out
+
+
+# A publish writes into versions/.tmp-<version>-<hex>/ and MODEL_DIR/.CURRENT.<hex>.tmp; one
+# killed midway leaves them behind. Only files older than this are removed, so a publish or
+# an activation running right now in another process keeps its own.
+LEFTOVER_AGE_SECONDS = 600.0
+_TMP_DIR_RE = re.compile(r"^\.tmp-.+")
+_TMP_CURRENT_RE = re.compile(rf"^\.{CURRENT}\..+\.tmp$")
+
+
+def clean_leftovers(
+    model_dir: str | Path, min_age_seconds: float = LEFTOVER_AGE_SECONDS
+) -> list[str]:
+    """Remove what killed publishes left behind (temporary version directories and CURRENT
+    temporaries) older than `min_age_seconds`; returns the names removed. Called by every
+    publish and when the trainer worker starts."""
+    root = Path(model_dir)
+    now = datetime.now(UTC).timestamp()
+    removed = []
+    candidates = [(p, True) for p in _iterdir(root / VERSIONS) if _TMP_DIR_RE.match(p.name)]
+    candidates += [(p, False) for p in _iterdir(root) if _TMP_CURRENT_RE.match(p.name)]
+    for path, is_dir in candidates:
+        try:
+            if now - path.lstat().st_mtime < min_age_seconds:
+                continue
+            if is_dir and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError:
+            continue  # not ours to remove (permissions): left for an operator
+        removed.append(path.name)
+    return removed
+
+
+def _iterdir(path: Path) -> list[Path]:
+    try:
+        return list(path.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 def prune(model_dir: str | Path, keep: int = 5) -> list[str]:

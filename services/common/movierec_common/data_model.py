@@ -20,6 +20,9 @@ USERS = "users"
 JOBS = "jobs"
 COUNTERS = "counters"
 META = "meta"
+# {userId, movieId, deleted_at (Unix s)}: a user's rating deletions, so that merging a MovieLens
+# file over the database (retrain, a re-import) never brings a deleted rating back.
+RATING_DELETIONS = "rating_deletions"
 
 RATINGS_STATS_ID = "ratings_stats"  # {_id, global_mean, prior_weight, n_ratings}
 IMPORT_MARKER_ID = "movielens_import"  # {_id, fingerprint, counts, finished_at}

@@ -46,3 +46,5 @@ def setup_logging(level: str = "INFO", json: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # py4j logs every Python<->JVM connection it opens and closes at INFO (hundreds per job).
+    logging.getLogger("py4j").setLevel(max(logging.WARNING, root.level))

@@ -20,12 +20,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from movierec_common.logs import request_id_var
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # whole string: fullmatch
 _QUIET_ROUTES = frozenset({"/metrics", "/healthz", "/readyz"})
 
 
 class RequestMiddleware:
-    """`requests` is labelled (method, route, status), `latency` (method, route)."""
+    """`requests` is labelled (method, route, status), `latency` (method, route).
+
+    With `access_log`, one line per request: `GET /api/movies 200 3.2ms` (plain logs), and the
+    same as fields `method`, `path`, `route`, `status`, `ms` plus `request_id` (JSON logs).
+    """
 
     def __init__(
         self,
@@ -49,7 +53,7 @@ class RequestMiddleware:
             if name == b"x-request-id":
                 incoming = value.decode("latin-1")
                 break
-        rid = incoming if incoming and _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+        rid = incoming if incoming and _REQUEST_ID_RE.fullmatch(incoming) else uuid.uuid4().hex
         token = request_id_var.set(rid)
         status = 500
         start = time.perf_counter()
@@ -69,15 +73,24 @@ class RequestMiddleware:
             method = scope.get("method", "GET")
             self.requests.labels(method, template, str(status)).inc()
             self.latency.labels(method, template).observe(elapsed)
-            if self.access_log is not None and template not in _QUIET_ROUTES:
-                self.access_log.info(
-                    "request",
+            if self.access_log is not None:
+                path = scope.get("path", "")
+                ms = round(elapsed * 1000, 2)
+                # Probes (health, readiness, metrics) only at DEBUG: a poller would drown the rest.
+                level = logging.DEBUG if template in _QUIET_ROUTES else logging.INFO
+                self.access_log.log(
+                    level,
+                    "%s %s %d %.1fms",
+                    method,
+                    path,
+                    status,
+                    ms,
                     extra={
                         "method": method,
-                        "path": scope.get("path"),
+                        "path": path,
                         "route": template,
                         "status": status,
-                        "ms": round(elapsed * 1000, 2),
+                        "ms": ms,
                     },
                 )
             request_id_var.reset(token)

@@ -4,7 +4,15 @@ cookie name.
 
 Tokens are HS256 JWTs with a short lifetime. Verification pins the algorithm list, so
 `alg=none` and algorithm-confusion tokens are refused, and requires `exp`, `iat`, `sub`,
-`role` and the issuer.
+`role`, `ver` and the issuer.
+
+A signature only proves who issued the token, not that the account still allows it: every
+request also goes through `movierec_common.account_check.AccountCheck`, which compares the
+token's `ver` with the account's `token_version` in the database and takes the role from
+there. Demotion, deletion, a password change or a logout therefore end old tokens at once.
+
+`check_secret` refuses the development secret published here and secrets shorter than 32 bytes
+(RFC 7518 §3.2: an HS256 key at least as long as the hash output).
 """
 
 from __future__ import annotations
@@ -25,6 +33,34 @@ API_KEY_HEADER = "X-API-Key"
 Role = Literal["user", "admin", "service"]
 
 
+MIN_SECRET_BYTES = 32
+# Published in the source, so it signs nothing outside a developer's own machine: the APIs refuse
+# it (and any secret shorter than MIN_SECRET_BYTES) unless ALLOW_DEV_JWT_SECRET=true.
+DEV_ONLY_JWT_SECRET = "movierec-development-only-secret-change-me-0123456789"
+
+
+class InsecureSecret(ValueError):
+    """The configured JWT secret is the published development one or too short."""
+
+
+def check_secret(secret: str, allow_dev: bool = False) -> None:
+    """Raise InsecureSecret for the published development secret or one shorter than 32 bytes
+    (UTF-8), unless `allow_dev` (the explicit development setting) says so."""
+    if allow_dev:
+        return
+    if hmac.compare_digest(secret.encode(), DEV_ONLY_JWT_SECRET.encode()):
+        raise InsecureSecret(
+            "JWT_SECRET is the development secret published in the source; set a random one "
+            "(`python -c 'import secrets; print(secrets.token_hex(32))'`) or, on a developer "
+            "machine only, ALLOW_DEV_JWT_SECRET=true"
+        )
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        raise InsecureSecret(
+            f"JWT_SECRET is {len(secret.encode())} bytes; at least {MIN_SECRET_BYTES} are needed "
+            "(`python -c 'import secrets; print(secrets.token_hex(32))'`)"
+        )
+
+
 class TokenError(Exception):
     """The token is missing, expired, tampered with or otherwise unacceptable."""
 
@@ -36,6 +72,7 @@ class Principal:
     user_id: int | None
     username: str | None
     role: Role
+    token_version: int = 0  # the token's `ver` claim; compared with the account's
 
     @property
     def is_privileged(self) -> bool:
@@ -46,8 +83,16 @@ class Principal:
 
 
 def issue_token(
-    secret: str, user_id: int, username: str, role: Role, ttl_seconds: int, now: float | None = None
+    secret: str,
+    user_id: int,
+    username: str,
+    role: Role,
+    ttl_seconds: int,
+    now: float | None = None,
+    version: int = 0,
 ) -> str:
+    """A signed JWT for the account; `version` is its current `token_version` (0 when the
+    document has none)."""
     now = time.time() if now is None else now
     claims = {
         "sub": str(user_id),
@@ -57,6 +102,7 @@ def issue_token(
         "iat": int(now),
         "exp": int(now + ttl_seconds),
         "jti": uuid.uuid4().hex,
+        "ver": int(version),
     }
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
@@ -68,7 +114,7 @@ def decode_token(secret: str, token: str) -> Principal:
             secret,
             algorithms=[ALGORITHM],
             issuer=ISSUER,
-            options={"require": ["exp", "iat", "sub", "iss", "role"]},
+            options={"require": ["exp", "iat", "sub", "iss", "role", "ver"]},
         )
     except jwt.ExpiredSignatureError as exc:
         raise TokenError("token expired") from exc
@@ -79,9 +125,14 @@ def decode_token(secret: str, token: str) -> Principal:
         raise TokenError("invalid token")
     try:
         user_id = int(claims["sub"])
+        version = claims["ver"]
+        if type(version) is not int:
+            raise TypeError("ver")
     except (TypeError, ValueError) as exc:
         raise TokenError("invalid token") from exc
-    return Principal(user_id=user_id, username=claims.get("username"), role=role)
+    return Principal(
+        user_id=user_id, username=claims.get("username"), role=role, token_version=version
+    )
 
 
 def check_api_key(presented: str | None, configured: list[str]) -> Principal | None:

@@ -10,18 +10,32 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import sys
+
 import uvicorn
+from movierec_common.cli import settings_parser
 from movierec_common.logs import setup_logging
+from movierec_common.tokens import InsecureSecret
 
 from .config import RecommenderSettings
 from .main import create_app
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    settings_parser(
+        "python -m recommender_api",
+        "The recommender API (personal lists, fold-in, similar movies, batch) under uvicorn on "
+        "RECOMMENDER_HOST:RECOMMENDER_PORT.",
+        RecommenderSettings,
+    ).parse_args(argv)
     settings = RecommenderSettings()
     setup_logging(settings.log_level, settings.log_json)
+    try:
+        app = create_app(settings)
+    except InsecureSecret as exc:
+        sys.exit(f"recommender_api: refusing to start: {exc}")
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.recommender_host,
         port=settings.recommender_port,
         log_config=None,

@@ -47,3 +47,10 @@ class RecommenderSettings(CommonSettings):
         60.0, gt=0, description="How often movie metadata and popularity are re-read."
     )
     cors_origins: list[str] = Field(default_factory=list, description="Allowed CORS origins.")
+    account_cache_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="How long an account's role and token version are cached per token check "
+        "(the longest a demotion, logout or password change takes to reach this service).",
+    )

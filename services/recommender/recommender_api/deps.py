@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from movierec_common.api_errors import ApiError
+from movierec_common.docs import documented_credentials
 from movierec_common.tokens import (
     API_KEY_HEADER,
     COOKIE_NAME,
@@ -29,7 +30,16 @@ def get_state(request: Request) -> AppState:
     return request.app.state.recs
 
 
-def get_principal(request: Request) -> Principal:
+async def get_principal(
+    request: Request, _doc: Annotated[None, Depends(documented_credentials)]
+) -> Principal:
+    return await resolve_principal(request)
+
+
+async def resolve_principal(request: Request) -> Principal:
+    """API key (service), else Bearer header, else the login cookie; a token is then checked
+    against the account as stored now (movierec_common.account_check): deleted accounts and
+    revoked tokens get 401 and the role is the stored one."""
     state: AppState = request.app.state.recs
     key = request.headers.get(API_KEY_HEADER)
     if key is not None:
@@ -51,10 +61,18 @@ def get_principal(request: Request) -> Principal:
     if not token:
         raise ApiError(401, "unauthorized", "authentication required", headers=_CHALLENGE)
     try:
-        return decode_token(state.jwt_secret, token)
+        return await state.accounts.confirm(decode_token(state.jwt_secret, token))
     except TokenError as exc:
         code = "token_expired" if "expired" in str(exc) else "invalid_token"
         raise ApiError(401, code, str(exc), headers=_CHALLENGE) from exc
+
+
+async def optional_principal(request: Request) -> Principal | None:
+    """The caller when valid credentials came with the request, else None (never an error)."""
+    try:
+        return await resolve_principal(request)
+    except ApiError:
+        return None
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

@@ -6,12 +6,16 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from movierec_common.account_check import USERS_COLLECTION, AccountCheck
 from movierec_common.api_errors import COMMON_ERROR_RESPONSES, install_error_handlers
+from movierec_common.docs import install_docs
 from movierec_common.limits import BodySizeLimit
 from movierec_common.mongo import make_client
+from movierec_common.query_params import reject_unknown_query_params
 from movierec_common.request_middleware import RequestMiddleware
+from movierec_common.web_security import OriginCheck, SecurityHeaders
 
 from .config import RecommenderSettings
 from .metrics import Metrics
@@ -26,6 +30,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: RecommenderSettings | None = None) -> FastAPI:
     settings = settings or RecommenderSettings()
+    settings.check_jwt_secret()  # tokens.InsecureSecret for a published or short secret
     metrics = Metrics()
 
     @asynccontextmanager
@@ -52,6 +57,9 @@ def create_app(settings: RecommenderSettings | None = None) -> FastAPI:
             metrics=metrics,
             jwt_secret=settings.jwt_secret.get_secret_value(),
             api_keys=[k.get_secret_value() for k in settings.api_keys],
+            accounts=AccountCheck(
+                client[settings.mongo_db][USERS_COLLECTION], settings.account_cache_seconds
+            ),
         )
         # Neither a missing model nor an unreachable database stops start-up: the store serves
         # popularity, the movie cache retries, and /readyz reports what is missing.
@@ -77,7 +85,11 @@ def create_app(settings: RecommenderSettings | None = None) -> FastAPI:
         version="1.0",
         description="Personalised top-N, fold-in for new users, similar movies, predictions.",
         lifespan=lifespan,
+        dependencies=[Depends(reject_unknown_query_params)],
+        docs_url=None,  # movierec_common.docs serves Swagger UI offline
+        redoc_url=None,
     )
+    install_docs(app)
     install_error_handlers(app)
     app.include_router(recs.router, responses=COMMON_ERROR_RESPONSES)
     app.include_router(ops.router, responses=COMMON_ERROR_RESPONSES)
@@ -89,6 +101,14 @@ def create_app(settings: RecommenderSettings | None = None) -> FastAPI:
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
         )
+    # Cookie-authenticated changes only from our own pages or CORS_ORIGINS (403 otherwise).
+    app.add_middleware(OriginCheck, allowed_origins=settings.cors_origins)
     app.add_middleware(BodySizeLimit)  # before parsing: 413 for oversized bodies
-    app.add_middleware(RequestMiddleware, requests=metrics.requests, latency=metrics.latency)
+    app.add_middleware(SecurityHeaders)  # on every response, errors included
+    app.add_middleware(
+        RequestMiddleware,
+        requests=metrics.requests,
+        latency=metrics.latency,
+        access_log=logging.getLogger("recommender_api.access"),
+    )
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from movierec_common.ids import StrictId
 from pydantic import BaseModel, ConfigDict, Field
 
 Strategy = Literal["personalized", "fold-in", "popular"]
@@ -58,7 +59,9 @@ class RecsResponse(BaseModel):
 class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    userIds: list[int] = Field(min_length=1, description="Up to batch_max_users ids.")
+    userIds: list[StrictId] = Field(
+        min_length=1, description="Up to batch_max_users ids: JSON integers 0..2^53."
+    )
     k: int | None = Field(None, ge=1, le=100, description="Default: DEFAULT_K.")
     genre: str | None = Field(None, max_length=64)
     strategy: Literal["ranking", "rating"] = "ranking"

@@ -131,9 +131,30 @@ def _because(
     return out
 
 
+_KNOWN_CACHE: list[tuple[ServingModel, MovieCatalog, np.ndarray | None]] = []
+
+
+def _in_catalogue(model: ServingModel, catalog: MovieCatalog) -> np.ndarray | None:
+    """Model item indices whose movie is in the catalogue, or None when all are (or while the
+    catalogue is not loaded yet). A model trained on ratings of a movie that is not in
+    `movies` must never recommend it (it has no title and cannot be rated). Cached for the
+    current (model, catalogue) pair: both are replaced, never mutated."""
+    if _KNOWN_CACHE and _KNOWN_CACHE[0][0] is model and _KNOWN_CACHE[0][1] is catalog:
+        return _KNOWN_CACHE[0][2]
+    known: np.ndarray | None = None
+    if catalog.meta:
+        ids = np.fromiter(catalog.meta.keys(), np.int64, len(catalog.meta))
+        idx, _ = model.items.take(ids)
+        if idx.size < len(model.items.ids):
+            known = np.sort(idx)
+    _KNOWN_CACHE[:] = [(model, catalog, known)]
+    return known
+
+
 def _allowed(model: ServingModel, catalog: MovieCatalog, genre: str | None) -> np.ndarray | None:
     if genre is None:
-        return None
+        return _in_catalogue(model, catalog)
+    # genre_ids come from the catalogue, so they hold known movies only
     return model.items.take(catalog.genre_ids.get(genre, np.empty(0, np.int64)))[0]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from movierec_common.account_check import AccountCheck
 from pymongo import AsyncMongoClient
 
 from .config import RecommenderSettings
@@ -23,3 +24,4 @@ class AppState:
     metrics: Metrics
     jwt_secret: str
     api_keys: list[str]
+    accounts: AccountCheck

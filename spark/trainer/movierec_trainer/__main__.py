@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from movierec_common import als
+from movierec_common.loader import MalformedRowError
 from movierec_common.logs import setup_logging
 from movierec_common.training_params import RetrainParams, validation_message
 from pydantic import ValidationError
@@ -130,6 +131,7 @@ def summary(outcome: Any, version: str | None) -> dict[str, Any]:
     out["version"] = version
     out.update({k: v for k, v in m.items() if k not in out})
     out["published"] = outcome.manifest["evaluation"]["published"]
+    out["load"] = outcome.manifest["data"].get("load")
     out["phases"] = outcome.phases
     return out
 
@@ -143,8 +145,11 @@ def cmd_train(args: argparse.Namespace, settings: TrainerSettings) -> int:
 
     cfg = config_from_args(args, settings, publish_full=False)
     data_dir = args.data_dir or settings.data_dir
-    ratings = tdata.load_ratings_dir(data_dir)
-    log.info("loaded %d ratings from %s", len(ratings), data_dir)
+    ds = tdata.load_dataset_dir(data_dir, "raise" if settings.strict_load else "skip")
+    ratings = ds.ratings
+    for line in ds.summary.lines():
+        print(f"load: {line}", file=sys.stderr, flush=True)
+    log.info("loaded %d ratings from %s (%s layout)", len(ratings), data_dir, ds.layout)
     spark = None
     if cfg.engine == "spark":
         spark = make_spark(settings, args.spark_master)  # the same session the worker builds
@@ -155,7 +160,7 @@ def cmd_train(args: argparse.Namespace, settings: TrainerSettings) -> int:
                 cfg,
                 spark_context=None if spark is None else spark.sparkContext,
                 progress=progress,
-                source={"source": "csv", "path": str(data_dir)},
+                source={"source": "csv", "path": str(data_dir), "load": ds.summary.to_dict()},
             )
     finally:
         if spark is not None:
@@ -206,6 +211,11 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "json", False):
             print(json.dumps({"error": {"code": "training_diverged", "message": str(exc)}}))
         return 3
+    except MalformedRowError as exc:
+        log.error("refused (strict load): %s", exc)
+        if getattr(args, "json", False):
+            print(json.dumps({"error": {"code": "malformed_data", "message": str(exc)}}))
+        return 2
     except FileNotFoundError as exc:
         log.error("%s", exc)
         if getattr(args, "json", False):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from movierec_common.settings import PROJECT_ROOT, CommonSettings
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 
 class TrainerSettings(CommonSettings):
@@ -28,6 +28,12 @@ class TrainerSettings(CommonSettings):
         gt=0,
         description="A Spark action of a job fails (instead of waiting forever) when no "
         "executor has been registered for this long (e.g. the only Spark worker died).",
+    )
+    spark_auth_secret: SecretStr | None = Field(
+        None,
+        description="Spark's shared secret (spark.authenticate): the standalone master and "
+        "workers only accept applications that know it. make run generates it; Compose "
+        "requires SPARK_AUTH_SECRET. Unset: no authentication (local[N], an open cluster).",
     )
     work_dir: Path = Field(
         PROJECT_ROOT / "var" / "trainer", description="Snapshots (Parquet) and scratch files."

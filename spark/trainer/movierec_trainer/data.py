@@ -14,17 +14,20 @@ from pathlib import Path
 
 import numpy as np
 from movierec_common import als
-from movierec_common.movielens import LoadReport, OnError, Ratings, load_ratings
+from movierec_common.loader import Dataset, OnError, Ratings, load_dataset
 
 
-def load_ratings_dir(
-    data_dir: Path, on_error: OnError = "skip", report: LoadReport | None = None
-) -> Ratings:
-    """ratings.csv of a MovieLens directory, with the loader's malformed-row rule."""
-    path = Path(data_dir) / "ratings.csv"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found (run `make data`, or pass --data-dir)")
-    return load_ratings(path, on_error=on_error, report=report)
+def load_dataset_dir(data_dir: Path, on_error: OnError = "skip") -> Dataset:
+    """A MovieLens directory (any layout) read and cleaned by the one loader
+    (`movierec_common.loader.load_dataset`): malformed rows reported, one rating per
+    (user, movie) with the latest timestamp, ratings of movies missing from the catalogue
+    dropped. Without a movies file the catalogue filter is off (logged)."""
+    return load_dataset(Path(data_dir), on_error=on_error, require_movies=False)
+
+
+def load_ratings_dir(data_dir: Path, on_error: OnError = "skip") -> Ratings:
+    """The cleaned ratings of `load_dataset_dir`."""
+    return load_dataset_dir(data_dir, on_error).ratings
 
 
 def make_ratings(
@@ -136,12 +139,8 @@ def fingerprint(r: Ratings) -> str:
 
 
 def merge_db_over_csv(csv: Ratings, db: Ratings) -> Ratings:
-    """CSV ratings plus database ratings; the database wins for the same (userId, movieId) —
-    the design's `drop_duplicates(keep='last')` with the database rows last."""
-    both = concat([csv, db])
-    n = len(both)
-    # A stable sort on (user, movie) keeps the DB row after the CSV row within each pair.
-    order = np.lexsort((np.arange(n), both.movie_ids, both.user_ids))
-    u, m = both.user_ids[order], both.movie_ids[order]
-    last = np.r_[(u[1:] != u[:-1]) | (m[1:] != m[:-1]), True]
-    return subset(both, np.sort(order[last]))
+    """CSV ratings plus database ratings, one per (userId, movieId): the loader's rule (latest
+    timestamp wins; on equal timestamps the database row, which comes last)."""
+    from movierec_common.loader import LoadSummary, clean_ratings
+
+    return clean_ratings([("csv", csv), ("mongodb", db)], LoadSummary())

@@ -223,6 +223,9 @@ def rated_lists(
     indptr = np.zeros(n + 1, np.int64)
     np.cumsum(np.bincount(u, minlength=n), out=indptr[1:])
     newest = int(ratings.timestamps.max()) if len(ratings) else 0
+    # Never after the training time, whatever the data's clock says (a timestamp in the
+    # future would hide every later rating from the recommender).
+    newest = min(newest, int(time.time()))
     if db_read_started_at is not None:
         newest = min(newest, int(db_read_started_at))
     movie_ids = m[order]

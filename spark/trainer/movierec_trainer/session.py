@@ -12,8 +12,29 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from pydantic import SecretStr
+
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+
+def spark_auth_conf(secret: SecretStr | str | None) -> dict[str, str]:
+    """Spark settings for the shared-secret authentication of a standalone cluster: every RPC
+    connection (driver <-> master, workers, executors) must prove it knows `secret`
+    (spark.authenticate, Spark "Security" docs). Empty when no secret is configured."""
+    if secret is None:
+        return {}
+    value = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+    if not value:
+        return {}
+    return {"spark.authenticate": "true", "spark.authenticate.secret": value}
+
+
+# For the standalone master and workers (make run and Compose set it): shared-secret
+# authentication on, and no kill button in the web UI (its kill link is an unauthenticated POST
+# any web page could send). The secret itself goes in the daemons' environment as
+# _SPARK_AUTH_SECRET (Spark's SecurityManager reads it there), never on a command line.
+SPARK_DAEMON_JAVA_OPTS = "-Dspark.authenticate=true -Dspark.ui.killEnabled=false"
 
 
 def build_spark(
@@ -44,6 +65,7 @@ def build_spark(
         .config("spark.driver.bindAddress", bind_address)
         .config("spark.ui.enabled", "true" if ui else "false")
         .config("spark.ui.showConsoleProgress", "false")  # the trainer shows its own progress
+        .config("spark.ui.killEnabled", "false")  # the UI's kill link is an unauthenticated POST
         # One task = one core: BLAS threads inside a Python worker would only oversubscribe.
         .config("spark.executorEnv.OPENBLAS_NUM_THREADS", "1")
         .config("spark.executorEnv.OMP_NUM_THREADS", "1")

@@ -1,9 +1,13 @@
-"""The retrain data snapshot: MongoDB ratings merged over the MovieLens CSV, written once as
+"""The retrain data snapshot: MongoDB ratings merged over the MovieLens file, written once as
 Parquet, then read back by Spark.
 
 MongoDB is read in one pass with a projection (no per-row round trips) straight into columnar
-arrays; the merge is the vectorised "database wins for the same (userId, movieId)" of
-`data.merge_db_over_csv`. The Parquet file is the job's frozen input: the model, its
+arrays. Both sources go through the one loader's cleaning (`movierec_common.loader`): the file
+with its malformed-row rule, the database rows with the same field checks, then one rating per
+(userId, movieId) with the latest timestamp (the database row on a tie), ratings of movies that
+are not in the `movies` collection dropped, and recorded deletions (`rating_deletions`) applied
+to the file rows, so a rating a user deleted never comes back from the file. The load summary
+goes into the job record. The Parquet file is the job's frozen input: the model, its
 fingerprint and any later re-run all see exactly the same ratings even while users keep rating.
 """
 
@@ -18,13 +22,24 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from movierec_common.movielens import Ratings
+from movierec_common.loader import (
+    LoadSummary,
+    Ratings,
+    Tombstones,
+    clean_ratings,
+    detect_layout,
+    read_ratings_file,
+    valid_rows,
+)
 
 from movierec_trainer import data as tdata
 
 log = logging.getLogger(__name__)
 
 RATINGS_COLLECTION = "ratings"
+MOVIES_COLLECTION = "movies"
+DELETIONS_COLLECTION = "rating_deletions"  # mongo-init's model.RATING_DELETIONS
+DB_SOURCE = "mongodb"
 
 
 @dataclass(frozen=True)
@@ -34,6 +49,7 @@ class Snapshot:
     n_db: int
     n_csv: int
     source: dict[str, Any]
+    summary: LoadSummary
 
 
 def read_db_ratings(db: Any, batch_size: int = 50_000) -> Ratings:
@@ -48,11 +64,16 @@ def read_db_ratings(db: Any, batch_size: int = 50_000) -> Ratings:
         .batch_size(batch_size)
     )
     for doc in cursor:
-        users.append(int(doc["userId"]))
-        movies.append(int(doc["movieId"]))
-        values.append(float(doc["rating"]))
-        ts = doc.get("timestamp", 0)
-        stamps.append(int(ts.timestamp()) if hasattr(ts, "timestamp") else int(ts or 0))
+        try:
+            u, m, r = int(doc["userId"]), int(doc["movieId"]), float(doc["rating"])
+            ts = doc.get("timestamp", 0)
+            t = int(ts.timestamp()) if hasattr(ts, "timestamp") else int(ts or 0)
+        except (KeyError, TypeError, ValueError, OverflowError):
+            u, m, r, t = -1, -1, float("nan"), 0  # refused by valid_rows as malformed
+        users.append(u)
+        movies.append(m)
+        values.append(r)
+        stamps.append(t)
     return tdata.make_ratings(
         np.array(users, dtype=np.int64),
         np.array(movies, dtype=np.int64),
@@ -61,17 +82,44 @@ def read_db_ratings(db: Any, batch_size: int = 50_000) -> Ratings:
     )
 
 
+def read_db_movie_ids(db: Any) -> np.ndarray | None:
+    """The catalogue: every movieId of the `movies` collection, or None (no filter, logged)
+    while the collection is empty (a database mongo-init has not filled)."""
+    ids = [int(d["movieId"]) for d in db[MOVIES_COLLECTION].find({}, {"_id": 0, "movieId": 1})]
+    if not ids:
+        log.warning("the movies collection is empty: ratings are not checked against it")
+        return None
+    return np.asarray(sorted(ids), np.int64)
+
+
+def read_tombstones(db: Any) -> Tombstones:
+    """The recorded rating deletions (the catalog writes one before deleting a rating)."""
+    users, movies, stamps = [], [], []
+    for d in db[DELETIONS_COLLECTION].find(
+        {}, {"_id": 0, "userId": 1, "movieId": 1, "deleted_at": 1}
+    ):
+        users.append(int(d["userId"]))
+        movies.append(int(d["movieId"]))
+        stamps.append(int(d["deleted_at"]))
+    return Tombstones(
+        np.asarray(users, np.int64), np.asarray(movies, np.int64), np.asarray(stamps, np.int64)
+    )
+
+
 def resolve_csv(csv_path: str | Path | None, data_dir: Path) -> Path:
     """A ratings CSV: the given file, a directory holding ratings.csv, or DATA_DIR's. Relative
     paths are taken inside DATA_DIR, and nothing outside DATA_DIR is read (the path arrives in
     an HTTP request)."""
     base = Path(data_dir).resolve()
-    p = base / "ratings.csv" if csv_path is None else Path(csv_path)
+    p = base if csv_path is None else Path(csv_path)
     if not p.is_absolute():
         p = base / p
     p = p.resolve()
     if p.is_dir():
-        p = p / "ratings.csv"
+        try:
+            p = p / detect_layout(p).ratings.name
+        except FileNotFoundError:
+            p = p / "ratings.csv"
     if base not in (p, *p.parents):
         raise ValueError(f"csv_path {csv_path!r} is outside DATA_DIR ({base})")
     if not p.exists():
@@ -95,29 +143,46 @@ def write_parquet(r: Ratings, path: Path) -> None:
 
 
 def take_snapshot(
-    db: Any, work_dir: Path, name: str, *, db_only: bool, csv_path: str | None, data_dir: Path
+    db: Any,
+    work_dir: Path,
+    name: str,
+    *,
+    db_only: bool,
+    csv_path: str | None,
+    data_dir: Path,
+    strict: bool = False,
 ) -> Snapshot:
-    from movierec_common.movielens import load_ratings
-
     started = int(time.time())  # every rating committed before this is in the read
-    db_r = read_db_ratings(db)
+    summary = LoadSummary()
+    db_r = valid_rows(read_db_ratings(db), DB_SOURCE, summary, now=started)
+    known = read_db_movie_ids(db)
     source: dict[str, Any] = {
         "source": "mongodb" if db_only else "mongodb+csv",
         "db_read_started_at": started,
     }
     if db_only:
-        merged, n_csv = db_r, 0
+        merged = clean_ratings([(DB_SOURCE, db_r)], summary, known_movies=known)
+        n_csv = 0
     else:
         csv = resolve_csv(csv_path, data_dir)
-        csv_r = load_ratings(csv)
-        merged, n_csv = tdata.merge_db_over_csv(csv_r, db_r), len(csv_r)
+        layout = detect_layout(csv.parent)
+        fmt = layout.ratings if layout.ratings.name == csv.name else None  # else CSV layout
+        csv_r = read_ratings_file(
+            csv, fmt, on_error="raise" if strict else "skip", summary=summary, now=started
+        )
+        # Deletions beat older file rows; then the latest of file and database wins.
+        csv_r = clean_ratings([(csv.name, csv_r)], summary, tombstones=read_tombstones(db))
+        merged = clean_ratings([(csv.name, csv_r), (DB_SOURCE, db_r)], summary, known_movies=known)
+        n_csv = len(csv_r)
         source["csv"] = str(csv)
-    source.update(n_db_ratings=len(db_r), n_csv_ratings=n_csv)
+    source.update(n_db_ratings=len(db_r), n_csv_ratings=n_csv, load=summary.to_dict())
+    for line in summary.lines():
+        log.info("snapshot load: %s", line)
     if len(merged) == 0:
         raise ValueError("the snapshot has no ratings to train on")
     path = Path(work_dir) / "snapshots" / f"{name}.parquet"
     write_parquet(merged, path)
-    return Snapshot(path, len(merged), len(db_r), n_csv, source)
+    return Snapshot(path, len(merged), len(db_r), n_csv, source, summary)
 
 
 def read_snapshot_spark(spark: Any, path: Path) -> Ratings:

@@ -89,6 +89,7 @@ class RetrainResult:
     metrics: dict[str, Any]
     phases: dict[str, float]
     gate: dict[str, Any] = field(default_factory=dict)
+    load: dict[str, Any] = field(default_factory=dict)  # the loader's summary of the snapshot
 
 
 def _now() -> datetime:
@@ -123,10 +124,49 @@ def active_model_info(model_dir: Path) -> dict[str, Any] | None:
     return None
 
 
+def _protocol(manifest: dict[str, Any]) -> tuple:
+    ev = manifest.get("evaluation") or {}
+    return (ev.get("protocol"), ev.get("fraction"), ev.get("seed"))
+
+
+def best_accepted(model_dir: Path, like: dict[str, Any] | None) -> tuple[float, str] | None:
+    """(RMSE, version) of the best model ever accepted under `like`'s holdout protocol.
+
+    Every published version passed the gate; each also records in its manifest
+    (`job.gate.best_rmse`) the best RMSE known when it was accepted, so the best survives the
+    pruning of old versions. Versions evaluated another way are not comparable and are skipped.
+    """
+    if like is None:
+        return None
+    want = _protocol(like)
+    best: tuple[float, str] | None = None
+    for m in artifacts.list_versions(model_dir):
+        if "error" in m or _protocol(m) != want:
+            continue
+        recorded = ((m.get("job") or {}).get("gate") or {}).get("best_rmse")
+        candidates = [
+            (value, source)
+            for value, source in (
+                ((m.get("metrics") or {}).get("rmse"), m.get("version")),
+                (recorded, ((m.get("job") or {}).get("gate") or {}).get("best_version")),
+            )
+            if isinstance(value, int | float) and math.isfinite(value)
+        ]
+        for value, source in candidates:
+            if best is None or float(value) < best[0]:
+                best = (float(value), str(source or m.get("version")))
+    return best
+
+
 def gate(
-    new_metrics: dict[str, Any], active: dict[str, Any] | None, tolerance: float
+    new_metrics: dict[str, Any],
+    active: dict[str, Any] | None,
+    tolerance: float,
+    best: tuple[float, str] | None = None,
 ) -> dict[str, Any]:
-    """Accept unless the new holdout RMSE is worse than the active one's by > tolerance."""
+    """Accept unless the new holdout RMSE is worse than the active one's by > tolerance, or
+    worse than the best accepted model's (`best`, see best_accepted) by > tolerance: without
+    the second check, retrains each up to `tolerance` worse could slide without limit."""
     if active is None:
         return {"passed": True, "reason": "no active model"}
     old = (active.get("metrics") or {}).get("rmse")
@@ -139,15 +179,32 @@ def gate(
     }
     if old is None or new is None:
         return {**info, "passed": True, "reason": "no holdout RMSE to compare"}
+    best_rmse, best_version = best if best is not None else (float(old), active.get("version"))
+    best_rmse = min(best_rmse, float(old))
+    info |= {
+        "best_version": best_version if best_rmse < float(old) else active.get("version"),
+        # Recorded in the published manifest: the best known once this model is accepted.
+        "best_rmse": min(best_rmse, float(new)),
+    }
     limit = float(old) * (1.0 + tolerance)
-    passed = float(new) <= limit
+    best_limit = best_rmse * (1.0 + tolerance)
+    if float(new) > limit:
+        reason = (
+            f"new RMSE {new:.4f} is worse than the active model's {old:.4f} by more than "
+            f"{tolerance:.0%} (limit {limit:.4f})"
+        )
+        return {**info, "passed": False, "reason": reason}
+    if float(new) > best_limit:
+        reason = (
+            f"new RMSE {new:.4f} is worse than the best accepted model's {best_rmse:.4f} "
+            f"({info['best_version']}) by more than {tolerance:.0%} (limit {best_limit:.4f})"
+        )
+        return {**info, "passed": False, "reason": reason}
     reason = (
-        f"new RMSE {new:.4f} ≤ {limit:.4f} (active {old:.4f} + {tolerance:.0%})"
-        if passed
-        else f"new RMSE {new:.4f} is worse than the active model's {old:.4f} by more than "
-        f"{tolerance:.0%} (limit {limit:.4f})"
+        f"new RMSE {new:.4f} ≤ {min(limit, best_limit):.4f} (active {old:.4f}, best "
+        f"{best_rmse:.4f}, + {tolerance:.0%})"
     )
-    return {**info, "passed": passed, "reason": reason}
+    return {**info, "passed": True, "reason": reason}
 
 
 @dataclass
@@ -191,7 +248,10 @@ def run_retrain(
         db_only=params.db_only,
         csv_path=params.csv_path,
         data_dir=settings.data_dir,
+        strict=settings.strict_load,
     )
+    for line in snap.summary.lines():
+        reporter.log(f"load: {line}")
     ratings = (
         read_snapshot_spark(spark, snap.path)
         if spark is not None
@@ -221,10 +281,10 @@ def run_retrain(
             )
         )
     )
-    verdict = gate(m, active, settings.gate_tolerance)
+    verdict = gate(m, active, settings.gate_tolerance, best_accepted(model_dir, active))
     reporter.log(f"gate: {verdict['reason']}")
     if not verdict["passed"]:
-        return RetrainResult("rejected", None, m, phases, verdict)
+        return RetrainResult("rejected", None, m, phases, verdict, snap.summary.to_dict())
     reporter.phase("publish")
     t0 = time.perf_counter()
     job = {"name": name, "params": params.model_dump(exclude_none=True), "gate": verdict}
@@ -232,11 +292,11 @@ def run_retrain(
     version = artifacts.save_model(model_dir, outcome.arrays, manifest, keep=settings.keep_versions)
     phases["publish_s"] = time.perf_counter() - t0
     reporter.log(f"published {version}")
-    return RetrainResult("succeeded", version, m, phases, verdict)
+    return RetrainResult("succeeded", version, m, phases, verdict, snap.summary.to_dict())
 
 
 def make_spark(settings: TrainerSettings, master: str | None = None):
-    from movierec_trainer.session import build_spark
+    from movierec_trainer.session import build_spark, spark_auth_conf
     from movierec_trainer.spark_watch import CONF_NO_EXECUTOR_TIMEOUT
 
     return build_spark(
@@ -247,7 +307,10 @@ def make_spark(settings: TrainerSettings, master: str | None = None):
         driver_host=settings.spark_driver_host,
         bind_address=settings.spark_driver_bind_address,
         # Every watched Spark action of a job reads the grace period from the context.
-        extra_conf={CONF_NO_EXECUTOR_TIMEOUT: str(settings.spark_no_executor_timeout_seconds)},
+        extra_conf={
+            CONF_NO_EXECUTOR_TIMEOUT: str(settings.spark_no_executor_timeout_seconds),
+            **spark_auth_conf(settings.spark_auth_secret),
+        },
     )
 
 
@@ -309,6 +372,7 @@ def cmd_retrain(args: Any, settings: TrainerSettings) -> int:
         },
         "gate": result.gate,
         "phases": result.phases,
+        "load": result.load,
     }
     if args.json:
         print(json.dumps(out, default=str), flush=True)
@@ -605,6 +669,7 @@ class Worker:
                 "phases": phases,
                 "metrics": metrics,
                 "model_version": result.version,
+                "load": result.load,
                 "progress.phase": result.status,
                 "lease_owner": None,
             }
@@ -705,6 +770,9 @@ class Worker:
 
 
 def run_worker(settings: TrainerSettings) -> int:
+    removed = artifacts.clean_leftovers(settings.model_dir)  # a publish killed before a restart
+    if removed:
+        log.info("removed leftovers of interrupted publishes: %s", ", ".join(removed))
     worker = Worker(settings)
 
     def stop(signum: int, _frame: Any) -> None:

@@ -42,15 +42,24 @@ def test_cookie_flow_login_me_logout(catalog):
         register(c, name)
     with catalog.client() as browser:  # a fresh cookie jar, like a browser
         assert_error(browser.get("/api/auth/me"), 401, "not_authenticated")
+        anon = browser.get("/api/auth/session")  # what the web UI asks on every page load
+        assert anon.status_code == 200 and anon.json() == {"authenticated": False, "user": None}
         r = browser.post("/api/auth/login", json={"username": name, "password": "password-123"})
         assert r.status_code == 200
         assert browser.cookies.get(COOKIE_NAME) == r.json()["access_token"]
         me = browser.get("/api/auth/me")
         assert me.status_code == 200 and me.json()["username"] == name
+        session = browser.get("/api/auth/session").json()
+        assert session["authenticated"] is True and session["user"] == me.json()
         out = browser.post("/api/auth/logout")
         assert out.status_code == 204
         assert browser.cookies.get(COOKIE_NAME) is None
         assert_error(browser.get("/api/auth/me"), 401)
+        assert browser.get("/api/auth/session").json()["authenticated"] is False
+    # A forged or expired credential is simply "not logged in" here (200), a 401 on /me.
+    bad = catalog.client(headers={"Authorization": "Bearer not-a-token"})
+    with bad:
+        assert bad.get("/api/auth/session").json() == {"authenticated": False, "user": None}
 
 
 def test_login_is_case_insensitive_on_username(http: httpx.Client):
@@ -106,6 +115,10 @@ def test_register_validation(http: httpx.Client):
         {"username": "bad name!", "password": "password-123"},  # characters
         {"username": unique_name(), "password": "short"},  # password < 8
         {"username": "ml42", "password": "password-123"},  # reserved demo name
+        {"username": "admin\n", "password": "password-123"},  # whole string, not a prefix
+        {"username": unique_name() + "\n", "password": "password-123"},
+        {"username": "ml42\n", "password": "password-123"},
+        {"username": "ml٤٢", "password": "password-123"},  # non-ASCII digits
         {"username": unique_name(), "password": "password-123", "role": "admin"},  # extra field
         {"username": ["a", "b"], "password": "password-123"},
         {"username": unique_name(), "password": 12345678},

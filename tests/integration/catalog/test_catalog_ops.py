@@ -16,6 +16,7 @@ from tests.integration.catalog.support import (
     start_catalog,
 )
 from tests.support import MongoServer
+from tests.support.api_docs import assert_docs_offline_and_secured
 
 
 def test_health_ready_and_request_ids(http: httpx.Client):
@@ -71,12 +72,18 @@ def test_openapi_documents_routes_with_examples(http: httpx.Client):
         "/api/admin/jobs/{job_id}/cancel",
         "/api/admin/models",
         "/api/admin/models/{version}/activate",
+        "/api/auth/session",
     ):
         assert path in paths, path
+    assert paths["/api/admin/models"]["get"]["security"] == [
+        {"bearer": []},
+        {"cookie": []},
+        {"apiKey": []},
+    ]
     schemas = spec["components"]["schemas"]
     assert schemas["RatingRequest"]["properties"]["rating"]["examples"] == [4.5]
     assert "examples" in schemas["RetrainRequest"]
-    assert http.get("/docs").status_code == 200
+    assert_docs_offline_and_secured(http, spec)
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 from movierec_common import artifacts
-from movierec_common.movielens import load_movies, load_ratings
+from movierec_common.loader import load_dataset
 from movierec_common.tokens import issue_token
 from movierec_init.schema import INDEXES, LATE_INDEXES
 from pymongo import ASCENDING, MongoClient
@@ -21,6 +21,7 @@ from pymongo import ASCENDING, MongoClient
 from tests.support import ROOT, VENV_BIN, ManagedProcess
 
 JWT_SECRET = "recommender-tests-secret-0123456789abcdef-0123456789"
+ADMIN_USER_ID = 999_999  # seeded with role admin
 API_KEY = "recs-test-service-key-0123456789"
 PRIOR_WEIGHT = 20.0
 
@@ -44,9 +45,10 @@ class TrainedModel:
 
 
 def seed_movielens(url: str, db_name: str, data_dir: Path) -> None:
-    """movies (with damped-mean popularity, as the catalog computes it) and every rating."""
-    ratings = load_ratings(data_dir / "ratings.csv")
-    movies = load_movies(data_dir / "movies.csv")
+    """movies (with damped-mean popularity, as the catalog computes it) and every rating, read
+    and cleaned by the one loader (as mongo-init does)."""
+    ds = load_dataset(data_dir)
+    ratings, movies = ds.ratings, ds.movies
     client = MongoClient(url)
     try:
         db = client[db_name]
@@ -74,6 +76,16 @@ def seed_movielens(url: str, db_name: str, data_dir: Path) -> None:
             )
         db.movies.insert_many(docs, ordered=False)
         db.meta.insert_one({"_id": "ratings_stats", "global_mean": mu})
+        # The accounts tokens are issued to (as mongo-init's demo logins): both APIs check a
+        # token's account and role in `users` on every request. 999_999 is an admin.
+        db.users.create_index([("userId", ASCENDING)], unique=True)
+        db.users.insert_many(
+            [
+                {"userId": int(u), "username": f"user{u}", "role": "user"}
+                for u in np.unique(ratings.user_ids)
+            ]
+            + [{"userId": ADMIN_USER_ID, "username": "admin", "role": "admin"}]
+        )
         rows = [
             {"userId": int(u), "movieId": int(m), "rating": float(r), "timestamp": int(t)}
             for u, m, r, t in zip(

@@ -35,6 +35,16 @@ BAD_GETS = [
     ("/api/recs/similar/1?genre=NotAGenre", 422),
     ("/api/recs/similar/1?genre=" + "x" * 65, 422),
     ("/api/recs/nope", 404),
+    # Ids are plain ASCII integers everywhere (issue 18, fault 4).
+    ("/api/recs/users/620.0", 422),
+    ("/api/recs/users/%C2%B2", 422),
+    ("/api/recs/users/1%0A", 422),
+    ("/api/recs/users/+1", 422),
+    ("/api/recs/users/1?exclude=%C2%B2", 422),
+    ("/api/recs/users/1?exclude=1.0", 422),
+    ("/api/recs/predict?userId=true&movieId=1", 422),
+    ("/api/recs/predict?userId=1&movieId=1.0", 422),
+    ("/api/recs/similar/1.0", 422),
 ]
 
 
@@ -56,6 +66,9 @@ BAD_BATCHES = [
     b'{"userIds": [1], "strategy": "nope"}',
     b'{"userIds": [1], "unexpected": true}',
     b'{"userIds": [-5]}',
+    b'{"userIds": [true]}',
+    b'{"userIds": ["1"]}',
+    b'{"userIds": [1.0]}',
     b'{"userIds": [1], "genre": "NotAGenre"}',
     b'{"userIds": [' + b",".join(str(i).encode() for i in range(1001)) + b"]}",
 ]
@@ -80,3 +93,24 @@ def test_unknown_user_without_ratings_is_not_an_error(recs: RecsServer) -> None:
 def test_wrong_method_is_a_json_405(recs: RecsServer) -> None:
     r = recs.client.delete("/api/recs/users/1", headers=recs.service)
     assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_every_operation_refuses_unknown_query_parameters(recs: RecsServer) -> None:
+    from tests.support.query_params import assert_unknown_params_refused
+
+    assert assert_unknown_params_refused(recs.client) >= 6
+    # A documented name is honoured: k changes the list length, a misspelt one is refused.
+    r = recs.client.get("/api/recs/similar/1", params={"top_k": 3})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "unknown_parameter"
+
+
+def test_docs_are_offline_and_declare_the_security_schemes(recs: RecsServer) -> None:
+    from tests.support.api_docs import assert_docs_offline_and_secured
+
+    spec = recs.client.get("/openapi.json").json()
+    assert_docs_offline_and_secured(recs.client, spec)
+    assert spec["paths"]["/api/recs/me"]["get"]["security"] == [
+        {"bearer": []},
+        {"cookie": []},
+        {"apiKey": []},
+    ]

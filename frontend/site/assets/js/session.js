@@ -1,5 +1,6 @@
 // Who is signed in. The token itself lives in an httpOnly cookie the page cannot read, so the
-// session is whatever GET /api/auth/me says; it is refreshed after login, signup and logout.
+// session is whatever GET /api/auth/session says (200 for anonymous visitors too, so a page
+// load logs no error); it is refreshed after login, signup and logout.
 
 import { api, ApiError } from "./api.js";
 
@@ -35,7 +36,8 @@ function normalise(me) {
 
 export async function refresh() {
   try {
-    set(normalise(await api("/api/auth/me")));
+    const s = await api("/api/auth/session");
+    set(s && s.authenticated ? normalise(s.user) : null);
   } catch (err) {
     if (err instanceof ApiError && (err.status === 401 || err.status === 403)) set(null);
     else throw err;

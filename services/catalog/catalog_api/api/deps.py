@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Network, IPv6Network
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
+from movierec_common.account_check import AccountCheck
 from movierec_common.api_errors import ApiError
+from movierec_common.docs import documented_credentials
 from movierec_common.tokens import (
     API_KEY_HEADER,
     COOKIE_NAME,
@@ -17,7 +18,8 @@ from movierec_common.tokens import (
 )
 
 from ..core.config import CatalogSettings
-from ..core.security import LoginLimiter, Passwords, TokenService
+from ..core.proxies import TrustedProxies
+from ..core.security import LoginLimiter, Passwords, SlidingWindowLimiter, TokenService
 from ..metrics import Metrics
 from ..repositories import Repos
 
@@ -29,9 +31,11 @@ class AppState:
     passwords: Passwords
     tokens: TokenService
     limiter: LoginLimiter
+    signups: SlidingWindowLimiter
     metrics: Metrics
     api_keys: list[str]
-    trusted_proxies: list[IPv4Network | IPv6Network]
+    trusted_proxies: TrustedProxies
+    accounts: AccountCheck
 
 
 def get_state(request: Request) -> AppState:
@@ -54,15 +58,17 @@ def _bearer(request: Request) -> str | None:
     return value.strip()
 
 
-def resolve_principal(request: Request, state: AppState) -> Principal | None:
+async def resolve_principal(request: Request, state: AppState) -> Principal | None:
     """Bearer header, then the login cookie, then X-API-Key; None when nothing was presented.
 
-    A credential that is presented but wrong is an error (401), never silently anonymous.
+    A credential that is presented but wrong is an error (401), never silently anonymous. A
+    token is checked against the account as stored now (AccountCheck): deleted accounts and
+    revoked tokens get 401, and the role is the stored one.
     """
     token = _bearer(request) or request.cookies.get(COOKIE_NAME)
     if token:
         try:
-            return state.tokens.decode(token)
+            return await state.accounts.confirm(state.tokens.decode(token))
         except TokenError as exc:
             code = "token_expired" if "expired" in str(exc) else "invalid_token"
             raise ApiError(401, code, f"{exc}; log in again") from exc
@@ -75,17 +81,20 @@ def resolve_principal(request: Request, state: AppState) -> Principal | None:
     return None
 
 
-async def optional_principal(request: Request, state: State) -> Principal | None:
+Credentials = Annotated[None, Depends(documented_credentials)]  # OpenAPI security schemes
+
+
+async def optional_principal(request: Request, state: State, _doc: Credentials) -> Principal | None:
     """For public pages that show more to a logged-in caller: a bad/expired credential is
     treated as anonymous, so an old cookie never breaks browsing."""
     try:
-        return resolve_principal(request, state)
+        return await resolve_principal(request, state)
     except ApiError:
         return None
 
 
-async def require_principal(request: Request, state: State) -> Principal:
-    principal = resolve_principal(request, state)
+async def require_principal(request: Request, state: State, _doc: Credentials) -> Principal:
+    principal = await resolve_principal(request, state)
     if principal is None:
         raise ApiError(401, "not_authenticated", "log in first")
     return principal

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from ipaddress import ip_network
 
 from movierec_common.settings import CommonSettings
 from pydantic import Field, field_validator
+
+HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9-]+)*$")
 
 
 class CatalogSettings(CommonSettings):
@@ -17,23 +20,49 @@ class CatalogSettings(CommonSettings):
     # Login rate limits: failed attempts in a sliding window, kept in process memory, so they
     # are per replica (N replicas allow up to N times as many tries).
     login_window_seconds: float = Field(300.0, gt=0)
-    login_max_failures_per_username: int = Field(5, ge=1)
+    login_max_failures_per_username: int = Field(
+        5,
+        ge=1,
+        description="Failed logins for one account from one client before that client gets 429 "
+        "for that account (other clients are not locked out; see LOGIN_SLOWDOWN_*).",
+    )
     login_max_failures_per_client: int = Field(30, ge=1)
+    login_slowdown_after: int = Field(
+        5,
+        ge=0,
+        description="Failed logins for one account (all clients together) after which every "
+        "attempt at it waits before its password is checked.",
+    )
+    login_slowdown_max_seconds: float = Field(
+        3.0, ge=0, le=60, description="Longest such wait (0.25 s, doubling per failure)."
+    )
+    signup_window_seconds: float = Field(3600.0, gt=0, description="Sign-up limit window.")
+    signup_max_per_client: int = Field(
+        20, ge=1, description="Registrations one client may make in the window (then 429)."
+    )
+    password_hash_concurrency: int = Field(
+        2, ge=1, le=64, description="argon2 hashes/verifications running at once (CPU bound)."
+    )
+    signup_hash_concurrency: int = Field(
+        1, ge=1, le=64, description="Of those, how many may be sign-ups."
+    )
+    account_cache_seconds: float = Field(
+        0.0,
+        ge=0,
+        le=60,
+        description="How long an account's role and token version are cached per token check "
+        "(0: read on every request, so a demotion made in the database applies at once).",
+    )
     trust_forwarded_for: bool = Field(
         False,
         description="Take the client address from X-Real-IP/X-Forwarded-For (only behind nginx).",
     )
     trusted_proxies: list[str] = Field(
-        default_factory=lambda: [
-            "127.0.0.0/8",
-            "::1/128",
-            "10.0.0.0/8",
-            "172.16.0.0/12",
-            "192.168.0.0/16",
-        ],
+        default_factory=lambda: ["127.0.0.1/32", "::1/128"],
         description=(
-            "With TRUST_FORWARDED_FOR, only peers in these networks (our nginx) may name the "
-            "client; from any other peer the headers are ignored, so they cannot be spoofed."
+            "With TRUST_FORWARDED_FOR, only these peers (our nginx) may name the client: IP "
+            "networks, or host names (e.g. the Compose service `nginx`) resolved at start-up "
+            "and every minute. From any other peer the headers are ignored."
         ),
     )
     cookie_secure: bool = Field(False, description="Set Secure on the login cookie (HTTPS only).")
@@ -61,6 +90,12 @@ class CatalogSettings(CommonSettings):
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, v: list[str]) -> list[str]:
-        for net in v:
-            ip_network(net, strict=False)  # ValueError names the bad entry
+        for entry in v:
+            try:
+                ip_network(entry, strict=False)
+            except ValueError:
+                if not HOSTNAME_RE.match(entry):
+                    raise ValueError(
+                        f"{entry!r} is neither an IP network nor a host name"
+                    ) from None
         return v

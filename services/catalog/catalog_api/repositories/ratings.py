@@ -43,6 +43,7 @@ class RatingConflict(Exception):
 class RatingsRepo:
     def __init__(self, db: AsyncDatabase, movies: MoviesRepo) -> None:
         self.ratings = db[model.RATINGS]
+        self.deletions = db[model.RATING_DELETIONS]
         self.movies = movies
         self._repairs: set[asyncio.Task] = set()
 
@@ -103,6 +104,11 @@ class RatingsRepo:
             before = await self.ratings.find_one(key)
             if before is None:
                 return None
+            # The deletion is recorded (with its time) before the rating goes, so the retrain
+            # merge drops an older MovieLens file row of this pair instead of bringing it back.
+            await self.deletions.update_one(
+                key, {"$set": {**key, "deleted_at": int(time.time())}}, upsert=True
+            )
             res = await self.ratings.delete_one({"_id": before["_id"], "v": before.get("v")})
             if res.deleted_count != 1:
                 continue

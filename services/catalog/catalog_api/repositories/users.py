@@ -60,3 +60,20 @@ class UsersRepo:
 
     async def set_password_hash(self, user_id: int, password_hash: str) -> None:
         await self.users.update_one({"userId": user_id}, {"$set": {"password_hash": password_hash}})
+
+    async def bump_token_version(self, user_id: int) -> None:
+        """End every token issued to the account so far (they carry the old version)."""
+        await self.users.update_one({"userId": user_id}, {"$inc": {"token_version": 1}})
+
+    async def change_password(self, user_id: int, password_hash: str) -> dict[str, Any] | None:
+        """New hash and a new token version in one write (the demo flag goes: the account now
+        has its own password); the updated document, or None when it no longer exists."""
+        return await self.users.find_one_and_update(
+            {"userId": user_id},
+            {
+                "$set": {"password_hash": password_hash},
+                "$inc": {"token_version": 1},
+                "$unset": {"demo": ""},
+            },
+            return_document=ReturnDocument.AFTER,
+        )

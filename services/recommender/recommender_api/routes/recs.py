@@ -7,14 +7,22 @@ that overlaps a hot reload is answered entirely by the model it started with.
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Literal
+import re
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from movierec_common.api_errors import ApiError, OrjsonResponse
+from movierec_common.ids import MAX_ID, IdParam, parse_id
 
 from .. import service
-from ..deps import CurrentPrincipal, State, require_privileged, require_read
+from ..deps import (
+    CurrentPrincipal,
+    State,
+    optional_principal,
+    require_privileged,
+    require_read,
+)
 from ..rated import many_user_rated, user_rated
 from ..repository import UserRatings
 from ..schemas import (
@@ -29,9 +37,10 @@ from ..state import AppState
 
 router = APIRouter(prefix="/api/recs", tags=["recommendations"])
 
-MAX_ID = 2**53  # beyond this ids are not exact in JSON doubles, and Mongo int64 is the limit
-UserId = Annotated[int, Path(ge=0, le=MAX_ID, description="MovieLens / catalog user id")]
-MovieIdPath = Annotated[int, Path(ge=0, le=MAX_ID)]
+# Ids are plain ASCII integers 0..2^53 everywhere (movierec_common.ids): `620.0`, `²`, `-1`,
+# `true` and `1\n` are a 422 naming the value.
+UserId = Annotated[IdParam, Path(ge=0, le=MAX_ID, description="MovieLens / catalog user id")]
+MovieIdPath = Annotated[IdParam, Path(ge=0, le=MAX_ID)]
 K = Annotated[
     int | None, Query(ge=1, le=100, description="List length, 1–100 (default: DEFAULT_K)")
 ]
@@ -56,9 +65,10 @@ def _parse_exclude(state: AppState, raw: list[str]) -> list[int]:
             token = token.strip()
             if not token:
                 continue
-            if not token.isdigit() or len(token) > 16:
-                raise ApiError(422, "validation_error", f"exclude: {token[:32]!r} is not a movieId")
-            out.append(int(token))
+            try:
+                out.append(parse_id(token, "movieId"))
+            except ValueError as exc:
+                raise ApiError(422, "validation_error", f"exclude: {exc}") from None
     if len(out) > state.settings.max_exclude:
         raise ApiError(
             422, "validation_error", f"exclude: at most {state.settings.max_exclude} movieIds"
@@ -147,8 +157,6 @@ async def batch_recs(body: BatchRequest, principal: CurrentPrincipal, state: Sta
     limit = state.settings.batch_max_users
     if len(body.userIds) > limit:
         raise ApiError(422, "validation_error", f"userIds: at most {limit} per call")
-    if any(u < 0 or u > MAX_ID for u in body.userIds):
-        raise ApiError(422, "validation_error", "userIds: ids must be in 0..2^53")
     canonical = _resolve_genre(state, body.genre)
     user_ids = list(dict.fromkeys(body.userIds))
     model = state.store.current
@@ -203,8 +211,8 @@ async def similar_movies(
 async def predict(
     principal: CurrentPrincipal,
     state: State,
-    userId: Annotated[int, Query(ge=0, le=MAX_ID)],
-    movieId: Annotated[int, Query(ge=0, le=MAX_ID)],
+    userId: Annotated[IdParam, Query(ge=0, le=MAX_ID)],
+    movieId: Annotated[IdParam, Query(ge=0, le=MAX_ID)],
 ) -> dict:
     require_read(principal, userId)
     model = state.store.current
@@ -224,9 +232,26 @@ async def predict(
     return service.predict(model, userId, movieId, rated)
 
 
+_PATH_RE = re.compile(r"(?<![\w.])(?:/|[A-Za-z]:\\)[^\s'\",;:)]+")
+
+
+def _without_paths(value: Any) -> Any:
+    """The value with every file-system path replaced by "<path>" (for non-admin callers)."""
+    if isinstance(value, str):
+        return _PATH_RE.sub("<path>", value)
+    if isinstance(value, dict):
+        return {k: _without_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_paths(v) for v in value]
+    return value
+
+
 @router.get("/model", response_model=ModelInfo)
-async def model_info(state: State) -> dict:
-    """What is being served: version, training time, metrics, load time, last reload error."""
+async def model_info(state: State, request: Request) -> dict:
+    """What is being served: version, training time, metrics, load time, last reload error.
+
+    File-system paths (data directory, snapshot, the file a reload refused) are shown to admins
+    and services only; anyone else sees "<path>" in their place."""
     store = state.store
     model = store.current
     info: dict = {
@@ -252,4 +277,7 @@ async def model_info(state: State) -> dict:
             "n_users": len(model.users),
             "n_items": model.n_items,
         }
+    principal = await optional_principal(request)
+    if principal is None or not principal.is_privileged:
+        info = _without_paths(info)
     return info

@@ -197,12 +197,36 @@ function versionsPanel(versions, reload) {
   );
 }
 
+// The phases a retrain job goes through (movierec_trainer.worker / pipeline), in order.
+const PHASES = [
+  ["starting", "Starting"],
+  ["snapshot", "Snapshot of the ratings (MongoDB + CSV)"],
+  ["train", "Training"],
+  ["validate", "Validating against the active model"],
+  ["refit", "Refitting on all ratings"],
+  ["publish", "Publishing"],
+];
+const phaseSince = new Map(); // "jobId:phase" -> when this page first saw the phase (ms)
+
+function phaseLabel(job, p) {
+  const i = PHASES.findIndex(([name]) => name === p.phase);
+  if (i < 0) return p.phase;
+  const key = `${jobId(job)}:${p.phase}`;
+  if (!phaseSince.has(key)) phaseSince.set(key, Date.now());
+  const secs = Math.round((Date.now() - phaseSince.get(key)) / 1000);
+  return `Step ${i + 1} of ${PHASES.length}: ${PHASES[i][1]}${TERMINAL.has(job.status) ? "" : ` · ${secs} s`}`;
+}
+
 function jobProgress(job) {
   const p = job.progress || {};
   const of = Number(p.of) || 0;
   const it = Number(p.iteration) || 0;
   const pct = job.status === "succeeded" ? 100 : of ? Math.min(100, Math.round((100 * it) / of)) : 0;
-  const bar = h("progress", { class: "progress w-full", max: "100", value: String(pct), "aria-label": "Training progress" }, `${pct}%`);
+  // Phases without iterations (snapshot, validate, publish) show a moving bar, not an empty one.
+  const working = !TERMINAL.has(job.status) && !of;
+  const bar = working
+    ? h("progress", { class: "progress w-full", max: "100", "aria-label": "Training progress", "aria-valuetext": p.phase || job.status }, "working")
+    : h("progress", { class: "progress w-full", max: "100", value: String(pct), "aria-label": "Training progress" }, `${pct}%`);
   const logs = Array.isArray(job.log_tail) ? job.log_tail.slice(-6) : [];
   return h(
     "div",
@@ -211,7 +235,7 @@ function jobProgress(job) {
       "div",
       { class: "flex flex-wrap items-center gap-2 text-sm" },
       statusPill(job.status),
-      p.phase ? h("span", { class: "job-phase font-medium" }, p.phase) : null,
+      p.phase ? h("span", { class: "job-phase font-medium", dataset: { phase: p.phase } }, phaseLabel(job, p)) : null,
       of ? h("span", { class: "job-iteration tabular-nums" }, `iteration ${it} of ${of}`) : null,
       p.train_rmse !== undefined && p.train_rmse !== null ? h("span", { class: "tabular-nums text-slate-600 dark:text-slate-400" }, `train RMSE ${fmt(p.train_rmse, 4)}`) : null,
       p.valid_rmse !== undefined && p.valid_rmse !== null ? h("span", { class: "tabular-nums text-slate-600 dark:text-slate-400" }, `validation RMSE ${fmt(p.valid_rmse, 4)}`) : null,

@@ -55,6 +55,33 @@ export async function browsePage(ctx) {
     ctx.navigate(`/browse${qs.toString() ? `?${qs}` : ""}`);
   };
 
+  // On a phone the genre, year and sort fields fold away behind "Filters" (open when one of them
+  // is in use), so the results start on the first screen; from sm up they are always shown.
+  const filtering = Boolean(state.genre || state.year_from || state.year_to);
+  const more = h(
+    "div",
+    { id: "browse-more", class: `col-span-2 grid grid-cols-2 gap-3 sm:col-span-4 sm:grid-cols-4${filtering ? "" : " max-sm:hidden"}` },
+    field("Genre", genre, "browse-genre"),
+    field("Sort by", sort, "browse-sort"),
+    field("From year", yearFrom, "browse-year-from"),
+    field("To year", yearTo, "browse-year-to"),
+  );
+  const moreButton = h(
+    "button",
+    {
+      type: "button",
+      id: "browse-more-button",
+      class: "btn-secondary mr-auto sm:hidden",
+      "aria-controls": "browse-more",
+      "aria-expanded": String(filtering),
+      onclick: (e) => {
+        const open = more.classList.toggle("max-sm:hidden") === false;
+        e.currentTarget.setAttribute("aria-expanded", String(open));
+      },
+    },
+    "Filters",
+  );
+
   const form = h(
     "form",
     {
@@ -66,13 +93,11 @@ export async function browsePage(ctx) {
       },
     },
     h("div", { class: "col-span-2 sm:col-span-2" }, field("Search titles", search, "browse-q")),
-    h("div", { class: "col-span-2 sm:col-span-1" }, field("Genre", genre, "browse-genre")),
-    field("From year", yearFrom, "browse-year-from"),
-    field("To year", yearTo, "browse-year-to"),
-    h("div", { class: "col-span-2 sm:col-span-1" }, field("Sort by", sort, "browse-sort")),
+    more,
     h(
       "div",
       { class: "col-span-2 flex flex-wrap justify-end gap-2 sm:col-span-6" },
+      moreButton,
       h("button", { type: "button", class: "btn-secondary", onclick: () => ctx.navigate("/browse") }, "Clear filters"),
       h("button", { type: "submit", class: "btn-primary" }, "Search"),
     ),

@@ -1,13 +1,18 @@
-"""Register, login (JWT in an httpOnly cookie and in the body), logout, me."""
+"""Register, login (JWT in an httpOnly cookie and in the body), logout, password change, me.
+
+Every token carries the account's `token_version`; logout and a password change increment it,
+so every token issued before stops working on the next request (both APIs check it).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import math
-from ipaddress import IPv4Network, IPv6Network, ip_address
 
 from fastapi import APIRouter, Request, Response
 from movierec_common import data_model as model
 from movierec_common.api_errors import ApiError
+from movierec_common.password_policy import password_problem
 from movierec_common.tokens import COOKIE_NAME
 
 from ...repositories.users import UsernameTaken
@@ -15,37 +20,16 @@ from ...schemas import (
     Credentials,
     LoginResponse,
     MeResponse,
+    PasswordChange,
     RegisterRequest,
+    SessionResponse,
     UserOut,
 )
-from ..deps import CurrentPrincipal, State
+from ..deps import CurrentPrincipal, CurrentUser, OptionalPrincipal, State
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 INVALID = ApiError(401, "invalid_credentials", "invalid username or password")
-
-
-def client_address(
-    request: Request, trust_forwarded: bool, trusted: list[IPv4Network | IPv6Network]
-) -> str:
-    """The peer address, or the client our nginx names (X-Real-IP, else the last
-    X-Forwarded-For hop) when forwarding is trusted and the peer is a trusted proxy."""
-    peer = request.client.host if request.client else "unknown"
-    if not trust_forwarded:
-        return peer
-    named = (
-        request.headers.get("x-real-ip")
-        or (request.headers.get("x-forwarded-for", "").split(",")[-1])
-    )
-    if not named.strip():
-        return peer
-    try:
-        peer_ip = ip_address(peer)
-    except ValueError:
-        return peer
-    if any(peer_ip in net for net in trusted):
-        return named.strip()[:64]
-    return peer
 
 
 def _set_cookie(response: Response, token: str, max_age: int, secure: bool) -> None:
@@ -60,8 +44,19 @@ def _set_cookie(response: Response, token: str, max_age: int, secure: bool) -> N
     )
 
 
+def _too_many(message: str, wait: float) -> ApiError:
+    return ApiError(
+        429,
+        "too_many_attempts",
+        message,
+        headers={"Retry-After": str(max(1, math.ceil(wait)))},
+    )
+
+
 def _login_body(state, response: Response, user: dict) -> LoginResponse:
-    issued = state.tokens.issue(user["userId"], user["username"], user["role"])
+    issued = state.tokens.issue(
+        user["userId"], user["username"], user["role"], int(user.get("token_version", 0))
+    )
     _set_cookie(response, issued.token, issued.expires_in, state.settings.cookie_secure)
     return LoginResponse(
         access_token=issued.token,
@@ -75,10 +70,22 @@ def _login_body(state, response: Response, user: dict) -> LoginResponse:
     status_code=201,
     response_model=LoginResponse,
     summary="Create an account (and log in)",
-    responses={409: {"description": "username taken"}, 422: {"description": "invalid input"}},
+    responses={
+        409: {"description": "username taken"},
+        422: {"description": "invalid input (e.g. a common password)"},
+        429: {"description": "too many sign-ups from this client"},
+    },
 )
-async def register(body: RegisterRequest, state: State, response: Response) -> LoginResponse:
-    password_hash = await state.passwords.hash(body.password)
+async def register(
+    body: RegisterRequest, request: Request, state: State, response: Response
+) -> LoginResponse:
+    client = state.trusted_proxies.client_address(request, state.settings.trust_forwarded_for)
+    wait = state.signups.retry_after(client)
+    if wait is not None:
+        state.metrics.logins.labels("signup_rate_limited").inc()
+        raise _too_many("too many sign-ups from this address; try again later", wait)
+    state.signups.failure(client)  # every attempt counts, so failures cannot probe for free
+    password_hash = await state.passwords.hash_for_signup(body.password)
     try:
         user = await state.repos.users.create(body.username, password_hash, model.ROLE_USER)
     except UsernameTaken as exc:
@@ -96,16 +103,15 @@ async def login(
     body: Credentials, request: Request, response: Response, state: State
 ) -> LoginResponse:
     key = body.username.casefold()
-    client = client_address(request, state.settings.trust_forwarded_for, state.trusted_proxies)
+    client = state.trusted_proxies.client_address(request, state.settings.trust_forwarded_for)
     wait = state.limiter.retry_after(key, client)
     if wait is not None:
         state.metrics.logins.labels("rate_limited").inc()
-        raise ApiError(
-            429,
-            "too_many_attempts",
-            "too many failed logins; wait and try again",
-            headers={"Retry-After": str(max(1, math.ceil(wait)))},
-        )
+        raise _too_many("too many failed logins; wait and try again", wait)
+    delay = state.limiter.delay(key)
+    if delay > 0:  # many failures for this account from anywhere: slow down, never lock out
+        state.metrics.logins.labels("slowed").inc()
+        await asyncio.sleep(delay)
     user = await state.repos.users.by_username(body.username)
     # Same work and the same answer whether or not the username exists.
     ok = await state.passwords.verify(user["password_hash"] if user else None, body.password)
@@ -113,7 +119,7 @@ async def login(
         state.limiter.failure(key, client)
         state.metrics.logins.labels("failed").inc()
         raise INVALID
-    state.limiter.success(key)
+    state.limiter.success(key, client)
     state.metrics.logins.labels("ok").inc()
     if state.passwords.needs_rehash(user["password_hash"]) and not user.get("demo"):
         await state.repos.users.set_password_hash(
@@ -122,10 +128,15 @@ async def login(
     return _login_body(state, response, user)
 
 
-@router.post("/logout", status_code=204, summary="Clear the login cookie")
-async def logout(state: State) -> Response:
-    # Tokens are stateless and short-lived: logout removes the browser's copy. A Bearer token
-    # a program kept stays valid until it expires (JWT_TTL_SECONDS).
+@router.post(
+    "/logout",
+    status_code=204,
+    summary="Log out: clears the cookie and ends every token of the account (all sessions)",
+)
+async def logout(principal: OptionalPrincipal, state: State) -> Response:
+    if principal is not None and principal.user_id is not None:
+        await state.repos.users.bump_token_version(principal.user_id)
+        state.accounts.forget(principal.user_id)
     response = Response(status_code=204)
     response.delete_cookie(
         COOKIE_NAME, path="/", httponly=True, samesite="lax", secure=state.settings.cookie_secure
@@ -133,6 +144,67 @@ async def logout(state: State) -> Response:
     return response
 
 
+@router.post(
+    "/password",
+    response_model=LoginResponse,
+    summary="Change your password: ends every older token and returns a new one",
+    responses={
+        401: {"description": "the current password is wrong"},
+        422: {"description": "the new password breaks the password policy"},
+        429: {"description": "too many wrong current passwords"},
+    },
+)
+async def change_password(
+    body: PasswordChange, user: CurrentUser, request: Request, response: Response, state: State
+) -> LoginResponse:
+    doc = await state.repos.users.by_id(user.user_id)  # type: ignore[arg-type]
+    if doc is None:
+        raise ApiError(401, "invalid_token", "the account no longer exists; log in again")
+    key = doc["username"].casefold()
+    client = state.trusted_proxies.client_address(request, state.settings.trust_forwarded_for)
+    wait = state.limiter.retry_after(key, client)
+    if wait is not None:
+        raise _too_many("too many wrong passwords; wait and try again", wait)
+    if not await state.passwords.verify(doc.get("password_hash"), body.current_password):
+        state.limiter.failure(key, client)
+        raise ApiError(
+            401,
+            "invalid_credentials",
+            "the current password is wrong",
+            details=[{"loc": ["body", "current_password"], "msg": "wrong password"}],
+        )
+    problem = password_problem(body.new_password, doc["username"])
+    if problem:
+        raise ApiError(
+            422,
+            "validation_error",
+            f"new_password {problem}",
+            details=[{"loc": ["body", "new_password"], "msg": problem}],
+        )
+    updated = await state.repos.users.change_password(
+        doc["userId"], await state.passwords.hash(body.new_password)
+    )
+    state.accounts.forget(doc["userId"])
+    if updated is None:
+        raise ApiError(401, "invalid_token", "the account no longer exists; log in again")
+    return _login_body(state, response, updated)
+
+
 @router.get("/me", response_model=MeResponse, summary="Who am I")
 async def me(principal: CurrentPrincipal) -> MeResponse:
     return MeResponse(userId=principal.user_id, username=principal.username, role=principal.role)
+
+
+@router.get(
+    "/session",
+    response_model=SessionResponse,
+    summary="Am I logged in? (200 either way)",
+    description="Like `/api/auth/me`, but an anonymous caller (or an expired or invalid "
+    'credential) gets 200 `{"authenticated": false}` instead of 401, so the web UI can ask '
+    "on every page load without logging an error.",
+)
+async def session(principal: OptionalPrincipal) -> SessionResponse:
+    if principal is None:
+        return SessionResponse(authenticated=False)
+    user = MeResponse(userId=principal.user_id, username=principal.username, role=principal.role)
+    return SessionResponse(authenticated=True, user=user)

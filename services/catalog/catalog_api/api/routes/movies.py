@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from movierec_common.api_errors import ApiError
+from movierec_common.ids import IdParam
 
 from ...schemas import GenresResponse, MovieDetail, MoviePage, PopularResponse
 from ..deps import OptionalPrincipal, PageParams, State, reject_operator_keys
@@ -14,7 +15,7 @@ router = APIRouter(prefix="/api", tags=["movies"], dependencies=[Depends(reject_
 
 GENRE_PATTERN = r"^[A-Za-z0-9 ()'&/-]{1,40}$"
 SortKey = Literal["", "popularity", "rating", "count", "title", "year", "year_desc"]
-MovieId = Annotated[int, Path(ge=1, le=2**31 - 1, description="MovieLens movieId")]
+MovieId = Annotated[IdParam, Path(ge=1, le=2**31 - 1, description="MovieLens movieId")]
 
 
 @router.get(
@@ -26,7 +27,8 @@ MovieId = Annotated[int, Path(ge=1, le=2**31 - 1, description="MovieLens movieId
         "(rating_sum + m·C)/(rating_count + m), so a movie with one 5★ rating is not first; "
         "`count` by number of ratings; `title`; `year` (oldest first); `year_desc`. "
         "`order` flips a sort's default direction. Without `sort`, a search is ordered by "
-        "popularity. `year_from`/`year_to` are accepted as aliases of `year_min`/`year_max`."
+        "popularity. `year_min`/`year_max` bound the release year (inclusive); a query "
+        "parameter this operation does not list is refused with 422 `unknown_parameter`."
     ),
 )
 async def list_movies(
@@ -36,13 +38,10 @@ async def list_movies(
     genre: Annotated[str | None, Query(pattern=GENRE_PATTERN, examples=["Comedy"])] = None,
     year_min: Annotated[int | None, Query(ge=1800, le=2100)] = None,
     year_max: Annotated[int | None, Query(ge=1800, le=2100)] = None,
-    year_from: Annotated[int | None, Query(ge=1800, le=2100, include_in_schema=False)] = None,
-    year_to: Annotated[int | None, Query(ge=1800, le=2100, include_in_schema=False)] = None,
     sort: SortKey = "",
     order: Literal["asc", "desc"] | None = None,
 ) -> MoviePage:
-    lo = year_min if year_min is not None else year_from
-    hi = year_max if year_max is not None else year_to
+    lo, hi = year_min, year_max
     if lo is not None and hi is not None and lo > hi:
         raise ApiError(422, "validation_error", "year_min must not be greater than year_max")
     key = sort or "popularity"
