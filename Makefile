@@ -115,6 +115,7 @@ bench-catalog: install data
 # BENCH_TRAIN_ARGS="--sizes small,10m" adds the seeded synthetic 10M-rating set (long).
 BENCH_TRAIN_ARGS ?= --sizes small
 bench-train: install data java-check
+	$(PIP) install -q -e '.[test,bench]'  # the peers (implicit, Surprise): benchmark only
 	$(PY) bench/bench_train.py $(BENCH_TRAIN_ARGS)
 
 # Dependency vulnerability audit (pip-audit against PyPI's advisory data). Fails on a known

@@ -463,10 +463,37 @@ def similar_eval(data_dir: Path) -> list[tuple]:
         for white in (False, True):
             name = f"blend {w:.1f}·q + {1 - w:.1f}·y{' whitened' if white else ''}"
             if w == ranking.BLEND_EXPLICIT_WEIGHT and white:
-                name += "  ← served (auto)"
+                name += "  (auto without rated lists)"
             rows.append(score(name, blend(em.Q, im.Y, w, white), blend(emf.Q, imf.Y, w, white)))
     rows.append(score("most-rated list (reference)", None, None))
+    rows.append(cooc_score(pairs, tr, inter, counts, counts_full, ts, ts2, min_r))
     return rows
+
+
+def cooc_score(pairs, tr, full, counts, counts_full, ts: int, ts2: int, min_r: int) -> tuple:
+    """The served neighbours (ranking.CoRated, asymmetric co-rating cosine) on the same pairs."""
+
+    def build(inter: als.Interactions) -> ranking.CoRated:
+        ptr, idx, _ = als.to_csr(inter.user_idx, inter.item_idx, np.ones(len(inter)), inter.n_users)
+        return ranking.CoRated.build(
+            ptr, idx.astype(np.int64), ranking.IdIndex(np.arange(inter.n_items))
+        )
+
+    co, co_full = build(tr), build(full)
+    ok = counts >= min_r
+    hits = n = 0
+    for a, b in pairs:
+        if counts[a] < min_r:
+            continue
+        s = np.where(ok, co.similarity(a), -np.inf)
+        s[a] = -np.inf
+        hits += b in ranking.top_k(s, 10)
+        n += 1
+    s = np.where(counts_full >= min_r, co_full.similarity(ts), -np.inf)
+    s[ts] = -np.inf
+    pos = str(int((s > s[ts2]).sum()) + 1)
+    name = "co-rating asymmetric cosine (n_i^0.5·n_j^0.7 + 100)  ← served (auto)"
+    return name, n, hits / n, pos
 
 
 # ------------------------------------------------------------------------------------------

@@ -159,7 +159,29 @@ def test_signup_rate_fold_in_similar_and_change(
     expect(rec_cards.first.locator("[title='Predicted rating for you']")).to_have_text(
         re.compile(r"\d\.\d")
     )
+    # Issue 20 item 6: every personalised card says which of the user's ratings it came from.
+    becauses = recs.locator(".movie-card .because")
+    expect(becauses.first).to_contain_text("Because you rated ")
+    assert becauses.count() == rec_cards.count()
+    # Genre rows below never repeat a movie shown above them (the list, earlier rows).
+    rows = page.locator("#genre-picks section")
+    expect(rows.last.locator(".movie-card").first).to_be_visible()
+    seen = list(rec_ids)
+    for r in range(rows.count()):
+        cards_r = rows.nth(r).locator(".movie-card")
+        seen += [int(cards_r.nth(i).get_attribute("data-movie-id")) for i in range(cards_r.count())]
+    assert len(seen) == len(set(seen)), "a movie appears twice on the home page"
     shoot(page, screenshots, "home", "#recommended .movie-card")
+    # The genre filter of the personal list.
+    page.select_option("#recs-genre", "Comedy")
+    expect(recs).to_have_attribute("data-genre", "Comedy")
+    expect(rec_cards.first).to_be_visible()
+    for i in range(rec_cards.count()):
+        assert "Comedy" in (rec_cards.nth(i).get_attribute("data-genres") or "").split("|")
+    page.wait_for_load_state("networkidle")
+    page.locator("#recommended").screenshot(path=str(screenshots / "home-comedy-desktop.png"))
+    page.select_option("#recs-genre", "")
+    expect(recs).to_have_attribute("data-genre", "")
 
     rec_cards.first.locator("a").click()
     expect(page.locator("[data-page=movie]")).to_have_attribute("data-movie-id", str(rec_ids[0]))

@@ -398,6 +398,30 @@ def test_partitioned_solves_equal_the_whole_block() -> None:
         np.testing.assert_allclose(sub_i, whole_i[rows], rtol=1e-10, atol=1e-13)
 
 
+def test_implicit_signal_turns_low_ratings_into_evidence_against() -> None:
+    r = np.array([0.5, 1.0, 2.0, 2.5, 5.0], np.float32)
+    np.testing.assert_allclose(als.implicit_signal(r, 2.0), [-2.0, -1.5, -0.5, 2.5, 5.0])
+    np.testing.assert_allclose(als.implicit_signal(r, None), r)
+
+
+def test_evidence_against_pushes_the_user_away_from_a_disliked_movie() -> None:
+    """Spark MLlib's convention: a negative signal is preference 0 with confidence 1 + α|r′|,
+    so a 0.5★ movie ends up scored below where a 5★ rating of it would put it, and the same
+    ratings give different vectors (a pure "watched" model would give the same)."""
+    rng = np.random.default_rng(11)
+    y = rng.standard_normal((40, 5))
+    p = als.ImplicitParams(rank=5, reg=1.0, alpha=2.0, negative_at=2.0)
+    idx = np.array([1, 2, 3, 4])
+    loved = als.fold_in_implicit(y, idx, np.array([5.0, 5.0, 5.0, 4.0]), p)
+    mixed = als.fold_in_implicit(y, idx, np.array([5.0, 5.0, 5.0, 0.5]), p)
+    assert y[4] @ mixed < y[4] @ loved
+    assert y[4] @ mixed < 0 < y[4] @ loved
+    hated = als.fold_in_implicit(y, idx, np.full(4, 0.5), p)
+    np.testing.assert_array_equal(hated, np.zeros(5))
+    plain = als.ImplicitParams(rank=5, reg=1.0, alpha=2.0, negative_at=None)
+    assert np.all(als.fold_in_implicit(y, idx, np.full(4, 0.5), plain) != 0)
+
+
 # ------------------------------------------------------------------------- conjugate gradient
 
 
@@ -445,7 +469,8 @@ def test_cg_fit_is_close_to_the_exact_fit_and_ends_exact() -> None:
     assert np.abs(se - sc).max() < 0.05 * np.abs(se).max()
     assert cg.history[-1]["train_rmse"] == pytest.approx(exact.history[-1]["train_rmse"], rel=0.02)
     gram = cg.Y.T @ cg.Y
-    by_user = als.to_csr(inter.user_idx, inter.item_idx, inter.rating, inter.n_users)
+    signal = als.implicit_signal(inter.rating, ImplicitParams().negative_at)
+    by_user = als.to_csr(inter.user_idx, inter.item_idx, signal, inter.n_users)
     ref = als.solve_implicit_block(cg.Y, gram, *by_user, 1.0, 2.0)
     np.testing.assert_allclose(cg.X, ref, rtol=1e-8, atol=1e-10)
 

@@ -20,10 +20,10 @@ class RecommenderSettings(CommonSettings):
         description="Movies with fewer training ratings have untrustworthy vectors and are never "
         "offered as similar movies.",
     )
-    similar_factors: Literal["auto", "explicit", "ranking", "blend"] = Field(
+    similar_factors: Literal["auto", "explicit", "ranking", "blend", "cooccurrence"] = Field(
         "auto",
-        description="Factors used for cosine neighbours; auto = blend when the model has ranking "
-        "factors (measured in bench/bench_recs.py), else explicit.",
+        description="Neighbours: auto = cooccurrence when the artifact carries rated lists, else "
+        "blend when it has ranking factors, else explicit (measured in bench/bench_recs.py).",
     )
     rated_lookup: Literal["recent", "all"] = Field(
         "recent",

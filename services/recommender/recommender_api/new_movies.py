@@ -206,14 +206,23 @@ def offer_in_similar(
     catalog: MovieCatalog,
     content: ContentItems | None,
     movie_id: int,
+    genre: str | None = None,
 ) -> None:
-    """A new movie takes a trained movie's last similar slot when its cosine is higher."""
+    """A new movie takes a trained movie's last similar slot when it is closer to the query in
+    factor space than that last movie is (both compared by factor cosine, whatever measure
+    ranked the trained neighbours); with `genre`, only a new movie of that genre."""
     items = result.get("items") or []
     i = model.items.get(movie_id)
     if content is None or i is None or not items:
         return
     sims = content.sim_unit @ model.sim_unit[i]
+    if genre is not None:
+        meta = [catalog.meta.get(int(m)) for m in content.ids]
+        has = np.array([m is not None and genre in m.genres for m in meta])
+        sims = np.where(has, sims, -np.inf)
     j = int(np.argmax(sims))
-    if float(sims[j]) > items[-1]["similarity"]:
+    last = model.items.get(int(items[-1]["movieId"]))
+    bar = float(model.sim_unit[i] @ model.sim_unit[last]) if last is not None else 1.0
+    if np.isfinite(sims[j]) and float(sims[j]) > bar:
         mid = int(content.ids[j])
         items[-1] = _item(catalog, mid, similarity=round(float(sims[j]), 5))

@@ -206,7 +206,8 @@ def model_arrays(fit: FitResult) -> dict[str, np.ndarray]:
 def rated_lists(
     ratings: Ratings, user_ids: np.ndarray, db_read_started_at: int | None = None
 ) -> dict[str, np.ndarray]:
-    """Each model user's rated movieIds from ALL the data (holdout included), as a CSR.
+    """Each model user's rated movieIds (and their stars) from ALL the data (holdout
+    included), as a CSR.
 
     With these in the artifact the recommender excludes a heavy rater's movies without reading
     thousands of rating documents per request; it asks MongoDB only for the user's ratings
@@ -234,6 +235,7 @@ def rated_lists(
         "rated_indptr": indptr,
         "rated_movie_ids": movie_ids,
         "rated_since": np.asarray(newest - RATED_SINCE_SLACK_S, np.int64),
+        "rated_stars": np.asarray(ratings.ratings[keep], np.float32)[order],
     }
 
 

@@ -62,7 +62,7 @@ class Block:
     indptr: np.ndarray  # local CSR over the block's rows
     indices: np.ndarray  # global column ids
     explicit: als.BlockPlan | None  # values = residuals r − μ − b_u − b_i
-    implicit: als.BlockPlan | None  # values = raw ratings (confidence 1 + α·r)
+    implicit: als.BlockPlan | None  # values = signed signal r′ (als.implicit_signal)
 
 
 def split_rows(indptr: np.ndarray, n_parts: int) -> list[tuple[int, int]]:

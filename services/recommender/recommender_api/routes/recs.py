@@ -241,12 +241,21 @@ async def batch_recs(body: BatchRequest, principal: CurrentPrincipal, state: Sta
 
 @router.get("/similar/{movie_id}", response_model=SimilarResponse)
 async def similar_movies(
-    movie_id: MovieIdPath, state: State, principal: OptionalPrincipal, k: K = None
+    movie_id: MovieIdPath,
+    state: State,
+    principal: OptionalPrincipal,
+    k: K = None,
+    genre: Genre = None,
 ) -> OrjsonResponse:
-    """Cosine neighbours in factor space; public, it reveals nothing about any user."""
+    """Cosine neighbours in factor space; public, it reveals nothing about any user.
+
+    `state: "too_few_ratings"` (200, empty `items`) for a movie rated fewer than
+    SIMILAR_MIN_RATINGS times; an unknown `genre` is a 422 `unknown_genre`. A movie added after
+    training is compared through its content profile (`new: true`)."""
     model = state.store.current
     if model is None:
         raise ApiError(503, "no_model", "no model is loaded yet")
+    canonical = _resolve_genre(state, genre)
     catalog = state.movies.catalog
     content = state.content.get(model, catalog)
     try:
@@ -256,8 +265,9 @@ async def similar_movies(
             movie_id,
             k or state.settings.default_k,
             state.settings.similar_min_ratings,
+            canonical,
         )
-        new_movies.offer_in_similar(result, model, catalog, content, movie_id)
+        new_movies.offer_in_similar(result, model, catalog, content, movie_id, canonical)
     except service.UnknownMovieError:
         result = new_movies.similar_to_new(
             model, catalog, content, movie_id, k or state.settings.default_k
