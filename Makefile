@@ -9,7 +9,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv install data java-check system-check test test-fast lint format run bench bench-train clean css css-check bench-recs bench-catalog audit
+.PHONY: help venv install data java-check system-check test test-fast lint format run bench bench-train clean css css-check bench-recs bench-catalog audit test-compose bench-kernel
 
 help:
 	@echo "make run    start the whole stack on this machine (no Docker needed)"
@@ -72,6 +72,14 @@ test-fast: install data
 clean:
 	rm -rf var test-output .pytest_cache .ruff_cache
 
+# docker-compose.yml for real, on podman (root): local base images from Debian packages, the
+# project's images through the compose file's build sections, `up`, the whole user flow through
+# nginx, retrain on the Spark cluster, rollback, scale, `down -v` (tests/compose/). `make test`
+# runs the same test when podman is there; here a missing tool is an error, not a skip.
+test-compose: install data
+	scripts/podman/install_packages.sh
+	MOVIEREC_REQUIRE_COMPOSE=1 $(VENV)/bin/pytest -m compose tests/compose $(PYTEST_ARGS)
+
 # --- web front: Tailwind CSS (the built file is committed; CI checks it is current) ---
 FRONTEND := frontend
 TAILWIND := cd $(FRONTEND) && ./node_modules/.bin/tailwindcss -i src/input.css --minify
@@ -107,6 +115,7 @@ bench-catalog: install data
 # BENCH_TRAIN_ARGS="--sizes small,10m" adds the seeded synthetic 10M-rating set (long).
 BENCH_TRAIN_ARGS ?= --sizes small
 bench-train: install data java-check
+	$(PIP) install -q -e '.[test,bench]'  # the peers (implicit, Surprise): benchmark only
 	$(PY) bench/bench_train.py $(BENCH_TRAIN_ARGS)
 
 # Dependency vulnerability audit (pip-audit against PyPI's advisory data). Fails on a known
@@ -114,6 +123,13 @@ bench-train: install data java-check
 # API was unreachable and nothing could be audited (AUDIT_STRICT=1 makes that fail too).
 audit: install
 	$(PY) scripts/audit.py
+
+# The ALS kernel against implicit's ALS (conjugate gradient), same rank and iterations, on
+# ml-latest-small and a 5M-rating synthetic set. implicit is a benchmark-only peer: installed
+# into the venv here, never a runtime dependency. Prints the table (bench/REPORT.md quotes it).
+bench-kernel: install data
+	$(PIP) install -q implicit==0.7.3
+	$(PY) bench/bench_kernel.py $(BENCH_KERNEL_ARGS)
 
 # Every benchmark, then bench/REPORT.md (machine, one table per area, ratios to references).
 # BENCH_ARGS is passed to bench/run_all.py (e.g. BENCH_ARGS="--quick" or "--skip train").

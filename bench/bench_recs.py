@@ -19,6 +19,7 @@ What runs (all real, nothing mocked):
      position among Toy Story's neighbours on the full-data model.
 
 Run: .venv/bin/python bench/bench_recs.py [--rates 200,50] [--duration 15] [--skip-load]
+     [--scenarios 'known,known impressions off']  (impressions recording on vs off, one run)
 Writes bench/out/recs.md.
 """
 
@@ -462,10 +463,37 @@ def similar_eval(data_dir: Path) -> list[tuple]:
         for white in (False, True):
             name = f"blend {w:.1f}·q + {1 - w:.1f}·y{' whitened' if white else ''}"
             if w == ranking.BLEND_EXPLICIT_WEIGHT and white:
-                name += "  ← served (auto)"
+                name += "  (auto without rated lists)"
             rows.append(score(name, blend(em.Q, im.Y, w, white), blend(emf.Q, imf.Y, w, white)))
     rows.append(score("most-rated list (reference)", None, None))
+    rows.append(cooc_score(pairs, tr, inter, counts, counts_full, ts, ts2, min_r))
     return rows
+
+
+def cooc_score(pairs, tr, full, counts, counts_full, ts: int, ts2: int, min_r: int) -> tuple:
+    """The served neighbours (ranking.CoRated, asymmetric co-rating cosine) on the same pairs."""
+
+    def build(inter: als.Interactions) -> ranking.CoRated:
+        ptr, idx, _ = als.to_csr(inter.user_idx, inter.item_idx, np.ones(len(inter)), inter.n_users)
+        return ranking.CoRated.build(
+            ptr, idx.astype(np.int64), ranking.IdIndex(np.arange(inter.n_items))
+        )
+
+    co, co_full = build(tr), build(full)
+    ok = counts >= min_r
+    hits = n = 0
+    for a, b in pairs:
+        if counts[a] < min_r:
+            continue
+        s = np.where(ok, co.similarity(a), -np.inf)
+        s[a] = -np.inf
+        hits += b in ranking.top_k(s, 10)
+        n += 1
+    s = np.where(counts_full >= min_r, co_full.similarity(ts), -np.inf)
+    s[ts] = -np.inf
+    pos = str(int((s > s[ts2]).sum()) + 1)
+    name = "co-rating asymmetric cosine (n_i^0.5·n_j^0.7 + 100)  ← served (auto)"
+    return name, n, hits / n, pos
 
 
 # ------------------------------------------------------------------------------------------
@@ -481,6 +509,11 @@ def main() -> None:
     ap.add_argument("--mongo-url", help="use this server (loaded by movierec_init) instead")
     ap.add_argument("--skip-load", action="store_true", help="only in-process and similar eval")
     ap.add_argument("--skip-similar-eval", action="store_true")
+    ap.add_argument(
+        "--scenarios",
+        help="comma-separated HTTP scenario names to run (default: all), e.g. "
+        "'known,known impressions off' for the impressions on/off comparison",
+    )
     ap.add_argument("--load-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.load_child:
@@ -537,13 +570,17 @@ def main() -> None:
 
             if not args.skip_load:
                 bases = {}
-                for lookup in ("recent", "all"):
+                # "recent-off": the same server with impressions recording turned off, so the
+                # cost of recording is measured side by side in one run (issue 17).
+                for lookup in ("recent", "all", "recent-off"):
                     port = free_port()
                     env = {
                         "MONGO_URL": mongo_url, "MONGO_DB": DB, "MODEL_DIR": str(model_dir),
                         "RECOMMENDER_PORT": str(port), "API_KEYS": json.dumps([API_KEY]),
                         "LOG_LEVEL": "WARNING", "RELOAD_POLL_SECONDS": "30",
-                        "RATED_LOOKUP": lookup, "JWT_SECRET": secrets.token_hex(32),
+                        "RATED_LOOKUP": lookup.removesuffix("-off"),
+                        "JWT_SECRET": secrets.token_hex(32),
+                        "IMPRESSIONS_ENABLED": "false" if lookup.endswith("-off") else "true",
                     }  # fmt: skip
                     proc = stack.enter_context(
                         child(
@@ -560,6 +597,7 @@ def main() -> None:
                 known_paths = [f"/api/recs/users/{u}?k=10" for u in rng.permutation(known)]
                 scenarios = {
                     "known": ("recent", known_paths),
+                    "known impressions off": ("recent-off", known_paths),
                     "known, RATED_LOOKUP=all": ("all", known_paths),
                     "fold-in": ("recent", [f"/api/recs/users/{u}?k=10" for u in folds]),
                     "similar": (
@@ -567,6 +605,9 @@ def main() -> None:
                         [f"/api/recs/similar/{m}?k=10" for m in rng.permutation(sim_ids)],
                     ),
                 }
+                if args.scenarios:
+                    wanted = [x.strip() for x in args.scenarios.split(",")]
+                    scenarios = {k: v for k, v in scenarios.items() if k in wanted}
                 t = Table(
                     title=f"HTTP, open loop, {args.duration:.0f} s per row "
                     "(latency from scheduled start, ms)"
@@ -580,7 +621,7 @@ def main() -> None:
                 for rate, name, lookup, paths in runs:
                     console.print(f"load: {name} at {rate:.0f} req/s …")
                     res = run_load_in_child(bases[lookup], paths, rate, args.duration)
-                    kind = name.split(",")[0]
+                    kind = name.split(",")[0].removesuffix(" impressions off")
                     p50_t, p99_t = TARGETS[kind]
                     t.add_row(
                         name,
@@ -597,6 +638,21 @@ def main() -> None:
                         f"{res['load_avg']:.1f}",
                     )
                 emit(t, "HTTP latency under a bounded loopback load")
+                text = httpx.get(f"{bases['recent']}/metrics", timeout=10).text
+                counts = {
+                    line.split(" ")[0]: line.split(" ")[1]
+                    for line in text.splitlines()
+                    if line.startswith("movierec_recs_impressions_")
+                    and "_total" in line
+                    and not line.startswith("#")
+                }
+                report.append(
+                    "\nImpressions on the recording server (RATED_LOOKUP=recent) after the load: "
+                    + ", ".join(f"{k} = {v}" for k, v in sorted(counts.items()))
+                    + "; the `known impressions off` row is the same load on a server with "
+                    "IMPRESSIONS_ENABLED=false."
+                )
+                console.print(report[-1])
                 server_errors = [
                     line
                     for log in work.glob("api-*.log")

@@ -503,6 +503,24 @@ def render(ds: Dataset, rows: list[Row], ranking: list[dict] | None, costs: dict
     return "\n".join(md)
 
 
+def peer_section(spark, ds: Dataset, rows: list[Row], ranking: list[dict], costs: dict) -> str:
+    """Issue 20 item 5: the open-source peers (bench/peers.py) beside MovieRec's served models."""
+    import peers
+
+    ours = next(r for r in rows if r.name.startswith("ours, local engine"))
+    served = ranking[-1]
+    with console.status("peers: tuning on validation carved from train, then the test split …"):
+        peer = peers.peer_rows(spark, ds.train, ds.test)
+    md = [
+        f"#### {ds.name}: open-source peers, same split, same run",
+        "",
+        *peers.render_peers(peer, served["ndcg"], ours.rmse, costs["local_both_s"]),
+        "",
+    ]
+    console.print("\n".join(md))
+    return "\n".join(md)
+
+
 ARGS: argparse.Namespace
 
 
@@ -520,6 +538,7 @@ def main() -> None:
         help="MLlib regParams on the big sets (each fit takes minutes; small tunes all three)",
     )
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "train.md")
+    ap.add_argument("--no-peers", action="store_true", help="skip the open-source peer table")
     ARGS = args = ap.parse_args()
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     big = any(s != "small" for s in sizes)
@@ -548,6 +567,8 @@ def main() -> None:
             if size == "small":
                 ranking, costs = ranking_table(spark, ds, args)
             sections.append(render(ds, rows, ranking, costs))
+            if size == "small" and ranking is not None and not args.no_peers:
+                sections.append(peer_section(spark, ds, rows, ranking, costs))
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text("\n".join(header + sections) + "\n")
     finally:

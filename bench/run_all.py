@@ -454,7 +454,11 @@ def write_report(rep: Report, host: list[tuple[str, str]], args: argparse.Namesp
         "retrain": "Retrain latency (admin API → trainer worker on Spark → served)",
         "load": "Mixed load through nginx (bench/load_mix.py)",
         "fuzz": "API fuzzing (bench/fuzz_long.py, schemathesis)",
+        "compose": "Compose stack on podman (`make test-compose`)",
     }
+    compose_md = ROOT / "bench" / "out" / "compose.md"  # written by tests/compose/conftest.py
+    if compose_md.is_file():
+        rep.sections.setdefault("compose", compose_md.read_text())
     if "train" not in args.skip and "10m" not in args.train_args and "train" in rep.sections:
         rep.sections["train"] += (
             "\n\nNote: this run used `--sizes small` (ml-latest-small). The synthetic "

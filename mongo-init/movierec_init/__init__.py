@@ -6,6 +6,7 @@ the admin account and (optionally) one demo login per MovieLens user. Re-running
 nothing: the import is skipped when the `meta` import marker matches the data set, and every
 write is an upsert or an insert guarded by a unique index.
 
-`movierec_init.model` also holds the few data-model rules the catalog API must apply exactly
-the same way (title tokens for search, the damped-mean popularity).
+The data-model rules the services must apply exactly the same way (collection names, title
+tokens for search, the damped-mean popularity, the rating scale) live in
+`movierec_common.data_model`; mongo-init imports movierec_common, never the reverse.
 """

@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from movierec_common import data_model as model
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from movierec_init import model
 from movierec_init.importer import insert_ignoring_duplicates
 
 DEMO_PREFIX = "ml"

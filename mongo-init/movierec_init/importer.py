@@ -22,14 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from movierec_common import data_model as model
 from movierec_common.loader import Dataset, OnError, Tombstones, detect_layout, load_dataset
 from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 from rich.progress import Progress
-
-from movierec_init import model
 
 log = logging.getLogger(__name__)
 DUPLICATE_KEY = 11000

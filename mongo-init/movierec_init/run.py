@@ -7,13 +7,14 @@ import time
 from dataclasses import dataclass, field
 
 from argon2 import PasswordHasher
+from movierec_common import data_model as model
 from movierec_common.loader import MalformedRowError, detect_layout
 from movierec_common.mongo import make_client, wait_for_mongo
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from movierec_init import accounts, model
+from movierec_init import accounts
 from movierec_init.config import InitSettings
 from movierec_init.importer import import_movielens
 from movierec_init.schema import ensure_late_indexes, ensure_schema
@@ -53,6 +54,7 @@ async def run_init(settings: InitSettings, console: Console | None = None) -> In
         settings.mongo_url,
         settings.mongo_timeout_ms,
         socket_timeout_ms=300_000,
+        monitor_timeout_ms=60_000,
         appname="movierec-init",
         journal=False,
     )

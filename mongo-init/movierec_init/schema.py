@@ -9,11 +9,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from movierec_common import data_model as model
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
-
-from movierec_init import model
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,7 @@ VALIDATORS: dict[str, dict[str, Any]] = {
         "properties": {
             "userId": {"bsonType": INT, "minimum": 1},
             "movieId": {"bsonType": INT, "minimum": 1},
-            "rating": {"bsonType": NUM, "minimum": 0.5, "maximum": 5.0},
+            "rating": {"bsonType": NUM, "minimum": model.RATING_MIN, "maximum": model.RATING_MAX},
             "timestamp": {"bsonType": INT},
         },
     },
@@ -128,6 +127,20 @@ ALL_COLLECTIONS = [
     model.COUNTERS,
     model.META,
     model.RATING_DELETIONS,
+]
+
+# Online evaluation (issue 17): the recommender's impressions (read by time for the admin's
+# metrics) and A/B experiments (each replica polls for the running one).
+IMPRESSIONS = "impressions"
+EXPERIMENTS = "experiments"
+ALL_COLLECTIONS += [IMPRESSIONS, EXPERIMENTS]
+INDEXES[IMPRESSIONS] = [
+    IndexModel([("ts", ASCENDING)], name="ts"),
+    IndexModel([("experiment_id", ASCENDING), ("ts", ASCENDING)], name="experiment_ts"),
+]
+INDEXES[EXPERIMENTS] = [
+    IndexModel([("status", ASCENDING)], name="status"),
+    IndexModel([("started_at", DESCENDING)], name="started_desc"),
 ]
 
 

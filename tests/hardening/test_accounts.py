@@ -39,6 +39,26 @@ ADMIN_PASSWORD = "accounts-admin-password-1"
 ALLOWED = "http://allowed.example"
 SLOWDOWN_MAX = 0.6
 _addresses = (f"198.51.100.{i}" for i in itertools.count(1))
+TIMEOUT = 120.0  # generous: argon2 hashing on a loaded 2-core CI box can take seconds
+
+
+class _Http:
+    """httpx's one-shot functions with a long timeout and no cookie memory between calls."""
+
+    @staticmethod
+    def get(url: str, **kw) -> httpx.Response:
+        return httpx.get(url, **{"timeout": TIMEOUT, **kw})
+
+    @staticmethod
+    def post(url: str, **kw) -> httpx.Response:
+        return httpx.post(url, **{"timeout": TIMEOUT, **kw})
+
+    @staticmethod
+    def put(url: str, **kw) -> httpx.Response:
+        return httpx.put(url, **{"timeout": TIMEOUT, **kw})
+
+
+HTTP = _Http()
 
 
 def next_ip() -> str:
@@ -61,21 +81,19 @@ class Stack:
         """(username, password, token, userId) of a new account, from its own address."""
         name = f"{prefix}{uuid.uuid4().hex[:10]}"
         password = secrets.token_urlsafe(16)
-        r = httpx.post(
+        r = HTTP.post(
             f"{self.catalog.base_url}/api/auth/register",
             json={"username": name, "password": password},
             headers={"X-Real-IP": next_ip()},
-            timeout=30,
         )
         assert r.status_code == 201, r.text
         return name, password, r.json()["access_token"], r.json()["user"]["userId"]
 
     def login(self, username: str, password: str, ip: str | None = None) -> httpx.Response:
-        return httpx.post(
+        return HTTP.post(
             f"{self.catalog.base_url}/api/auth/login",
             json={"username": username, "password": password},
             headers={"X-Real-IP": ip or next_ip()},
-            timeout=30,
         )
 
 
@@ -162,8 +180,8 @@ def stack(
 
 
 def _both_apis(stack: Stack, token: str) -> tuple[int, int]:
-    cat = httpx.get(f"{stack.catalog.base_url}/api/auth/me", headers=bearer(token), timeout=30)
-    rec = httpx.get(f"{stack.recs_url}/api/recs/me", headers=bearer(token), timeout=30)
+    cat = HTTP.get(f"{stack.catalog.base_url}/api/auth/me", headers=bearer(token))
+    rec = HTTP.get(f"{stack.recs_url}/api/recs/me", headers=bearer(token))
     return cat.status_code, rec.status_code
 
 
@@ -175,19 +193,19 @@ def test_demoted_admin_loses_admin_at_once_on_both_apis(stack: Stack) -> None:
     assert r.status_code == 200, r.text
     token = r.json()["access_token"]
     cat = stack.catalog.base_url
-    assert httpx.get(f"{cat}/api/admin/jobs", headers=bearer(token)).status_code == 200
-    assert httpx.get(f"{stack.recs_url}/api/recs/users/5", headers=bearer(token)).status_code in (
+    assert HTTP.get(f"{cat}/api/admin/jobs", headers=bearer(token)).status_code == 200
+    assert HTTP.get(f"{stack.recs_url}/api/recs/users/5", headers=bearer(token)).status_code in (
         200,
         404,
     )
     with stack.users() as c:
         c[stack.db].users.update_one({"userId": 1001}, {"$set": {"role": "user"}})
     try:
-        r = httpx.get(f"{cat}/api/admin/jobs", headers=bearer(token))
+        r = HTTP.get(f"{cat}/api/admin/jobs", headers=bearer(token))
         assert r.status_code == 403, r.text
-        r = httpx.get(f"{stack.recs_url}/api/recs/users/5", headers=bearer(token))
+        r = HTTP.get(f"{stack.recs_url}/api/recs/users/5", headers=bearer(token))
         assert r.status_code == 403, r.text
-        me = httpx.get(f"{cat}/api/auth/me", headers=bearer(token)).json()
+        me = HTTP.get(f"{cat}/api/auth/me", headers=bearer(token)).json()
         assert me["role"] == "user", me
     finally:
         with stack.users() as c:
@@ -197,12 +215,12 @@ def test_demoted_admin_loses_admin_at_once_on_both_apis(stack: Stack) -> None:
 def test_deleted_account_cannot_write_ratings(stack: Stack) -> None:
     _, _, token, user_id = stack.register("del")
     cat = stack.catalog.base_url
-    r = httpx.put(f"{cat}/api/movies/1/rating", json={"rating": 4.0}, headers=bearer(token))
+    r = HTTP.put(f"{cat}/api/movies/1/rating", json={"rating": 4.0}, headers=bearer(token))
     assert r.status_code in (200, 201), r.text
     with stack.users() as c:
         c[stack.db].users.delete_one({"userId": user_id})
         c[stack.db].ratings.delete_many({"userId": user_id})
-    r = httpx.put(f"{cat}/api/movies/1/rating", json={"rating": 2.0}, headers=bearer(token))
+    r = HTTP.put(f"{cat}/api/movies/1/rating", json={"rating": 2.0}, headers=bearer(token))
     assert r.status_code == 401, r.text
     assert _both_apis(stack, token) == (401, 401)
     with stack.users() as c:
@@ -213,13 +231,13 @@ def test_password_change_ends_every_older_token(stack: Stack) -> None:
     name, password, t_register, _ = stack.register("pw")
     t_login = stack.login(name, password).json()["access_token"]
     cat = stack.catalog.base_url
-    weak = httpx.post(
+    weak = HTTP.post(
         f"{cat}/api/auth/password",
         json={"current_password": password, "new_password": "password"},
         headers=bearer(t_login),
     )
     assert weak.status_code == 422 and "new_password" in weak.text, weak.text
-    wrong = httpx.post(
+    wrong = HTTP.post(
         f"{cat}/api/auth/password",
         json={"current_password": "not-the-password", "new_password": "a-new-passphrase-77"},
         headers=bearer(t_login),
@@ -227,7 +245,7 @@ def test_password_change_ends_every_older_token(stack: Stack) -> None:
     assert wrong.status_code == 401, wrong.text
     assert _both_apis(stack, t_login) == (200, 200)  # refused attempts revoke nothing
     new_password = "a-new-passphrase-" + secrets.token_hex(4)
-    r = httpx.post(
+    r = HTTP.post(
         f"{cat}/api/auth/password",
         json={"current_password": password, "new_password": new_password},
         headers=bearer(t_login),
@@ -245,7 +263,7 @@ def test_logout_ends_bearer_tokens_too(stack: Stack) -> None:
     name, password, t_register, _ = stack.register("out")
     t_login = stack.login(name, password).json()["access_token"]
     assert _both_apis(stack, t_login) == (200, 200)
-    r = httpx.post(f"{stack.catalog.base_url}/api/auth/logout", headers=bearer(t_login))
+    r = HTTP.post(f"{stack.catalog.base_url}/api/auth/logout", headers=bearer(t_login))
     assert r.status_code == 204, r.text
     assert _both_apis(stack, t_login) == (401, 401)
     assert _both_apis(stack, t_register) == (401, 401)
@@ -321,7 +339,7 @@ def test_make_run_generates_a_strong_secret_and_policy_passwords() -> None:
 
 
 def _cookie_client(base: str, token: str) -> httpx.Client:
-    return httpx.Client(base_url=base, cookies={COOKIE_NAME: token}, timeout=30)
+    return httpx.Client(base_url=base, cookies={COOKIE_NAME: token}, timeout=TIMEOUT)
 
 
 def test_cookie_changes_from_other_origins_are_refused(stack: Stack) -> None:
@@ -360,7 +378,7 @@ def test_cookie_changes_from_other_origins_are_refused(stack: Stack) -> None:
             for headers in (own, {"Origin": ALLOWED}, {"Referer": f"{base}/movies/1"}):
                 r = c.put("/api/movies/1/rating", json={"rating": 3.5}, headers=headers)
                 assert r.status_code in (200, 201), (base, headers, r.text)
-        r = httpx.put(
+        r = HTTP.put(
             f"{base}/api/movies/1/rating",
             json={"rating": 4.0},
             headers={**bearer(user), "Origin": "http://evil.example"},
@@ -379,11 +397,10 @@ def test_signups_are_limited_per_client(stack: Stack) -> None:
     ip = next_ip()
 
     def signup(address: str) -> httpx.Response:
-        return httpx.post(
+        return HTTP.post(
             f"{stack.catalog.base_url}/api/auth/register",
             json={"username": f"su{uuid.uuid4().hex[:10]}", "password": secrets.token_hex(8)},
             headers={"X-Real-IP": address},
-            timeout=30,
         )
 
     statuses = [signup(ip).status_code for _ in range(4)]
@@ -414,20 +431,18 @@ def test_password_policy_follows_nist_800_63b(stack: Stack) -> None:
         "x" * 1025,
     ]
     for password in bad:
-        r = httpx.post(
+        r = HTTP.post(
             f"{stack.catalog.base_url}/api/auth/register",
             json={"username": name, "password": password},
             headers={"X-Real-IP": next_ip()},
-            timeout=30,
         )
         assert r.status_code == 422, (password, r.text)
         assert "password" in json.dumps(r.json()["error"]["details"]), r.text
     for password in ("correct horse battery staple", "ü" * 8, "a" * 64 + " long passphrase"):
-        r = httpx.post(
+        r = HTTP.post(
             f"{stack.catalog.base_url}/api/auth/register",
             json={"username": f"ok{uuid.uuid4().hex[:10]}", "password": password},
             headers={"X-Real-IP": next_ip()},
-            timeout=30,
         )
         assert r.status_code == 201, (password, r.text)
 
@@ -465,7 +480,7 @@ def test_forwarded_addresses_are_believed_only_from_loopback_proxies(stack: Stac
     per-client limit (8) still applies to the peer itself."""
     transport = httpx.HTTPTransport(local_address="127.0.0.2")
     statuses = []
-    with httpx.Client(transport=transport, timeout=30) as c:
+    with httpx.Client(transport=transport, timeout=TIMEOUT) as c:
         for _ in range(10):
             r = c.post(
                 f"{stack.catalog.base_url}/api/auth/login",
@@ -501,7 +516,7 @@ def test_model_paths_are_shown_to_admins_only(stack: Stack) -> None:
     version = artifacts.save_model(stack.catalog.model_dir, arrays, manifest)
 
     def info(headers: dict[str, str]) -> httpx.Response:
-        return httpx.get(f"{stack.recs_url}/api/recs/model", headers=headers, timeout=30)
+        return HTTP.get(f"{stack.recs_url}/api/recs/model", headers=headers)
 
     deadline = time.monotonic() + 60
     while info({}).json().get("version") != version:
@@ -529,14 +544,14 @@ def test_apis_send_security_headers_themselves(stack: Stack) -> None:
     cat, recs = stack.catalog.base_url, stack.recs_url
     _, _, token, _ = stack.register("hdr")
     responses = {
-        "catalog json": httpx.get(f"{cat}/api/movies"),
-        "catalog 404": httpx.get(f"{cat}/api/movies/999999999"),
-        "catalog 401": httpx.get(f"{cat}/api/auth/me"),
-        "catalog 422": httpx.get(f"{cat}/api/movies", params={"page": 0}),
-        "recs json": httpx.get(f"{recs}/api/recs/model"),
-        "recs 401": httpx.get(f"{recs}/api/recs/me"),
-        "recs 404": httpx.get(f"{recs}/api/nope"),
-        "me": httpx.get(f"{cat}/api/auth/me", headers=bearer(token)),
+        "catalog json": HTTP.get(f"{cat}/api/movies"),
+        "catalog 404": HTTP.get(f"{cat}/api/movies/999999999"),
+        "catalog 401": HTTP.get(f"{cat}/api/auth/me"),
+        "catalog 422": HTTP.get(f"{cat}/api/movies", params={"page": 0}),
+        "recs json": HTTP.get(f"{recs}/api/recs/model"),
+        "recs 401": HTTP.get(f"{recs}/api/recs/me"),
+        "recs 404": HTTP.get(f"{recs}/api/nope"),
+        "me": HTTP.get(f"{cat}/api/auth/me", headers=bearer(token)),
     }
     for name, r in responses.items():
         for header, value in SECURITY.items():
@@ -548,7 +563,7 @@ def test_apis_send_security_headers_themselves(stack: Stack) -> None:
         assert r.headers.get("cache-control") == "no-store", r.headers
     # Through nginx each header arrives once (nginx's values, the apps' copies hidden).
     for path in ("/api/movies", "/api/recs/model", "/api/auth/me"):
-        r = httpx.get(f"{stack.web_url}{path}")
+        r = HTTP.get(f"{stack.web_url}{path}")
         for header, value in SECURITY.items():
             assert r.headers.get_list(header) == [value], (path, header, r.headers)
         assert len(r.headers.get_list("content-security-policy")) == 1, r.headers

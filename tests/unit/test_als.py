@@ -396,3 +396,93 @@ def test_partitioned_solves_equal_the_whole_block() -> None:
         )
         np.testing.assert_allclose(sub_e, whole_e[rows], rtol=1e-10, atol=1e-13)
         np.testing.assert_allclose(sub_i, whole_i[rows], rtol=1e-10, atol=1e-13)
+
+
+def test_implicit_signal_turns_low_ratings_into_evidence_against() -> None:
+    r = np.array([0.5, 1.0, 2.0, 2.5, 5.0], np.float32)
+    np.testing.assert_allclose(als.implicit_signal(r, 2.0), [-2.0, -1.5, -0.5, 2.5, 5.0])
+    np.testing.assert_allclose(als.implicit_signal(r, None), r)
+
+
+def test_evidence_against_pushes_the_user_away_from_a_disliked_movie() -> None:
+    """Spark MLlib's convention: a negative signal is preference 0 with confidence 1 + α|r′|,
+    so a 0.5★ movie ends up scored below where a 5★ rating of it would put it, and the same
+    ratings give different vectors (a pure "watched" model would give the same)."""
+    rng = np.random.default_rng(11)
+    y = rng.standard_normal((40, 5))
+    p = als.ImplicitParams(rank=5, reg=1.0, alpha=2.0, negative_at=2.0)
+    idx = np.array([1, 2, 3, 4])
+    loved = als.fold_in_implicit(y, idx, np.array([5.0, 5.0, 5.0, 4.0]), p)
+    mixed = als.fold_in_implicit(y, idx, np.array([5.0, 5.0, 5.0, 0.5]), p)
+    assert y[4] @ mixed < y[4] @ loved
+    assert y[4] @ mixed < 0 < y[4] @ loved
+    hated = als.fold_in_implicit(y, idx, np.full(4, 0.5), p)
+    np.testing.assert_array_equal(hated, np.zeros(5))
+    plain = als.ImplicitParams(rank=5, reg=1.0, alpha=2.0, negative_at=None)
+    assert np.all(als.fold_in_implicit(y, idx, np.full(4, 0.5), plain) != 0)
+
+
+# ------------------------------------------------------------------------- conjugate gradient
+
+
+@pytest.mark.parametrize("reg_scaled", [True, False])
+def test_explicit_cg_converges_to_the_exact_solve(reg_scaled: bool) -> None:
+    """Enough CG steps from zero reach the exact ridge solution (a k×k SPD system converges in
+    k steps in exact arithmetic); a few steps from the exact solution do not move it. CG runs in
+    float32 (als.CG_DTYPE), hence float32 tolerances."""
+    k = 8
+    fixed, (indptr, indices, values) = _random_block(60, 90, k, seed=21)
+    exact = als.naive_solve_explicit(fixed, indptr, indices, values, 0.3, reg_scaled)
+    cg = als.solve_explicit_block(fixed, indptr, indices, values, 0.3, reg_scaled, cg_steps=4 * k)
+    np.testing.assert_allclose(cg, exact, rtol=1e-4, atol=1e-5)
+    again = als.solve_explicit_block(
+        fixed, indptr, indices, values, 0.3, reg_scaled, x0=exact, cg_steps=3
+    )
+    np.testing.assert_allclose(again, exact, rtol=1e-4, atol=1e-5)
+    few = als.solve_explicit_block(fixed, indptr, indices, values, 0.3, reg_scaled, cg_steps=2)
+    assert np.abs(few - exact).max() > 1e-3  # two steps are an approximation, not the answer
+
+
+@pytest.mark.parametrize("k", [3, 16])
+def test_implicit_cg_converges_to_the_exact_solve(k: int) -> None:
+    fixed, (indptr, indices, _) = _random_block(50, 80, k, seed=22)
+    ratings = np.random.default_rng(1).choice([0.5, 3.0, 5.0], size=indices.shape[0])
+    gram = fixed.T @ fixed
+    exact = als.solve_implicit_block(fixed, gram, indptr, indices, ratings, 2.0, 0.7)
+    cg = als.solve_implicit_block(fixed, gram, indptr, indices, ratings, 2.0, 0.7, cg_steps=6 * k)
+    np.testing.assert_allclose(cg, exact, rtol=1e-4, atol=1e-5)
+    # Warm-started at the answer, CG stays there; empty rows stay zero either way.
+    again = als.solve_implicit_block(
+        fixed, gram, indptr, indices, ratings, 2.0, 0.7, x0=exact, cg_steps=3
+    )
+    np.testing.assert_allclose(again, exact, rtol=1e-4, atol=1e-5)
+    assert not cg[np.diff(indptr) == 0].any()
+
+
+def test_cg_fit_is_close_to_the_exact_fit_and_ends_exact() -> None:
+    """A warm-started 3-step CG fit lands near the exact fit (scores and training error), and
+    its last user half-step is exact: P is the exact solve against the final Q."""
+    inter = _synthetic(seed=23, k=4)
+    exact = als.fit_implicit(inter, ImplicitParams(rank=6, reg=2.0, iterations=8, cg_steps=0))
+    cg = als.fit_implicit(inter, ImplicitParams(rank=6, reg=2.0, iterations=8, cg_steps=3))
+    se, sc = exact.X @ exact.Y.T, cg.X @ cg.Y.T
+    assert np.abs(se - sc).max() < 0.05 * np.abs(se).max()
+    assert cg.history[-1]["train_rmse"] == pytest.approx(exact.history[-1]["train_rmse"], rel=0.02)
+    gram = cg.Y.T @ cg.Y
+    signal = als.implicit_signal(inter.rating, ImplicitParams().negative_at)
+    by_user = als.to_csr(inter.user_idx, inter.item_idx, signal, inter.n_users)
+    ref = als.solve_implicit_block(cg.Y, gram, *by_user, 1.0, 2.0)
+    np.testing.assert_allclose(cg.X, ref, rtol=1e-8, atol=1e-10)
+
+    p_exact = ExplicitParams(rank=6, iterations=10, reg=0.05, cg_steps=0)
+    e_exact = als.fit_explicit(inter, p_exact)
+    e_cg = als.fit_explicit(inter, ExplicitParams(rank=6, iterations=10, reg=0.05, cg_steps=3))
+    assert e_cg.history[-1]["train_rmse"] == pytest.approx(
+        e_exact.history[-1]["train_rmse"], rel=0.02
+    )
+    r = inter.rating.astype(np.float64)
+    resid = r - e_cg.mu - e_cg.user_bias[inter.user_idx] - e_cg.item_bias[inter.item_idx]
+    by_user = als.to_csr(inter.user_idx, inter.item_idx, resid, inter.n_users)
+    np.testing.assert_allclose(
+        als.naive_solve_explicit(e_cg.Q, *by_user, 0.05, True), e_cg.P, rtol=1e-8
+    )

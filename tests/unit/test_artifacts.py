@@ -407,6 +407,7 @@ def _rated(n_users: int = 5) -> dict:
         "rated_indptr": indptr,
         "rated_movie_ids": np.arange(indptr[-1], dtype=np.int64) * 3 + 3,
         "rated_since": np.asarray(1_500_000_000, np.int64),
+        "rated_stars": np.linspace(0.5, 5.0, int(indptr[-1])).astype(np.float32),
     }
 
 
@@ -416,6 +417,7 @@ def test_rated_lists_round_trip_and_are_optional(tmp_path: Path) -> None:
     assert model.has_rated and model.rated_since == 1_500_000_000
     assert model.rated_indptr.tolist() == [0, 0, 1, 3, 3, 4]
     assert model.rated_movie_ids.tolist() == [3, 6, 9, 12]
+    assert model.rated_stars.tolist() == [0.5, 2.0, 3.5, 5.0]
     plain = artifacts.load_model(tmp_path, artifacts.save_model(tmp_path, _arrays(), _manifest()))
     assert not plain.has_rated and plain.rated_since is None
 
@@ -430,6 +432,12 @@ def test_rated_lists_round_trip_and_are_optional(tmp_path: Path) -> None:
         ({"rated_since": np.array([1], np.int64)}, "rated_since: expected a 0-d"),
         ({"rated_since": np.asarray(1.5)}, "expected an integer array"),
         ({"rated_movie_ids": None}, "rated lists need all of"),
+        ({"rated_stars": np.ones(3, np.float32)}, "rated_stars: expected shape"),
+        ({"rated_stars": np.ones(4, np.int64)}, "rated_stars: expected a float array"),
+        (
+            {"rated_indptr": None, "rated_movie_ids": None, "rated_since": None},
+            "rated_stars needs the rated lists",
+        ),
     ],
 )
 def test_inconsistent_rated_lists_refused(tmp_path: Path, change: dict, message: str) -> None:

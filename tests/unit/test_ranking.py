@@ -256,3 +256,96 @@ def test_top_k_breaks_ties_by_index_whatever_k() -> None:
     allowed = np.arange(0, 400, 3)
     ref_allowed = allowed[np.argsort(-scores[allowed], kind="stable")]
     assert ranking.top_k(scores, 20, allowed=allowed).tolist() == ref_allowed[:20].tolist()
+
+
+# --- low ratings as evidence against, and "because you rated …" -----------------------------
+
+
+def test_explanations_are_an_exact_split_of_both_scores() -> None:
+    model, inter, _, _ = _toy_model()
+    mask = inter.user_idx == 4
+    idx, stars = inter.item_idx[mask].astype(np.int64), inter.rating[mask]
+    user = ranking.fold_in(model, idx, stars)
+    assert user is not None
+    targets = np.arange(model.n_items)
+    rank_parts = ranking.ranking_contributions(model, targets, idx, stars)
+    np.testing.assert_allclose(rank_parts.sum(axis=1), model.Y64 @ user.x_u, atol=1e-4)
+    exp_parts = ranking.explicit_contributions(model, user, targets, idx, stars)
+    np.testing.assert_allclose(exp_parts.sum(axis=1), model.Q64 @ user.p_u, atol=1e-4)
+    # Evidence against never explains a recommendation.
+    low = stars <= model.implicit_params.negative_at
+    assert low.any() and np.all(rank_parts[:, low] == 0)
+    reasons_all = ranking.explain_ranking(model, targets, idx, stars)
+    for reasons, row in zip(reasons_all, rank_parts, strict=True):
+        shares = [s for _, s in reasons]
+        assert shares == sorted(shares, reverse=True) and all(0 < s <= 1 for s in shares)
+        if reasons:
+            best = int(np.argmax(row))
+            assert reasons[0][0] == int(idx[best])
+
+
+def test_service_lists_say_because_you_rated() -> None:
+    model, inter, _, _ = _toy_model()
+    catalog = _catalog_for(model)
+    mask = inter.user_idx == 2
+    rated = UserRatings(model.items.ids[inter.item_idx[mask]], inter.rating[mask])
+    for order in ("ranking", "rating"):
+        out = service.recommend(model, catalog, 10**9, rated, k=4, order=order)
+        assert out["strategy"] == "fold-in"
+        for item in out["items"]:
+            assert item["because"], item
+            for reason in item["because"]:
+                assert reason["movieId"] in rated.movie_ids.tolist()
+                assert reason["title"] == f"m{reason['movieId']}"
+    cold = UserRatings(np.array([424242], np.int64), np.array([4.0], np.float32))
+    popular = service.recommend(model, catalog, 10**9, cold, k=3)
+    assert popular["items"] and all(i["because"] == [] for i in popular["items"])
+
+
+def test_a_user_who_only_disliked_starts_from_the_average_user_and_moves_away() -> None:
+    model, _, _, _ = _toy_model()
+    catalog = _catalog_for(model)
+    ids = model.items.ids[:3]
+    hated = ranking.fold_in(model, np.arange(3), np.full(3, 0.5, np.float32))
+    assert hated is not None and np.any(hated.x_u)
+    # Relative to the average user, every disliked movie's score goes down.
+    avg = model.Y64 @ model.x_mean
+    assert np.all(model.Y64[:3] @ hated.x_u < avg[:3])
+    hater = service.recommend(
+        model, catalog, 10**9, UserRatings(ids, np.full(3, 0.5, np.float32)), k=5
+    )
+    fan = service.recommend(
+        model, catalog, 10**9, UserRatings(ids, np.full(3, 5.0, np.float32)), k=5
+    )
+    assert hater["order"] == fan["order"] == "ranking"
+    assert [i["movieId"] for i in hater["items"]] != [i["movieId"] for i in fan["items"]]
+    assert all(i["because"] == [] for i in hater["items"])  # nothing they liked explains it
+
+
+def test_co_rating_neighbours_are_the_asymmetric_cosine_and_sampled_for_heavy_movies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(9)
+    n_users, n_items = 300, 40
+    dense = rng.random((n_users, n_items)) < np.linspace(0.02, 0.6, n_items)[None, :]
+    item_ids = np.arange(n_items) * 7 + 3
+    indptr = np.concatenate([[0], np.cumsum(dense.sum(axis=1))]).astype(np.int64)
+    movie_ids = np.concatenate([item_ids[np.flatnonzero(row)] for row in dense])
+    co = ranking.CoRated.build(indptr, movie_ids, IdIndex(item_ids))
+    counts = dense.sum(axis=0).astype(np.float64)
+    for i in (0, 17, 39):
+        both = (dense[:, i][:, None] & dense).sum(axis=0).astype(np.float64)
+        want = both / (np.sqrt(counts[i]) * counts**ranking.COOC_POWER + ranking.COOC_SHRINK)
+        want[both == 0] = -np.inf
+        np.testing.assert_allclose(co.similarity(i), want)
+        assert np.all(co.similarity(i)[np.isfinite(want)] < 1)
+    # A heavy movie is compared through a strided sample of its raters, rescaled: an unbiased
+    # estimate, close to the exact value where the co-rating support is large.
+    monkeypatch.setattr(ranking, "COOC_MAX_USERS", int(counts[39]) // 2 + 1)
+    heavy = co.similarity(39)
+    both = (dense[:, 39][:, None] & dense).sum(axis=0)
+    exact = both / (np.sqrt(counts[39]) * counts**ranking.COOC_POWER + ranking.COOC_SHRINK)
+    big = both >= 80
+    assert big.sum() >= 5
+    np.testing.assert_allclose(heavy[big], exact[big], rtol=0.35)
+    assert not np.allclose(heavy[big], exact[big])  # it did sample

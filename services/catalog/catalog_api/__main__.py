@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import sys
 
-import uvicorn
 from movierec_common.cli import settings_parser
 from movierec_common.logs import setup_logging
 from movierec_common.tokens import InsecureSecret
 
 from .core.config import CatalogSettings
-from .main import create_app
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -20,6 +18,11 @@ def main(argv: list[str] | None = None) -> None:
         "CATALOG_HOST:CATALOG_PORT.",
         CatalogSettings,
     ).parse_args(argv)
+    # The server and the app are imported only now, so --help answers at once.
+    import uvicorn
+
+    from .main import create_app
+
     settings = CatalogSettings()
     setup_logging(settings.log_level, settings.log_json)
     try:

@@ -22,16 +22,16 @@ from movierec_common.api_errors import (
     OrjsonResponse,
     install_error_handlers,
 )
+from movierec_common.data_model import USERS
 from movierec_common.docs import install_docs
 from movierec_common.limits import BodySizeLimit
 from movierec_common.mongo import make_client, wait_for_mongo
 from movierec_common.query_params import reject_unknown_query_params
 from movierec_common.request_middleware import RequestMiddleware
 from movierec_common.web_security import OriginCheck, SecurityHeaders
-from movierec_init.model import USERS
 
 from .api.deps import AppState
-from .api.routes import admin, auth, movies, ops, ratings
+from .api.routes import admin, admin_movies, auth, experiments, movies, ops, ratings
 from .core.config import CatalogSettings
 from .core.proxies import TrustedProxies
 from .core.security import LoginLimiter, Passwords, SlidingWindowLimiter, TokenService
@@ -148,7 +148,7 @@ def create_app(settings: CatalogSettings) -> FastAPI:
     install_docs(app)
     app.state.catalog = None
     install_error_handlers(app)
-    for module in (ops, auth, movies, ratings, admin):
+    for module in (ops, auth, movies, ratings, admin, experiments, admin_movies):
         app.include_router(module.router, responses=COMMON_ERROR_RESPONSES)
     if settings.cors_origins:
         app.add_middleware(

@@ -8,12 +8,13 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+from movierec_common.data_model import RATING_MAX, RATING_MIN, RATING_STEP
 from movierec_common.password_policy import MAX_LENGTH, password_problem
+from movierec_common.training_params import RetrainParams
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    StrictBool,
     StrictStr,
     ValidationInfo,
     field_validator,
@@ -102,7 +103,13 @@ class SessionResponse(BaseModel):
 
 Rating = Annotated[
     float,
-    Field(ge=0.5, le=5.0, multiple_of=0.5, examples=[4.5], description="0.5–5.0, steps of 0.5"),
+    Field(
+        ge=RATING_MIN,
+        le=RATING_MAX,
+        multiple_of=RATING_STEP,
+        examples=[4.5],
+        description="0.5–5.0, steps of 0.5",
+    ),
 ]
 
 
@@ -131,6 +138,7 @@ class Movie(MovieStats):
     genres: list[str]
     imdbId: str | None = None
     tmdbId: int | None = None
+    new: bool = Field(False, description="Added by an admin after the MovieLens import.")
 
 
 class MyRating(BaseModel):
@@ -191,32 +199,15 @@ class MyRatingsPage(Page):
     items: list[MyRatingItem]
 
 
-class RetrainRequest(Strict):
-    """Parameters of a retrain; every field optional (the trainer's defaults apply)."""
-
-    db_only: StrictBool = Field(False, description="Train on MongoDB ratings only, no CSV.")
-    csv_path: StrictStr | None = Field(
-        None, max_length=4096, description="A ratings CSV inside the configured DATA_DIR."
-    )
-    rank: int | None = Field(None, ge=2, le=200, examples=[20])
-    reg: float | None = Field(None, gt=0, le=10, examples=[0.1])
-    bias_reg: float | None = Field(None, ge=0, le=1000)
-    iterations: int | None = Field(None, ge=1, le=100, examples=[20])
-    seed: int | None = Field(None, ge=0, le=2**31 - 1)
-    holdout: float | None = Field(None, ge=0, lt=1)
+class RetrainRequest(RetrainParams):
+    """Parameters of a retrain; every field optional (the trainer's defaults apply). The model
+    and its bounds are movierec_common.training_params, shared with the trainer."""
 
     model_config = ConfigDict(
         extra="forbid",
         strict=True,
         json_schema_extra={"examples": [{"iterations": 20}, {"db_only": True, "rank": 30}]},
     )
-
-    @field_validator("reg", "bias_reg", "holdout", mode="before")
-    @classmethod
-    def _float(cls, v: Any) -> Any:
-        if isinstance(v, bool) or (v is not None and not isinstance(v, int | float)):
-            raise ValueError("must be a number")
-        return None if v is None else float(v)
 
 
 class Job(BaseModel):
@@ -260,3 +251,67 @@ class ActivateResponse(BaseModel):
 
 class Health(BaseModel):
     status: str
+
+
+# --- online evaluation and A/B experiments (issue 17) ---
+
+
+class ExperimentStart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    candidate: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
+        description="A published model version to test against CURRENT (the control).",
+    )
+    split: float = Field(
+        0.5, gt=0, lt=1, description="Share of users served by the candidate (0 < split < 1)."
+    )
+
+
+class ExperimentEnd(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    winner: Literal["control", "candidate"] | None = Field(
+        None,
+        description="`candidate`: it becomes CURRENT (verified activation); `control` or none: "
+        "CURRENT stays; either way the experiment ends.",
+    )
+
+
+class NewMovie(BaseModel):
+    """A movie added by an admin between retrains."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: StrictStr = Field(min_length=1, max_length=300, examples=["Paddington 3 (2025)"])
+    year: int | None = Field(None, ge=1870, le=2100)
+    genres: list[StrictStr] = Field(
+        min_length=1, max_length=10, description="Genre names as the catalogue spells them."
+    )
+    imdbId: StrictStr | None = Field(None, pattern=r"^[0-9]{1,10}$", description="IMDb digits.")
+    tmdbId: int | None = Field(None, ge=1, le=2**31 - 1)
+    tags: list[StrictStr] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Free-text tags (like MovieLens tags.csv), used by the content profile.",
+    )
+
+    @field_validator("title")
+    @classmethod
+    def _title(cls, v: str) -> str:
+        v = v.strip()
+        if not v or any(ord(c) < 32 for c in v):
+            raise ValueError("title must be non-blank printable text")
+        return v
+
+    @field_validator("genres", "tags")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        out = []
+        for g in v:
+            g = g.strip()
+            if not g or len(g) > 64 or any(ord(c) < 32 for c in g):
+                raise ValueError("each entry must be 1-64 printable characters")
+            if g not in out:
+                out.append(g)
+        return out

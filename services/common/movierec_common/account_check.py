@@ -18,10 +18,11 @@ from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 
+from movierec_common import data_model
 from movierec_common.tokens import Principal, TokenError
 
 ROLES = ("user", "admin")
-USERS_COLLECTION = "users"  # = movierec_init.model.USERS (the recommender does not ship mongo-init)
+USERS_COLLECTION = data_model.USERS
 _PROJECTION = {"_id": 0, "userId": 1, "username": 1, "role": 1, "token_version": 1}
 
 

@@ -5,13 +5,15 @@ then frozen (items first, b_i = Σ(r−μ)/(N_i+λ_b); then users on what the it
 b_u = Σ(r−μ−b_i)/(N_u+λ_b)), so ALS only has to explain the residual r − μ − b_u − b_i.
 
 Ranking model: Hu, Koren & Volinsky (2008) implicit ALS on the rated / not-rated matrix with
-confidence c_ui = 1 + α·r_ui and preference p_ui = 1 for every observed rating. We keep p = 1
-even for low stars: in MovieLens *having watched* a film is the strongest top-N signal, while the
-star value already enters through the confidence (a 5-star rating pulls 10× harder than a 0.5).
+confidence c_ui = 1 + α·|r′_ui| and preference p_ui = 1 if r′_ui > 0 else 0, where r′ is the
+signed signal of `implicit_signal`: a like keeps its star value (a 5-star rating pulls 10× harder
+than a 0.5), a rating at or below `ImplicitParams.negative_at` becomes evidence AGAINST the movie
+(r′ < 0: preference 0 with extra confidence, the convention of Spark MLlib's implicit ALS), so a
+user who rated eight horror films 0.5★ is pushed away from them instead of towards them.
 
 Every iteration solves ITEMS given users, then USERS given items, so the final user factors are
-exactly one user half-step against the final item factors, and folding in a training user's own
-ratings reproduces their stored vector (`fold_in_explicit` / `fold_in_implicit`).
+exactly one (exact) user half-step against the final item factors, and folding in a training
+user's own ratings reproduces their stored vector (`fold_in_explicit` / `fold_in_implicit`).
 
 The hot path has no Python loop per row. Rows of a CSR block are sorted by rating count and
 grouped into buckets of similar length; each bucket is gathered into a zero-padded
@@ -21,6 +23,19 @@ matmul and solved with one stacked `np.linalg.solve`. Rows with fewer ratings th
 the equivalent dual form x = Yᵀ(YYᵀ + λ'I)⁻¹r (an L×L solve instead of k×k); with λ' > 0 both
 forms are the same ridge solution, and they are much cheaper for the long tail of rarely rated
 movies. All accumulation is float64 whatever the dtype of the fixed factors.
+
+Conjugate gradient (`cg_steps` > 0, the ranking model's default): instead of the exact solve,
+each half-step takes a few CG steps per row warm-started from the row's current factors
+(Takács, Pilászy & Tikk 2011; implicit's CPU `least_squares_cg`), batched over the same padded
+buckets: O(L·k + k²) per row and step instead of O(L·k² + k³), which is what makes high rank
+affordable. The model's last user half-step is always exact, so fold-in (an exact solve)
+reproduces a trained user's vector. In float32 (`dtype` of `fit_als`, the trainer's setting)
+the CG arithmetic runs in float32; the exact solvers always accumulate in float64 and stay the
+reference the tests compare against.
+
+One loop, two engines: `fit_als` owns biases, start values, iteration order, divergence checks
+and the history; an engine only supplies the half-steps (`HalfSteps`: `LocalHalfSteps` here,
+`SparkHalfSteps` in the trainer), built on the public planned solves.
 
 BLAS threads: the work is many small matmuls and solves, where OpenBLAS threads only add
 synchronisation. Measured on the 2-core box (ml-latest-small, CPU seconds): explicit fit 0.44
@@ -34,7 +49,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -130,6 +145,20 @@ def compute_biases(
     left = r - mu - b_i[inter.item_idx]
     b_u = np.bincount(inter.user_idx, weights=left, minlength=inter.n_users) / (n_u + bias_reg)
     return mu, b_u, b_i
+
+
+def implicit_signal(ratings: np.ndarray, negative_at: float | None) -> np.ndarray:
+    """Signed ranking-model signal r′ (float64, same shape as `ratings`, stars 0.5-5).
+
+    r′ = r for a rating above `negative_at` (a like, preference 1, confidence 1 + α·r);
+    r′ = −(negative_at + 0.5 − r) for a rating at or below it (evidence against: preference 0,
+    confidence 1 + α·|r′|, so 0.5★ weighs more than a borderline 2★ when negative_at = 2).
+    `negative_at=None` treats every rating as a like (Hu-Koren-Volinsky's plain form).
+    """
+    r = np.asarray(ratings, dtype=np.float64)
+    if negative_at is None:
+        return r.copy()
+    return np.where(r > negative_at, r, -(float(negative_at) + 0.5 - r))
 
 
 def to_csr(
@@ -257,11 +286,151 @@ def _small_outer(y: np.ndarray, v: np.ndarray | None = None) -> np.ndarray:
     return np.matmul(y, v.transpose(0, 2, 1))
 
 
-def _explicit_plan_solve(
-    fixed: np.ndarray, plan: BlockPlan, reg: float, reg_scaled: bool, fit_error: bool = False
+def _cg_solve(
+    y: np.ndarray,
+    w: np.ndarray,
+    target: np.ndarray,
+    x0: np.ndarray,
+    steps: int,
+    base: np.ndarray | None = None,
+    lam: np.ndarray | None = None,
+) -> np.ndarray:
+    """A few conjugate-gradient steps on every row's system at once, warm-started from `x0`.
+
+    The system of row n is A_n x = Σ_l target[n,l]·y[n,l] with
+    A_n = B + λ_n I + Σ_l w[n,l]·y[n,l]y[n,l]ᵀ (B = `base`, shared by all rows, may be None;
+    λ = `lam` per row, may be None). A_n is never formed: A_n p costs one p·B and two passes
+    over the row's gathered y, so a step is O(L·k + k²) per row instead of the exact
+    O(L·k² + k³); the first residual Yᵀ(target − w⊙Yx0) − (B + λI)x0 is one fused pass.
+    Shapes: y (nb, L, k), w / target (nb, L) with 0 in padding, x0 (nb, k), lam (nb,);
+    computed in y's dtype (the fixed factors' precision), returned as (nb, k) float64.
+
+    Method: Takács, Pilászy & Tikk (2011), "Applications of the conjugate gradient method for
+    implicit feedback collaborative filtering", RecSys; implicit's CPU `least_squares_cg` does
+    the same row by row. Rows whose squared residual is below 1e-20 stop moving.
+    """
+    dt = y.dtype
+
+    def shared(v: np.ndarray) -> np.ndarray:
+        out = np.zeros_like(v) if base is None else v @ base
+        if lam is not None:
+            out += lam[:, None] * v
+        return out
+
+    x = np.asarray(x0, dtype=dt)
+    r = _yt_v(y, target - w * _y_x(y, x)) - shared(x)
+    p = r.copy()
+    rs = np.einsum("nk,nk->n", r, r)
+    for step_no in range(steps):
+        live = rs > 1e-20
+        if not live.any():
+            break
+        ap = _yt_v(y, w * _y_x(y, p)) + shared(p)
+        pap = np.einsum("nk,nk->n", p, ap)
+        step = np.where(live & (pap > 0), rs / np.where(pap > 0, pap, 1), 0).astype(dt)
+        x = x + step[:, None] * p
+        if step_no == steps - 1:
+            break  # the residual and direction of a step never taken are not needed
+        r -= step[:, None] * ap
+        rs_new = np.einsum("nk,nk->n", r, r)
+        beta = np.where(live, rs_new / np.where(live, rs, 1), 0).astype(dt)
+        p = r + beta[:, None] * p
+        rs = rs_new
+    return x.astype(np.float64)
+
+
+def _cg_dtype(fixed: np.ndarray) -> type:
+    """CG runs in the fixed factors' precision: float32 in → float32 arithmetic (the memory-bound
+    gathers move half the bytes; ~2× faster at rank 128), anything else → float64."""
+    return np.float32 if np.asarray(fixed).dtype == np.float32 else np.float64
+
+
+def _explicit_cg(
+    fixed: np.ndarray,
+    plan: BlockPlan,
+    reg: float,
+    reg_scaled: bool,
+    x0: np.ndarray | None,
+    steps: int,
+    fit_error: bool,
 ) -> tuple[np.ndarray, float, float]:
-    """Solve every row of a planned block; optionally also Σ(v − y·x)² and Σ|v − y·x| over the
-    block's entries (the training error of the fresh solution, for free from the gathered y)."""
+    dt = _cg_dtype(fixed)
+    f = np.asarray(fixed, dtype=dt)
+    k = f.shape[1]
+    ext = np.vstack([f, np.zeros((1, k), dt)])
+    start_all = None if x0 is None else np.asarray(x0, dtype=dt)
+    out = np.zeros((plan.n_rows, k), dtype=np.float64)
+    sse = sae = 0.0
+    for b in plan.buckets:
+        y = _gather(ext, b)
+        nb = b.rows.shape[0]
+        lam = (reg * b.counts if reg_scaled else np.full(nb, float(reg))).astype(dt)
+        start = np.zeros((nb, k), dt) if start_all is None else start_all[b.rows]
+        vals = b.vals.astype(dt)
+        x = _cg_solve(y, b.valid.astype(dt), vals, start, steps, lam=lam)
+        out[b.rows] = x
+        if fit_error:
+            err = (vals - _y_x(y, x.astype(dt))).astype(np.float64)
+            sse += float(np.sum(err * err))
+            sae += float(np.sum(np.abs(err)))
+    return out, sse, sae
+
+
+def _implicit_cg(
+    fixed: np.ndarray,
+    base: np.ndarray,
+    plan: BlockPlan,
+    alpha: float,
+    x0: np.ndarray | None,
+    steps: int,
+    fit_error: bool,
+) -> tuple[np.ndarray, float, float]:
+    dt = _cg_dtype(fixed)
+    f = np.asarray(fixed, dtype=dt)
+    k = f.shape[1]
+    ext = np.vstack([f, np.zeros((1, k), dt)])
+    base_dt = base.astype(dt)
+    start_all = None if x0 is None else np.asarray(x0, dtype=dt)
+    out = np.zeros((plan.n_rows, k), dtype=np.float64)
+    sse = sae = 0.0
+    for b in plan.buckets:
+        y = _gather(ext, b)
+        nb = b.rows.shape[0]
+        w = (alpha * np.abs(b.vals)).astype(dt)  # c − 1 on observed entries, 0 in padding
+        conf = np.where(b.valid & (b.vals > 0), 1 + w, 0).astype(dt)  # c·p (r′ ≤ 0: p = 0)
+        start = np.zeros((nb, k), dt) if start_all is None else start_all[b.rows]
+        x = _cg_solve(y, w, conf, start, steps, base=base_dt)
+        out[b.rows] = x
+        if fit_error:
+            err = np.where(b.valid, 1.0 - _y_x(y, x.astype(dt)), 0.0)
+            sse += float(np.sum(err * err))
+            sae += float(np.sum(np.abs(err)))
+    return out, sse, sae
+
+
+def solve_explicit_planned(
+    fixed: np.ndarray,
+    plan: BlockPlan,
+    reg: float,
+    reg_scaled: bool,
+    *,
+    x0: np.ndarray | None = None,
+    cg_steps: int = 0,
+    fit_error: bool = False,
+) -> tuple[np.ndarray, float, float]:
+    """Ridge-solve every row of a planned block: x = (YᵀY + λ'I)⁻¹ Yᵀ v (the explicit model).
+
+    Shapes: `fixed` Y (n_fixed, k), any float dtype; returns (x (plan.n_rows, k) float64, sse,
+    sae) where, with `fit_error`, sse = Σ(v − y·x)² and sae = Σ|v − y·x| over the block's
+    entries (the fresh solution's training error, free from the gathered y), else 0.0.
+    λ' = reg·n_row when `reg_scaled` (ALS-WR, Zhou et al. 2008; Spark's convention) else reg.
+    Rows without ratings get zeros. `cg_steps` = 0 solves exactly (primal k×k, or the dual
+    L×L form for rows shorter than k); `cg_steps` > 0 takes that many conjugate-gradient steps
+    from `x0` (plan.n_rows, k) (zeros when None) — see `_cg_solve`.
+    Raises numpy.linalg.LinAlgError on a singular system (reg = 0 and too few ratings).
+    """
+    if cg_steps > 0:
+        return _explicit_cg(fixed, plan, reg, reg_scaled, x0, cg_steps, fit_error)
     fixed = np.asarray(fixed)
     k = fixed.shape[1]
     ext = _with_sentinel(fixed)
@@ -302,14 +471,76 @@ def solve_explicit_block(
     *,
     plan: BlockPlan | None = None,
     chunk: int = DEFAULT_CHUNK,
+    x0: np.ndarray | None = None,
+    cg_steps: int = 0,
 ) -> np.ndarray:
-    """Ridge-solve every row of a CSR block against `fixed`: x = (YᵀY + λ'I)⁻¹ Yᵀ r.
-
-    λ' = reg·n_row when `reg_scaled` (Spark's convention) else reg. Rows without ratings get
-    zeros. Pass a `plan_block` plan to skip re-bucketing when the same block is solved again.
-    """
+    """`solve_explicit_planned` for a CSR block (indptr (n_rows+1,), indices, values): the
+    solved rows (n_rows, k). Pass a `plan_block` plan to skip re-bucketing."""
     plan = plan if plan is not None else plan_block(indptr, indices, values, chunk)
-    return _explicit_plan_solve(fixed, plan, reg, reg_scaled)[0]
+    return solve_explicit_planned(fixed, plan, reg, reg_scaled, x0=x0, cg_steps=cg_steps)[0]
+
+
+def solve_implicit_planned(
+    fixed: np.ndarray,
+    gram: np.ndarray,
+    plan: BlockPlan,
+    alpha: float,
+    reg: float,
+    *,
+    x0: np.ndarray | None = None,
+    cg_steps: int = 0,
+    fit_error: bool = False,
+) -> tuple[np.ndarray, float, float]:
+    """Hu-Koren-Volinsky (2008) solve of every row: (YᵀY + Yᵀ(C−I)Y + λI) x = Yᵀ C p.
+
+    Shapes: `fixed` Y (n_fixed, k), `gram` = YᵀY (k, k) over ALL rows of `fixed` (computed once
+    per half-step, so a row costs O(n_row·k²), not a pass over every item); the plan's values
+    are the signed signal r′ of `implicit_signal`, c = 1 + α·|r′|, p = [r′ > 0]. Returns
+    (x (plan.n_rows, k) float64, sse, sae) where, with `fit_error`, sse = Σ(1 − y·x)² and
+    sae = Σ|1 − y·x| over the observed entries (the ranking model's progress signal), else 0.0.
+    Rows without ratings get zeros.
+
+    `cg_steps` = 0 solves exactly (Woodbury for rows with 2·L ≤ k, else the k×k system);
+    `cg_steps` > 0 takes that many conjugate-gradient steps from `x0` (plan.n_rows, k), the rows'
+    current factors (zeros when None): O(L·k + k²) per row and step (Takács, Pilászy & Tikk
+    2011; implicit's `least_squares_cg`). Raises numpy.linalg.LinAlgError on a singular system.
+    """
+    fixed = np.asarray(fixed)
+    k = fixed.shape[1]
+    ext = _with_sentinel(fixed)
+    base = np.asarray(gram, dtype=np.float64) + reg * np.eye(k)
+    if cg_steps > 0:
+        return _implicit_cg(fixed, base, plan, alpha, x0, cg_steps, fit_error)
+    base_inv: np.ndarray | None = None
+    out = np.zeros((plan.n_rows, k), dtype=np.float64)
+    sse = sae = 0.0
+    for b in plan.buckets:
+        y = _gather(ext, b)
+        length = b.cols.shape[1]
+        w = alpha * np.abs(b.vals)  # c − 1 on observed entries, 0 in padding
+        conf = np.where(b.valid & (b.vals > 0), 1.0 + w, 0.0)  # c·p: 0 for evidence against
+        rhs = _yt_v(y, conf)
+        if 2 * length <= k and reg > 0 and np.all(w[b.valid] > 0):
+            # Woodbury with M = YᵀY + λI inverted once per half-step:
+            # (M + UᵀWU)⁻¹ = M⁻¹ − M⁻¹Uᵀ(W⁻¹ + UM⁻¹Uᵀ)⁻¹UM⁻¹, an L×L solve per row.
+            # Padded slots have U = 0 and W⁻¹ := 1, so they decouple with a zero result.
+            if base_inv is None:
+                base_inv = np.linalg.inv(base)
+            z = rhs @ base_inv
+            s_mat = _small_outer(y @ base_inv, y)
+            w_inv = np.where(b.valid, 1.0 / np.where(b.valid, w, 1.0), 1.0)
+            s_mat[:, np.arange(length), np.arange(length)] += w_inv
+            t = _solve_spd(s_mat, _y_x(y, z))
+            x = z - _yt_v(y, t) @ base_inv
+        else:
+            a = base[None, :, :] + np.matmul((y * w[..., None]).transpose(0, 2, 1), y)
+            x = _solve_spd(a, rhs)
+        out[b.rows] = x
+        if fit_error:
+            err = np.where(b.valid, 1.0 - _y_x(y, x), 0.0)
+            sse += float(np.sum(err * err))
+            sae += float(np.sum(np.abs(err)))
+    return out, sse, sae
 
 
 def solve_implicit_block(
@@ -323,42 +554,13 @@ def solve_implicit_block(
     *,
     plan: BlockPlan | None = None,
     chunk: int = DEFAULT_CHUNK,
+    x0: np.ndarray | None = None,
+    cg_steps: int = 0,
 ) -> np.ndarray:
-    """Hu-Koren-Volinsky solve of every row: (YᵀY + Yᵀ(C−I)Y + λI) x = Yᵀ C p, with p = 1.
-
-    `gram` = YᵀY over ALL rows of `fixed`, computed once per half-step, so each row costs
-    O(n_row·k²) instead of a dense pass over every item. Rows without ratings get zeros
-    (their right-hand side is zero).
-    """
+    """`solve_implicit_planned` for a CSR block (indptr (n_rows+1,), indices, star ratings):
+    the solved rows (n_rows, k). Pass a `plan_block` plan to skip re-bucketing."""
     plan = plan if plan is not None else plan_block(indptr, indices, ratings, chunk)
-    fixed = np.asarray(fixed)
-    k = fixed.shape[1]
-    ext = _with_sentinel(fixed)
-    base = np.asarray(gram, dtype=np.float64) + reg * np.eye(k)
-    base_inv: np.ndarray | None = None
-    out = np.zeros((plan.n_rows, k), dtype=np.float64)
-    for b in plan.buckets:
-        y = _gather(ext, b)
-        length = b.cols.shape[1]
-        w = alpha * b.vals  # c − 1 on observed entries, 0 in padding
-        conf = np.where(b.valid, 1.0 + w, 0.0)
-        rhs = _yt_v(y, conf)
-        if 2 * length <= k and reg > 0 and np.all(w[b.valid] > 0):
-            # Woodbury with M = YᵀY + λI inverted once per half-step:
-            # (M + UᵀWU)⁻¹ = M⁻¹ − M⁻¹Uᵀ(W⁻¹ + UM⁻¹Uᵀ)⁻¹UM⁻¹, an L×L solve per row.
-            # Padded slots have U = 0 and W⁻¹ := 1, so they decouple with a zero result.
-            if base_inv is None:
-                base_inv = np.linalg.inv(base)
-            z = rhs @ base_inv
-            s_mat = _small_outer(y @ base_inv, y)
-            w_inv = np.where(b.valid, 1.0 / np.where(b.valid, w, 1.0), 1.0)
-            s_mat[:, np.arange(length), np.arange(length)] += w_inv
-            t = _solve_spd(s_mat, _y_x(y, z))
-            out[b.rows] = z - _yt_v(y, t) @ base_inv
-        else:
-            a = base[None, :, :] + np.matmul((y * w[..., None]).transpose(0, 2, 1), y)
-            out[b.rows] = _solve_spd(a, rhs)
-    return out
+    return solve_implicit_planned(fixed, gram, plan, alpha, reg, x0=x0, cg_steps=cg_steps)[0]
 
 
 def naive_solve_explicit(
@@ -412,6 +614,15 @@ def naive_solve_explicit(
 #     popularity (most rated)                    0.1644   0.1240  0.0985  0.006
 #     ranking DEFAULT                            0.2800   0.2074  0.1978  0.050
 #
+#   low ratings as evidence against (`negative_at`, issue 20 item 7), validation NDCG@10 at
+#   α 1, λ 30, 10 iterations, exact solves (same fit/validation split):
+#     negative_at   off     1.0     1.5     2.0     2.5     3.0
+#     rank 20      0.1801  0.1804  0.1802  0.1796  0.1819  0.1757
+#     rank 64      0.1795  0.1843  0.1890  0.1894  0.1880  0.1870
+#   Neutral at rank 20 (±0.002 is noise here), +5.5 % at rank 64 where 2.0 is best: 2.0 ships
+#   (0.5-2★ count against, 2.5★ and up are likes). Rank 64 / 128 (λ 30, α 1) reach 0.1894 /
+#   0.1930 on validation against 0.1796 at rank 20 (issue 20 item 2).
+#
 # The validation split chose scaled λ·n (Spark's ALS-WR convention): the penalty stays in
 # proportion to each row's data term, so a user with 2000 ratings is constrained as much,
 # relative to their evidence, as a movie with 3. One plain λ cannot do both: the value that
@@ -421,6 +632,11 @@ def naive_solve_explicit(
 
 @dataclass(frozen=True)
 class ExplicitParams:
+    """Explicit model settings: rank k, ridge reg λ (times n_row when `reg_scaled`), shrinkage
+    of the frozen biases, iterations, seed and scale of the N(0, init_scale²) start.
+    `cg_steps` = 0: every half-step solved exactly; > 0: that many warm-started
+    conjugate-gradient steps per row, the last user half-step still exact (fold-in contract)."""
+
     rank: int = 20
     reg: float = 0.18
     reg_scaled: bool = True
@@ -428,6 +644,7 @@ class ExplicitParams:
     iterations: int = 20
     seed: int = 42
     init_scale: float = 0.01
+    cg_steps: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -435,12 +652,17 @@ class ExplicitParams:
 
 @dataclass(frozen=True)
 class ImplicitParams:
+    """Ranking model settings: rank k, reg λ, confidence α (c = 1 + α·|r′|), iterations, seed,
+    start scale, `cg_steps` as in `ExplicitParams`, and `negative_at` (`implicit_signal`)."""
+
     rank: int = 20
     reg: float = 30.0
     alpha: float = 1.0
     iterations: int = 10
     seed: int = 42
     init_scale: float = 0.1
+    cg_steps: int = 3
+    negative_at: float | None = 2.0  # stars at or below: evidence against (`implicit_signal`)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -452,6 +674,9 @@ DEFAULT_IMPLICIT = ImplicitParams()
 
 @dataclass
 class ExplicitModel:
+    """r̂_ui = mu + user_bias[u] + item_bias[i] + P[u]·Q[i]; P (n_users, k), Q (n_items, k),
+    biases in stars; `history` holds one entry per iteration (see `fit_als`)."""
+
     mu: float
     user_bias: np.ndarray
     item_bias: np.ndarray
@@ -465,6 +690,8 @@ class ExplicitModel:
 
 @dataclass
 class ImplicitModel:
+    """Ranking scores X[u]·Y[i]; X (n_users, k), Y (n_items, k); `history` as `ExplicitModel`."""
+
     X: np.ndarray
     Y: np.ndarray
     history: list[dict]
@@ -473,10 +700,10 @@ class ImplicitModel:
 OnIteration = Callable[[dict], None]
 
 
-def _dot_rows(
+def dot_rows(
     a: np.ndarray, b: np.ndarray, rows: np.ndarray, cols: np.ndarray, chunk: int = DEFAULT_CHUNK
 ) -> np.ndarray:
-    """a[rows[j]]·b[cols[j]] for every j, in chunks to bound memory."""
+    """a[rows[j]]·b[cols[j]] for every j → (len(rows),) float64, in chunks to bound memory."""
     out = np.empty(np.asarray(rows).shape[0])
     for s in range(0, out.shape[0], chunk):
         ra = np.take(a, rows[s : s + chunk], axis=0)
@@ -488,11 +715,11 @@ def _dot_rows(
 def predict_explicit(
     model: ExplicitModel, user_idx: np.ndarray, item_idx: np.ndarray, chunk: int = DEFAULT_CHUNK
 ) -> np.ndarray:
-    """μ + b_u + b_i + p_u·q_i for aligned index arrays, in chunks to bound memory."""
+    """μ + b_u + b_i + p_u·q_i for aligned index arrays (stars, unclipped), in chunks."""
     u = np.asarray(user_idx)
     i = np.asarray(item_idx)
     base = model.mu + model.user_bias[u] + model.item_bias[i]
-    return base + _dot_rows(model.P, model.Q, u, i, chunk)
+    return base + dot_rows(model.P, model.Q, u, i, chunk)
 
 
 def _errors(pred: np.ndarray, actual: np.ndarray) -> tuple[float, float]:
@@ -502,13 +729,15 @@ def _errors(pred: np.ndarray, actual: np.ndarray) -> tuple[float, float]:
     return float(np.sqrt(np.mean(d * d))), float(np.mean(np.abs(d)))
 
 
-def _check_finite_input(inter: Interactions) -> None:
+def check_finite_input(inter: Interactions) -> None:
+    """Raises TrainingDivergedError when a rating is NaN or infinite."""
     if not np.all(np.isfinite(inter.rating)):
         bad = int(np.count_nonzero(~np.isfinite(inter.rating)))
         raise TrainingDivergedError(f"{bad} rating(s) are NaN or infinite; refusing to train")
 
 
-def _check_factors(name: str, m: np.ndarray, iteration: int) -> None:
+def check_factors(name: str, m: np.ndarray, iteration: int) -> None:
+    """Raises TrainingDivergedError when `m` holds NaN/inf or a value above 1e6 in magnitude."""
     if not np.all(np.isfinite(m)):
         raise TrainingDivergedError(
             f"iteration {iteration}: {name} factors contain NaN/inf "
@@ -522,16 +751,275 @@ def _check_factors(name: str, m: np.ndarray, iteration: int) -> None:
         )
 
 
-def _safe(name: str, iteration: int, solve: Callable[..., Any], *args, **kw) -> Any:
-    """Run one half-step solve and turn every numerical failure into TrainingDivergedError."""
+# --------------------------------------------------------------------------------------------
+# The one ALS loop; engines differ only in how they run a half-step
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExplicitStep:
+    """One explicit half-step: solve the other side against `fixed` (n_fixed, k), warm-starting
+    CG from `current` (n_rows, k) when `cg_steps` > 0."""
+
+    fixed: np.ndarray
+    current: np.ndarray
+    reg: float
+    reg_scaled: bool
+    cg_steps: int
+
+
+@dataclass(frozen=True)
+class ImplicitStep:
+    """One ranking half-step; `gram` = fixedᵀ·fixed (k, k)."""
+
+    fixed: np.ndarray
+    gram: np.ndarray
+    current: np.ndarray
+    alpha: float
+    reg: float
+    cg_steps: int
+
+
+@dataclass
+class StepResult:
+    """Solved rows of each requested model (n_rows, k) and, when asked, the fresh solution's
+    error sums over the side's ratings: explicit Σ(residual − ŷ)², Σ|·|; ranking Σ(1 − ŷ)², Σ|·|."""
+
+    explicit: np.ndarray | None = None
+    implicit: np.ndarray | None = None
+    explicit_error: tuple[float, float] = (0.0, 0.0)
+    implicit_error: tuple[float, float] = (0.0, 0.0)
+
+
+class HalfSteps(Protocol):
+    """What an engine offers `fit_als`: its blocks of the ratings, solved one side at a time.
+
+    `load` receives the values the two models fit (explicit: residuals r − μ − b_u − b_i;
+    ranking: star ratings), aligned with the Interactions given to `fit_als`, or None for a
+    model not being trained. `solve_items` / `solve_users` run one half-step for every row of
+    that side, for each model whose step is not None; they raise LinAlgError or
+    TrainingDivergedError on a singular system. `close` releases what `load` built.
+    """
+
+    def load(
+        self, explicit_values: np.ndarray | None, implicit_values: np.ndarray | None
+    ) -> None: ...
+
+    def solve_items(
+        self, explicit: ExplicitStep | None, implicit: ImplicitStep | None, errors: bool
+    ) -> StepResult: ...
+
+    def solve_users(
+        self, explicit: ExplicitStep | None, implicit: ImplicitStep | None, errors: bool
+    ) -> StepResult: ...
+
+    def close(self) -> None: ...
+
+
+class LocalHalfSteps:
+    """The local engine: both sides planned once (`plan_block`) and solved in this process."""
+
+    def __init__(self, inter: Interactions, chunk: int = DEFAULT_CHUNK) -> None:
+        self.inter = inter
+        self.chunk = chunk
+        self._plans: dict[tuple[str, str], BlockPlan] = {}
+
+    def load(self, explicit_values: np.ndarray | None, implicit_values: np.ndarray | None) -> None:
+        it = self.inter
+        for model, values in (("exp", explicit_values), ("imp", implicit_values)):
+            if values is None:
+                continue
+            v = np.asarray(values, dtype=np.float64)
+            self._plans[("item", model)] = plan_block(
+                *to_csr(it.item_idx, it.user_idx, v, it.n_items), self.chunk
+            )
+            self._plans[("user", model)] = plan_block(
+                *to_csr(it.user_idx, it.item_idx, v, it.n_users), self.chunk
+            )
+
+    def _solve(
+        self, side: str, e: ExplicitStep | None, i: ImplicitStep | None, errors: bool
+    ) -> StepResult:
+        out = StepResult()
+        if e is not None:
+            x, sse, sae = solve_explicit_planned(
+                e.fixed,
+                self._plans[(side, "exp")],
+                e.reg,
+                e.reg_scaled,
+                x0=e.current,
+                cg_steps=e.cg_steps,
+                fit_error=errors,
+            )
+            out.explicit, out.explicit_error = x, (sse, sae)
+        if i is not None:
+            x, sse, sae = solve_implicit_planned(
+                i.fixed,
+                i.gram,
+                self._plans[(side, "imp")],
+                i.alpha,
+                i.reg,
+                x0=i.current,
+                cg_steps=i.cg_steps,
+                fit_error=errors,
+            )
+            out.implicit, out.implicit_error = x, (sse, sae)
+        return out
+
+    def solve_items(
+        self, explicit: ExplicitStep | None, implicit: ImplicitStep | None, errors: bool
+    ) -> StepResult:
+        return self._solve("item", explicit, implicit, errors)
+
+    def solve_users(
+        self, explicit: ExplicitStep | None, implicit: ImplicitStep | None, errors: bool
+    ) -> StepResult:
+        return self._solve("user", explicit, implicit, errors)
+
+    def close(self) -> None:
+        self._plans.clear()
+
+
+def _guarded(it: int, side: str, solve: Callable[..., StepResult], *args: Any) -> StepResult:
+    """Run one half-step; a numerical failure becomes TrainingDivergedError."""
     try:
-        out = solve(*args, **kw)
+        return solve(*args)
     except np.linalg.LinAlgError as exc:
         raise TrainingDivergedError(
-            f"iteration {iteration}: {name} solve failed ({exc}); increase reg"
+            f"iteration {it}: {side} solve failed ({exc}); increase reg"
         ) from exc
-    _check_factors(name, out[0] if isinstance(out, tuple) else out, iteration)
-    return out
+
+
+def fit_als(
+    engine: HalfSteps,
+    inter: Interactions,
+    explicit: ExplicitParams | None = DEFAULT_EXPLICIT,
+    implicit: ImplicitParams | None = None,
+    valid: Interactions | None = None,
+    on_iteration: Callable[[str, dict], None] | None = None,
+    *,
+    dtype: type = np.float64,
+) -> tuple[ExplicitModel | None, ImplicitModel | None]:
+    """The ALS loop of both engines: biases, start values, half-steps, checks and history.
+
+    Trains the requested models together (the same half-step calls carry both), each for its
+    own number of iterations. Every iteration solves ITEMS given users, then USERS given items;
+    with `cg_steps` > 0 each half-step takes CG steps warm-started from the current factors,
+    except the model's LAST user half-step, which is exact, so a trained user's vector is
+    exactly the fold-in of their ratings (`fold_in_explicit` / `fold_in_implicit`).
+    `valid` (explicit only) adds valid_rmse/valid_mae to each history entry. After each
+    iteration `on_iteration(name, entry)` is called with name "explicit" or "ranking" and
+    entry {iteration, of, train_rmse, train_mae, valid_rmse, valid_mae, seconds}; train_*
+    is the explicit model's residual error in stars, and for the ranking model 1 − x·y over
+    the observed entries. `dtype`: the precision the half-steps see; factors are handed to the
+    engine in it and YᵀY is computed from exactly those values. float64 is the reference;
+    float32 halves what Spark broadcasts and makes CG steps run in float32 (exact solves
+    always accumulate in float64).
+
+    Raises TrainingDivergedError on NaN/inf input, a singular system or exploding factors;
+    ValueError when neither model is requested.
+    """
+    if explicit is None and implicit is None:
+        raise ValueError("nothing to fit")
+    check_finite_input(inter)
+    n_train = max(len(inter), 1)
+    emodel = imodel = None
+    resid = ratings = None
+    if explicit is not None:
+        mu, b_u, b_i = compute_biases(inter, explicit.bias_reg)
+        resid = inter.rating.astype(np.float64) - mu - b_u[inter.user_idx] - b_i[inter.item_idx]
+        P = init_factors(
+            inter.n_users, explicit.rank, explicit.seed, USER_SALT, explicit.init_scale
+        )
+        emodel = ExplicitModel(mu, b_u, b_i, P, np.zeros((inter.n_items, explicit.rank)), [])
+    if implicit is not None:
+        ratings = implicit_signal(inter.rating, implicit.negative_at)
+        X = init_factors(
+            inter.n_users, implicit.rank, implicit.seed, USER_SALT, implicit.init_scale
+        )
+        imodel = ImplicitModel(X, np.zeros((inter.n_items, implicit.rank)), [])
+    valid_base = valid_r = None
+    if emodel is not None and valid is not None and len(valid):
+        valid_base = emodel.mu + emodel.user_bias[valid.user_idx] + emodel.item_bias[valid.item_idx]
+        valid_r = valid.rating.astype(np.float64)
+    e_iters = explicit.iterations if explicit is not None else 0
+    i_iters = implicit.iterations if implicit is not None else 0
+
+    def cast(m: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(m, dtype=dtype)
+
+    def e_step(fixed: np.ndarray, current: np.ndarray, exact: bool) -> ExplicitStep:
+        steps = 0 if exact else explicit.cg_steps
+        return ExplicitStep(cast(fixed), cast(current), explicit.reg, explicit.reg_scaled, steps)
+
+    def i_step(fixed: np.ndarray, current: np.ndarray, exact: bool) -> ImplicitStep:
+        f = cast(fixed)
+        f64 = f.astype(np.float64)
+        steps = 0 if exact else implicit.cg_steps
+        return ImplicitStep(f, f64.T @ f64, cast(current), implicit.alpha, implicit.reg, steps)
+
+    engine.load(resid, ratings)
+    start = time.perf_counter()
+    try:
+        for it in range(1, max(e_iters, i_iters) + 1):
+            e_on = emodel is not None and it <= e_iters
+            i_on = imodel is not None and it <= i_iters
+            # Items given users …
+            es = e_step(emodel.P, emodel.Q, False) if e_on else None
+            is_ = i_step(imodel.X, imodel.Y, False) if i_on else None
+            res = _guarded(it, "item", engine.solve_items, es, is_, False)
+            if e_on:
+                check_factors("item", res.explicit, it)
+                emodel.Q = res.explicit
+            if i_on:
+                check_factors("ranking item", res.implicit, it)
+                imodel.Y = res.implicit
+            # … then users given items, exactly on the model's last iteration; this step also
+            # returns the training error of its fresh solution.
+            es = e_step(emodel.Q, emodel.P, it == e_iters) if e_on else None
+            is_ = i_step(imodel.Y, imodel.X, it == i_iters) if i_on else None
+            res = _guarded(it, "user", engine.solve_users, es, is_, True)
+            elapsed = time.perf_counter() - start
+            if e_on:
+                check_factors("user", res.explicit, it)
+                emodel.P = res.explicit
+                sse, sae = res.explicit_error
+                tr_rmse, tr_mae = math.sqrt(sse / n_train), sae / n_train
+                if not math.isfinite(tr_rmse) or tr_rmse > 100.0:
+                    raise TrainingDivergedError(f"iteration {it}: train RMSE {tr_rmse} diverged")
+                va_rmse = va_mae = None
+                if valid_base is not None:
+                    pred = valid_base + dot_rows(emodel.P, emodel.Q, valid.user_idx, valid.item_idx)
+                    va_rmse, va_mae = _errors(pred, valid_r)
+                entry = _entry(it, e_iters, tr_rmse, tr_mae, va_rmse, va_mae, elapsed)
+                emodel.history.append(entry)
+                if on_iteration is not None:
+                    on_iteration("explicit", entry)
+            if i_on:
+                check_factors("ranking user", res.implicit, it)
+                imodel.X = res.implicit
+                sse, sae = res.implicit_error
+                entry = _entry(
+                    it, i_iters, math.sqrt(sse / n_train), sae / n_train, None, None, elapsed
+                )
+                imodel.history.append(entry)
+                if on_iteration is not None:
+                    on_iteration("ranking", entry)
+    finally:
+        engine.close()
+    return emodel, imodel
+
+
+def _entry(it, of, tr_rmse, tr_mae, va_rmse, va_mae, seconds) -> dict:
+    return {
+        "iteration": it,
+        "of": of,
+        "train_rmse": tr_rmse,
+        "train_mae": tr_mae,
+        "valid_rmse": va_rmse,
+        "valid_mae": va_mae,
+        "seconds": seconds,
+    }
 
 
 def fit_explicit(
@@ -539,49 +1027,15 @@ def fit_explicit(
     params: ExplicitParams = DEFAULT_EXPLICIT,
     valid: Interactions | None = None,
     on_iteration: OnIteration | None = None,
+    *,
+    dtype: type = np.float64,
 ) -> ExplicitModel:
-    """The local engine: frozen shrunk biases, then ALS on the residual."""
-    _check_finite_input(inter)
-    mu, b_u, b_i = compute_biases(inter, params.bias_reg)
-    r = inter.rating.astype(np.float64)
-    resid = r - mu - b_u[inter.user_idx] - b_i[inter.item_idx]
-    by_item = plan_block(*to_csr(inter.item_idx, inter.user_idx, resid, inter.n_items))
-    by_user = plan_block(*to_csr(inter.user_idx, inter.item_idx, resid, inter.n_users))
-    P = init_factors(inter.n_users, params.rank, params.seed, USER_SALT, params.init_scale)
-    Q = np.zeros((inter.n_items, params.rank))
-    model = ExplicitModel(mu, b_u, b_i, P, Q, [])
-    n_train = max(len(inter), 1)
-    valid_base = valid_r = None
-    if valid is not None and len(valid):
-        valid_base = mu + b_u[valid.user_idx] + b_i[valid.item_idx]
-        valid_r = valid.rating.astype(np.float64)
-    start = time.perf_counter()
-    for it in range(1, params.iterations + 1):
-        Q = _safe("item", it, _explicit_plan_solve, P, by_item, params.reg, params.reg_scaled)[0]
-        P, sse, sae = _safe(
-            "user", it, _explicit_plan_solve, Q, by_user, params.reg, params.reg_scaled, True
-        )
-        model.P, model.Q = P, Q
-        # The user half-step is the last one, so its own fit error is the training error.
-        tr_rmse, tr_mae = math.sqrt(sse / n_train), sae / n_train
-        va_rmse = va_mae = None
-        if valid_base is not None:
-            pred = valid_base + _dot_rows(P, Q, valid.user_idx, valid.item_idx)
-            va_rmse, va_mae = _errors(pred, valid_r)
-        if not math.isfinite(tr_rmse) or tr_rmse > 100.0:
-            raise TrainingDivergedError(f"iteration {it}: train RMSE {tr_rmse} diverged")
-        entry = {
-            "iteration": it,
-            "of": params.iterations,
-            "train_rmse": tr_rmse,
-            "train_mae": tr_mae,
-            "valid_rmse": va_rmse,
-            "valid_mae": va_mae,
-            "seconds": time.perf_counter() - start,
-        }
-        model.history.append(entry)
-        if on_iteration is not None:
-            on_iteration(entry)
+    """The explicit model on the local engine (`fit_als` with `LocalHalfSteps`): frozen shrunk
+    biases, then ALS on the residual. `dtype` as in `fit_als` (float32: the trainer's
+    fast setting). Raises TrainingDivergedError (see `fit_als`)."""
+    cb = None if on_iteration is None else (lambda _name, entry: on_iteration(entry))
+    model, _ = fit_als(LocalHalfSteps(inter), inter, params, None, valid, cb, dtype=dtype)
+    assert model is not None
     return model
 
 
@@ -593,7 +1047,7 @@ def fold_in_explicit(
     ratings: np.ndarray,
     params: ExplicitParams = DEFAULT_EXPLICIT,
 ) -> tuple[float, np.ndarray]:
-    """(b_u, p_u) for one user's ratings: exactly the training user half-step.
+    """(b_u, p_u (k,)) for one user's ratings (stars): exactly the training user half-step.
 
     `item_idx` must not repeat an item (the caller keeps the latest rating per movie).
     """
@@ -614,58 +1068,16 @@ def fit_implicit(
     inter: Interactions,
     params: ImplicitParams = DEFAULT_IMPLICIT,
     on_iteration: OnIteration | None = None,
+    *,
+    dtype: type = np.float64,
 ) -> ImplicitModel:
-    """The local engine for the ranking model (confidence 1 + α·r, preference 1)."""
-    _check_finite_input(inter)
-    r = inter.rating.astype(np.float64)
-    by_item = plan_block(*to_csr(inter.item_idx, inter.user_idx, r, inter.n_items))
-    by_user = plan_block(*to_csr(inter.user_idx, inter.item_idx, r, inter.n_users))
-    X = init_factors(inter.n_users, params.rank, params.seed, USER_SALT, params.init_scale)
-    Y = np.zeros((inter.n_items, params.rank))
-    history: list[dict] = []
-    start = time.perf_counter()
-    for it in range(1, params.iterations + 1):
-        Y = _safe(
-            "item",
-            it,
-            solve_implicit_block,
-            X,
-            X.T @ X,
-            None,
-            None,
-            None,
-            params.alpha,
-            params.reg,
-            plan=by_item,
-        )
-        X = _safe(
-            "user",
-            it,
-            solve_implicit_block,
-            Y,
-            Y.T @ Y,
-            None,
-            None,
-            None,
-            params.alpha,
-            params.reg,
-            plan=by_user,
-        )
-        # Cheap progress signal: how close observed scores get to the preference 1.
-        scores = _dot_rows(X, Y, inter.user_idx, inter.item_idx)
-        entry = {
-            "iteration": it,
-            "of": params.iterations,
-            "train_rmse": float(np.sqrt(np.mean((scores - 1.0) ** 2))),
-            "train_mae": float(np.mean(np.abs(scores - 1.0))),
-            "valid_rmse": None,
-            "valid_mae": None,
-            "seconds": time.perf_counter() - start,
-        }
-        history.append(entry)
-        if on_iteration is not None:
-            on_iteration(entry)
-    return ImplicitModel(X, Y, history)
+    """The ranking model on the local engine (`fit_als` with `LocalHalfSteps`): confidence
+    1 + α·|r′|, preference [r′ > 0] (`implicit_signal`). `dtype` as in `fit_als`. Raises
+    TrainingDivergedError."""
+    cb = None if on_iteration is None else (lambda _name, entry: on_iteration(entry))
+    _, model = fit_als(LocalHalfSteps(inter), inter, None, params, None, cb, dtype=dtype)
+    assert model is not None
+    return model
 
 
 def fold_in_implicit(
@@ -675,11 +1087,11 @@ def fold_in_implicit(
     params: ImplicitParams = DEFAULT_IMPLICIT,
     gram: np.ndarray | None = None,
 ) -> np.ndarray:
-    """x_u for one user's ratings: exactly the training user half-step (pass `gram` = YᵀY to
-    avoid recomputing it per request)."""
+    """x_u (k,) for one user's ratings: exactly the training user half-step (pass `gram` = YᵀY
+    to avoid recomputing it per request)."""
     Y = np.asarray(Y, dtype=np.float64)
     gram = Y.T @ Y if gram is None else gram
     idx = np.asarray(item_idx, dtype=np.int64)
-    r = np.asarray(ratings, dtype=np.float32).astype(np.float64)
+    r = implicit_signal(np.asarray(ratings, dtype=np.float32), params.negative_at)
     indptr = np.array([0, idx.size], dtype=np.int64)
     return solve_implicit_block(Y, gram, indptr, idx, r, params.alpha, params.reg)[0]

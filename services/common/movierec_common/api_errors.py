@@ -21,6 +21,8 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
+from movierec_common.training_params import validation_message
+
 
 class ErrorBody(BaseModel):
     code: str = Field(description="snake_case error code", examples=["validation_error"])
@@ -120,10 +122,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> OrjsonResponse:
         details = _validation_details(exc)
-        first = details[0] if details else {}
-        where = ".".join(str(p) for p in first.get("loc", []) if p != "body")
-        message = f"invalid request: {where}: {first.get('msg')}" if where else "invalid request"
-        return error_response(422, "validation_error", message, details)
+        return error_response(422, "validation_error", validation_message(details), details)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> OrjsonResponse:

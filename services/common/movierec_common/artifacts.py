@@ -53,9 +53,28 @@ RANKING_KEYS = ("rank_X", "rank_Y")
 # was built from, holdout included, and `rated_since`: any rating missing from those lists has
 # a timestamp at or after it. The recommender then reads only a user's newer ratings.
 RATED_KEYS = ("rated_indptr", "rated_movie_ids", "rated_since")
-KNOWN_KEYS = frozenset(REQUIRED_KEYS + RANKING_KEYS + RATED_KEYS)
-_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_FLOAT_KEYS = ("P", "Q", "user_bias", "item_bias", "global_mean", "rank_X", "rank_Y")
+# Optional with the rated lists: the star value of each rated movie (float32, aligned with
+# rated_movie_ids), so "because you rated …" explanations need no per-request rating read.
+RATED_STARS_KEY = "rated_stars"
+ARRAY_KEYS = (
+    *REQUIRED_KEYS,
+    *RANKING_KEYS,
+    *RATED_KEYS,
+    RATED_STARS_KEY,
+)  # every array a version may hold
+KNOWN_KEYS = frozenset(ARRAY_KEYS)
+VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"  # also the admin routes' path pattern
+_VERSION_RE = re.compile(VERSION_PATTERN)
+_FLOAT_KEYS = (
+    "P",
+    "Q",
+    "user_bias",
+    "item_bias",
+    "global_mean",
+    "rank_X",
+    "rank_Y",
+    RATED_STARS_KEY,
+)
 _INT_KEYS = ("user_ids", "item_ids", "item_counts", *RATED_KEYS)
 
 
@@ -65,6 +84,12 @@ class ArtifactError(Exception):
 
 @dataclass(frozen=True)
 class ModelArtifact:
+    """One published model version as loaded: explicit factors P (n_users, k) and Q
+    (n_items, k) with biases in stars (r̂ = global_mean + user_bias + item_bias + P·Q), the dense
+    index → MovieLens id maps, per-item training counts, the optional ranking factors rank_X /
+    rank_Y (n_users / n_items, k_rank) and the optional per-user rated lists (CSR over movie
+    ids, `rated_since` = newest rating timestamp in the training data, seconds)."""
+
     version: str
     manifest: dict[str, Any]
     P: np.ndarray
@@ -80,6 +105,7 @@ class ModelArtifact:
     rated_indptr: np.ndarray | None = None
     rated_movie_ids: np.ndarray | None = None
     rated_since: int | None = None
+    rated_stars: np.ndarray | None = None
 
     @property
     def has_ranking(self) -> bool:
@@ -227,6 +253,8 @@ def check_sanity(a: dict[str, np.ndarray]) -> None:
 def _validate_rated(a: dict[str, np.ndarray], n_users: int) -> None:
     present = [k for k in RATED_KEYS if k in a]
     if not present:
+        if RATED_STARS_KEY in a:
+            raise ArtifactError(f"{RATED_STARS_KEY} needs the rated lists {list(RATED_KEYS)}")
         return
     if len(present) != len(RATED_KEYS):
         raise ArtifactError(f"rated lists need all of {list(RATED_KEYS)}, got {present}")
@@ -240,6 +268,12 @@ def _validate_rated(a: dict[str, np.ndarray], n_users: int) -> None:
         )
     if indptr[0] != 0 or indptr[-1] != movies.shape[0] or np.any(np.diff(indptr) < 0):
         raise ArtifactError("rated_indptr: must start at 0, never decrease, end at the length")
+    stars = a.get(RATED_STARS_KEY)
+    if stars is not None and stars.shape != movies.shape:
+        raise ArtifactError(
+            f"{RATED_STARS_KEY}: expected shape {movies.shape} (one per rated movie), "
+            f"got {stars.shape}"
+        )
 
 
 def _check_manifest(manifest: Any, version: str) -> dict[str, Any]:
@@ -452,6 +486,7 @@ def _load_version(root: Path, version: str) -> ModelArtifact:
         rated_indptr=arrays.get("rated_indptr"),
         rated_movie_ids=arrays.get("rated_movie_ids"),
         rated_since=int(arrays["rated_since"]) if "rated_since" in arrays else None,
+        rated_stars=arrays.get(RATED_STARS_KEY),
     )
 
 

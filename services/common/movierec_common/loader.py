@@ -54,10 +54,12 @@ from typing import Any, Literal
 
 import numpy as np
 
+from movierec_common.data_model import RATING_MAX, RATING_MIN
+
 log = logging.getLogger(__name__)
 
 OnError = Literal["skip", "raise"]
-RATING_MIN, RATING_MAX = 0.5, 5.0
+
 TIMESTAMP_MIN = 788_918_400  # 1995-01-01T00:00:00Z: MovieLens' first ratings are from 1995
 FUTURE_SLACK_S = 86_400  # a timestamp may lie at most one day after "now"
 MAX_ID = 2**53  # ids beyond this are not exact as JSON numbers

@@ -28,6 +28,7 @@ def make_client(
     url: str,
     timeout_ms: int = 2000,
     socket_timeout_ms: int | None = None,
+    monitor_timeout_ms: int | None = None,
     appname: str | None = None,
     journal: bool = True,
 ) -> AsyncMongoClient:
@@ -37,12 +38,18 @@ def make_client(
     journaled write concern `JOURNALED`; `appname` names the process in the server's logs (and
     lets a test scope a server fail point to it); an `appName` in the URL wins. `journal=False`
     only for a re-runnable bulk step that makes its result durable itself (mongo-init's import
-    ends with an `fsync`)."""
+    ends with an `fsync`).
+
+    `monitor_timeout_ms` (connectTimeoutMS, default `timeout_ms`) also bounds the driver's
+    background `hello` checks; when one times out, PyMongo marks the server unknown and
+    cancels every operation in flight on it ("operation cancelled"). A server that answers one
+    command at a time (SecantusDB) cannot answer the check while it applies a big bulk write,
+    so batch jobs pass a value as long as such a write may take."""
     named = {} if appname is None or "appname=" in url.lower() else {"appname": appname}
     return AsyncMongoClient(
         url,
         serverSelectionTimeoutMS=timeout_ms,
-        connectTimeoutMS=timeout_ms,
+        connectTimeoutMS=monitor_timeout_ms or timeout_ms,
         socketTimeoutMS=socket_timeout_ms or max(timeout_ms * 15, 30000),
         tz_aware=True,
         uuidRepresentation="standard",

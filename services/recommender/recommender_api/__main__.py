@@ -12,13 +12,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import sys
 
-import uvicorn
 from movierec_common.cli import settings_parser
 from movierec_common.logs import setup_logging
 from movierec_common.tokens import InsecureSecret
 
 from .config import RecommenderSettings
-from .main import create_app
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,6 +26,11 @@ def main(argv: list[str] | None = None) -> None:
         "RECOMMENDER_HOST:RECOMMENDER_PORT.",
         RecommenderSettings,
     ).parse_args(argv)
+    # The server and the app are imported only now, so --help answers at once.
+    import uvicorn
+
+    from .main import create_app
+
     settings = RecommenderSettings()
     setup_logging(settings.log_level, settings.log_json)
     try:

@@ -20,10 +20,10 @@ class RecommenderSettings(CommonSettings):
         description="Movies with fewer training ratings have untrustworthy vectors and are never "
         "offered as similar movies.",
     )
-    similar_factors: Literal["auto", "explicit", "ranking", "blend"] = Field(
+    similar_factors: Literal["auto", "explicit", "ranking", "blend", "cooccurrence"] = Field(
         "auto",
-        description="Factors used for cosine neighbours; auto = blend when the model has ranking "
-        "factors (measured in bench/bench_recs.py), else explicit.",
+        description="Neighbours: auto = cooccurrence when the artifact carries rated lists, else "
+        "blend when it has ranking factors, else explicit (measured in bench/bench_recs.py).",
     )
     rated_lookup: Literal["recent", "all"] = Field(
         "recent",
@@ -47,6 +47,40 @@ class RecommenderSettings(CommonSettings):
         60.0, gt=0, description="How often movie metadata and popularity are re-read."
     )
     cors_origins: list[str] = Field(default_factory=list, description="Allowed CORS origins.")
+    # --- impressions and A/B experiments (issue 17) ---
+    impressions_enabled: bool = Field(
+        True, description="Record every returned list in `impressions` (off: nothing written)."
+    )
+    impressions_queue_size: int = Field(
+        10000, ge=1, description="Impressions waiting to be written; beyond this they are dropped."
+    )
+    impressions_batch_size: int = Field(500, ge=1, description="Most impressions per insert.")
+    impressions_flush_seconds: float = Field(
+        0.5, gt=0, description="Longest wait to fill a batch before writing what there is."
+    )
+    impressions_write_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="A batch whose write takes longer is dropped (and counted). Off the request "
+        "path, so it only bounds how long the writer waits; at 1 s the embedded database on an "
+        "overloaded 2-core machine (load average 16) dropped 62 % of batches (bench/REPORT.md).",
+    )
+    new_movie_slots: int = Field(
+        1,
+        ge=0,
+        le=10,
+        description="Last positions of a personalised list offered to movies added since the "
+        "model was trained (content profile, new_movies.py); 0 turns this off.",
+    )
+    new_movie_min_predicted: float = Field(
+        3.5,
+        ge=0.5,
+        le=5.0,
+        description="A new movie takes a slot only if the user's predicted rating reaches this.",
+    )
+    experiments_poll_seconds: float = Field(
+        5.0, gt=0, description="How often the running A/B experiment is re-read from MongoDB."
+    )
     account_cache_seconds: float = Field(
         1.0,
         ge=0,

@@ -76,6 +76,7 @@ async def optional_principal(request: Request) -> Principal | None:
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
 State = Annotated[AppState, Depends(get_state)]
 
 

@@ -18,9 +18,13 @@ from movierec_common.request_middleware import RequestMiddleware
 from movierec_common.web_security import OriginCheck, SecurityHeaders
 
 from .config import RecommenderSettings
+from .experiments import ExperimentRunner
+from .impressions import COLLECTION as IMPRESSIONS
+from .impressions import ImpressionRecorder
 from .metrics import Metrics
 from .model_store import ModelStore
 from .movies import MovieCache
+from .new_movies import ContentProfiles
 from .repository import Repository
 from .routes import ops, recs
 from .state import AppState
@@ -48,6 +52,18 @@ def create_app(settings: RecommenderSettings | None = None) -> FastAPI:
         store.on_swap.append(metrics.on_model)
         store.on_fail.append(lambda _v, _m: metrics.reloads.labels("refused").inc())
         movies = MovieCache(repo, settings.movies_refresh_seconds)
+        db = client[settings.mongo_db]
+        impressions = ImpressionRecorder(
+            db[IMPRESSIONS],
+            enabled=settings.impressions_enabled,
+            queue_size=settings.impressions_queue_size,
+            batch_size=settings.impressions_batch_size,
+            flush_seconds=settings.impressions_flush_seconds,
+            write_timeout=settings.impressions_write_timeout_seconds,
+            written=metrics.impressions_written,
+            dropped=metrics.impressions_dropped,
+        )
+        experiments = ExperimentRunner(db, store, settings.experiments_poll_seconds)
         app.state.recs = AppState(
             settings=settings,
             client=client,
@@ -57,6 +73,9 @@ def create_app(settings: RecommenderSettings | None = None) -> FastAPI:
             metrics=metrics,
             jwt_secret=settings.jwt_secret.get_secret_value(),
             api_keys=[k.get_secret_value() for k in settings.api_keys],
+            impressions=impressions,
+            experiments=experiments,
+            content=ContentProfiles(settings.similar_min_ratings),
             accounts=AccountCheck(
                 client[settings.mongo_db][USERS_COLLECTION], settings.account_cache_seconds
             ),
@@ -65,6 +84,8 @@ def create_app(settings: RecommenderSettings | None = None) -> FastAPI:
         # popularity, the movie cache retries, and /readyz reports what is missing.
         await store.start()
         await movies.start()
+        await experiments.start()
+        await impressions.start()
         log.info(
             "recommender ready",
             extra={
@@ -76,6 +97,8 @@ def create_app(settings: RecommenderSettings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await impressions.stop()
+            await experiments.stop()
             await movies.stop()
             await store.stop()
             await client.close()

@@ -58,6 +58,18 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.impressions_written = Counter(
+            "movierec_recs_impressions_written",
+            "Impressions written to MongoDB",
+            registry=self.registry,
+        )
+        self.impressions_dropped = Counter(
+            "movierec_recs_impressions_dropped",
+            "Impressions dropped: queue_full (database slow) or write_failed",
+            ["reason"],
+            registry=self.registry,
+        )
+
     def on_model(self, model: ServingModel) -> None:
         self.model_info.clear()
         self.model_info.labels(model.version, str(model.has_ranking).lower()).set(1)

@@ -22,22 +22,6 @@ from .ranking import ServingModel, build_serving_model
 
 log = logging.getLogger(__name__)
 
-ARRAY_KEYS = (
-    "P",
-    "Q",
-    "user_bias",
-    "item_bias",
-    "global_mean",
-    "user_ids",
-    "item_ids",
-    "item_counts",
-    "rank_X",
-    "rank_Y",
-    "rated_indptr",
-    "rated_movie_ids",
-    "rated_since",
-)
-
 
 def load_serving_model(
     model_dir: Path, version: str | None, similar_factors: str, similar_min_ratings: int
@@ -45,7 +29,7 @@ def load_serving_model(
     """Blocking: verify through the artifact reader, then precompute the serving form."""
     start = time.perf_counter()
     art = artifacts.load_model(model_dir, version)
-    arrays: dict[str, Any] = {key: getattr(art, key, None) for key in ARRAY_KEYS}
+    arrays: dict[str, Any] = {key: getattr(art, key, None) for key in artifacts.ARRAY_KEYS}
     elapsed = time.perf_counter() - start
     model = build_serving_model(
         version=art.version,
@@ -101,6 +85,29 @@ class ModelStore:
         self._stop = asyncio.Event()
         self.on_swap: list[Any] = []  # callbacks(model): metrics gauges
         self.on_fail: list[Any] = []  # callbacks(version, message)
+        # The A/B experiment's other version, held beside the active one (experiments.py).
+        self.other: ServingModel | None = None
+
+    async def hold_other(self, version: str | None) -> ServingModel | None:
+        """Load (verified, like CURRENT) and keep `version` beside the active model, or drop the
+        held one when `version` is None. The active version is shared, never loaded twice.
+        Raises what the artifact reader raises for a missing or corrupt version."""
+        if version is None:
+            self.other = None
+            return None
+        if self.other is not None and self.other.version == version:
+            return self.other
+        if self.current is not None and self.current.version == version:
+            self.other = self.current
+            return self.other
+        self.other = await asyncio.to_thread(
+            load_serving_model,
+            self.model_dir,
+            version,
+            self.similar_factors,
+            self.similar_min_ratings,
+        )
+        return self.other
 
     async def refresh(self, reason: str, force: bool = False) -> bool:
         """Load CURRENT if it names a version other than the active (or last refused) one."""
@@ -229,7 +236,7 @@ class ModelStore:
                     stop_event=self._stop,
                     recursive=False,
                 ):
-                    if any(Path(p).name == artifacts_current_name() for _, p in changes):
+                    if any(Path(p).name == artifacts.CURRENT for _, p in changes):
                         # A write to CURRENT is a deliberate act: retry even a version that
                         # was refused before (its files may have been repaired since).
                         await self.refresh("watch", force=True)
@@ -249,7 +256,3 @@ class ModelStore:
                 await self.refresh("poll")
             except Exception as exc:
                 log.warning("model poll failed", extra={"error": str(exc)[:200]})
-
-
-def artifacts_current_name() -> str:
-    return getattr(artifacts, "CURRENT_FILE", "CURRENT")

@@ -28,6 +28,7 @@ class MovieMeta:
     genres: list[str]
     rating_count: int
     popularity_score: float | None
+    new: bool = False  # added by an admin after the import (issue 17: content profile)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class MovieCatalog:
     genre_ids: dict[str, np.ndarray] = field(default_factory=dict)  # canonical → movieIds
     popular_ids: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     loaded_at: float = 0.0
+    new_ids: tuple[int, ...] = ()  # movies an admin added after the import, in id order
 
     @classmethod
     def from_docs(cls, docs: list[dict[str, Any]]) -> MovieCatalog:
@@ -56,6 +58,7 @@ class MovieCatalog:
                 genres=genres,
                 rating_count=int(d.get("rating_count") or 0),
                 popularity_score=float(pop) if pop is not None else None,
+                new=d.get("added_at") is not None,
             )
             for g in genres:
                 by_genre.setdefault(g, []).append(mid)
@@ -68,6 +71,7 @@ class MovieCatalog:
             genre_ids={g: np.asarray(sorted(ids), np.int64) for g, ids in by_genre.items()},
             popular_ids=np.asarray([m.movieId for m in ranked], np.int64),
             loaded_at=time.time(),
+            new_ids=tuple(sorted(m.movieId for m in meta.values() if m.new)),
         )
 
     def resolve_genre(self, genre: str) -> str | None:

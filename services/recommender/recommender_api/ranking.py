@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 import numpy as np
 from movierec_common import als
+from movierec_common.data_model import RATING_MAX, RATING_MIN
 
-RATING_MIN, RATING_MAX = 0.5, 5.0
-SimilarSource = Literal["explicit", "ranking", "blend"]
+SimilarSource = Literal["explicit", "ranking", "blend", "cooccurrence"]
 
 
 class IdIndex:
@@ -74,6 +74,7 @@ class ServingModel:
     Y: np.ndarray | None = None  # ranking item factors, float32
     Y64: np.ndarray | None = None
     gram: np.ndarray | None = None  # YᵀY in float64, shared by every implicit fold-in
+    x_mean: np.ndarray | None = None  # float64 (k_rank,), the average trained user's x_u
     implicit_params: Any = None
     sim_source: SimilarSource = "explicit"
     sim_unit: np.ndarray = field(default_factory=lambda: np.empty((0, 0), np.float32))
@@ -81,6 +82,8 @@ class ServingModel:
     rated_indptr: np.ndarray | None = None  # CSR over users: movieIds rated in the data
     rated_movie_ids: np.ndarray | None = None
     rated_since: int | None = None  # ratings missing from the CSR are stamped at or after this
+    rated_stars: np.ndarray | None = None  # float32, aligned with rated_movie_ids
+    cooc: CoRated | None = None  # for sim_source == "cooccurrence"
     loaded_at: float = 0.0
     load_seconds: float = 0.0
 
@@ -100,6 +103,74 @@ class ServingModel:
         """The movieIds user row `u` had rated in the data this model was built from."""
         assert self.rated_indptr is not None and self.rated_movie_ids is not None
         return self.rated_movie_ids[self.rated_indptr[u] : self.rated_indptr[u + 1]]
+
+    def stars_in_data(self, u: int) -> np.ndarray | None:
+        """The stars aligned with `rated_in_data(u)`, or None for artifacts without them."""
+        if self.rated_stars is None or self.rated_indptr is None:
+            return None
+        return self.rated_stars[self.rated_indptr[u] : self.rated_indptr[u + 1]]
+
+
+COOC_SHRINK = 100.0
+COOC_POWER = 0.7
+COOC_MAX_USERS = 2000
+
+
+@dataclass(frozen=True, eq=False)
+class CoRated:
+    """Who rated what, both ways, for co-rating neighbours (asymmetric cosine, Aiolli 2013):
+
+        sim(i, j) = |U_i ∩ U_j| / (n_i^0.5 · n_j^0.7 + 100)
+
+    The larger exponent on the candidate's count n_j discounts blockbusters that co-occur with
+    everything; the shrink term damps pairs with little support. Chosen in bench/bench_recs.py
+    on a validation split carved from the training part (among settings that keep Toy Story 2
+    in Toy Story's top 3, the best hit rate of co-rated validation pairs). Values lie in
+    [0, 1). A movie rated by more than COOC_MAX_USERS users is compared through an evenly
+    strided sample of them (counts rescaled), so one request costs at most about
+    COOC_MAX_USERS × (ratings per user) gathered indices.
+    """
+
+    user_indptr: np.ndarray  # CSR over users (rated lists order): item rows
+    user_items: np.ndarray  # int32
+    item_indptr: np.ndarray  # CSR over item rows: user positions
+    item_users: np.ndarray  # int32
+    counts: np.ndarray  # float64 (n_items,): ratings per movie in the lists
+
+    @classmethod
+    def build(cls, rated_indptr: np.ndarray, rated_movie_ids: np.ndarray, items: IdIndex):
+        rows, found = items.take(rated_movie_ids)
+        user_of = np.repeat(np.arange(rated_indptr.shape[0] - 1), np.diff(rated_indptr))[found]
+        u_ptr = np.zeros(rated_indptr.shape[0], np.int64)
+        np.cumsum(np.bincount(user_of, minlength=u_ptr.shape[0] - 1), out=u_ptr[1:])
+        order = np.argsort(rows, kind="stable")
+        n_items = len(items)
+        i_ptr = np.zeros(n_items + 1, np.int64)
+        counts = np.bincount(rows, minlength=n_items)
+        np.cumsum(counts, out=i_ptr[1:])
+        return cls(
+            u_ptr,
+            rows.astype(np.int32),
+            i_ptr,
+            user_of[order].astype(np.int32),
+            counts.astype(np.float64),
+        )
+
+    def similarity(self, item: int) -> np.ndarray:
+        users = self.item_users[self.item_indptr[item] : self.item_indptr[item + 1]]
+        n_i = float(users.size)
+        if users.size > COOC_MAX_USERS:
+            users = users[:: int(np.ceil(users.size / COOC_MAX_USERS))]
+        starts, ends = self.user_indptr[users], self.user_indptr[users + 1]
+        lens = ends - starts
+        total = int(lens.sum())
+        offs = np.repeat(starts - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens)
+        gathered = self.user_items[offs + np.arange(total)]
+        co = np.bincount(gathered, minlength=self.counts.shape[0]).astype(np.float64)
+        if users.size and users.size < n_i:
+            co *= n_i / users.size
+        sims = co / (np.sqrt(n_i) * self.counts**COOC_POWER + COOC_SHRINK)
+        return np.where(co > 0, sims, -np.inf)  # never rated together: not a neighbour
 
 
 @dataclass(frozen=True)
@@ -154,11 +225,15 @@ def similarity_vectors(source: SimilarSource, Q: np.ndarray, Y: np.ndarray | Non
     )
 
 
-def choose_similar_source(preference: str, has_ranking: bool) -> SimilarSource:
-    """`auto` = `blend` when ranking factors exist. Measured in bench/bench_recs.py (hit rate of
-    co-rated held-out pairs, seeded 80/20): ranking y ≈ blend ≫ explicit q, but plain ranking
-    cosine pushes blockbusters into every list (Toy Story 2 falls out of Toy Story's top 10);
-    the blend keeps the hit rate and the sequel."""
+def choose_similar_source(
+    preference: str, has_ranking: bool, has_rated: bool = False
+) -> SimilarSource:
+    """`auto` = `cooccurrence` when the artifact has rated lists, else `blend` when ranking
+    factors exist. Measured in bench/bench_recs.py (hit rate of co-rated held-out pairs, seeded
+    80/20): asymmetric co-rating cosine 0.072 with Toy Story 2 first for Toy Story, against
+    0.046-0.051 and #8-#10 for the factor blend; ranking y ≈ blend ≫ explicit q."""
+    if preference == "cooccurrence" or (preference == "auto" and has_rated):
+        return "cooccurrence" if has_rated else choose_similar_source("auto", has_ranking)
     if preference == "explicit" or not has_ranking:
         return "explicit"
     if preference == "ranking":
@@ -183,13 +258,17 @@ def build_serving_model(
     explicit_params = _params_from(als.ExplicitParams, params.get("explicit"), als.DEFAULT_EXPLICIT)
     X = arrays.get("rank_X")
     Y = arrays.get("rank_Y")
-    Y64 = gram = implicit_params = None
+    Y64 = gram = implicit_params = x_mean = None
     if Y is not None and X is not None:
         Y64 = np.asarray(Y, dtype=np.float64)
         gram = Y64.T @ Y64
+        x_mean = np.asarray(X, dtype=np.float64).mean(axis=0)
         implicit_params = _params_from(
             als.ImplicitParams, params.get("ranking"), als.DEFAULT_IMPLICIT
         )
+        if params.get("ranking") and "negative_at" not in params["ranking"]:
+            # Trained before low ratings counted against: fold in the way it was trained.
+            implicit_params = dataclasses.replace(implicit_params, negative_at=None)
     else:
         X = Y = None
     counts = arrays.get("item_counts")
@@ -200,15 +279,26 @@ def build_serving_model(
     )
     rated_indptr, rated_movie_ids = arrays.get("rated_indptr"), arrays.get("rated_movie_ids")
     rated_since = arrays.get("rated_since")
-    source = choose_similar_source(similar_factors, Y is not None)
-    sim_unit = similarity_vectors(source, Q64, Y)
-    sim_ok = (item_counts >= similar_min_ratings) & (np.abs(sim_unit).sum(axis=1) > 0)
+    items_index = IdIndex(np.asarray(arrays["item_ids"]))
+    has_rated = rated_indptr is not None and rated_movie_ids is not None
+    source = choose_similar_source(similar_factors, Y is not None, has_rated)
+    cooc = None
+    if source == "cooccurrence":
+        cooc = CoRated.build(np.asarray(rated_indptr), np.asarray(rated_movie_ids), items_index)
+        # Neighbours come from co-ratings; the factor-space vectors stay for what has no
+        # ratings yet (new movies' content profiles compare in factor space).
+        factor_source = choose_similar_source("auto", Y is not None)
+        sim_unit = similarity_vectors(factor_source, Q64, Y)
+        sim_ok = item_counts >= similar_min_ratings
+    else:
+        sim_unit = similarity_vectors(source, Q64, Y)
+        sim_ok = (item_counts >= similar_min_ratings) & (np.abs(sim_unit).sum(axis=1) > 0)
     return ServingModel(
         version=version,
         manifest=manifest,
         mu=float(np.asarray(arrays["global_mean"])),
         users=IdIndex(np.asarray(arrays["user_ids"])),
-        items=IdIndex(np.asarray(arrays["item_ids"])),
+        items=items_index,
         user_bias=np.asarray(arrays["user_bias"], dtype=np.float32),
         item_bias=item_bias64.astype(np.float32),
         P=np.ascontiguousarray(arrays["P"], dtype=np.float32),
@@ -221,13 +311,18 @@ def build_serving_model(
         Y=None if Y is None else np.ascontiguousarray(Y, dtype=np.float32),
         Y64=Y64,
         gram=gram,
+        x_mean=x_mean,
         implicit_params=implicit_params,
         sim_source=source,
         sim_unit=sim_unit,
         sim_ok=sim_ok,
+        cooc=cooc,
         rated_indptr=None if rated_indptr is None else np.asarray(rated_indptr, np.int64),
         rated_movie_ids=None if rated_movie_ids is None else np.asarray(rated_movie_ids, np.int64),
         rated_since=None if rated_since is None else int(np.asarray(rated_since)),
+        rated_stars=None
+        if arrays.get("rated_stars") is None
+        else np.asarray(arrays["rated_stars"], np.float32),
         loaded_at=loaded_at,
         load_seconds=load_seconds,
     )
@@ -258,8 +353,27 @@ def fold_in(model: ServingModel, item_idx: np.ndarray, ratings: np.ndarray) -> U
         x_u = als.fold_in_implicit(
             model.Y64, item_idx, ratings, model.implicit_params, gram=model.gram
         )
+        if not np.any(x_u):
+            x_u = _fold_in_from_average(model, item_idx, ratings)
         x_u = np.asarray(x_u, dtype=np.float32)
     return UserVectors(float(b_u), np.asarray(p_u, dtype=np.float32), x_u, folded_in=True)
+
+
+def _fold_in_from_average(
+    model: ServingModel, item_idx: np.ndarray, ratings: np.ndarray
+) -> np.ndarray:
+    """x_u for a user whose every rating counts against (x_u = 0 in the plain half-step, so
+    nothing could be ordered): the same normal equations with the ridge centred on the average
+    trained user instead of 0, (YᵀY + Yᵀ(C−I)Y + λI) x = Yᵀ C p + λ·x̄ with p = 0 here. The
+    user starts from the crowd's taste and is pushed away from what they disliked (a new user
+    who rated eight horror films 0.5★ gets the crowd favourites minus the horror direction)."""
+    assert model.Y64 is not None and model.gram is not None and model.x_mean is not None
+    params = model.implicit_params
+    signal = als.implicit_signal(np.asarray(ratings, np.float32), params.negative_at)
+    y_r = model.Y64[np.asarray(item_idx, np.int64)]
+    c = 1.0 + params.alpha * np.abs(signal)
+    w = model.gram + (y_r * (c - 1.0)[:, None]).T @ y_r + params.reg * np.eye(y_r.shape[1])
+    return np.linalg.solve(w, params.reg * model.x_mean)
 
 
 def predicted_ratings(model: ServingModel, user: UserVectors) -> np.ndarray:
@@ -316,10 +430,107 @@ def top_k(
     return best if cand is None else cand[best]
 
 
-def similar(model: ServingModel, item: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(indices, cosine) of the k nearest trustworthy movies to `item`, itself excluded."""
-    sims = model.sim_unit @ model.sim_unit[item]
+def similar(
+    model: ServingModel, item: int, k: int, allowed: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, cosine) of the k nearest trustworthy movies to `item`, itself excluded, only
+    among `allowed` rows when given (genre filter)."""
+    sims = model.cooc.similarity(item) if model.cooc is not None else None
+    if sims is None:
+        sims = model.sim_unit @ model.sim_unit[item]
     sims = np.where(model.sim_ok, sims, -np.inf).astype(np.float32)
     sims[item] = -np.inf
-    idx = top_k(sims, k)
+    idx = top_k(sims, k, allowed=allowed)
+    idx = idx[np.isfinite(sims[idx])]
     return idx, sims[idx]
+
+
+EXPLAIN_TOP = 3
+
+
+def explain_ranking(
+    model: ServingModel,
+    targets: np.ndarray,
+    rated_idx: np.ndarray,
+    stars: np.ndarray,
+    top: int = EXPLAIN_TOP,
+) -> list[list[tuple[int, float]]]:
+    """For each target movie, the rated movies that contributed most to its ranking score.
+
+    Hu, Koren & Volinsky (2008) §5, as in implicit's `explain`: the user half-step gives
+    x_u = W⁻¹ Σ_j c_j p_j y_j with W = YᵀY + Σ_j (c_j − 1) y_j y_jᵀ + λI, so the score
+    y_iᵀ x_u splits exactly into Σ_j c_j p_j · y_iᵀ W⁻¹ y_j over the rated movies j.
+    `targets` and `rated_idx` are row indices (n_t,) and (n_r,); `stars` (n_r,) the ratings.
+    Returns, per target, up to `top` (rated row, share) pairs with a positive contribution,
+    largest first; share = contribution / the sum of that target's positive contributions.
+    Cost O(n_r·k² + k³ + n_t·n_r·k): a 2,698-rating user at k=20 is well under a millisecond.
+    """
+    if model.Y64 is None or rated_idx.size == 0 or targets.size == 0:
+        return [[] for _ in range(int(targets.size))]
+    return _top_contributions(
+        ranking_contributions(model, targets, rated_idx, stars), rated_idx, top
+    )
+
+
+def ranking_contributions(
+    model: ServingModel, targets: np.ndarray, rated_idx: np.ndarray, stars: np.ndarray
+) -> np.ndarray:
+    """(n_t, n_r) c_j p_j · y_iᵀ W⁻¹ y_j; row i sums to y_iᵀ x_u of the folded-in user."""
+    assert model.Y64 is not None and model.gram is not None
+    params = model.implicit_params
+    signal = als.implicit_signal(np.asarray(stars, np.float32), params.negative_at)
+    c = 1.0 + params.alpha * np.abs(signal)
+    cp = np.where(signal > 0, c, 0.0)
+    y_r = model.Y64[rated_idx]  # (n_r, k)
+    k = y_r.shape[1]
+    w = model.gram + (y_r * (c - 1.0)[:, None]).T @ y_r + params.reg * np.eye(k)
+    left = np.linalg.solve(w, model.Y64[targets].T).T  # (n_t, k) = (W⁻¹ y_i)ᵀ
+    return (left @ y_r.T) * cp[None, :]
+
+
+def _top_contributions(
+    contrib: np.ndarray, rated_idx: np.ndarray, top: int
+) -> list[list[tuple[int, float]]]:
+    """Per row of (n_t, n_r) contributions: the `top` positive ones as (rated row, share of the
+    row's positive total), largest first."""
+    out: list[list[tuple[int, float]]] = []
+    for row in contrib:
+        best = np.argsort(-row, kind="stable")[:top]
+        best = best[row[best] > 0]
+        total = float(row[row > 0].sum()) or 1.0
+        out.append([(int(rated_idx[j]), float(row[j] / total)) for j in best])
+    return out
+
+
+def explain_explicit(
+    model: ServingModel,
+    user: UserVectors,
+    targets: np.ndarray,
+    rated_idx: np.ndarray,
+    stars: np.ndarray,
+    top: int = EXPLAIN_TOP,
+) -> list[list[tuple[int, float]]]:
+    """The same split for the explicit model's p_u = (Q_JᵀQ_J + λ'I)⁻¹ Q_Jᵀ (r − μ − b_u − b_i):
+    movie j adds q_iᵀ W⁻¹ q_j · residual_j to the interaction part of the predicted rating."""
+    if rated_idx.size == 0 or targets.size == 0:
+        return [[] for _ in range(int(targets.size))]
+    contrib = explicit_contributions(model, user, targets, rated_idx, stars)
+    return _top_contributions(contrib, rated_idx, top)
+
+
+def explicit_contributions(
+    model: ServingModel,
+    user: UserVectors,
+    targets: np.ndarray,
+    rated_idx: np.ndarray,
+    stars: np.ndarray,
+) -> np.ndarray:
+    """(n_t, n_r) residual_j · q_iᵀ W⁻¹ q_j; row i sums to q_iᵀ p_u of the folded-in user."""
+    params = model.explicit_params
+    q_r = model.Q64[rated_idx]
+    k = q_r.shape[1]
+    lam = params.reg * rated_idx.size if params.reg_scaled else params.reg
+    resid = np.asarray(stars, np.float64) - model.mu - user.b_u - model.item_bias64[rated_idx]
+    w = q_r.T @ q_r + lam * np.eye(k)
+    left = np.linalg.solve(w, model.Q64[targets].T).T
+    return (left @ q_r.T) * resid[None, :]

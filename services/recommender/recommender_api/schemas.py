@@ -11,7 +11,21 @@ Strategy = Literal["personalized", "fold-in", "popular"]
 Order = Literal["ranking", "rating", "popularity"]
 
 
+class BecauseItem(BaseModel):
+    movieId: int
+    title: str | None = None
+    rating: float = Field(description="The user's own rating of this movie, 0.5–5.0.")
+    share: float = Field(
+        description="This rating's share of the movie's positive score contributions (0–1)."
+    )
+
+
 class RecItem(BaseModel):
+    """One movie of a list. A movie added after the model was trained (served from its content
+    profile) also carries `"new": true`; other items have no `new` key."""
+
+    model_config = ConfigDict(extra="allow")
+
     movieId: int
     title: str | None = None
     year: int | None = None
@@ -24,9 +38,20 @@ class RecItem(BaseModel):
         "rating, or damped-mean popularity."
     )
     strategy: Strategy
+    because: list[BecauseItem] = Field(
+        default_factory=list,
+        description="Personalised items: up to 3 of the user's rated movies that contributed "
+        "most to this item's score in the model that ordered the list (Hu-Koren-Volinsky's "
+        "decomposition of x_u·y_i, or of p_u·q_i for `order=rating`); empty for popularity.",
+    )
 
 
 class RecsResponse(BaseModel):
+    """A list. With impressions recording on it also has `list_id` (32 hex chars, its impression
+    record); inside an A/B experiment `experiment_id` and `arm` ("control" | "candidate")."""
+
+    model_config = ConfigDict(extra="allow")
+
     userId: int
     strategy: Strategy
     order: Order = Field(description="What `score` is and what the list is sorted by.")
@@ -58,6 +83,10 @@ class BatchResponse(BaseModel):
 
 
 class SimilarItem(BaseModel):
+    """A neighbour; a movie added after training also carries `"new": true`."""
+
+    model_config = ConfigDict(extra="allow")
+
     movieId: int
     title: str | None = None
     year: int | None = None
@@ -67,10 +96,21 @@ class SimilarItem(BaseModel):
 
 class SimilarResponse(BaseModel):
     movieId: int
-    factors: Literal["explicit", "ranking", "blend"]
+    new: bool = Field(False, description="The movie itself is new: neighbours by its profile.")
+    factors: Literal["explicit", "ranking", "blend", "cooccurrence"]
     min_ratings: int
+    n_ratings: int = Field(description="Ratings of this movie in the model's data.")
+    genre: str | None = Field(None, description="The genre the neighbours were limited to.")
+    state: Literal["ok", "too_few_ratings"] = Field(
+        description="`too_few_ratings`: the movie has fewer than `min_ratings` ratings, too few "
+        "to be compared; `items` is then empty (a 200, because the movie exists and the "
+        "answer is known: no trustworthy neighbours yet)."
+    )
     model_version: str
     items: list[SimilarItem]
+    list_id: str | None = Field(
+        None, description="Id of this list's impression record (32 hex chars)."
+    )
 
 
 class PredictResponse(BaseModel):

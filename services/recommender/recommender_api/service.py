@@ -81,6 +81,56 @@ def _scores(
     return predicted, predicted, "rating"
 
 
+def _rated_rows(
+    model: ServingModel, user_id: int, resolved: ResolvedUser, rated: UserRatings
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(item rows, stars) of the ratings the user's vectors were solved from, if known."""
+    if resolved.strategy == "fold-in":
+        idx, found = model.items.take(rated.movie_ids)
+        return idx, rated.ratings[found]
+    u = model.users.get(user_id)
+    if u is None or not model.has_rated:
+        return None
+    stars = model.stars_in_data(u)
+    if stars is None:
+        return None
+    idx, found = model.items.take(model.rated_in_data(u))
+    return idx, stars[found]
+
+
+def _because(
+    model: ServingModel,
+    catalog: MovieCatalog,
+    user: UserVectors,
+    order_used: str,
+    best: np.ndarray,
+    rows: tuple[np.ndarray, np.ndarray] | None,
+) -> list[list[dict[str, Any]]]:
+    """ "Because you rated …" for every listed movie, from the model that ordered the list."""
+    if rows is None or best.size == 0:
+        return [[] for _ in range(int(best.size))]
+    idx, stars = rows
+    if order_used == "ranking":
+        parts = ranking.explain_ranking(model, best, idx, stars)
+    else:
+        parts = ranking.explain_explicit(model, user, best, idx, stars)
+    star_of = dict(zip(idx.tolist(), stars.tolist(), strict=True))
+    out = []
+    for contribs in parts:
+        out.append(
+            [
+                {
+                    "movieId": int(model.items.ids[j]),
+                    "title": _meta(catalog, int(model.items.ids[j]))["title"],
+                    "rating": round(float(star_of[j]), 1),
+                    "share": round(share, 3),
+                }
+                for j, share in contribs
+            ]
+        )
+    return out
+
+
 _KNOWN_CACHE: list[tuple[ServingModel, MovieCatalog, np.ndarray | None]] = []
 
 
@@ -153,6 +203,10 @@ def recommend(
     excl_idx, _ = model.items.take(excluded_ids)
     best = ranking.top_k(scores, k, exclude=excl_idx, allowed=_allowed(model, catalog, genre))
     items = _items(model, catalog, best, scores, predicted, resolved.strategy)
+    rows = _rated_rows(model, user_id, resolved, rated)
+    because = _because(model, catalog, resolved.vectors, order_used, best, rows)
+    for item, reasons in zip(items, because, strict=True):
+        item["because"] = reasons
     return {**base, "order": order_used, "items": items}
 
 
@@ -192,6 +246,7 @@ def _popular(
                 "predicted_rating": baseline,
                 "score": score,
                 "strategy": "popular",
+                "because": [],
             }
         )
     return out
@@ -222,25 +277,35 @@ def predict(model: ServingModel, user_id: int, movie_id: int, rated: UserRatings
 
 
 def similar(
-    model: ServingModel, catalog: MovieCatalog, movie_id: int, k: int, min_ratings: int
+    model: ServingModel,
+    catalog: MovieCatalog,
+    movie_id: int,
+    k: int,
+    min_ratings: int,
+    genre: str | None = None,
 ) -> dict[str, Any]:
+    """Neighbours of a movie; `state` says whether the movie could be compared at all.
+
+    A movie with fewer than `min_ratings` ratings in the model's data (or without factors)
+    answers `state: "too_few_ratings"` with no items, instead of confident-looking matches
+    computed from one or two ratings. `genre` restricts the neighbours to that genre.
+    """
     i = model.items.get(movie_id)
     if i is None:
         raise UnknownMovieError(movie_id)
-    known = _in_catalogue(model, catalog)
-    n_unknown = 0 if known is None else len(model.items.ids) - known.size
-    idx, sims = ranking.similar(model, i, k + n_unknown)
-    if known is not None:
-        keep = np.isin(idx, known)
-        idx, sims = idx[keep][:k], sims[keep][:k]
+    base = {
+        "movieId": movie_id,
+        "factors": model.sim_source,
+        "min_ratings": min_ratings,
+        "n_ratings": int(model.item_counts[i]),
+        "genre": genre,
+        "model_version": model.version,
+    }
+    if not model.sim_ok[i]:
+        return {**base, "state": "too_few_ratings", "items": []}
+    idx, sims = ranking.similar(model, i, k, allowed=_allowed(model, catalog, genre))
     items = [
         {**_meta(catalog, int(mid)), "similarity": round(float(s), 5)}
         for mid, s in zip(model.items.ids[idx], sims, strict=True)
     ]
-    return {
-        "movieId": movie_id,
-        "factors": model.sim_source,
-        "min_ratings": min_ratings,
-        "model_version": model.version,
-        "items": items,
-    }
+    return {**base, "state": "ok", "items": items}

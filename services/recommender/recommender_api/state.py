@@ -8,9 +8,12 @@ from movierec_common.account_check import AccountCheck
 from pymongo import AsyncMongoClient
 
 from .config import RecommenderSettings
+from .experiments import ExperimentRunner
+from .impressions import ImpressionRecorder
 from .metrics import Metrics
 from .model_store import ModelStore
 from .movies import MovieCache
+from .new_movies import ContentProfiles
 from .repository import Repository
 
 
@@ -24,4 +27,7 @@ class AppState:
     metrics: Metrics
     jwt_secret: str
     api_keys: list[str]
+    impressions: ImpressionRecorder
+    experiments: ExperimentRunner
+    content: ContentProfiles
     accounts: AccountCheck

@@ -9,13 +9,17 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from movierec_common import als
 from movierec_common.loader import MalformedRowError
 from movierec_common.logs import setup_logging
+from movierec_common.training_params import RetrainParams, validation_message
+from pydantic import ValidationError
 
+from movierec_trainer.blas import cap_blas_threads
 from movierec_trainer.config import TrainerSettings
 
 log = logging.getLogger("movierec_trainer")
@@ -35,20 +39,24 @@ JSON_KEYS = (
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
+    """The model options; None = not given (the kernel's default applies). Their bounds are
+    checked by movierec_common.training_params, like every other entrance's."""
     d, r = als.DEFAULT_EXPLICIT, als.DEFAULT_IMPLICIT
     p.add_argument("--engine", choices=["local", "spark"], default=None)
     p.add_argument("--spark-master", default=None, help="default: SPARK_MASTER or local[2]")
     p.add_argument("--partitions", type=int, default=None, help="Spark blocks per side")
-    p.add_argument("--rank", type=int, default=d.rank)
-    p.add_argument("--reg", type=float, default=d.reg, help="λ, scaled by each row's count")
-    p.add_argument("--bias-reg", type=float, default=d.bias_reg)
-    p.add_argument("--iterations", type=int, default=d.iterations)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--holdout", type=float, default=0.2, help="0 = train on all ratings")
-    p.add_argument("--ranking-rank", type=int, default=r.rank)
-    p.add_argument("--ranking-reg", type=float, default=r.reg)
-    p.add_argument("--ranking-alpha", type=float, default=r.alpha)
-    p.add_argument("--ranking-iterations", type=int, default=r.iterations)
+    p.add_argument("--rank", type=int, default=None, help=f"default {d.rank}")
+    p.add_argument(
+        "--reg", type=float, default=None, help=f"λ, scaled by each row's count (default {d.reg})"
+    )
+    p.add_argument("--bias-reg", type=float, default=None, help=f"default {d.bias_reg}")
+    p.add_argument("--iterations", type=int, default=None, help=f"default {d.iterations}")
+    p.add_argument("--seed", type=int, default=None, help=f"default {d.seed}")
+    p.add_argument("--holdout", type=float, default=None, help="0 = train on all ratings (0.2)")
+    p.add_argument("--ranking-rank", type=int, default=None, help=f"default {r.rank}")
+    p.add_argument("--ranking-reg", type=float, default=None, help=f"default {r.reg}")
+    p.add_argument("--ranking-alpha", type=float, default=None, help=f"default {r.alpha}")
+    p.add_argument("--ranking-iterations", type=int, default=None, help=f"default {r.iterations}")
     p.add_argument("--no-ranking", action="store_true", help="explicit model only")
     p.add_argument(
         "--publish-full",
@@ -59,6 +67,34 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--output", type=Path, default=None, help="MODEL_DIR to publish into")
     p.add_argument("--json", action="store_true", help="print one JSON object as last line")
+
+
+_MODEL_FIELDS = (
+    "rank",
+    "reg",
+    "bias_reg",
+    "iterations",
+    "seed",
+    "holdout",
+    "ranking_rank",
+    "ranking_reg",
+    "ranking_alpha",
+    "ranking_iterations",
+    "publish_full",
+)
+
+
+def params_from_args(args: argparse.Namespace) -> RetrainParams:
+    """The command line's options as the shared, validated job parameters (ValidationError on
+    a value out of bounds; `main` turns it into the shared message and exit status 2)."""
+    given: dict[str, Any] = {k: getattr(args, k) for k in _MODEL_FIELDS}
+    given["no_ranking"] = bool(args.no_ranking) or None
+    if getattr(args, "db_only", False):
+        given["db_only"] = True
+    csv_path = getattr(args, "csv_path", None)
+    if csv_path is not None:
+        given["csv_path"] = str(csv_path)
+    return RetrainParams(**{k: v for k, v in given.items() if v is not None})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,39 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace, settings: TrainerSettings, publish_full: bool):
-    from movierec_trainer.pipeline import TrainConfig
+    """`train`'s configuration: the shared conversion, with `train`'s own publish default."""
+    from movierec_trainer.worker import config_from_params
 
-    explicit = als.ExplicitParams(
-        **{
-            **als.DEFAULT_EXPLICIT.to_dict(),
-            "rank": args.rank,
-            "reg": args.reg,
-            "bias_reg": args.bias_reg,
-            "iterations": args.iterations,
-            "seed": args.seed,
-        }
-    )
-    ranking = None
-    if not args.no_ranking:
-        ranking = als.ImplicitParams(
-            **{
-                **als.DEFAULT_IMPLICIT.to_dict(),
-                "rank": args.ranking_rank,
-                "reg": args.ranking_reg,
-                "alpha": args.ranking_alpha,
-                "iterations": args.ranking_iterations,
-                "seed": args.seed,
-            }
-        )
-    return TrainConfig(
-        engine=args.engine or "local",
-        explicit=explicit,
-        ranking=ranking,
-        holdout=args.holdout,
-        split_seed=args.seed,
-        publish_full=publish_full if args.publish_full is None else args.publish_full,
-        num_partitions=args.partitions or settings.spark_partitions,
-    )
+    params = params_from_args(args)
+    if params.publish_full is None:
+        params = params.model_copy(update={"publish_full": publish_full})
+    cfg = config_from_params(params, settings, args.engine or "local")
+    if args.partitions:
+        cfg = replace(cfg, num_partitions=args.partitions)
+    return cfg
 
 
 def summary(outcome: Any, version: str | None) -> dict[str, Any]:
@@ -173,9 +186,16 @@ def _report(outcome: Any, version: str | None, as_json: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command in ("train", "retrain"):
+        try:
+            params_from_args(args)
+        except ValidationError as exc:  # the same words as the HTTP API's 422
+            parser.error(validation_message(exc.errors()))
     settings = TrainerSettings()
     setup_logging(settings.log_level, settings.log_json)
+    cap_blas_threads()  # train, retrain and the worker all run the kernel in this process
     try:
         if args.command == "train":
             return cmd_train(args, settings)

@@ -45,6 +45,9 @@ class TrainerSettings(CommonSettings):
         60.0, gt=0, description="A lease not renewed for this long is expired and its job reaped."
     )
     heartbeat_seconds: float = Field(10.0, gt=0, description="Lease renewal interval.")
+    retrain_slot_stale_seconds: float = Field(
+        30.0, gt=0, description="A slot naming a job not inserted this long ago may be retaken."
+    )
     max_attempts: int = Field(
         2,
         ge=1,

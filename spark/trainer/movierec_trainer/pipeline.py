@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 from movierec_common import als
+from movierec_common.data_model import RATING_MAX, RATING_MIN
 from movierec_common.movielens import Ratings
 
 from movierec_trainer import data as tdata
@@ -40,7 +41,6 @@ from movierec_trainer.evaluate import (
 log = logging.getLogger(__name__)
 
 Engine = Literal["local", "spark"]
-RATING_MIN, RATING_MAX = 0.5, 5.0
 RATED_SINCE_SLACK_S = 3600
 """How far before the newest rating in the data the recommender starts asking MongoDB for a
 user's ratings: covers a rating stamped just before the snapshot but committed after the read
@@ -58,7 +58,7 @@ class TrainConfig:
     split_seed: int = 42
     publish_full: bool = False
     num_partitions: int | None = None
-    broadcast_dtype: str = "float32"
+    broadcast_dtype: str = "float32"  # precision of the half-steps, both engines
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -118,24 +118,29 @@ def fit_models(
             inter.n_items,
         )
     start = time.perf_counter()
+    # One precision for both engines: the factors the half-steps see (Spark's broadcast, and
+    # the arithmetic of the conjugate-gradient steps on either engine).
+    dtype = np.dtype(cfg.broadcast_dtype).type
     if cfg.engine == "spark":
         from movierec_trainer.spark_als import SparkALS
 
         if spark_context is None:
             raise ValueError("the spark engine needs a SparkContext")
         engine = SparkALS(
-            spark_context,
-            inter,
-            num_partitions=cfg.num_partitions,
-            broadcast_dtype=np.dtype(cfg.broadcast_dtype).type,
+            spark_context, inter, num_partitions=cfg.num_partitions, broadcast_dtype=dtype
         )
         emodel, rmodel = engine.fit(cfg.explicit, cfg.ranking, valid_inter, progress)
-        assert emodel is not None
     else:
-        cb_e = None if progress is None else (lambda e: progress("explicit", e))
-        cb_r = None if progress is None else (lambda e: progress("ranking", e))
-        emodel = als.fit_explicit(inter, cfg.explicit, valid_inter, cb_e)
-        rmodel = None if cfg.ranking is None else als.fit_implicit(inter, cfg.ranking, cb_r)
+        emodel, rmodel = als.fit_als(
+            als.LocalHalfSteps(inter),
+            inter,
+            cfg.explicit,
+            cfg.ranking,
+            valid_inter,
+            progress,
+            dtype=dtype,
+        )
+    assert emodel is not None
     seconds = time.perf_counter() - start
     counts = np.bincount(inter.item_idx, minlength=inter.n_items).astype(np.int64)
     return FitResult(emodel, rmodel, user_ids, item_ids, counts, inter, seconds)
@@ -201,7 +206,8 @@ def model_arrays(fit: FitResult) -> dict[str, np.ndarray]:
 def rated_lists(
     ratings: Ratings, user_ids: np.ndarray, db_read_started_at: int | None = None
 ) -> dict[str, np.ndarray]:
-    """Each model user's rated movieIds from ALL the data (holdout included), as a CSR.
+    """Each model user's rated movieIds (and their stars) from ALL the data (holdout
+    included), as a CSR.
 
     With these in the artifact the recommender excludes a heavy rater's movies without reading
     thousands of rating documents per request; it asks MongoDB only for the user's ratings
@@ -229,6 +235,7 @@ def rated_lists(
         "rated_indptr": indptr,
         "rated_movie_ids": movie_ids,
         "rated_since": np.asarray(newest - RATED_SINCE_SLACK_S, np.int64),
+        "rated_stars": np.asarray(ratings.ratings[keep], np.float32)[order],
     }
 
 

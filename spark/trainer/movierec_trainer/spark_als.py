@@ -12,10 +12,14 @@ the kernel's batched solves over the blocks, `collect` the solved rows into the 
 then unpersist the broadcast. The user half-step also returns the block's training error (the
 kernel computes it from the rows it already gathered), so the per-iteration train RMSE costs no
 extra pass. Both models can train in the SAME jobs (`SparkALS.fit(explicit, implicit)`).
+The loop itself (biases, start values, checks, history) is the kernel's `als.fit_als`; this
+module only supplies `SparkHalfSteps`, whose tasks call the kernel's public planned solves
+(and cap BLAS at one thread per task with threadpoolctl).
 
-Precision. The broadcast is float32 by default (half the bytes); the kernel accumulates in
-float64 whatever it is given, and the factors still agree with the local float64 engine to
-~1e-7 relative (tests/spark/test_spark_als.py checks 1e-6; float64 is one argument away).
+Precision. The broadcast is float32 by default (half the bytes); the exact solves accumulate in
+float64 whatever they are given, CG steps run in the broadcast's precision, and the factors
+still agree with the local float64 engine to ~1e-7 relative (tests/spark/test_spark_als.py
+checks 1e-6; float64 is one argument away).
 
 Why blocks are built on the driver: the trainer already holds the ratings as columnar arrays
 (it needs them for evaluation), and a vectorised NumPy sort of 10M ratings takes about a second,
@@ -34,10 +38,8 @@ defaultParallelism) — `bench/bench_train.py` measures 2 vs 8.
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -45,7 +47,7 @@ from movierec_common import als
 
 from movierec_trainer.spark_watch import ExecutorLostError, block_managers, run_watched
 
-__all__ = ["Block", "ExecutorLostError", "SparkALS", "fit_explicit_spark", "fit_implicit_spark"]
+__all__ = ["Block", "ExecutorLostError", "SparkALS", "SparkHalfSteps"]
 
 if TYPE_CHECKING:
     from pyspark import RDD, SparkContext
@@ -60,7 +62,7 @@ class Block:
     indptr: np.ndarray  # local CSR over the block's rows
     indices: np.ndarray  # global column ids
     explicit: als.BlockPlan | None  # values = residuals r − μ − b_u − b_i
-    implicit: als.BlockPlan | None  # values = raw ratings (confidence 1 + α·r)
+    implicit: als.BlockPlan | None  # values = signed signal r′ (als.implicit_signal)
 
 
 def split_rows(indptr: np.ndarray, n_parts: int) -> list[tuple[int, int]]:
@@ -103,41 +105,45 @@ def make_blocks(
     return blocks
 
 
-def _observed_errors(b: Block, x: np.ndarray, fixed: np.ndarray) -> tuple[float, float]:
-    """Σ(1 − x_row·y_col)², Σ|1 − x_row·y_col| over the block's ratings: the ranking model's
-    progress signal (the local engine logs the same quantity)."""
-    local = np.repeat(np.arange(len(b.rows)), np.diff(b.indptr))
-    sse = sae = 0.0
-    step = 1 << 18
-    for s in range(0, len(local), step):
-        d = 1.0 - np.einsum("ij,ij->i", x[local[s : s + step]], fixed[b.indices[s : s + step]])
-        sse += float(d @ d)
-        sae += float(np.abs(d).sum())
-    return sse, sae
+def _half_step_task(payload_bc: Any, errors: bool):
+    """The function every partition runs: the kernel's public planned solves for its block.
 
-
-def _half_step_task(payload_bc: Any, exp_cfg: tuple | None, imp_cfg: tuple | None, errors: bool):
-    """The function every partition runs: the kernel's batched solves for its block."""
+    The broadcast payload is {"exp": ExplicitStep | None, "imp": ImplicitStep | None}; their
+    `current` matrices are whole-side, so each block warm-starts from its own rows."""
 
     def run(blocks: Iterator[Block]):
+        from movierec_trainer.blas import cap_blas_threads
+
+        cap_blas_threads()
         payload = payload_bc.value
+        e: als.ExplicitStep | None = payload["exp"]
+        i: als.ImplicitStep | None = payload["imp"]
         for b in blocks:  # exactly one block per partition; the loop also drains the iterator
-            out_e = out_i = err_e = err_i = None
-            if exp_cfg is not None and b.explicit is not None:
-                reg, reg_scaled = exp_cfg
-                out_e, sse, sae = als._explicit_plan_solve(
-                    payload["exp"], b.explicit, reg, reg_scaled, errors
+            out = als.StepResult()
+            if e is not None and b.explicit is not None:
+                x, sse, sae = als.solve_explicit_planned(
+                    e.fixed,
+                    b.explicit,
+                    e.reg,
+                    e.reg_scaled,
+                    x0=np.asarray(e.current)[b.rows],
+                    cg_steps=e.cg_steps,
+                    fit_error=errors,
                 )
-                err_e = (sse, sae)
-            if imp_cfg is not None and b.implicit is not None:
-                alpha, reg = imp_cfg
-                fixed, gram = payload["imp"]
-                out_i = als.solve_implicit_block(
-                    fixed, gram, None, None, None, alpha, reg, plan=b.implicit
+                out.explicit, out.explicit_error = x, (sse, sae)
+            if i is not None and b.implicit is not None:
+                x, sse, sae = als.solve_implicit_planned(
+                    i.fixed,
+                    i.gram,
+                    b.implicit,
+                    i.alpha,
+                    i.reg,
+                    x0=np.asarray(i.current)[b.rows],
+                    cg_steps=i.cg_steps,
+                    fit_error=errors,
                 )
-                if errors:
-                    err_i = _observed_errors(b, out_i, np.asarray(fixed, np.float64))
-            yield b.rows, out_e, err_e, out_i, err_i
+                out.implicit, out.implicit_error = x, (sse, sae)
+            yield b.rows, out
 
     return run
 
@@ -147,28 +153,25 @@ def _is_linalg_failure(exc: BaseException) -> bool:
     return "LinAlgError" in text or "Singular matrix" in text
 
 
-class SparkALS:
-    """The persisted blocks of one training set and the fitting loop over them.
-
-    `fit(explicit, implicit)` trains one or both models in the SAME Spark jobs: every
-    half-step ships both fixed matrices in one broadcast and each partition solves both
-    models for its rows, so adding the ranking model adds algebra but no extra jobs (the
-    fixed cost per job is what dominates at 100k ratings).
-    """
+class SparkHalfSteps:
+    """The Spark engine's half-steps (`als.HalfSteps`): the blocks of each side persisted on
+    the executors; a half-step broadcasts the fixed side, `mapPartitions` the kernel's planned
+    solves over the blocks and collects the solved rows into the driver's matrix."""
 
     def __init__(
         self,
         sc: SparkContext,
         inter: als.Interactions,
-        *,
-        num_partitions: int | None = None,
+        num_partitions: int,
         broadcast_dtype: type = np.float32,
     ) -> None:
         self.sc = sc
         self.inter = inter
-        self.num_partitions = int(num_partitions or sc.defaultParallelism)
+        self.num_partitions = num_partitions
         self.broadcast_dtype = broadcast_dtype
         self._holders: set[str] = set()  # block managers alive when the blocks were stored
+        self._sides: dict[str, RDD] = {}
+        self._iteration = 0
 
     def _block_managers(self) -> set[str]:
         """host:port of every live block manager (the driver's included; it never goes)."""
@@ -207,26 +210,58 @@ class SparkALS:
         self._holders |= self._block_managers()
         return rdd
 
-    def _fixed(self, m: np.ndarray) -> np.ndarray:
+    def load(self, explicit_values: np.ndarray | None, implicit_values: np.ndarray | None) -> None:
+        inter, n = self.inter, self.num_partitions
+        self._sides["item"] = self._distribute(
+            make_blocks(
+                inter.item_idx, inter.user_idx, inter.n_items, n, explicit_values, implicit_values
+            )
+        )
+        try:
+            self._sides["user"] = self._distribute(
+                make_blocks(
+                    inter.user_idx,
+                    inter.item_idx,
+                    inter.n_users,
+                    n,
+                    explicit_values,
+                    implicit_values,
+                )
+            )
+        except BaseException:
+            self.close()  # do not leave the first side's blocks cached on the cluster
+            raise
+
+    def _ship(self, m: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(m, dtype=self.broadcast_dtype)
 
-    def _implicit_payload(self, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        fixed = self._fixed(m)
-        f64 = fixed.astype(np.float64)
-        return fixed, f64.T @ f64  # the gram of exactly what the executors will see
-
-    def _run(self, rdd: RDD, payload: dict, exp_cfg, imp_cfg, errors: bool, it: int, name: str):
+    def _solve(
+        self,
+        side: str,
+        e: als.ExplicitStep | None,
+        i: als.ImplicitStep | None,
+        errors: bool,
+    ) -> als.StepResult:
+        if side == "item":
+            self._iteration += 1
+        it = self._iteration
+        payload = {
+            "exp": None
+            if e is None
+            else replace(e, fixed=self._ship(e.fixed), current=self._ship(e.current)),
+            "imp": None
+            if i is None
+            else replace(i, fixed=self._ship(i.fixed), current=self._ship(i.current)),
+        }
         bc = self.sc.broadcast(payload)
         try:
-            return self._collect_watched(
-                rdd, _half_step_task(bc, exp_cfg, imp_cfg, errors), it, name
-            )
+            parts = self._collect_watched(self._sides[side], _half_step_task(bc, errors), it, side)
         except ExecutorLostError:
             raise
         except Exception as exc:
             if _is_linalg_failure(exc):
                 raise als.TrainingDivergedError(
-                    f"iteration {it}: {name} solve failed on an executor (singular system); "
+                    f"iteration {it}: {side} solve failed on an executor (singular system); "
                     "increase reg"
                 ) from exc
             if "Checkpoint block" in str(exc) or "ExecutorLostFailure" in str(exc):
@@ -238,6 +273,58 @@ class SparkALS:
             raise
         finally:
             bc.unpersist()
+        out = als.StepResult()
+        if e is not None:
+            out.explicit = np.zeros_like(e.current, dtype=np.float64)
+        if i is not None:
+            out.implicit = np.zeros_like(i.current, dtype=np.float64)
+        e_err = [0.0, 0.0]
+        i_err = [0.0, 0.0]
+        for rows, part in parts:
+            if e is not None:
+                out.explicit[rows] = part.explicit
+                e_err = [e_err[0] + part.explicit_error[0], e_err[1] + part.explicit_error[1]]
+            if i is not None:
+                out.implicit[rows] = part.implicit
+                i_err = [i_err[0] + part.implicit_error[0], i_err[1] + part.implicit_error[1]]
+        out.explicit_error, out.implicit_error = tuple(e_err), tuple(i_err)
+        return out
+
+    def solve_items(
+        self, explicit: als.ExplicitStep | None, implicit: als.ImplicitStep | None, errors: bool
+    ) -> als.StepResult:
+        return self._solve("item", explicit, implicit, errors)
+
+    def solve_users(
+        self, explicit: als.ExplicitStep | None, implicit: als.ImplicitStep | None, errors: bool
+    ) -> als.StepResult:
+        return self._solve("user", explicit, implicit, errors)
+
+    def close(self) -> None:
+        for rdd in self._sides.values():
+            rdd.unpersist()
+        self._sides.clear()
+
+
+class SparkALS:
+    """One training set on a SparkContext: `fit` runs the kernel's ALS loop (`als.fit_als`)
+    with `SparkHalfSteps`, both models in the SAME Spark jobs when both are requested (every
+    half-step ships both fixed matrices in one broadcast and each partition solves both models
+    for its rows, so adding the ranking model adds algebra but no extra jobs — the fixed cost
+    per job is what dominates at 100k ratings)."""
+
+    def __init__(
+        self,
+        sc: SparkContext,
+        inter: als.Interactions,
+        *,
+        num_partitions: int | None = None,
+        broadcast_dtype: type = np.float32,
+    ) -> None:
+        self.sc = sc
+        self.inter = inter
+        self.num_partitions = int(num_partitions or sc.defaultParallelism)
+        self.broadcast_dtype = broadcast_dtype
 
     def fit(
         self,
@@ -247,167 +334,15 @@ class SparkALS:
         on_iteration: Callable[[str, dict], None] | None = None,
     ) -> tuple[als.ExplicitModel | None, als.ImplicitModel | None]:
         """Train the requested models; `on_iteration(model_name, entry)` after each iteration
-        of each model, with the local engine's history entry format."""
-        if explicit is None and implicit is None:
-            raise ValueError("nothing to fit")
-        inter = self.inter
-        als._check_finite_input(inter)
-        n_train = max(len(inter), 1)
-        resid = None
-        emodel = imodel = None
-        if explicit is not None:
-            mu, b_u, b_i = als.compute_biases(inter, explicit.bias_reg)
-            resid = inter.rating.astype(np.float64) - mu - b_u[inter.user_idx] - b_i[inter.item_idx]
-            P = als.init_factors(
-                inter.n_users, explicit.rank, explicit.seed, als.USER_SALT, explicit.init_scale
-            )
-            emodel = als.ExplicitModel(
-                mu, b_u, b_i, P, np.zeros((inter.n_items, explicit.rank)), []
-            )
-        if implicit is not None:
-            X = als.init_factors(
-                inter.n_users, implicit.rank, implicit.seed, als.USER_SALT, implicit.init_scale
-            )
-            imodel = als.ImplicitModel(X, np.zeros((inter.n_items, implicit.rank)), [])
-        ratings = inter.rating.astype(np.float64) if implicit is not None else None
-        n = self.num_partitions
-        by_item = self._distribute(
-            make_blocks(inter.item_idx, inter.user_idx, inter.n_items, n, resid, ratings)
+        of each model, with the local engine's history entry format. Raises
+        TrainingDivergedError (see `als.fit_als`) and ExecutorLostError."""
+        engine = SparkHalfSteps(self.sc, self.inter, self.num_partitions, self.broadcast_dtype)
+        return als.fit_als(
+            engine,
+            self.inter,
+            explicit,
+            implicit,
+            valid,
+            on_iteration,
+            dtype=self.broadcast_dtype,
         )
-        try:
-            by_user = self._distribute(
-                make_blocks(inter.user_idx, inter.item_idx, inter.n_users, n, resid, ratings)
-            )
-        except BaseException:
-            by_item.unpersist()  # do not leave the first side's blocks cached on the cluster
-            raise
-        valid_base = None
-        if emodel is not None and valid is not None and len(valid):
-            valid_base = emodel.mu + emodel.user_bias[valid.user_idx]
-            valid_base = valid_base + emodel.item_bias[valid.item_idx]
-            valid_r = valid.rating.astype(np.float64)
-        e_iters = explicit.iterations if explicit is not None else 0
-        i_iters = implicit.iterations if implicit is not None else 0
-        start = time.perf_counter()
-        try:
-            for it in range(1, max(e_iters, i_iters) + 1):
-                e_on = emodel is not None and it <= e_iters
-                i_on = imodel is not None and it <= i_iters
-                exp_cfg = (explicit.reg, explicit.reg_scaled) if e_on else None
-                imp_cfg = (implicit.alpha, implicit.reg) if i_on else None
-                # Items given users …
-                payload = {
-                    "exp": self._fixed(emodel.P) if e_on else None,
-                    "imp": self._implicit_payload(imodel.X) if i_on else None,
-                }
-                parts = self._run(by_item, payload, exp_cfg, imp_cfg, False, it, "item")
-                Q = np.zeros_like(emodel.Q) if e_on else None
-                Y = np.zeros_like(imodel.Y) if i_on else None
-                for rows, xe, _, xi, _ in parts:
-                    if e_on:
-                        Q[rows] = xe
-                    if i_on:
-                        Y[rows] = xi
-                if e_on:
-                    als._check_factors("item", Q, it)
-                    emodel.Q = Q
-                if i_on:
-                    als._check_factors("ranking item", Y, it)
-                    imodel.Y = Y
-                # … then users given items; the user step also returns the training error.
-                payload = {
-                    "exp": self._fixed(emodel.Q) if e_on else None,
-                    "imp": self._implicit_payload(imodel.Y) if i_on else None,
-                }
-                parts = self._run(by_user, payload, exp_cfg, imp_cfg, True, it, "user")
-                P = np.zeros_like(emodel.P) if e_on else None
-                X = np.zeros_like(imodel.X) if i_on else None
-                e_err = [0.0, 0.0]
-                i_err = [0.0, 0.0]
-                for rows, xe, ee, xi, ie in parts:
-                    if e_on:
-                        P[rows] = xe
-                        e_err = [e_err[0] + ee[0], e_err[1] + ee[1]]
-                    if i_on:
-                        X[rows] = xi
-                        i_err = [i_err[0] + ie[0], i_err[1] + ie[1]]
-                elapsed = time.perf_counter() - start
-                if e_on:
-                    als._check_factors("user", P, it)
-                    emodel.P = P
-                    tr_rmse, tr_mae = math.sqrt(e_err[0] / n_train), e_err[1] / n_train
-                    if not math.isfinite(tr_rmse) or tr_rmse > 100.0:
-                        raise als.TrainingDivergedError(
-                            f"iteration {it}: train RMSE {tr_rmse} diverged"
-                        )
-                    va_rmse = va_mae = None
-                    if valid_base is not None:
-                        d = valid_base + als._dot_rows(P, Q, valid.user_idx, valid.item_idx)
-                        d = d - valid_r
-                        va_rmse, va_mae = float(np.sqrt(np.mean(d * d))), float(np.mean(abs(d)))
-                    entry = {
-                        "iteration": it,
-                        "of": e_iters,
-                        "train_rmse": tr_rmse,
-                        "train_mae": tr_mae,
-                        "valid_rmse": va_rmse,
-                        "valid_mae": va_mae,
-                        "seconds": elapsed,
-                    }
-                    emodel.history.append(entry)
-                    if on_iteration is not None:
-                        on_iteration("explicit", entry)
-                if i_on:
-                    als._check_factors("ranking user", X, it)
-                    imodel.X = X
-                    entry = {
-                        "iteration": it,
-                        "of": i_iters,
-                        "train_rmse": math.sqrt(i_err[0] / n_train),
-                        "train_mae": i_err[1] / n_train,
-                        "valid_rmse": None,
-                        "valid_mae": None,
-                        "seconds": elapsed,
-                    }
-                    imodel.history.append(entry)
-                    if on_iteration is not None:
-                        on_iteration("ranking", entry)
-        finally:
-            by_item.unpersist()
-            by_user.unpersist()
-        return emodel, imodel
-
-
-def fit_explicit_spark(
-    sc: SparkContext,
-    inter: als.Interactions,
-    params: als.ExplicitParams = als.DEFAULT_EXPLICIT,
-    valid: als.Interactions | None = None,
-    on_iteration: als.OnIteration | None = None,
-    *,
-    num_partitions: int | None = None,
-    broadcast_dtype: type = np.float32,
-) -> als.ExplicitModel:
-    """Drop-in Spark twin of `als.fit_explicit`."""
-    engine = SparkALS(sc, inter, num_partitions=num_partitions, broadcast_dtype=broadcast_dtype)
-    cb = None if on_iteration is None else (lambda _name, entry: on_iteration(entry))
-    model, _ = engine.fit(params, None, valid, cb)
-    assert model is not None
-    return model
-
-
-def fit_implicit_spark(
-    sc: SparkContext,
-    inter: als.Interactions,
-    params: als.ImplicitParams = als.DEFAULT_IMPLICIT,
-    on_iteration: als.OnIteration | None = None,
-    *,
-    num_partitions: int | None = None,
-    broadcast_dtype: type = np.float32,
-) -> als.ImplicitModel:
-    """Drop-in Spark twin of `als.fit_implicit`."""
-    engine = SparkALS(sc, inter, num_partitions=num_partitions, broadcast_dtype=broadcast_dtype)
-    cb = None if on_iteration is None else (lambda _name, entry: on_iteration(entry))
-    _, model = engine.fit(None, params, None, cb)
-    assert model is not None
-    return model

@@ -47,8 +47,15 @@ from typing import Any
 
 from bson import ObjectId
 from movierec_common import als, artifacts
-from movierec_common.jobs import ACTIVE_STATUSES, new_job
+from movierec_common.data_model import RETRAIN_SLOT_ID
+from movierec_common.jobs import ACTIVE_STATUSES, SlotBusy, new_job, take_retrain_slot
 from movierec_common.mongo import JOURNALED
+from movierec_common.training_params import (
+    RetrainParams,
+    TrainingParams,
+    validation_message,
+)
+from pydantic import ValidationError
 from pymongo import MongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
@@ -66,7 +73,6 @@ log = logging.getLogger(__name__)
 
 JOBS, META, RATINGS = "jobs", "meta", "ratings"
 LOCK_ID = "trainer_lock"
-SLOT_ID = "retrain_slot"  # shared with catalog_api.repositories.jobs
 SCHEDULE_ID = "trainer_schedule"
 ACTIVE = list(ACTIVE_STATUSES)
 
@@ -85,6 +91,9 @@ class WorkerStopping(Exception):
 
 @dataclass
 class RetrainResult:
+    """Outcome of one retrain run: status, the published version (None when rejected), the
+    holdout metrics, phase seconds and the gate's verdict."""
+
     status: str  # succeeded | rejected
     version: str | None
     metrics: dict[str, Any]
@@ -100,43 +109,16 @@ def _now() -> datetime:
 # ---------------------------------------------------------------------------------- pipeline
 
 
-def config_from_params(params: dict[str, Any], settings: TrainerSettings, engine: str):
+def config_from_params(params: TrainingParams, settings: TrainerSettings, engine: str):
+    """The one conversion from validated job parameters to the trainer's configuration."""
     d = als.DEFAULT_EXPLICIT
-
-    def pick(key: str, default: Any) -> Any:
-        v = params.get(key)
-        return default if v is None else v
-
-    explicit = als.ExplicitParams(
-        **{
-            **d.to_dict(),
-            "rank": int(pick("rank", d.rank)),
-            "reg": float(pick("reg", d.reg)),
-            "bias_reg": float(pick("bias_reg", d.bias_reg)),
-            "iterations": int(pick("iterations", d.iterations)),
-            "seed": int(pick("seed", d.seed)),
-        }
-    )
-    r = als.DEFAULT_IMPLICIT
-    ranking = None
-    if not params.get("no_ranking"):
-        ranking = als.ImplicitParams(
-            **{
-                **r.to_dict(),
-                "rank": int(pick("ranking_rank", r.rank)),
-                "reg": float(pick("ranking_reg", r.reg)),
-                "alpha": float(pick("ranking_alpha", r.alpha)),
-                "iterations": int(pick("ranking_iterations", r.iterations)),
-                "seed": int(pick("seed", r.seed)),
-            }
-        )
     return TrainConfig(
         engine=engine,  # type: ignore[arg-type]
-        explicit=explicit,
-        ranking=ranking,
-        holdout=float(pick("holdout", 0.2)),
-        split_seed=int(pick("seed", d.seed)),
-        publish_full=bool(pick("publish_full", settings.publish_full)),
+        explicit=params.to_explicit(),
+        ranking=params.to_ranking(),
+        holdout=0.2 if params.holdout is None else params.holdout,
+        split_seed=d.seed if params.seed is None else params.seed,
+        publish_full=settings.publish_full if params.publish_full is None else params.publish_full,
         num_partitions=settings.spark_partitions,
     )
 
@@ -247,13 +229,20 @@ class Reporter:
 def run_retrain(
     db: Any,
     settings: TrainerSettings,
-    params: dict[str, Any],
+    params: RetrainParams,
     *,
     name: str,
     model_dir: Path,
     spark: Any,
     reporter: Reporter,
 ) -> RetrainResult:
+    """One retrain: snapshot the ratings (MongoDB + CSV per `params`), train with the Spark
+    engine when `spark` is given (else the local one), evaluate on the active model's holdout
+    protocol, gate against the active model and publish into `model_dir` if it passes.
+
+    Raises TrainingDivergedError (NaN/inf or exploding factors: nothing is published),
+    ExecutorLostError (Spark lost the executors holding the blocks), OSError on publish.
+    """
     phases: dict[str, float] = {}
     engine = "spark" if spark is not None else "local"
     cfg = config_from_params(params, settings, engine)
@@ -273,8 +262,8 @@ def run_retrain(
         db,
         settings.work_dir,
         name,
-        db_only=bool(params.get("db_only")),
-        csv_path=params.get("csv_path"),
+        db_only=params.db_only,
+        csv_path=params.csv_path,
         data_dir=settings.data_dir,
         strict=settings.strict_load,
     )
@@ -345,7 +334,8 @@ def _train_gate_publish(
         return RetrainResult("rejected", None, m, phases, verdict, snap.summary.to_dict())
     reporter.phase("publish")
     t0 = time.perf_counter()
-    manifest = {**outcome.manifest, "job": {"name": name, "params": params, "gate": verdict}}
+    job = {"name": name, "params": params.model_dump(exclude_none=True), "gate": verdict}
+    manifest = {**outcome.manifest, "job": job}
     version = artifacts.save_model(model_dir, outcome.arrays, manifest, keep=settings.keep_versions)
     phases["publish_s"] = time.perf_counter() - t0
     reporter.log(f"published {version}")
@@ -362,6 +352,8 @@ def spark_context_alive(spark: Any) -> bool:
 
 
 def make_spark(settings: TrainerSettings, master: str | None = None):
+    """The trainer's SparkSession (settings' master unless `master` is given), with the
+    executor-loss grace period every watched Spark action reads."""
     from movierec_trainer.session import build_spark, spark_auth_conf
     from movierec_trainer.spark_watch import CONF_NO_EXECUTOR_TIMEOUT
 
@@ -381,6 +373,7 @@ def make_spark(settings: TrainerSettings, master: str | None = None):
 
 
 def mongo(settings: TrainerSettings) -> MongoClient:
+    """A synchronous MongoClient with the configured timeouts (tz-aware datetimes)."""
     return MongoClient(
         settings.mongo_url,
         serverSelectionTimeoutMS=settings.mongo_timeout_ms,
@@ -395,25 +388,12 @@ def mongo(settings: TrainerSettings) -> MongoClient:
 
 
 def cmd_retrain(args: Any, settings: TrainerSettings) -> int:
+    """`python -m movierec_trainer retrain`: one retrain run from the command line; exit
+    status 0 when published, 1 when rejected by the gate."""
+    from movierec_trainer.__main__ import params_from_args
     from movierec_trainer.pipeline import ConsoleProgress
 
-    params = {
-        "db_only": args.db_only,
-        "csv_path": None if args.csv_path is None else str(args.csv_path),
-        "rank": args.rank,
-        "reg": args.reg,
-        "bias_reg": args.bias_reg,
-        "iterations": args.iterations,
-        "seed": args.seed,
-        "holdout": args.holdout,
-        "no_ranking": args.no_ranking,
-        "ranking_rank": args.ranking_rank,
-        "ranking_reg": args.ranking_reg,
-        "ranking_alpha": args.ranking_alpha,
-        "ranking_iterations": args.ranking_iterations,
-    }
-    if args.publish_full is not None:
-        params["publish_full"] = args.publish_full
+    params = params_from_args(args)
     if args.csv_path is not None and args.csv_path.is_absolute():
         # On the command line the operator may point anywhere; the DATA_DIR fence is for HTTP.
         settings = settings.model_copy(update={"data_dir": args.csv_path.parent})
@@ -469,6 +449,10 @@ def cmd_retrain(args: Any, settings: TrainerSettings) -> int:
 
 
 class Worker:
+    """The trainer worker: takes the singleton lock, runs the schedule / new-ratings triggers,
+    claims queued jobs under a renewed lease, runs them (`run_retrain`) and reaps the jobs of
+    workers whose lease expired."""
+
     def __init__(self, settings: TrainerSettings, client: MongoClient | None = None) -> None:
         self.settings = settings
         self.client = client or mongo(settings)
@@ -486,6 +470,7 @@ class Worker:
         return _now() + timedelta(seconds=self.settings.lease_seconds)
 
     def acquire_lock(self) -> bool:
+        """Take (or renew) the singleton worker lock; False when another live worker holds it."""
         now = _now()
         try:
             doc = self.meta.find_one_and_update(
@@ -506,6 +491,7 @@ class Worker:
         return doc is not None and doc.get("owner") == self.owner
 
     def release_lock(self) -> None:
+        """Give the lock up if this worker holds it (errors ignored: it expires anyway)."""
         with contextlib.suppress(PyMongoError):
             self.meta.update_one({"_id": LOCK_ID, "owner": self.owner}, {"$set": {"owner": None}})
 
@@ -557,6 +543,7 @@ class Worker:
         return n
 
     def claim(self) -> dict[str, Any] | None:
+        """Atomically move the oldest queued job to running under this worker's lease."""
         now = _now()
         return self.jobs.find_one_and_update(
             {"status": "queued", "cancel_requested": {"$ne": True}},
@@ -581,24 +568,19 @@ class Worker:
         """Insert a queued job unless one is queued or running (the catalog's slot rule)."""
         if self.jobs.find_one({"status": {"$in": ACTIVE}}) is not None:
             return None
-        slot = self.meta.find_one({"_id": SLOT_ID})
+        slot = self.meta.find_one({"_id": RETRAIN_SLOT_ID})
+        holder = None
+        if slot is not None and slot.get("job_id") is not None:
+            holder = self.jobs.find_one({"_id": slot["job_id"]})
         job_id = ObjectId()
         now = _now()
+        stale = timedelta(seconds=self.settings.retrain_slot_stale_seconds)
         try:
-            if slot is None:
-                won = self.meta.find_one_and_update(
-                    {"_id": SLOT_ID},
-                    {"$set": {"job_id": job_id, "updated_at": now}},
-                    upsert=True,
-                    return_document=ReturnDocument.AFTER,
-                )
-            else:
-                won = self.meta.find_one_and_update(
-                    {"_id": SLOT_ID, "job_id": slot.get("job_id")},
-                    {"$set": {"job_id": job_id, "updated_at": now}},
-                    return_document=ReturnDocument.AFTER,
-                )
-        except DuplicateKeyError:
+            flt, update = take_retrain_slot(slot, holder, job_id, now, stale)
+            won = self.meta.find_one_and_update(
+                flt, update, upsert=True, return_document=ReturnDocument.AFTER
+            )
+        except (SlotBusy, DuplicateKeyError):
             return None
         if won is None or won.get("job_id") != job_id:
             return None
@@ -616,6 +598,8 @@ class Worker:
         return slot if slot <= now else slot - timedelta(days=1)
 
     def check_triggers(self) -> str | None:
+        """Enqueue a job when the daily schedule slot passed or enough new ratings arrived;
+        returns the trigger that fired, if any."""
         now = _now()
         slot = self._schedule_slot(now)
         if slot is not None:
@@ -664,6 +648,10 @@ class Worker:
         return self._spark
 
     def run_job(self, job: dict[str, Any]) -> None:
+        """Run one claimed job to a final status (succeeded, rejected, failed, cancelled, or
+        back to queued when the worker stops), renewing the lease from a heartbeat thread and
+        streaming progress and log lines into the job document. Job parameters are validated
+        again (movierec_common.training_params); a bad document fails with the API's message."""
         job_id = job["_id"]
         s = self.settings
         tail: deque[str] = deque(maxlen=s.log_tail_lines)
@@ -746,10 +734,11 @@ class Worker:
         try:
             say(f"claimed by {self.owner} (attempt {job.get('attempts')})")
             spark = self.spark()
+            params = RetrainParams.model_validate(job.get("params") or {})
             result = run_retrain(
                 self.db,
                 s,
-                dict(job.get("params") or {}),
+                params,
                 name=f"job-{job_id}",
                 model_dir=s.model_dir,
                 spark=spark,
@@ -794,6 +783,8 @@ class Worker:
             reason = f"{type(exc).__name__}: {exc}"
             if isinstance(exc, als.TrainingDivergedError):
                 reason = f"training diverged: {exc}"
+            elif isinstance(exc, ValidationError):  # a job document written around the API
+                reason = validation_message(exc.errors())
             self._finish(job_id, "failed", reason[:2000], queue_s)
         finally:
             done.set()
@@ -838,6 +829,7 @@ class Worker:
             self.release_lock()
 
     def run_forever(self) -> None:
+        """Poll until `stop_event` is set: lock, reap, triggers, claim and run."""
         log.info(
             "trainer worker %s polling %s/%s (spark %s)",
             self.owner,
@@ -856,6 +848,7 @@ class Worker:
         self.close()
 
     def close(self) -> None:
+        """Stop Spark, release the lock and close the MongoDB client."""
         if self._spark is not None:
             with contextlib.suppress(Exception):
                 self._spark.stop()
@@ -864,6 +857,7 @@ class Worker:
 
 
 def run_worker(settings: TrainerSettings) -> int:
+    """`python -m movierec_trainer worker`: run the worker until SIGTERM/SIGINT; exit 0."""
     removed = artifacts.clean_leftovers(settings.model_dir)  # a publish killed before a restart
     if removed:
         log.info("removed leftovers of interrupted publishes: %s", ", ".join(removed))

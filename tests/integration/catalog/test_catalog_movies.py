@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from movierec_init.model import fold
+from movierec_common.data_model import fold
 from pymongo import MongoClient
 
 from tests.integration.catalog.conftest import unique_name

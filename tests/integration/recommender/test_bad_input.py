@@ -32,6 +32,8 @@ BAD_GETS = [
     ("/api/recs/similar/1?k=0", 422),
     ("/api/recs/similar/1?k=1000", 422),
     ("/api/recs/similar/999999999", 404),
+    ("/api/recs/similar/1?genre=NotAGenre", 422),
+    ("/api/recs/similar/1?genre=" + "x" * 65, 422),
     ("/api/recs/nope", 404),
     # Ids are plain ASCII integers everywhere (issue 18, fault 4).
     ("/api/recs/users/620.0", 422),

@@ -72,6 +72,18 @@ export function starBadge(value, label) {
   );
 }
 
+// "Because you rated A, B": the rated movies that contributed most to a personalised item.
+export function becauseLine(m) {
+  const reasons = Array.isArray(m.because) ? m.because.filter((r) => r && r.title) : [];
+  if (!reasons.length) return null;
+  return h(
+    "p",
+    { class: "because line-clamp-2 text-xs text-slate-600 dark:text-slate-400", title: reasons.map((r) => `${r.title} (you: ${r.rating}★)`).join("\n") },
+    "Because you rated ",
+    reasons.slice(0, 2).map((r) => displayTitle(r)).join(", "),
+  );
+}
+
 export function movieCard(m, { badge, badgeLabel = "Predicted rating", extra } = {}) {
   const id = movieIdOf(m);
   const year = yearOf(m);
@@ -105,7 +117,15 @@ export function movieCard(m, { badge, badgeLabel = "Predicted rating", extra } =
           year ? h("span", null, String(year)) : null,
           genres.length ? h("span", { class: "truncate" }, genres.slice(0, 2).join(" · ")) : null,
         ),
-        h("div", { class: "flex flex-wrap gap-1" }, starBadge(badge, badgeLabel), extra || null),
+        h(
+          "div",
+          { class: "flex flex-wrap gap-1" },
+          starBadge(badge, badgeLabel),
+          // Added by an admin after the model was trained (served from its content profile).
+          m.new ? h("span", { class: "status-pill status-running new-badge", title: "Added after the last model training" }, "New") : null,
+          extra || null,
+        ),
+        becauseLine(m),
       ),
     ),
   );

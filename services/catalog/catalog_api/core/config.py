@@ -98,6 +98,13 @@ class CatalogSettings(CommonSettings):
     stats_reconcile_seconds: float = Field(
         30.0, gt=0, description="Period of the pass that recounts movies with stale changes."
     )
+    hit_window_days: float = Field(
+        7.0,
+        gt=0,
+        le=90,
+        description="Online metrics: a rating within this many days of a movie being shown to "
+        "that user counts as a hit for the list that showed it.",
+    )
 
     @field_validator("trusted_proxies")
     @classmethod

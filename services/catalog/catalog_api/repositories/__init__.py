@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from pymongo import AsyncMongoClient
 
+from .admin_movies import AdminMoviesRepo
+from .experiments import ExperimentsRepo
 from .health import HealthRepo
 from .jobs import JobsRepo
 from .movies import MoviesRepo
@@ -22,6 +24,8 @@ class Repos:
     jobs: JobsRepo
     health: HealthRepo
     stats: StatsReconciler
+    experiments: ExperimentsRepo
+    admin_movies: AdminMoviesRepo
 
 
 def make_repos(
@@ -43,4 +47,6 @@ def make_repos(
         ratings=RatingsRepo(db, movies, stats),
         jobs=JobsRepo(db, slot_stale_seconds),
         stats=stats,
+        experiments=ExperimentsRepo(db),
+        admin_movies=AdminMoviesRepo(db, prior_weight),
     )

@@ -12,14 +12,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
-from movierec_common.jobs import ACTIVE_STATUSES, new_job
-from movierec_init import model
+from movierec_common import data_model as model
+from movierec_common.jobs import ACTIVE_STATUSES, SlotBusy, new_job, take_retrain_slot
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 ACTIVE = list(ACTIVE_STATUSES)
-SLOT_ID = "retrain_slot"
 
 
 class JobConflict(Exception):
@@ -41,26 +40,18 @@ class JobsRepo:
         running = await self.active()
         if running is not None:
             raise JobConflict(running)
-        slot = await self.meta.find_one({"_id": SLOT_ID})
-        now = datetime.now(UTC)
+        slot = await self.meta.find_one({"_id": model.RETRAIN_SLOT_ID})
+        holder = None
         if slot is not None and slot.get("job_id") is not None:
             holder = await self.jobs.find_one({"_id": slot["job_id"]})
-            if holder is not None and holder["status"] in ACTIVE:
-                raise JobConflict(holder)
-            if holder is None and now - slot["updated_at"] < self.stale:
-                # Another request took the slot a moment ago and is inserting its job.
-                raise JobConflict(None)
         job = new_job(params, requested_by)
-        # Matches only while the slot still names the job we saw (or none): of two racing
-        # requests one moves it, the other matches nothing, and its upsert then collides with
-        # the existing slot document (DuplicateKeyError).
-        expected = {"_id": SLOT_ID, "job_id": slot.get("job_id") if slot else None}
+        try:
+            flt, update = take_retrain_slot(slot, holder, job["_id"], datetime.now(UTC), self.stale)
+        except SlotBusy as exc:
+            raise JobConflict(exc.job) from None
         try:
             won = await self.meta.find_one_and_update(
-                expected,
-                {"$set": {"job_id": job["_id"], "updated_at": now}},
-                upsert=True,
-                return_document=ReturnDocument.AFTER,
+                flt, update, upsert=True, return_document=ReturnDocument.AFTER
             )
         except DuplicateKeyError:  # the slot moved under us
             won = None

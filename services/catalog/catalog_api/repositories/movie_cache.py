@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from movierec_init import model
+from movierec_common import data_model as model
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import PyMongoError
 
@@ -43,6 +43,7 @@ FIELDS = {
     "rating_sum": 1,
     "title_tokens": 1,
     "stats_updated_at": 1,
+    "added_at": 1,
 }
 OVERLAP = timedelta(seconds=10)
 
@@ -115,6 +116,7 @@ class MovieCache:
             "imdbId": raw.get("imdbId"),
             "tmdbId": raw.get("tmdbId"),
             **model.movie_stats(s, n, self.global_mean, self.prior_weight),
+            "new": raw.get("added_at") is not None,
         }
         tokens = raw.get("title_tokens") or model.title_tokens(raw["title"])
         return _Entry(doc, frozenset(tokens), model.fold(raw["title"]))

@@ -27,7 +27,7 @@ import time
 import uuid
 from typing import Any
 
-from movierec_init import model
+from movierec_common import data_model as model
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 

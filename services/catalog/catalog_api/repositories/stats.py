@@ -25,7 +25,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from movierec_init import model
+from movierec_common import data_model as model
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 

@@ -15,14 +15,16 @@ from fastapi import APIRouter, Path, Query, Request
 from movierec_common.api_errors import ApiError, OrjsonResponse
 from movierec_common.ids import MAX_ID, IdParam, parse_id
 
-from .. import service
+from .. import new_movies, service
 from ..deps import (
     CurrentPrincipal,
+    OptionalPrincipal,
     State,
     optional_principal,
     require_privileged,
     require_read,
 )
+from ..ranking import ServingModel
 from ..rated import many_user_rated, user_rated
 from ..repository import UserRatings
 from ..schemas import (
@@ -91,6 +93,37 @@ def _resolve_genre(state: AppState, genre: str | None) -> str | None:
     return canonical
 
 
+def _offer_new_movies(
+    state: AppState,
+    result: dict,
+    model: ServingModel | None,
+    user_id: int,
+    rated: UserRatings,
+    genre: str | None,
+    exclude: list[int] | None,
+) -> None:
+    """Movies added since the model was trained may take the list's last slots (issue 17)."""
+    if result["strategy"] not in ("personalized", "fold-in") or not state.settings.new_movie_slots:
+        return
+    catalog = state.movies.catalog
+    content = state.content.get(model, catalog)
+    if content is None:
+        return
+    user = service.resolve_user(model, user_id, rated).vectors
+    new_movies.offer_in_list(
+        result,
+        model,
+        catalog,
+        content,
+        user,
+        rated.movie_ids,
+        slots=state.settings.new_movie_slots,
+        min_predicted=state.settings.new_movie_min_predicted,
+        genre=genre,
+        exclude=exclude,
+    )
+
+
 async def _user_list(
     state: AppState,
     user_id: int,
@@ -102,7 +135,8 @@ async def _user_list(
     k = k or state.settings.default_k
     canonical = _resolve_genre(state, genre)
     excluded = _parse_exclude(state, exclude)
-    model = state.store.current
+    assignment = state.experiments.assign(user_id)
+    model = assignment.model
     rated = await user_rated(state.repo, model, user_id, state.settings.rated_lookup)
     result = service.recommend(
         model,
@@ -114,7 +148,15 @@ async def _user_list(
         exclude=excluded,
         order=strategy,
     )
+    _offer_new_movies(state, result, model, user_id, rated, canonical, excluded)
     state.metrics.strategy.labels(result["strategy"]).inc()
+    state.impressions.record_result(
+        result,
+        kind="user",
+        user_id=user_id,
+        experiment_id=assignment.experiment_id,
+        arm=assignment.arm,
+    )
     # Built from plain Python values by service.py; serialised directly (the response_model
     # still documents it) to keep pydantic re-validation off the hot path.
     return OrjsonResponse(result)
@@ -159,45 +201,84 @@ async def batch_recs(body: BatchRequest, principal: CurrentPrincipal, state: Sta
         raise ApiError(422, "validation_error", f"userIds: at most {limit} per call")
     canonical = _resolve_genre(state, body.genre)
     user_ids = list(dict.fromkeys(body.userIds))
-    model = state.store.current
     catalog = state.movies.catalog
-    rated = await many_user_rated(state.repo, model, user_ids, state.settings.rated_lookup)
+    # Users of an A/B experiment are served by their arm's model: one rated-lookup per model.
+    assigned = {u: state.experiments.assign(u) for u in user_ids}
+    by_model: dict[int, list[int]] = {}
+    for u, a in assigned.items():
+        by_model.setdefault(id(a.model), []).append(u)
+    rated: dict = {}
+    for group in by_model.values():
+        model_of_group = assigned[group[0]].model
+        lookup = state.settings.rated_lookup
+        rated |= await many_user_rated(state.repo, model_of_group, group, lookup)
+
+    def _one(u: int) -> dict:
+        result = service.recommend(
+            assigned[u].model,
+            catalog,
+            u,
+            rated[u],
+            k=body.k or state.settings.default_k,
+            genre=canonical,
+            order=body.strategy,
+        )
+        _offer_new_movies(state, result, assigned[u].model, u, rated[u], canonical, None)
+        return result
 
     def _run() -> list[dict]:
-        return [
-            service.recommend(
-                model,
-                catalog,
-                u,
-                rated[u],
-                k=body.k or state.settings.default_k,
-                genre=canonical,
-                order=body.strategy,
-            )
-            for u in user_ids
-        ]
+        return [_one(u) for u in user_ids]
 
     results = await asyncio.to_thread(_run) if len(user_ids) > 20 else _run()
+    for u, result in zip(user_ids, results, strict=True):
+        a = assigned[u]
+        state.impressions.record_result(
+            result, kind="batch", user_id=u, experiment_id=a.experiment_id, arm=a.arm
+        )
+    model = state.store.current
     return {"model_version": model.version if model else None, "results": results}
 
 
 @router.get("/similar/{movie_id}", response_model=SimilarResponse)
-async def similar_movies(movie_id: MovieIdPath, state: State, k: K = None) -> OrjsonResponse:
-    """Cosine neighbours in factor space; public, it reveals nothing about any user."""
+async def similar_movies(
+    movie_id: MovieIdPath,
+    state: State,
+    principal: OptionalPrincipal,
+    k: K = None,
+    genre: Genre = None,
+) -> OrjsonResponse:
+    """Cosine neighbours in factor space; public, it reveals nothing about any user.
+
+    `state: "too_few_ratings"` (200, empty `items`) for a movie rated fewer than
+    SIMILAR_MIN_RATINGS times; an unknown `genre` is a 422 `unknown_genre`. A movie added after
+    training is compared through its content profile (`new: true`)."""
     model = state.store.current
     if model is None:
         raise ApiError(503, "no_model", "no model is loaded yet")
+    canonical = _resolve_genre(state, genre)
+    catalog = state.movies.catalog
+    content = state.content.get(model, catalog)
     try:
         result = service.similar(
             model,
-            state.movies.catalog,
+            catalog,
             movie_id,
             k or state.settings.default_k,
             state.settings.similar_min_ratings,
+            canonical,
         )
-        return OrjsonResponse(result)
+        new_movies.offer_in_similar(result, model, catalog, content, movie_id, canonical)
     except service.UnknownMovieError:
-        raise ApiError(404, "unknown_movie", f"movie {movie_id} is not in the model") from None
+        result = new_movies.similar_to_new(
+            model, catalog, content, movie_id, k or state.settings.default_k
+        )
+        if result is None:
+            raise ApiError(404, "unknown_movie", f"movie {movie_id} is not in the model") from None
+    user_id = principal.user_id if principal is not None else None
+    state.impressions.record_result(
+        result, kind="similar", user_id=user_id, source_movie_id=movie_id
+    )
+    return OrjsonResponse(result)
 
 
 @router.get("/predict", response_model=PredictResponse)

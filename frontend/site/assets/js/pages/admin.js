@@ -5,6 +5,8 @@ import { api, asList } from "../api.js";
 import { h, replace } from "../dom.js";
 import { emptyState, errorBox, fmt, spinner, toast } from "../components.js";
 import { historySeries, lineChart } from "../chart.js";
+import { experimentPanel, onlineMetricsPanel } from "./admin_online.js";
+import { addMoviePanel } from "./admin_movies.js";
 
 const POLL_MS = 1000;
 const TERMINAL = new Set(["succeeded", "failed", "rejected", "cancelled"]);
@@ -375,6 +377,7 @@ export async function adminPage(ctx) {
   const top = h("div", { class: "grid items-start gap-6 lg:grid-cols-[3fr_2fr]" });
   const versionsSlot = h("div");
   const jobsSlot = h("div");
+  const onlineSlot = h("div", { class: "space-y-6" });
   let retrain = null;
 
   // Each source loads on its own, so one failing endpoint shows its error in its own panel
@@ -400,6 +403,7 @@ export async function adminPage(ctx) {
       const active = versions.find((v) => v.active) || null;
       replace(top, activeModelPanel(ctx, active, servedInfo), retrain);
       replace(versionsSlot, versionsPanel(versions, reload));
+      replace(onlineSlot, experimentPanel(ctx, versions, current, reload), onlineMetricsPanel(ctx));
     } else {
       replace(top, panel("Active model", "active-model", errorBox(models.reason, reload)), retrain);
       replace(versionsSlot);
@@ -412,6 +416,6 @@ export async function adminPage(ctx) {
     "div",
     { dataset: { page: "admin" } },
     h("h1", { class: "mb-6 text-2xl font-extrabold tracking-tight sm:text-3xl" }, "Model admin"),
-    h("div", { class: "space-y-6" }, top, versionsSlot, jobsSlot),
+    h("div", { class: "space-y-6" }, top, versionsSlot, onlineSlot, addMoviePanel(ctx), jobsSlot),
   );
 }

@@ -9,12 +9,16 @@ import {
   emptyState,
   errorBox,
   linkButton,
+  movieIdOf,
   section,
   skeletonRow,
 } from "../components.js";
 
 export const FOLD_IN_MIN = 5;
 const GENRE_ROWS = 4;
+const ROW_LEN = 12;
+// A genre row asks for more than it shows, so it can skip movies already shown above it.
+const ROW_FETCH = 60;
 
 export function strategyLabel(recs) {
   const n = recs.n_user_ratings ?? 0;
@@ -26,15 +30,49 @@ export function strategyLabel(recs) {
     : `Popular right now — rate ${FOLD_IN_MIN} movies to get personalised picks`;
 }
 
-function recsSection(ctx, done) {
+// The genre filter of the personal list: the recommender's `genre` parameter, offered here.
+function recsGenreFilter(ctx, onChange) {
+  const select = h(
+    "select",
+    { class: "input", name: "recs-genre", id: "recs-genre", "aria-label": "Only this genre" },
+    h("option", { value: "" }, "All genres"),
+  );
+  select.addEventListener("change", () => onChange(select.value));
+  api("/api/genres", { signal: ctx.signal })
+    .then((data) => {
+      for (const g of asList(data, "genres").items) {
+        const name = genreName(g);
+        if (name && name !== "(no genres listed)") select.append(h("option", { value: name }, name));
+      }
+    })
+    .catch(() => select.remove());
+  return select;
+}
+
+function recsSection(ctx, done, shown) {
   const body = h("div", null, skeletonRow());
   const sub = h("span", null, "Loading your picks…");
   const el = section("Recommended for you", sub, body, { id: "recommended" });
+  let genre = "";
+  el.firstChild.append(
+    h(
+      "label",
+      { class: "text-sm text-slate-600 dark:text-slate-400" },
+      "Genre ",
+      recsGenreFilter(ctx, (g) => {
+        genre = g;
+        load();
+      }),
+    ),
+  );
   const load = async () => {
     replace(body, skeletonRow());
     try {
-      const recs = await api("/api/recs/me", { query: { k: 12 }, signal: ctx.signal });
+      const query = genre ? { k: ROW_LEN, genre } : { k: ROW_LEN };
+      const recs = await api("/api/recs/me", { query, signal: ctx.signal });
+      if (!genre) for (const m of recs.items || []) shown.add(movieIdOf(m));
       el.dataset.strategy = recs.strategy;
+      el.dataset.genre = genre;
       replace(sub, h("span", { class: `strategy-label strategy-${recs.strategy}` }, strategyLabel(recs)));
       if (!recs.items || recs.items.length === 0) {
         replace(body, emptyState("Nothing to recommend yet", "Rate a few movies you have seen and we will find more like them.", linkButton("/browse", "Browse movies")));
@@ -77,10 +115,12 @@ function genreCount(g) {
   return typeof g === "string" ? 0 : Number(g.count ?? g.n_movies ?? g.movies ?? 0);
 }
 
-async function popularRow(ctx, genre, container) {
+async function popularRow(ctx, genre, container, shown) {
   try {
-    const data = await api("/api/movies/popular", { query: { genre, limit: 12 }, signal: ctx.signal });
-    const { items } = asList(data);
+    const data = await api("/api/movies/popular", { query: { genre, limit: ROW_FETCH }, signal: ctx.signal });
+    // Never repeat a movie already shown above (the personal list, earlier genre rows).
+    const items = asList(data).items.filter((m) => !shown.has(movieIdOf(m))).slice(0, ROW_LEN);
+    for (const m of items) shown.add(movieIdOf(m));
     if (!items.length) {
       container.remove();
       return;
@@ -88,13 +128,13 @@ async function popularRow(ctx, genre, container) {
     replace(container.querySelector("[data-body]"), cardRow(items, (m) => ({ badge: m.avg_rating, badgeLabel: "Average rating" })));
   } catch (err) {
     if (err.name === "AbortError") return;
-    replace(container.querySelector("[data-body]"), errorBox(err, () => popularRow(ctx, genre, container)));
+    replace(container.querySelector("[data-body]"), errorBox(err, () => popularRow(ctx, genre, container, shown)));
   }
 }
 
 // Genre rows load after the main list and one at a time: each is a database aggregation,
 // and firing them all at once would slow down the list people came for.
-function genreSections(ctx, after) {
+function genreSections(ctx, after, shown) {
   const wrap = h("div", { class: "space-y-10", id: "genre-picks" }, skeletonRow());
   (async () => {
     await after;
@@ -121,7 +161,7 @@ function genreSections(ctx, after) {
       replace(wrap, rows.map(([, row]) => row));
       for (const [g, row] of rows) {
         if (ctx.signal.aborted) return;
-        await popularRow(ctx, g, row);
+        await popularRow(ctx, g, row, shown);
       }
     } catch (err) {
       if (err.name === "AbortError") return;
@@ -131,12 +171,13 @@ function genreSections(ctx, after) {
   return wrap;
 }
 
-function popularOverall(ctx, done) {
+function popularOverall(ctx, done, shown) {
   const body = h("div", null, skeletonRow());
   const el = section("Popular right now", "The best-loved movies on MovieRec", body, { id: "popular" });
   (async () => {
     try {
-      const { items } = asList(await api("/api/movies/popular", { query: { limit: 12 }, signal: ctx.signal }));
+      const { items } = asList(await api("/api/movies/popular", { query: { limit: ROW_LEN }, signal: ctx.signal }));
+      for (const m of items) shown.add(movieIdOf(m));
       replace(body, items.length ? cardGrid(items, (m) => ({ badge: m.avg_rating, badgeLabel: "Average rating" })) : emptyState("No movies yet", "The catalogue is empty — ask an admin to import MovieLens."));
     } catch (err) {
       if (err.name === "AbortError") return;
@@ -157,6 +198,7 @@ function gate() {
 export async function homePage(ctx) {
   const u = session.user();
   const [opened, open] = gate();
+  const shown = new Set(); // movieIds already on the page, top to bottom
   if (!u) {
     return h(
       "div",
@@ -173,8 +215,8 @@ export async function homePage(ctx) {
           h("a", { href: "/browse", "data-link": "", class: "btn-hero-ghost" }, "Browse movies"),
         ),
       ),
-      popularOverall(ctx, open),
-      genreSections(ctx, opened),
+      popularOverall(ctx, open, shown),
+      genreSections(ctx, opened, shown),
     );
   }
   return h(
@@ -186,7 +228,7 @@ export async function homePage(ctx) {
       h("h1", { class: "text-2xl font-extrabold tracking-tight sm:text-3xl" }, `Hi ${u.username}, what's next?`),
       h("p", { class: "mt-1 text-slate-600 dark:text-slate-400" }, "Picks for tonight, and the crowd favourites in every genre."),
     ),
-    recsSection(ctx, open),
-    genreSections(ctx, opened),
+    recsSection(ctx, open, shown),
+    genreSections(ctx, opened, shown),
   );
 }

@@ -143,6 +143,12 @@ function similarSection(ctx, movieId) {
     try {
       const data = await api(`/api/recs/similar/${movieId}`, { query: { k: 12 }, signal: ctx.signal });
       const items = (data && data.items) || [];
+      el.dataset.state = (data && data.state) || "";
+      if (data && data.state === "too_few_ratings") {
+        const n = data.n_ratings ?? 0;
+        replace(body, emptyState("Too few ratings to compare", `This movie has ${n} rating${n === 1 ? "" : "s"}; we show neighbours from ${data.min_ratings} on.`));
+        return;
+      }
       if (!items.length) {
         replace(body, emptyState("No similar movies yet", "This movie has too few ratings for us to find its neighbours."));
         return;

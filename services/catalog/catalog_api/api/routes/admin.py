@@ -25,7 +25,7 @@ router = APIRouter(
 )
 
 JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{24}$", description="Job id (ObjectId hex)")]
-Version = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+Version = Annotated[str, Path(pattern=artifacts.VERSION_PATTERN)]
 JobStatus = Literal["queued", "running", "succeeded", "failed", "rejected", "cancelled"]
 
 

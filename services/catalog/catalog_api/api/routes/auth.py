@@ -10,10 +10,10 @@ import asyncio
 import math
 
 from fastapi import APIRouter, Request, Response
+from movierec_common import data_model as model
 from movierec_common.api_errors import ApiError
 from movierec_common.password_policy import password_problem
 from movierec_common.tokens import COOKIE_NAME
-from movierec_init import model
 
 from ...repositories.users import UsernameTaken
 from ...schemas import (

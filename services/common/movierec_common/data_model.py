@@ -1,6 +1,6 @@
-"""Data-model rules shared by mongo-init and the catalog API, so both compute them identically.
+"""The MongoDB data model, written once: mongo-init, both APIs and the trainer import it here.
 
-- Collection names and the meta document ids.
+- Collection names, the meta document ids (the retrain slot included) and the rating scale.
 - Title tokens: SecantusDB (the embedded server) has no text indexes, so title search runs on
   an indexed array of lower-cased, accent-free word tokens (`title_tokens`); whole words match
   with `$all`, the last word typed matches as an anchored prefix regex. This behaves the same on
@@ -27,6 +27,10 @@ RATING_DELETIONS = "rating_deletions"
 RATINGS_STATS_ID = "ratings_stats"  # {_id, global_mean, prior_weight, n_ratings}
 IMPORT_MARKER_ID = "movielens_import"  # {_id, fingerprint, counts, finished_at}
 USER_ID_COUNTER = "userId"  # counters doc {_id: "userId", seq: <last id handed out>}
+
+RETRAIN_SLOT_ID = "retrain_slot"  # meta doc {_id, job_id, updated_at}: one active job at a time
+
+RATING_MIN, RATING_MAX, RATING_STEP = 0.5, 5.0, 0.5  # MovieLens stars: 0.5–5.0 in half steps
 
 ROLE_USER = "user"
 ROLE_ADMIN = "admin"
