@@ -72,10 +72,10 @@ def test_trainer_builds_a_new_session_after_its_spark_application_died(
     tmp_path: Path, mongo_url: str, db_name: str, output_dir: Path, how: str
 ) -> None:
     cluster = PrivateCluster(output_dir)
-    start_master(cluster, f"recovery-master-{how}.log")
-    start_worker(cluster)
     e = Env(tmp_path, mongo_url, db_name, cluster.url)
     try:
+        start_master(cluster, f"recovery-master-{how}.log")
+        start_worker(cluster)
         trainer = e.start_worker(f"spark-recovery-{how}")
         first = new_job(FAST)
         e.db.jobs.insert_one(first)
