@@ -380,7 +380,8 @@ def test_job_started_with_no_spark_worker_fails_clearly_then_next_job_runs(
         assert doc["status"] == "failed", doc
         error = doc["error"]
         assert error.startswith(
-            "ExecutorLostError: reading the ratings snapshot: no Spark executor registered for 5 s"
+            "ExecutorLostError: distributing the training blocks: no Spark executor registered "
+            "for 5 s"
         ), error
         assert cluster.url in error, error  # says where it looked
         assert "Traceback" not in error and len(error) < 600, error

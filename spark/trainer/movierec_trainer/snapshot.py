@@ -186,26 +186,8 @@ def take_snapshot(
     return Snapshot(path, len(merged), len(db_r), n_csv, source, summary)
 
 
-def read_snapshot_spark(spark: Any, path: Path) -> Ratings:
-    """Spark reads the Parquet snapshot; Arrow brings the columns to the driver in bulk.
-
-    Watched (spark_watch): with its worker dead, or no worker registered at all, a standalone
-    cluster would let this read wait forever instead of failing the job."""
-    from movierec_trainer.spark_watch import run_watched
-
-    sc = spark.sparkContext
-    pdf = run_watched(
-        sc, lambda: spark.read.parquet(str(path)).toPandas(), "reading the ratings snapshot"
-    )
-    return tdata.make_ratings(
-        pdf["userId"].to_numpy(np.int64),
-        pdf["movieId"].to_numpy(np.int64),
-        pdf["rating"].to_numpy(np.float32),
-        pdf["timestamp"].to_numpy(np.int64),
-    )
-
-
 def read_snapshot_local(path: Path) -> Ratings:
+    """The Parquet snapshot as columns, read by the process that wrote it (the driver)."""
     t = pq.read_table(path)
     return tdata.make_ratings(
         t["userId"].to_numpy(),

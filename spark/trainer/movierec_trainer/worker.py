@@ -64,7 +64,6 @@ from movierec_trainer.pipeline import TrainConfig, TrainOutcome, train_job
 from movierec_trainer.snapshot import (
     prune_snapshots,
     read_snapshot_local,
-    read_snapshot_spark,
     remove_snapshot,
     take_snapshot,
 )
@@ -299,11 +298,10 @@ def _train_gate_publish(
     t0: float,
 ) -> RetrainResult:
     """The rest of `run_retrain` once the snapshot exists (`t0`: when it was started)."""
-    ratings = (
-        read_snapshot_spark(spark, snap.path)
-        if spark is not None
-        else (read_snapshot_local(snap.path))
-    )
+    # The driver wrote the snapshot and reads it back itself: the engines ship each block to
+    # the executors, so the file never needs a filesystem shared with the Spark workers (in
+    # Compose they are other containers; reading it through Spark failed there).
+    ratings = read_snapshot_local(snap.path)
     phases["snapshot_s"] = time.perf_counter() - t0
     reporter.log(
         f"snapshot: {snap.n_ratings} ratings ({snap.n_db} from MongoDB, {snap.n_csv} from CSV)"
