@@ -373,7 +373,9 @@ def test_job_started_with_no_spark_worker_fails_clearly_then_next_job_runs(
     try:
         job = new_job(FAST)
         e.db.jobs.insert_one(job)
-        trainer = e.start_worker("spark-none", SPARK_NO_EXECUTOR_TIMEOUT_SECONDS="5")
+        # 15 s: long enough for the next job's executor to start on the worker brought back
+        # below (an executor JVM takes 5-10 s here), short enough to keep the test quick.
+        trainer = e.start_worker("spark-none", SPARK_NO_EXECUTOR_TIMEOUT_SECONDS="15")
         doc = e.wait_job(job["_id"], {"succeeded", "failed", "rejected", "cancelled"}, timeout=120)
         ran_s = (doc["finished_at"] - doc["started_at"]).total_seconds()
         print(f"\nno worker: job {doc['status']} after {ran_s:.1f}s: {doc['error']!r}")
@@ -381,7 +383,7 @@ def test_job_started_with_no_spark_worker_fails_clearly_then_next_job_runs(
         error = doc["error"]
         assert error.startswith(
             "ExecutorLostError: distributing the training blocks: no Spark executor registered "
-            "for 5 s"
+            "for 15 s"
         ), error
         assert cluster.url in error, error  # says where it looked
         assert "Traceback" not in error and len(error) < 600, error
