@@ -55,7 +55,7 @@ export function addMoviePanel(ctx) {
       h("label", { for: "new-movie-imdb", class: "flex flex-col gap-1 text-sm" }, "IMDb", imdb),
       h("label", { for: "new-movie-tmdb", class: "flex flex-col gap-1 text-sm" }, "TMDB", tmdb),
     ),
-    h("label", { for: "new-movie-genres", class: "flex flex-col gap-1 text-sm" }, "Genres", genres, h("span", { id: "new-movie-genres-help", class: "text-xs text-slate-500" }, "Ctrl/Cmd-click to choose several.")),
+    h("label", { for: "new-movie-genres", class: "flex flex-col gap-1 text-sm" }, "Genres", genres, h("span", { id: "new-movie-genres-help", class: "text-xs text-slate-600 dark:text-slate-400" }, "Ctrl/Cmd-click to choose several.")),
     h("div", { class: "flex items-center gap-4" }, add, result),
   );
 }

@@ -24,7 +24,9 @@ function note(text) {
 function table(head, rows, cls) {
   return h(
     "div",
-    { class: "overflow-x-auto" },
+    // Focusable, so a keyboard user can scroll a table wider than a phone's screen (axe:
+    // scrollable-region-focusable); named by its first column heading.
+    { class: "overflow-x-auto", tabindex: "0", role: "region", "aria-label": `Table: ${head[0]}` },
     h(
       "table",
       { class: `w-full text-left text-sm ${cls || ""}` },
