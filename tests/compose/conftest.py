@@ -19,6 +19,7 @@ import pytest
 from tests.compose.stack import (
     NGINX_BASE,
     PYTHON_BASE,
+    TIMINGS,
     ApiService,
     Stack,
     build_base_images,
@@ -36,7 +37,6 @@ IMAGES = (
     "movierec-test/secantusdb",
 )
 SHARED_DATA = ROOT.parent / "shared" / "data" / "ml-latest-small"
-TIMINGS: dict[str, float] = {}
 # The first start imports MovieLens into the database and trains the first model on Spark; on a
 # heavily loaded shared machine the import alone took over 20 minutes (COMPOSE_UP_TIMEOUT).
 UP_TIMEOUT = float(os.environ.get("COMPOSE_UP_TIMEOUT", "1800"))

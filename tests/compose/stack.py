@@ -36,6 +36,12 @@ TOOLS = ("podman", "docker-compose", "debootstrap")
 ONESHOTS = ("data", "mongo-init", "initial-model")
 
 
+# Seconds per step of this run, filled by the fixtures and the tests, written to
+# bench/out/compose.md at teardown. Here, not in conftest.py: pytest imports a conftest under
+# its own module name, so a dict defined there and imported by a test would be a second copy.
+TIMINGS: dict[str, float] = {}
+
+
 class StackError(AssertionError):
     """A step of the Compose stack failed; the message names the service and has its logs."""
 

@@ -19,8 +19,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.compose.conftest import TIMINGS
-from tests.compose.stack import Stack, StackError
+from tests.compose.stack import TIMINGS, Stack, StackError
 
 pytestmark = [pytest.mark.compose, pytest.mark.slow, pytest.mark.timeout(5400)]
 
