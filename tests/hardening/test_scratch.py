@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from movierec_common import artifacts
+from movierec_common.training_params import RetrainParams
 from movierec_trainer.config import TrainerSettings
 from movierec_trainer.worker import Reporter, run_retrain
 from pymongo import MongoClient
@@ -48,8 +49,9 @@ def test_rejected_and_failed_jobs_leave_no_snapshot_and_pruning_follows_versions
     db = client[db_name]
 
     def retrain(name: str, params: dict, model_dir: Path = models):
+        typed = RetrainParams.model_validate(params)  # as the worker validates a job's params
         return run_retrain(
-            db, settings, params, name=name, model_dir=model_dir, spark=None, reporter=Reporter()
+            db, settings, typed, name=name, model_dir=model_dir, spark=None, reporter=Reporter()
         )
 
     try:
@@ -58,7 +60,7 @@ def test_rejected_and_failed_jobs_leave_no_snapshot_and_pruning_follows_versions
         assert snapshots(work) == {"job-1.parquet"} == named_by_versions(models)
 
         # Rejected by the gate (a much worse model): its snapshot is removed.
-        worse = retrain("job-2", {**FAST, "iterations": 1, "rank": 1, "reg": 50.0})
+        worse = retrain("job-2", {**FAST, "iterations": 1, "rank": 2, "reg": 10.0})
         assert worse.status == "rejected", worse.gate
         assert snapshots(work) == {"job-1.parquet"}
 
