@@ -35,9 +35,9 @@ class AccountCheck:
         self.max_entries = max_entries
         self._cache: OrderedDict[int, tuple[float, dict[str, Any] | None]] = OrderedDict()
 
-    async def _account(self, user_id: int) -> dict[str, Any] | None:
+    async def _account(self, user_id: int, fresh: bool = False) -> dict[str, Any] | None:
         now = time.monotonic()
-        if self.cache_seconds > 0:
+        if self.cache_seconds > 0 and not fresh:
             hit = self._cache.get(user_id)
             if hit is not None and now - hit[0] < self.cache_seconds:
                 return hit[1]
@@ -61,6 +61,12 @@ class AccountCheck:
         if claimed.user_id is None:
             return claimed
         doc = await self._account(claimed.user_id)
+        if self.cache_seconds > 0 and (
+            doc is None or doc.get("token_version", 0) != claimed.token_version
+        ):
+            # A refusal is never taken from the cache: a token issued after the cached read
+            # (log out, log in again within the cache period) carries a newer version.
+            doc = await self._account(claimed.user_id, fresh=True)
         if doc is None:
             raise TokenError("the account no longer exists")
         version = doc.get("token_version", 0)
