@@ -59,10 +59,16 @@ class RatingsRepo:
     async def _mark(self, movie_id: int) -> tuple[str, float]:
         op = uuid.uuid4().hex
         deadline = time.monotonic() + MARK_WAIT_SECONDS
-        while not await self.movies.mark_pending(movie_id, op):
-            if time.monotonic() > deadline:
-                raise RatingConflict(f"movie {movie_id} is being recounted")
-            await asyncio.sleep(0.05)
+        try:
+            while not await self.movies.mark_pending(movie_id, op):
+                if time.monotonic() > deadline:
+                    raise RatingConflict(f"movie {movie_id} is being recounted")
+                await asyncio.sleep(0.05)
+        except (PyMongoError, asyncio.CancelledError):
+            # The server may have applied the $push even though we saw an error (a connection
+            # lost mid-reply): mark it dead so a repair need not wait for it to go stale.
+            self._repair_later(movie_id, op)
+            raise
         return op, time.monotonic()
 
     def _check_budget(self, started: float) -> None:
