@@ -11,7 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from movierec_common.account_check import AccountCheck
 from movierec_common.api_errors import COMMON_ERROR_RESPONSES, install_error_handlers
 from movierec_common.callers import CallerResolver
-from movierec_common.data_model import USERS
+from movierec_common.data_model import IMPRESSIONS, USERS
 from movierec_common.docs import install_docs
 from movierec_common.limits import BodySizeLimit
 from movierec_common.mongo import make_client
@@ -21,7 +21,6 @@ from movierec_common.web_security import OriginCheck, SecurityHeaders
 
 from .config import RecommenderSettings
 from .experiments import ExperimentRunner
-from .impressions import COLLECTION as IMPRESSIONS
 from .impressions import ImpressionRecorder
 from .metrics import Metrics
 from .model_store import ModelStore
