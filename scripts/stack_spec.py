@@ -126,8 +126,8 @@ def _shell_word(arg: str) -> str:
 def procfile_text(spec: StackSpec) -> str:
     lines = [
         "# Generated from scripts/stack.toml by `python scripts/stack_spec.py --procfile`;",
-        "# do not edit (tests/unit/test_compose.py checks it is current). make run starts the",
-        "# infra group first, then the apps group, with honcho:",
+        "# do not edit (tests/unit/scripts/test_compose.py checks it is current). make run starts",
+        "# the infra group first, then the apps group, with honcho:",
         "#   honcho -f Procfile start mongo spark-master spark-worker",
         "# ${NAME} values come from the environment scripts/run_stack.py prepares.",
     ]

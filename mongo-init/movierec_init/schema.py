@@ -131,14 +131,12 @@ ALL_COLLECTIONS = [
 
 # Online evaluation (issue 17): the recommender's impressions (read by time for the admin's
 # metrics) and A/B experiments (each replica polls for the running one).
-IMPRESSIONS = "impressions"
-EXPERIMENTS = "experiments"
-ALL_COLLECTIONS += [IMPRESSIONS, EXPERIMENTS]
-INDEXES[IMPRESSIONS] = [
+ALL_COLLECTIONS += [model.IMPRESSIONS, model.EXPERIMENTS]
+INDEXES[model.IMPRESSIONS] = [
     IndexModel([("ts", ASCENDING)], name="ts"),
     IndexModel([("experiment_id", ASCENDING), ("ts", ASCENDING)], name="experiment_ts"),
 ]
-INDEXES[EXPERIMENTS] = [
+INDEXES[model.EXPERIMENTS] = [
     IndexModel([("status", ASCENDING)], name="status"),
     IndexModel([("started_at", DESCENDING)], name="started_desc"),
 ]

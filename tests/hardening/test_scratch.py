@@ -16,7 +16,7 @@ from movierec_trainer.config import TrainerSettings
 from movierec_trainer.worker import Reporter, run_retrain
 from pymongo import MongoClient
 
-from tests.spark.tiny_data import write_movielens
+from tests.support.tiny_data import write_movielens
 
 pytestmark = pytest.mark.timeout(300)
 FAST = {"iterations": 3, "rank": 4, "no_ranking": True}

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from movierec_common import artifacts
 
-from tests.spark.tiny_data import write_movielens
+from tests.support.tiny_data import write_movielens
 
 pytestmark = pytest.mark.spark
 

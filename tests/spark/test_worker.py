@@ -23,8 +23,8 @@ from movierec_common import artifacts
 from movierec_common.jobs import new_job as shared_new_job
 from pymongo import MongoClient
 
-from tests.spark.tiny_data import write_movielens
 from tests.support import ManagedProcess
+from tests.support.tiny_data import write_movielens
 
 pytestmark = pytest.mark.spark
 

@@ -22,6 +22,7 @@ from movierec_common.api_errors import (
     OrjsonResponse,
     install_error_handlers,
 )
+from movierec_common.callers import CallerResolver
 from movierec_common.data_model import USERS
 from movierec_common.docs import install_docs
 from movierec_common.limits import BodySizeLimit
@@ -118,11 +119,15 @@ def create_app(settings: CatalogSettings) -> FastAPI:
                     settings.signup_window_seconds, settings.signup_max_per_client
                 ),
                 metrics=metrics,
-                api_keys=[k.get_secret_value() for k in settings.api_keys],
                 trusted_proxies=TrustedProxies(settings.trusted_proxies),
                 accounts=AccountCheck(
                     client[settings.mongo_db][USERS], settings.account_cache_seconds
                 ),
+            )
+            app.state.callers = CallerResolver(
+                settings.jwt_secret.get_secret_value(),
+                [k.get_secret_value() for k in settings.api_keys],
+                app.state.catalog.accounts,
             )
             log.info("catalog ready", extra={"db": settings.mongo_db})
             try:
@@ -133,6 +138,7 @@ def create_app(settings: CatalogSettings) -> FastAPI:
                 await reconciler
         finally:
             app.state.catalog = None
+            app.state.callers = None
             await client.close()
 
     app = FastAPI(

@@ -8,6 +8,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+from movierec_common.artifacts import VERSION_PATTERN
 from movierec_common.data_model import RATING_MAX, RATING_MIN, RATING_STEP
 from movierec_common.password_policy import MAX_LENGTH, password_problem
 from movierec_common.training_params import RetrainParams
@@ -260,7 +261,7 @@ class ExperimentStart(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     candidate: str = Field(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
+        pattern=VERSION_PATTERN,
         description="A published model version to test against CURRENT (the control).",
     )
     split: float = Field(

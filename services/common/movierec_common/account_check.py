@@ -5,9 +5,10 @@ document (`users`, by `userId`): a deleted account, or a token whose `ver` claim
 the account's `token_version` (bumped by a password change, a logout or an admin's demotion of
 the account), is refused, and the role is the one stored now, never the one in the token.
 
-Answers are cached per userId for `cache_seconds` (0 = read on every request), so a change made
-directly in the database reaches a service within that time; the catalog calls `forget` after
-its own changes, so they take effect on the very next request.
+The collection is `data_model.USERS` (the apps pass it in). Answers are cached per userId for
+`cache_seconds` (0 = read on every request), so a change made directly in the database reaches
+a service within that time; the catalog calls `forget` after its own changes, so they take
+effect on the very next request.
 """
 
 from __future__ import annotations
@@ -18,11 +19,10 @@ from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 
-from movierec_common import data_model
-from movierec_common.tokens import Principal, TokenError
+from movierec_common.callers import Caller
+from movierec_common.tokens import TokenClaims, TokenError
 
 ROLES = ("user", "admin")
-USERS_COLLECTION = data_model.USERS
 _PROJECTION = {"_id": 0, "userId": 1, "username": 1, "role": 1, "token_version": 1}
 
 
@@ -52,14 +52,12 @@ class AccountCheck:
     def forget(self, user_id: int) -> None:
         self._cache.pop(user_id, None)
 
-    async def confirm(self, claimed: Principal) -> Principal:
-        """The caller as the database sees it now.
+    async def confirm(self, claimed: TokenClaims) -> Caller:
+        """The caller as the database sees it now: the stored username, role and
+        token_version of the token's account.
 
-        Service principals (API keys, no userId) pass unchanged. Raises TokenError when the
-        account is gone, the token's version is stale or the stored role is unknown.
-        Database errors propagate (the apps answer 503)."""
-        if claimed.user_id is None:
-            return claimed
+        Raises TokenError when the account is gone, the token's version is stale or the stored
+        role is unknown. Database errors propagate (the apps answer 503)."""
         doc = await self._account(claimed.user_id)
         if self.cache_seconds > 0 and (
             doc is None or doc.get("token_version", 0) != claimed.token_version
@@ -75,7 +73,7 @@ class AccountCheck:
         role = doc.get("role")
         if role not in ROLES:
             raise TokenError("the account has no valid role")
-        return Principal(
+        return Caller(
             user_id=claimed.user_id,
             username=doc.get("username", claimed.username),
             role=role,

@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 
 _STATUS_CODES = {
     400: "bad_request",
-    401: "unauthorized",
+    401: "not_authenticated",
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",

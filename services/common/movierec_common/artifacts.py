@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from movierec_common.movielens import RATING_MAX, RATING_MIN
+from movierec_common.data_model import RATING_MAX, RATING_MIN
 
 FORMAT_VERSION = 1
 FACTORS = "factors.npz"
@@ -122,6 +122,12 @@ class ModelArtifact:
     @property
     def n_items(self) -> int:
         return int(self.item_ids.shape[0])
+
+    def arrays(self) -> dict[str, Any]:
+        """The arrays by their key in `factors.npz` (ARRAY_KEYS; optional ones absent from the
+        version are left out; `global_mean` is a float), for code that takes a mapping."""
+        found = {key: getattr(self, key) for key in ARRAY_KEYS}
+        return {key: value for key, value in found.items() if value is not None}
 
 
 # --------------------------------------------------------------------------------------------

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import TypeVar
+
+import numpy as np
 
 MOVIES = "movies"
 RATINGS = "ratings"
@@ -23,6 +26,10 @@ META = "meta"
 # {userId, movieId, deleted_at (Unix s)}: a user's rating deletions, so that merging a MovieLens
 # file over the database (retrain, a re-import) never brings a deleted rating back.
 RATING_DELETIONS = "rating_deletions"
+# Online evaluation (issue 17): the recommender's impressions (read by time for the admin's
+# metrics) and A/B experiments (each replica polls for the running one).
+IMPRESSIONS = "impressions"
+EXPERIMENTS = "experiments"
 
 RATINGS_STATS_ID = "ratings_stats"  # {_id, global_mean, prior_weight, n_ratings}
 IMPORT_MARKER_ID = "movielens_import"  # {_id, fingerprint, counts, finished_at}
@@ -36,6 +43,22 @@ ROLE_USER = "user"
 ROLE_ADMIN = "admin"
 
 _TOKEN_RE = re.compile(r"\w+", re.UNICODE)
+
+_Stars = TypeVar("_Stars", float, np.ndarray)
+
+
+def on_rating_scale(stars: _Stars) -> bool | np.ndarray:
+    """Whether `stars` (a float, or element-wise for an array) is on the rating scale:
+    RATING_MIN..RATING_MAX in steps of RATING_STEP. NaN and ±inf are not."""
+    steps = np.divide(stars, RATING_STEP)
+    with np.errstate(invalid="ignore"):
+        ok = (
+            np.isfinite(stars)
+            & (stars >= RATING_MIN)
+            & (stars <= RATING_MAX)
+            & (steps == np.round(steps))
+        )
+    return bool(ok) if np.ndim(ok) == 0 else ok
 
 
 def fold(text: str) -> str:

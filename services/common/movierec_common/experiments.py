@@ -17,7 +17,6 @@ from typing import Literal
 
 Arm = Literal["control", "candidate"]
 ARMS: tuple[Arm, Arm] = ("control", "candidate")
-COLLECTION = "experiments"
 
 
 def unit_hash(user_id: int, experiment_id: str) -> float:

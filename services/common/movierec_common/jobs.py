@@ -58,6 +58,11 @@ class SlotBusy(Exception):
         self.job = job
 
 
+# A slot naming a job that does not exist yet is left alone this long (its taker is inserting
+# the job); the default of RETRAIN_SLOT_STALE_SECONDS in the catalog and the trainer alike.
+SLOT_STALE_SECONDS = 30.0
+
+
 def take_retrain_slot(
     slot: dict[str, Any] | None,
     holder: dict[str, Any] | None,

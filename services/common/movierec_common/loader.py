@@ -54,7 +54,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from movierec_common.data_model import RATING_MAX, RATING_MIN
+from movierec_common.data_model import RATING_MAX, RATING_MIN, RATING_STEP, on_rating_scale
 
 log = logging.getLogger(__name__)
 
@@ -302,8 +302,8 @@ def parse_rating(text: str) -> float:
     value = float(text)
     if not math.isfinite(value) or not RATING_MIN <= value <= RATING_MAX:
         raise ValueError(f"rating {text!r} outside {RATING_MIN}–{RATING_MAX}")
-    if value * 2 != round(value * 2):
-        raise ValueError(f"rating {text!r} is not a multiple of 0.5")
+    if not on_rating_scale(value):
+        raise ValueError(f"rating {text!r} is not a multiple of {RATING_STEP}")
     return value
 
 
@@ -456,10 +456,7 @@ def _ratings_fast(path: Path, fmt: FileFormat, hi: int) -> Ratings | None:
         & (u <= MAX_ID)
         & (m >= 0)
         & (m <= MAX_ID)
-        & np.isfinite(r)
-        & (r >= RATING_MIN)
-        & (r <= RATING_MAX)
-        & (r * 2 == np.round(r * 2))
+        & on_rating_scale(r)
         & (t >= TIMESTAMP_MIN)
         & (t <= hi)
     )
@@ -706,10 +703,7 @@ def valid_rows(r: Ratings, source: str, summary: LoadSummary, now: float | None 
             & (r.user_ids <= MAX_ID)
             & (r.movie_ids >= 0)
             & (r.movie_ids <= MAX_ID)
-            & np.isfinite(r.ratings)
-            & (r.ratings >= RATING_MIN)
-            & (r.ratings <= RATING_MAX)
-            & (r.ratings * 2 == np.round(r.ratings * 2))
+            & on_rating_scale(r.ratings)
             & (r.timestamps >= lo)
             & (r.timestamps <= hi)
         )

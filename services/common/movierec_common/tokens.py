@@ -62,24 +62,24 @@ def check_secret(secret: str, allow_dev: bool = False) -> None:
 
 
 class TokenError(Exception):
-    """The token is missing, expired, tampered with or otherwise unacceptable."""
+    """The token is missing, expired, tampered with or otherwise unacceptable; `expired` says
+    whether only its lifetime is over."""
+
+    def __init__(self, message: str, expired: bool = False) -> None:
+        super().__init__(message)
+        self.expired = expired
 
 
 @dataclass(frozen=True)
-class Principal:
-    """Who is calling: a user (with their id), an admin, or another service (API key)."""
+class TokenClaims:
+    """What a verified token claims: who (userId, username), the role at issue time and the
+    account's `token_version` then (`ver`). Not yet trusted for authorisation:
+    `account_check.AccountCheck.confirm` turns it into a `callers.Caller`."""
 
-    user_id: int | None
+    user_id: int
     username: str | None
-    role: Role
-    token_version: int = 0  # the token's `ver` claim; compared with the account's
-
-    @property
-    def is_privileged(self) -> bool:
-        return self.role in ("admin", "service")
-
-    def may_read_user(self, user_id: int) -> bool:
-        return self.is_privileged or self.user_id == user_id
+    role: Literal["user", "admin"]
+    token_version: int
 
 
 def issue_token(
@@ -107,7 +107,9 @@ def issue_token(
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def decode_token(secret: str, token: str) -> Principal:
+def decode_token(secret: str, token: str) -> TokenClaims:
+    """Verify signature (HS256 only), issuer and required claims. Raises TokenError
+    (`expired=True` when only `exp` has passed)."""
     try:
         claims = jwt.decode(
             token,
@@ -117,7 +119,7 @@ def decode_token(secret: str, token: str) -> Principal:
             options={"require": ["exp", "iat", "sub", "iss", "role", "ver"]},
         )
     except jwt.ExpiredSignatureError as exc:
-        raise TokenError("token expired") from exc
+        raise TokenError("token expired", expired=True) from exc
     except jwt.PyJWTError as exc:
         raise TokenError("invalid token") from exc
     role = claims.get("role")
@@ -130,16 +132,17 @@ def decode_token(secret: str, token: str) -> Principal:
             raise TypeError("ver")
     except (TypeError, ValueError) as exc:
         raise TokenError("invalid token") from exc
-    return Principal(
+    return TokenClaims(
         user_id=user_id, username=claims.get("username"), role=role, token_version=version
     )
 
 
-def check_api_key(presented: str | None, configured: list[str]) -> Principal | None:
-    """Constant-time comparison against every configured key; None when nothing matches."""
+def check_api_key(presented: str | None, configured: list[str]) -> bool:
+    """Whether `presented` equals one of the configured keys (constant-time comparison
+    against every key; an empty key never matches)."""
     if not presented:
-        return None
+        return False
     ok = False
     for key in configured:
         ok |= hmac.compare_digest(presented.encode(), key.encode())
-    return Principal(user_id=None, username=None, role="service") if ok else None
+    return ok

@@ -16,7 +16,8 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
-from movierec_common.experiments import COLLECTION, Arm, assign_arm
+from movierec_common.data_model import EXPERIMENTS
+from movierec_common.experiments import Arm, assign_arm
 from pymongo.asynchronous.database import AsyncDatabase
 
 from .model_store import ModelStore
@@ -68,7 +69,7 @@ class ExperimentRunner:
     async def refresh(self) -> None:
         """Re-read the running experiment; load its candidate, or drop it when none runs."""
         try:
-            doc = await self.db[COLLECTION].find_one({"status": "running"})
+            doc = await self.db[EXPERIMENTS].find_one({"status": "running"})
         except Exception as exc:  # database away: keep what we have, retry next poll
             self.last_error = f"{type(exc).__name__}: {exc}"[:300]
             return

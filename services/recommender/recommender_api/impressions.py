@@ -31,8 +31,6 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 log = logging.getLogger(__name__)
 
-COLLECTION = "impressions"
-
 
 class ImpressionRecorder:
     """Bounded, batched, never-blocking writer of impression documents."""

@@ -8,8 +8,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from movierec_common.account_check import USERS_COLLECTION, AccountCheck
+from movierec_common.account_check import AccountCheck
 from movierec_common.api_errors import COMMON_ERROR_RESPONSES, install_error_handlers
+from movierec_common.callers import CallerResolver
+from movierec_common.data_model import IMPRESSIONS, USERS
 from movierec_common.docs import install_docs
 from movierec_common.limits import BodySizeLimit
 from movierec_common.mongo import make_client
@@ -19,7 +21,6 @@ from movierec_common.web_security import OriginCheck, SecurityHeaders
 
 from .config import RecommenderSettings
 from .experiments import ExperimentRunner
-from .impressions import COLLECTION as IMPRESSIONS
 from .impressions import ImpressionRecorder
 from .metrics import Metrics
 from .model_store import ModelStore
@@ -71,14 +72,15 @@ def create_app(settings: RecommenderSettings | None = None) -> FastAPI:
             store=store,
             movies=movies,
             metrics=metrics,
-            jwt_secret=settings.jwt_secret.get_secret_value(),
-            api_keys=[k.get_secret_value() for k in settings.api_keys],
             impressions=impressions,
             experiments=experiments,
             content=ContentProfiles(settings.similar_min_ratings),
-            accounts=AccountCheck(
-                client[settings.mongo_db][USERS_COLLECTION], settings.account_cache_seconds
-            ),
+            accounts=AccountCheck(client[settings.mongo_db][USERS], settings.account_cache_seconds),
+        )
+        app.state.callers = CallerResolver(
+            settings.jwt_secret.get_secret_value(),
+            [k.get_secret_value() for k in settings.api_keys],
+            app.state.recs.accounts,
         )
         # Neither a missing model nor an unreachable database stops start-up: the store serves
         # popularity, the movie cache retries, and /readyz reports what is missing.

@@ -29,7 +29,7 @@ def load_serving_model(
     """Blocking: verify through the artifact reader, then precompute the serving form."""
     start = time.perf_counter()
     art = artifacts.load_model(model_dir, version)
-    arrays: dict[str, Any] = {key: getattr(art, key, None) for key in artifacts.ARRAY_KEYS}
+    arrays = art.arrays()
     elapsed = time.perf_counter() - start
     model = build_serving_model(
         version=art.version,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from movierec_common import data_model
 from pymongo.asynchronous.database import AsyncDatabase
 
 
@@ -43,20 +44,20 @@ class Repository:
         await self.db.command("ping")
 
     async def user_ratings(self, user_id: int) -> UserRatings:
-        cursor = self.db.ratings.find({"userId": user_id}, _PROJECTION, batch_size=5000)
+        cursor = self.db[data_model.RATINGS].find({"userId": user_id}, _PROJECTION, batch_size=5000)
         docs = await cursor.to_list(None)
         return _to_arrays(docs)
 
     async def user_rated_ids(self, user_id: int) -> UserRatings:
         """Only the movieIds (ratings NaN): all a user who is in the model needs for exclusion."""
-        cursor = self.db.ratings.find(
+        cursor = self.db[data_model.RATINGS].find(
             {"userId": user_id}, {"_id": 0, "movieId": 1}, batch_size=5000
         )
         ids = np.fromiter((int(d["movieId"]) for d in await cursor.to_list(None)), np.int64)
         return UserRatings(ids, np.full(ids.shape, np.nan, np.float32))
 
     async def user_rating(self, user_id: int, movie_id: int) -> float | None:
-        doc = await self.db.ratings.find_one(
+        doc = await self.db[data_model.RATINGS].find_one(
             {"userId": user_id, "movieId": movie_id}, {"_id": 0, "rating": 1}
         )
         return float(doc["rating"]) if doc and "rating" in doc else None
@@ -64,7 +65,7 @@ class Repository:
     async def user_rated_since(self, user_id: int, since: int) -> np.ndarray:
         """movieIds the user rated (or re-rated) at or after `since`: the (userId, timestamp)
         index makes this a short range scan however many ratings the user has."""
-        cursor = self.db.ratings.find(
+        cursor = self.db[data_model.RATINGS].find(
             {"userId": user_id, "timestamp": {"$gte": since}}, {"_id": 0, "movieId": 1}
         )
         return np.fromiter((int(d["movieId"]) for d in await cursor.to_list(None)), np.int64)
@@ -72,4 +73,4 @@ class Repository:
     async def movies(self) -> list[dict[str, Any]]:
         fields = {"_id": 0, "movieId": 1, "title": 1, "year": 1, "genres": 1}
         fields |= {"rating_count": 1, "popularity_score": 1, "added_at": 1}
-        return await self.db.movies.find({}, fields).to_list(None)
+        return await self.db[data_model.MOVIES].find({}, fields).to_list(None)

@@ -25,8 +25,6 @@ class AppState:
     store: ModelStore
     movies: MovieCache
     metrics: Metrics
-    jwt_secret: str
-    api_keys: list[str]
     impressions: ImpressionRecorder
     experiments: ExperimentRunner
     content: ContentProfiles

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from movierec_common.jobs import SLOT_STALE_SECONDS
 from movierec_common.settings import PROJECT_ROOT, CommonSettings
 from pydantic import Field, SecretStr
 
@@ -46,7 +47,9 @@ class TrainerSettings(CommonSettings):
     )
     heartbeat_seconds: float = Field(10.0, gt=0, description="Lease renewal interval.")
     retrain_slot_stale_seconds: float = Field(
-        30.0, gt=0, description="A slot naming a job not inserted this long ago may be retaken."
+        SLOT_STALE_SECONDS,
+        gt=0,
+        description="A slot naming a job not inserted this long ago may be retaken.",
     )
     max_attempts: int = Field(
         2,

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from movierec_common import data_model
 from movierec_common.loader import (
     LoadSummary,
     Ratings,
@@ -37,9 +38,6 @@ from movierec_trainer import data as tdata
 
 log = logging.getLogger(__name__)
 
-RATINGS_COLLECTION = "ratings"
-MOVIES_COLLECTION = "movies"
-DELETIONS_COLLECTION = "rating_deletions"  # mongo-init's model.RATING_DELETIONS
 DB_SOURCE = "mongodb"
 
 
@@ -60,7 +58,7 @@ def read_db_ratings(db: Any, batch_size: int = 50_000) -> Ratings:
     values: list[float] = []
     stamps: list[int] = []
     cursor = (
-        db[RATINGS_COLLECTION]
+        db[data_model.RATINGS]
         .find({}, {"_id": 0, "userId": 1, "movieId": 1, "rating": 1, "timestamp": 1})
         .batch_size(batch_size)
     )
@@ -86,7 +84,7 @@ def read_db_ratings(db: Any, batch_size: int = 50_000) -> Ratings:
 def read_db_movie_ids(db: Any) -> np.ndarray | None:
     """The catalogue: every movieId of the `movies` collection, or None (no filter, logged)
     while the collection is empty (a database mongo-init has not filled)."""
-    ids = [int(d["movieId"]) for d in db[MOVIES_COLLECTION].find({}, {"_id": 0, "movieId": 1})]
+    ids = [int(d["movieId"]) for d in db[data_model.MOVIES].find({}, {"_id": 0, "movieId": 1})]
     if not ids:
         log.warning("the movies collection is empty: ratings are not checked against it")
         return None
@@ -96,7 +94,7 @@ def read_db_movie_ids(db: Any) -> np.ndarray | None:
 def read_tombstones(db: Any) -> Tombstones:
     """The recorded rating deletions (the catalog writes one before deleting a rating)."""
     users, movies, stamps = [], [], []
-    for d in db[DELETIONS_COLLECTION].find(
+    for d in db[data_model.RATING_DELETIONS].find(
         {}, {"_id": 0, "userId": 1, "movieId": 1, "deleted_at": 1}
     ):
         users.append(int(d["userId"]))

@@ -39,7 +39,7 @@ ROUTES = [
 @pytest.mark.parametrize(("method", "path", "body"), ROUTES)
 def test_no_credentials_is_401(recs: RecsServer, method: str, path: str, body) -> None:
     r = recs.client.request(method, path, json=body)
-    _error(r, 401, "unauthorized")
+    _error(r, 401, "not_authenticated")
     assert r.headers.get("www-authenticate") == "Bearer"
 
 

@@ -1,4 +1,5 @@
-"""Dependencies: the app's state objects, the caller (Principal), role checks, paging."""
+"""Dependencies: the app's state objects, the caller and role checks (movierec_common.callers),
+paging."""
 
 from __future__ import annotations
 
@@ -6,16 +7,9 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
+from movierec_common import callers
 from movierec_common.account_check import AccountCheck
 from movierec_common.api_errors import ApiError
-from movierec_common.docs import documented_credentials
-from movierec_common.tokens import (
-    API_KEY_HEADER,
-    COOKIE_NAME,
-    Principal,
-    TokenError,
-    check_api_key,
-)
 
 from ..core.config import CatalogSettings
 from ..core.proxies import TrustedProxies
@@ -33,7 +27,6 @@ class AppState:
     limiter: LoginLimiter
     signups: SlidingWindowLimiter
     metrics: Metrics
-    api_keys: list[str]
     trusted_proxies: TrustedProxies
     accounts: AccountCheck
 
@@ -48,75 +41,12 @@ def get_state(request: Request) -> AppState:
 State = Annotated[AppState, Depends(get_state)]
 
 
-def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization")
-    if not header:
-        return None
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
-        raise ApiError(401, "invalid_token", "Authorization must be 'Bearer <token>'")
-    return value.strip()
-
-
-async def resolve_principal(request: Request, state: AppState) -> Principal | None:
-    """Bearer header, then the login cookie, then X-API-Key; None when nothing was presented.
-
-    A credential that is presented but wrong is an error (401), never silently anonymous. A
-    token is checked against the account as stored now (AccountCheck): deleted accounts and
-    revoked tokens get 401, and the role is the stored one.
-    """
-    token = _bearer(request) or request.cookies.get(COOKIE_NAME)
-    if token:
-        try:
-            return await state.accounts.confirm(state.tokens.decode(token))
-        except TokenError as exc:
-            code = "token_expired" if "expired" in str(exc) else "invalid_token"
-            raise ApiError(401, code, f"{exc}; log in again") from exc
-    key = request.headers.get(API_KEY_HEADER)
-    if key is not None:
-        principal = check_api_key(key, state.api_keys)
-        if principal is None:
-            raise ApiError(401, "invalid_api_key", "the API key is not valid")
-        return principal
-    return None
-
-
-Credentials = Annotated[None, Depends(documented_credentials)]  # OpenAPI security schemes
-
-
-async def optional_principal(request: Request, state: State, _doc: Credentials) -> Principal | None:
-    """For public pages that show more to a logged-in caller: a bad/expired credential is
-    treated as anonymous, so an old cookie never breaks browsing."""
-    try:
-        return await resolve_principal(request, state)
-    except ApiError:
-        return None
-
-
-async def require_principal(request: Request, state: State, _doc: Credentials) -> Principal:
-    principal = await resolve_principal(request, state)
-    if principal is None:
-        raise ApiError(401, "not_authenticated", "log in first")
-    return principal
-
-
-async def require_user(principal: Annotated[Principal, Depends(require_principal)]) -> Principal:
-    """A person with a userId (user or admin); API keys act for services, not for a user."""
-    if principal.user_id is None:
-        raise ApiError(403, "forbidden", "this action needs a user account")
-    return principal
-
-
-async def require_admin(principal: Annotated[Principal, Depends(require_principal)]) -> Principal:
-    if not principal.is_privileged:
-        raise ApiError(403, "forbidden", "admin role required")
-    return principal
-
-
-OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
-CurrentPrincipal = Annotated[Principal, Depends(require_principal)]
-CurrentUser = Annotated[Principal, Depends(require_user)]
-Admin = Annotated[Principal, Depends(require_admin)]
+# The caller: resolved once for both APIs in movierec_common.callers (order, fail-closed
+# checks, the one error vocabulary); these are the catalog's names for its dependencies.
+OptionalCaller = callers.OptionalCaller  # public pages that show more to a known caller
+CurrentCaller = callers.CurrentCaller  # any authenticated caller (user, admin, service)
+CurrentUser = callers.CurrentPerson  # an account with a userId (API keys act for no user)
+Admin = callers.Privileged  # admin or service
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from ipaddress import ip_network
 
+from movierec_common.jobs import SLOT_STALE_SECONDS
 from movierec_common.settings import CommonSettings
 from pydantic import Field, field_validator
 
@@ -85,7 +86,11 @@ class CatalogSettings(CommonSettings):
         le=3600,
         description="How often the in-process movie list picks up other replicas' new ratings.",
     )
-    retrain_slot_stale_seconds: float = Field(30.0, gt=0)
+    retrain_slot_stale_seconds: float = Field(
+        SLOT_STALE_SECONDS,
+        gt=0,
+        description="A slot naming a job not inserted this long ago may be retaken.",
+    )
     stats_pending_stale_seconds: float = Field(
         60.0,
         gt=0,

@@ -75,9 +75,6 @@ class TokenService:
         )
         return IssuedToken(token, self.ttl_seconds)
 
-    def decode(self, token: str) -> tokens.Principal:
-        return tokens.decode_token(self._secret, token)
-
 
 class SlidingWindowLimiter:
     """Counts failures per key inside a sliding window; in process memory, so per replica."""

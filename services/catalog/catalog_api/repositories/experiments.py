@@ -11,13 +11,12 @@ import datetime as dt
 import secrets
 from typing import Any
 
-from movierec_common.experiments import COLLECTION
+from movierec_common import data_model
 from pymongo import DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 LOCK_ID = "experiment_running"
-IMPRESSIONS = "impressions"
 _IMPRESSION_FIELDS = {
     "_id": 0,
     "userId": 1,
@@ -37,11 +36,11 @@ class ExperimentConflict(Exception):
 
 class ExperimentsRepo:
     def __init__(self, db: AsyncDatabase) -> None:
-        self.experiments = db[COLLECTION]
-        self.impressions = db[IMPRESSIONS]
-        self.ratings = db["ratings"]
-        self.movies = db["movies"]
-        self.meta = db["meta"]
+        self.experiments = db[data_model.EXPERIMENTS]
+        self.impressions = db[data_model.IMPRESSIONS]
+        self.ratings = db[data_model.RATINGS]
+        self.movies = db[data_model.MOVIES]
+        self.meta = db[data_model.META]
 
     async def running(self) -> dict[str, Any] | None:
         return await self.experiments.find_one({"status": "running"})

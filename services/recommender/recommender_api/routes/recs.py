@@ -17,10 +17,10 @@ from movierec_common.ids import MAX_ID, IdParam, parse_id
 
 from .. import new_movies, service
 from ..deps import (
-    CurrentPrincipal,
-    OptionalPrincipal,
+    CurrentCaller,
+    OptionalCaller,
     State,
-    optional_principal,
+    peek_caller,
     require_privileged,
     require_read,
 )
@@ -164,7 +164,7 @@ async def _user_list(
 
 @router.get("/me", response_model=RecsResponse)
 async def my_recs(
-    principal: CurrentPrincipal,
+    caller: CurrentCaller,
     state: State,
     k: K = None,
     genre: Genre = None,
@@ -172,15 +172,15 @@ async def my_recs(
     strategy: OrderParam = "ranking",
 ) -> OrjsonResponse:
     """The caller's own list (token or cookie of a user or admin)."""
-    if principal.user_id is None:
+    if caller.user_id is None:
         raise ApiError(403, "forbidden", "API keys have no list of their own; use /users/{id}")
-    return await _user_list(state, principal.user_id, k, genre, exclude, strategy)
+    return await _user_list(state, caller.user_id, k, genre, exclude, strategy)
 
 
 @router.get("/users/{user_id}", response_model=RecsResponse)
 async def user_recs(
     user_id: UserId,
-    principal: CurrentPrincipal,
+    caller: CurrentCaller,
     state: State,
     k: K = None,
     genre: Genre = None,
@@ -188,14 +188,14 @@ async def user_recs(
     strategy: OrderParam = "ranking",
 ) -> OrjsonResponse:
     """personalized (in the model), fold-in (rated since, not in the model) or popular."""
-    require_read(principal, user_id)
+    require_read(caller, user_id)
     return await _user_list(state, user_id, k, genre, exclude, strategy)
 
 
 @router.post("/batch", response_model=BatchResponse)
-async def batch_recs(body: BatchRequest, principal: CurrentPrincipal, state: State) -> dict:
+async def batch_recs(body: BatchRequest, caller: CurrentCaller, state: State) -> dict:
     """Lists for many users in one call (admin or service credentials)."""
-    require_privileged(principal)
+    require_privileged(caller)
     limit = state.settings.batch_max_users
     if len(body.userIds) > limit:
         raise ApiError(422, "validation_error", f"userIds: at most {limit} per call")
@@ -243,7 +243,7 @@ async def batch_recs(body: BatchRequest, principal: CurrentPrincipal, state: Sta
 async def similar_movies(
     movie_id: MovieIdPath,
     state: State,
-    principal: OptionalPrincipal,
+    caller: OptionalCaller,
     k: K = None,
     genre: Genre = None,
 ) -> OrjsonResponse:
@@ -274,7 +274,7 @@ async def similar_movies(
         )
         if result is None:
             raise ApiError(404, "unknown_movie", f"movie {movie_id} is not in the model") from None
-    user_id = principal.user_id if principal is not None else None
+    user_id = caller.user_id if caller is not None else None
     state.impressions.record_result(
         result, kind="similar", user_id=user_id, source_movie_id=movie_id
     )
@@ -283,12 +283,12 @@ async def similar_movies(
 
 @router.get("/predict", response_model=PredictResponse)
 async def predict(
-    principal: CurrentPrincipal,
+    caller: CurrentCaller,
     state: State,
     userId: Annotated[IdParam, Query(ge=0, le=MAX_ID)],
     movieId: Annotated[IdParam, Query(ge=0, le=MAX_ID)],
 ) -> dict:
-    require_read(principal, userId)
+    require_read(caller, userId)
     model = state.store.current
     if model is None:
         raise ApiError(503, "no_model", "no model is loaded yet")
@@ -351,7 +351,7 @@ async def model_info(state: State, request: Request) -> dict:
             "n_users": len(model.users),
             "n_items": model.n_items,
         }
-    principal = await optional_principal(request)
-    if principal is None or not principal.is_privileged:
+    caller = await peek_caller(request)
+    if caller is None or not caller.is_privileged:
         info = _without_paths(info)
     return info

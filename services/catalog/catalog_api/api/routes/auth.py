@@ -25,7 +25,7 @@ from ...schemas import (
     SessionResponse,
     UserOut,
 )
-from ..deps import CurrentPrincipal, CurrentUser, OptionalPrincipal, State
+from ..deps import CurrentCaller, CurrentUser, OptionalCaller, State
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
@@ -133,10 +133,10 @@ async def login(
     status_code=204,
     summary="Log out: clears the cookie and ends every token of the account (all sessions)",
 )
-async def logout(principal: OptionalPrincipal, state: State) -> Response:
-    if principal is not None and principal.user_id is not None:
-        await state.repos.users.bump_token_version(principal.user_id)
-        state.accounts.forget(principal.user_id)
+async def logout(caller: OptionalCaller, state: State) -> Response:
+    if caller is not None and caller.user_id is not None:
+        await state.repos.users.bump_token_version(caller.user_id)
+        state.accounts.forget(caller.user_id)
     response = Response(status_code=204)
     response.delete_cookie(
         COOKIE_NAME, path="/", httponly=True, samesite="lax", secure=state.settings.cookie_secure
@@ -191,8 +191,8 @@ async def change_password(
 
 
 @router.get("/me", response_model=MeResponse, summary="Who am I")
-async def me(principal: CurrentPrincipal) -> MeResponse:
-    return MeResponse(userId=principal.user_id, username=principal.username, role=principal.role)
+async def me(caller: CurrentCaller) -> MeResponse:
+    return MeResponse(userId=caller.user_id, username=caller.username, role=caller.role)
 
 
 @router.get(
@@ -203,8 +203,8 @@ async def me(principal: CurrentPrincipal) -> MeResponse:
     'credential) gets 200 `{"authenticated": false}` instead of 401, so the web UI can ask '
     "on every page load without logging an error.",
 )
-async def session(principal: OptionalPrincipal) -> SessionResponse:
-    if principal is None:
+async def session(caller: OptionalCaller) -> SessionResponse:
+    if caller is None:
         return SessionResponse(authenticated=False)
-    user = MeResponse(userId=principal.user_id, username=principal.username, role=principal.role)
+    user = MeResponse(userId=caller.user_id, username=caller.username, role=caller.role)
     return SessionResponse(authenticated=True, user=user)

@@ -9,7 +9,7 @@ from movierec_common.api_errors import ApiError
 from movierec_common.ids import IdParam
 
 from ...schemas import GenresResponse, MovieDetail, MoviePage, PopularResponse
-from ..deps import OptionalPrincipal, PageParams, State, reject_operator_keys
+from ..deps import OptionalCaller, PageParams, State, reject_operator_keys
 
 router = APIRouter(prefix="/api", tags=["movies"], dependencies=[Depends(reject_operator_keys)])
 
@@ -97,13 +97,11 @@ async def genres(state: State) -> GenresResponse:
     summary="One movie, with the caller's own rating when logged in",
     responses={404: {"description": "unknown movie"}},
 )
-async def movie_detail(
-    movie_id: MovieId, state: State, principal: OptionalPrincipal
-) -> MovieDetail:
+async def movie_detail(movie_id: MovieId, state: State, caller: OptionalCaller) -> MovieDetail:
     movie = await state.repos.movies.get(movie_id)
     if movie is None:
         raise ApiError(404, "movie_not_found", f"no movie with movieId {movie_id}")
     mine = None
-    if principal is not None and principal.user_id is not None:
-        mine = await state.repos.ratings.get(principal.user_id, movie_id)
+    if caller is not None and caller.user_id is not None:
+        mine = await state.repos.ratings.get(caller.user_id, movie_id)
     return MovieDetail(**movie, my_rating=mine)

@@ -12,15 +12,15 @@ import pytest
 from movierec_common.loader import load_dataset
 
 from scripts import fetch_data
-from tests.unit.test_loader import _csv, _ml1m, _ml10m, _ml100k
+from tests.support.layouts import write_csv, write_ml1m, write_ml10m, write_ml100k
 
 WRITERS = {
-    "ml-100k": _ml100k,
-    "ml-1m": _ml1m,
-    "ml-10m": _ml10m,
-    "ml-20m": _csv,
-    "ml-25m": _csv,
-    "ml-32m": _csv,
+    "ml-100k": write_ml100k,
+    "ml-1m": write_ml1m,
+    "ml-10m": write_ml10m,
+    "ml-20m": write_csv,
+    "ml-25m": write_csv,
+    "ml-32m": write_csv,
 }
 
 
@@ -58,7 +58,7 @@ def test_published_md5_formats_parse() -> None:
 
 def test_own_data_is_left_alone(tmp_path: Path) -> None:
     d = tmp_path / "mine"
-    _csv(d)
+    write_csv(d)
     before = (d / "ratings.csv").read_bytes()
     assert fetch_data.main(["--dest", str(d)]) == 0
     assert (d / "ratings.csv").read_bytes() == before

@@ -445,3 +445,13 @@ def test_inconsistent_rated_lists_refused(tmp_path: Path, change: dict, message:
     arrays = {k: v for k, v in arrays.items() if v is not None}
     with pytest.raises(ArtifactError, match=message):
         artifacts.save_model(tmp_path, arrays, _manifest())
+
+
+@pytest.mark.parametrize("ranking", [False, True])
+def test_arrays_of_a_loaded_version_are_what_was_saved(tmp_path: Path, ranking: bool) -> None:
+    saved = _arrays(ranking=ranking)
+    version = artifacts.save_model(tmp_path, saved, _manifest())
+    got = artifacts.load_model(tmp_path, version).arrays()
+    assert set(got) == set(saved) and set(got) <= set(artifacts.ARRAY_KEYS)
+    for key, value in saved.items():
+        np.testing.assert_array_equal(np.asarray(got[key]), value, err_msg=key)

@@ -7,8 +7,10 @@ import pytest
 from movierec_common import als
 from recommender_api import ranking, service
 from recommender_api.movies import MovieCatalog
-from recommender_api.ranking import IdIndex, build_serving_model
+from recommender_api.ranking import IdIndex
 from recommender_api.repository import UserRatings
+
+from tests.support.toy_model import toy_model
 
 
 def test_id_index_maps_found_ids_and_reports_missing_ones() -> None:
@@ -50,47 +52,8 @@ def test_top_k_matches_full_sort_on_random_scores() -> None:
     assert not set(got.tolist()) & set(excl.tolist())
 
 
-def _toy_model(ranking_factors: bool = True, min_ratings: int = 0):
-    rng = np.random.default_rng(0)
-    n_users, n_items, k = 30, 12, 4
-    users = np.repeat(np.arange(n_users), 6)
-    items = rng.integers(0, n_items, users.size)
-    keep = np.unique(users * 100 + items, return_index=True)[1]
-    users, items = users[keep], items[keep]
-    ratings = rng.choice(np.arange(1, 11) / 2, users.size).astype(np.float32)
-    user_ids = np.arange(n_users) * 10 + 7
-    item_ids = np.arange(n_items) * 100 + 1
-    inter, uids, iids = als.index_ratings(user_ids[users], item_ids[items], ratings)
-    ep = als.ExplicitParams(rank=k, reg=0.1, iterations=8)
-    ip = als.ImplicitParams(rank=k, reg=1.0, alpha=2.0, iterations=8)
-    em = als.fit_explicit(inter, ep)
-    arrays = {
-        "P": em.P,
-        "Q": em.Q,
-        "user_bias": em.user_bias,
-        "item_bias": em.item_bias,
-        "global_mean": np.asarray(em.mu),
-        "user_ids": uids,
-        "item_ids": iids,
-        "item_counts": np.bincount(inter.item_idx, minlength=inter.n_items),
-    }
-    params = {"explicit": ep.to_dict(), "ranking": None}
-    im = None
-    if ranking_factors:
-        im = als.fit_implicit(inter, ip)
-        arrays |= {"rank_X": im.X, "rank_Y": im.Y}
-        params["ranking"] = ip.to_dict()
-    model = build_serving_model(
-        version="v1",
-        manifest={"params": params},
-        arrays=arrays,
-        similar_min_ratings=min_ratings,
-    )
-    return model, inter, em, im
-
-
 def test_fold_in_of_a_trained_user_reproduces_both_vectors_and_scores() -> None:
-    model, inter, em, im = _toy_model()
+    model, inter, em, im = toy_model()
     assert model.explicit_params.rank == 4 and model.implicit_params.alpha == 2.0
     u = 5
     mask = inter.user_idx == u
@@ -109,7 +72,7 @@ def test_fold_in_of_a_trained_user_reproduces_both_vectors_and_scores() -> None:
 
 
 def test_predicted_ratings_are_the_explicit_formula() -> None:
-    model, _, em, _ = _toy_model()
+    model, _, em, _ = toy_model()
     user = ranking.trained_user(model, int(model.users.ids[3]))
     assert user is not None
     want = em.mu + em.user_bias[3] + em.item_bias + em.Q @ em.P[3]
@@ -121,7 +84,7 @@ def test_predicted_ratings_are_the_explicit_formula() -> None:
 
 
 def test_model_without_ranking_factors_has_no_ranking_scores() -> None:
-    model, _, _, _ = _toy_model(ranking_factors=False)
+    model, _, _, _ = toy_model(ranking_factors=False)
     assert not model.has_ranking and model.sim_source == "explicit"
     user = ranking.trained_user(model, int(model.users.ids[0]))
     assert user is not None and user.x_u is None
@@ -132,7 +95,7 @@ def test_model_without_ranking_factors_has_no_ranking_scores() -> None:
 
 
 def test_similar_is_cosine_without_itself_or_rarely_rated_items() -> None:
-    model, _inter, _, _ = _toy_model(min_ratings=0)
+    model, _inter, _, _ = toy_model(min_ratings=0)
     i = 2
     idx, sims = ranking.similar(model, i, 5)
     assert i not in idx.tolist()
@@ -145,7 +108,7 @@ def test_similar_is_cosine_without_itself_or_rarely_rated_items() -> None:
 
     counts = model.item_counts
     threshold = int(np.median(counts)) + 1
-    strict, _, _, _ = _toy_model(min_ratings=threshold)
+    strict, _, _, _ = toy_model(min_ratings=threshold)
     idx, _ = ranking.similar(strict, i, 20)
     assert idx.size > 0
     assert np.all(counts[idx] >= threshold)
@@ -205,7 +168,7 @@ def _catalog_for(model) -> MovieCatalog:
 
 
 def test_service_picks_personalized_fold_in_or_popular() -> None:
-    model, inter, _, _ = _toy_model()
+    model, inter, _, _ = toy_model()
     catalog = _catalog_for(model)
     known = int(model.users.ids[2])
     mask = inter.user_idx == 2
@@ -227,7 +190,7 @@ def test_service_picks_personalized_fold_in_or_popular() -> None:
 
 
 def test_service_genre_and_exclude_for_a_personalized_list() -> None:
-    model, _, _, _ = _toy_model()
+    model, _, _, _ = toy_model()
     catalog = _catalog_for(model)
     user = int(model.users.ids[0])
     empty = UserRatings(np.empty(0, np.int64), np.empty(0, np.float32))
@@ -262,7 +225,7 @@ def test_top_k_breaks_ties_by_index_whatever_k() -> None:
 
 
 def test_explanations_are_an_exact_split_of_both_scores() -> None:
-    model, inter, _, _ = _toy_model()
+    model, inter, _, _ = toy_model()
     mask = inter.user_idx == 4
     idx, stars = inter.item_idx[mask].astype(np.int64), inter.rating[mask]
     user = ranking.fold_in(model, idx, stars)
@@ -285,7 +248,7 @@ def test_explanations_are_an_exact_split_of_both_scores() -> None:
 
 
 def test_service_lists_say_because_you_rated() -> None:
-    model, inter, _, _ = _toy_model()
+    model, inter, _, _ = toy_model()
     catalog = _catalog_for(model)
     mask = inter.user_idx == 2
     rated = UserRatings(model.items.ids[inter.item_idx[mask]], inter.rating[mask])
@@ -303,7 +266,7 @@ def test_service_lists_say_because_you_rated() -> None:
 
 
 def test_a_user_who_only_disliked_starts_from_the_average_user_and_moves_away() -> None:
-    model, _, _, _ = _toy_model()
+    model, _, _, _ = toy_model()
     catalog = _catalog_for(model)
     ids = model.items.ids[:3]
     hated = ranking.fold_in(model, np.arange(3), np.full(3, 0.5, np.float32))

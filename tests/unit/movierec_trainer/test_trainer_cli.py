@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from movierec_common import artifacts
 
-from tests.spark.tiny_data import write_movielens
+from tests.support.tiny_data import write_movielens
 
 CONTRACT_KEYS = {
     "rmse",

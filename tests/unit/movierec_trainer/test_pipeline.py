@@ -12,7 +12,7 @@ from movierec_common import artifacts
 from movierec_common.movielens import Ratings
 from movierec_trainer.pipeline import RATED_SINCE_SLACK_S, rated_lists
 
-from tests.spark.tiny_data import write_movielens
+from tests.support.tiny_data import write_movielens
 
 
 def _ratings(rows: list[tuple[int, int, int]]) -> Ratings:

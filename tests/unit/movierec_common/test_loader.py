@@ -32,6 +32,7 @@ from tests.support.fault_data import (
     UNKNOWN_MOVIE,
     write_fault_dataset,
 )
+from tests.support.layouts import write_csv, write_ml1m, write_ml10m, write_ml100k
 
 
 def _pair(r: Ratings, user: int, movie: int) -> list[float]:
@@ -198,64 +199,13 @@ def test_train_cli_reports_the_cleaned_counts(tmp_path: Path) -> None:
 # ------------------------------------------------------------------- layouts
 
 
-def _ml100k(d: Path) -> None:
-    d.mkdir(parents=True)
-    (d / "u.data").write_bytes(
-        b"196\t242\t3\t881250949\n186\t302\t3\t891717742\n22\t377\t1\t878887116\n"
-        b"196\t242\t5\t881250999\n"
-    )
-    flags = ["0"] * 19
-    drama = flags.copy()
-    drama[8] = "1"
-    kids = flags.copy()
-    kids[3], kids[4] = "1", "1"
-    rows = [
-        f"242|Kolya (1996)|24-Jan-1997||http://x|{'|'.join(drama)}",
-        f"302|L.A. Confidential (1997)|01-Jan-1997||http://x|{'|'.join(flags)}",
-        f"377|Heavyweights (1994)|01-Jan-1994||http://x|{'|'.join(kids)}",
-        f"999|Misérables, Les (1995)|01-Jan-1995||http://x|{'|'.join(drama)}",
-    ]
-    (d / "u.item").write_bytes("\n".join(rows).encode("iso-8859-1") + b"\n")
-
-
-def _ml1m(d: Path) -> None:
-    d.mkdir(parents=True)
-    (d / "ratings.dat").write_bytes(b"1::1193::5::978300760\n1::661::3::978302109\n")
-    (d / "movies.dat").write_bytes(
-        "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n"
-        "661::James and the Giant Peach (1996)::Animation|Children's|Musical\n"
-        "3::Misérables, Les (1995)::Drama\n".encode("iso-8859-1")
-    )
-    (d / "users.dat").write_bytes(b"1::F::1::10::48067\n")
-
-
-def _ml10m(d: Path) -> None:
-    d.mkdir(parents=True)
-    (d / "ratings.dat").write_bytes(b"1::122::5::838985046\n1::185::4.5::838983525\n")
-    (d / "movies.dat").write_bytes(
-        "122::Boomerang (1992)::Comedy|Romance\n185::Net, The (1995)::Action|Crime|Thriller\n"
-        "186::Amélie (2001)::Comedy\n".encode()
-    )
-    (d / "tags.dat").write_bytes(b"15::4973::excellent!::1215184630\n")
-
-
-def _csv(d: Path) -> None:
-    d.mkdir(parents=True)
-    (d / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,1,4.0,964982703\n")
-    (d / "movies.csv").write_text(
-        'movieId,title,genres\n1,"Toy Story (1995)",Adventure|Children\n', encoding="utf-8"
-    )
-    (d / "links.csv").write_text("movieId,imdbId,tmdbId\n1,0114709,862\n")
-    (d / "tags.csv").write_text("userId,movieId,tag,timestamp\n2,1,funny,1445714994\n")
-
-
 @pytest.mark.parametrize(
     ("name", "writer", "n", "titles"),
     [
-        ("ml-100k", _ml100k, 3, {242: "Kolya", 999: "Misérables, Les"}),
-        ("ml-1m", _ml1m, 2, {3: "Misérables, Les", 1193: "One Flew Over the Cuckoo's Nest"}),
-        ("ml-10m", _ml10m, 2, {186: "Amélie", 185: "Net, The"}),
-        ("csv", _csv, 1, {1: "Toy Story"}),
+        ("ml-100k", write_ml100k, 3, {242: "Kolya", 999: "Misérables, Les"}),
+        ("ml-1m", write_ml1m, 2, {3: "Misérables, Les", 1193: "One Flew Over the Cuckoo's Nest"}),
+        ("ml-10m", write_ml10m, 2, {186: "Amélie", 185: "Net, The"}),
+        ("csv", write_csv, 1, {1: "Toy Story"}),
     ],
 )
 def test_every_layout_is_read(tmp_path: Path, name, writer, n: int, titles) -> None:
@@ -353,33 +303,3 @@ def test_a_deletion_beats_older_rows_but_not_a_later_rating() -> None:
         tombstones=Tombstones(np.array([1]), np.array([10]), np.array([T0])),
     )
     assert len(same) == 0
-
-
-# ------------------------------------------------------------------- recommender catalogue rule
-
-
-def test_recommender_never_returns_a_movie_missing_from_the_catalogue() -> None:
-    from recommender_api import service
-    from recommender_api.movies import MovieCatalog
-    from recommender_api.repository import UserRatings
-
-    from tests.unit.test_ranking import _toy_model
-
-    model, _, _, _ = _toy_model()
-    user = int(model.users.ids[0])
-    empty = UserRatings(np.empty(0, np.int64), np.empty(0, np.float32))
-    everything = service.recommend(model, MovieCatalog(), user, empty, k=12, order="rating")
-    best = everything["items"][0]["movieId"]
-    docs = [
-        {"movieId": int(m), "title": f"m{m}", "genres": ["Drama"], "popularity_score": 3.0}
-        for m in model.items.ids.tolist()
-        if int(m) != best
-    ]
-    catalog = MovieCatalog.from_docs(docs)
-    for order in ("rating", "ranking"):
-        out = service.recommend(model, catalog, user, empty, k=12, order=order)
-        ids = [i["movieId"] for i in out["items"]]
-        assert best not in ids and len(ids) == 11
-        assert all(i["title"] is not None for i in out["items"])
-    sim = service.similar(model, catalog, int(model.items.ids[1]), 12, 0)
-    assert best not in [i["movieId"] for i in sim["items"]]
