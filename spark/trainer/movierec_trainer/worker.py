@@ -49,7 +49,6 @@ from bson import ObjectId
 from movierec_common import als, artifacts
 from movierec_common.data_model import RETRAIN_SLOT_ID
 from movierec_common.jobs import ACTIVE_STATUSES, SlotBusy, new_job, take_retrain_slot
-from movierec_common.mongo import JOURNALED
 from movierec_common.training_params import (
     RetrainParams,
     TrainingParams,
@@ -61,6 +60,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from movierec_trainer.config import TrainerSettings
 from movierec_trainer.pipeline import TrainConfig, TrainOutcome, train_job
+from movierec_trainer.session import SparkKeeper, make_spark, mongo
 from movierec_trainer.snapshot import (
     prune_snapshots,
     read_snapshot_local,
@@ -340,48 +340,6 @@ def _train_gate_publish(
     return RetrainResult("succeeded", version, m, phases, verdict, snap.summary.to_dict())
 
 
-def spark_context_alive(spark: Any) -> bool:
-    """False when the session's SparkContext was stopped, on either side of py4j."""
-    try:
-        jsc = spark.sparkContext._jsc
-        return jsc is not None and not jsc.sc().isStopped()
-    except Exception:  # py4j gateway gone, or the context half torn down
-        return False
-
-
-def make_spark(settings: TrainerSettings, master: str | None = None):
-    """The trainer's SparkSession (settings' master unless `master` is given), with the
-    executor-loss grace period every watched Spark action reads."""
-    from movierec_trainer.session import build_spark, spark_auth_conf
-    from movierec_trainer.spark_watch import CONF_NO_EXECUTOR_TIMEOUT
-
-    return build_spark(
-        master or settings.spark_master,
-        "movierec-trainer",
-        driver_memory=settings.spark_driver_memory,
-        executor_memory=settings.spark_executor_memory,
-        driver_host=settings.spark_driver_host,
-        bind_address=settings.spark_driver_bind_address,
-        # Every watched Spark action of a job reads the grace period from the context.
-        extra_conf={
-            CONF_NO_EXECUTOR_TIMEOUT: str(settings.spark_no_executor_timeout_seconds),
-            **spark_auth_conf(settings.spark_auth_secret),
-        },
-    )
-
-
-def mongo(settings: TrainerSettings) -> MongoClient:
-    """A synchronous MongoClient with the configured timeouts (tz-aware datetimes)."""
-    return MongoClient(
-        settings.mongo_url,
-        serverSelectionTimeoutMS=settings.mongo_timeout_ms,
-        connectTimeoutMS=settings.mongo_timeout_ms,
-        tz_aware=True,
-        appname="movierec-trainer",
-        **JOURNALED,  # job state survives a database crash like every other write
-    )
-
-
 # ---------------------------------------------------------------------------------- retrain CLI
 
 
@@ -459,7 +417,7 @@ class Worker:
         self.meta = self.db[META]
         self.owner = settings.worker_id or f"{socket.gethostname()}:{os.getpid()}"
         self.stop_event = threading.Event()
-        self._spark = None
+        self.sessions = SparkKeeper(settings)
         self._last_trigger_check = 0.0
 
     # -- lock, lease, reaper ---------------------------------------------------------------
@@ -631,20 +589,6 @@ class Worker:
 
     # -- running a job ---------------------------------------------------------------------
 
-    def spark(self):
-        """The worker's SparkSession, built again when the old one's context is dead (the
-        application killed from the master's UI or REST API, which stops it). Without this
-        every later job failed at once (`'NoneType' object has no attribute 'blockManager'`)
-        until someone restarted the trainer (issue 19 C)."""
-        if self._spark is not None and not spark_context_alive(self._spark):
-            log.warning("the Spark application is gone (killed or master lost); new session")
-            with contextlib.suppress(Exception):
-                self._spark.stop()  # clears pyspark's active context so a new one can start
-            self._spark = None
-        if self._spark is None:
-            self._spark = make_spark(self.settings)
-        return self._spark
-
     def run_job(self, job: dict[str, Any]) -> None:
         """Run one claimed job to a final status (succeeded, rejected, failed, cancelled, or
         back to queued when the worker stops), renewing the lease from a heartbeat thread and
@@ -731,7 +675,7 @@ class Worker:
             queue_s = (job["started_at"] - job["created_at"]).total_seconds()
         try:
             say(f"claimed by {self.owner} (attempt {job.get('attempts')})")
-            spark = self.spark()
+            spark = self.sessions.get()
             params = RetrainParams.model_validate(job.get("params") or {})
             result = run_retrain(
                 self.db,
@@ -847,10 +791,7 @@ class Worker:
 
     def close(self) -> None:
         """Stop Spark, release the lock and close the MongoDB client."""
-        if self._spark is not None:
-            with contextlib.suppress(Exception):
-                self._spark.stop()
-            self._spark = None
+        self.sessions.close()
         self.client.close()
 
 
