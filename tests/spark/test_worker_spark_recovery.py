@@ -11,8 +11,8 @@ the same trainer process must run a later job to success without anyone restarti
 * Master restart (SIGKILL, then a new master on the same port; the Spark worker re-registers by
   itself, as under a supervisor): the new master does not know the application and kills its
   executor, the driver's context stays alive with no executors, and before the fix every later
-  job failed after spark_watch's no-executor timeout. The job submitted right after the restart
-  may still fail (its executor can die under it); the one after must succeed.
+  job failed after spark_watch's no-executor timeout. The worker asks the master whether it still
+  knows the application before each job, so the very next job must succeed.
 """
 
 from __future__ import annotations
@@ -134,28 +134,18 @@ def test_trainer_builds_a_new_session_after_its_spark_application_died(
         second = new_job(FAST)
         e.db.jobs.insert_one(second)
         doc = e.wait_job(second["_id"], {"succeeded", "failed", "rejected"}, timeout=600)
-        statuses = [doc["status"]]
-        if how == "master_restart" and doc["status"] == "failed":
-            # Possible only if the driver had not yet seen its executor go when the job began.
-            assert "ExecutorLostError" in doc["error"], doc
-            third = new_job(FAST)
-            e.db.jobs.insert_one(third)
-            doc = e.wait_job(third["_id"], {"succeeded", "failed", "rejected"}, timeout=600)
-            statuses.append(doc["status"])
         recovered_s = round(time.monotonic() - t0, 1)
         assert doc["status"] == "succeeded", (doc, trainer.log_tail(80))
         assert doc["attempts"] == 1
         log_text = trainer.log_path.read_text(errors="replace") if trainer.log_path else ""
-        reason = "stopped" if how == "ui_kill" else "no executor left"
+        reason = "stopped" if how == "ui_kill" else "no longer knows application"
         assert "the Spark session cannot run a job" in log_text and reason in log_text, log_text
         assert len(active_apps(cluster)) == 1  # the new application only; the old one is gone
         assert artifacts.current_version(e.model_dir) == doc["model_version"]
         assert trainer.proc is not None and trainer.proc.poll() is None  # no restart
         assert len(e.workers) == 1
         (output_dir / f"spark-recovery-{how}.json").write_text(
-            json.dumps(
-                {"fault": how, "jobs_after": statuses, "kill_to_next_job_succeeded_s": recovered_s}
-            )
+            json.dumps({"fault": how, "kill_to_next_job_succeeded_s": recovered_s})
         )
     finally:
         e.close()

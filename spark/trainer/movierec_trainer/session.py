@@ -22,6 +22,7 @@ from pymongo import MongoClient
 from movierec_trainer.config import TrainerSettings
 
 if TYPE_CHECKING:
+    from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
@@ -133,35 +134,85 @@ def spark_context_alive(spark: SparkSession) -> bool:
         return False
 
 
+def master_addresses(master: str) -> list[tuple[str, int]]:
+    """(host, port) of each standalone master in a `spark://h1:p1[,h2:p2]` URL; [] otherwise."""
+    if not master.startswith("spark://"):
+        return []
+    out = []
+    for part in master[len("spark://") :].split(","):
+        host, _, port = part.strip().rpartition(":")
+        if host and port.isdigit():
+            out.append((host, int(port)))
+    return out
+
+
+def application_known_to_master(sc: SparkContext, timeout_seconds: float = 10.0) -> bool | None:
+    """Whether the standalone master lists this application (`sc.applicationId`) as active.
+
+    Asks the master what its web UI shows (Spark's RequestMasterState message over the driver's
+    own, authenticated, RPC environment; each call bounded by `timeout_seconds`). True or False
+    from the first master that answers and is ALIVE; None when none does (down, unreachable, a
+    standby) or when this Spark version has no such message: the caller then cannot tell.
+    """
+    jvm = sc._jvm
+    try:
+        rpc = jvm.org.apache.spark.SparkEnv.get().rpcEnv()
+        find = jvm.java.lang.Class.forName
+        request = (
+            find("org.apache.spark.deploy.DeployMessages$RequestMasterState$")
+            .getField("MODULE$")
+            .get(None)
+        )
+        tag = jvm.scala.reflect.ClassTag.apply(
+            find("org.apache.spark.deploy.DeployMessages$MasterStateResponse")
+        )
+        duration = jvm.scala.concurrent.duration.FiniteDuration(
+            max(1, int(timeout_seconds * 1000)), jvm.java.util.concurrent.TimeUnit.MILLISECONDS
+        )
+        timeout = jvm.org.apache.spark.rpc.RpcTimeout(duration, "movierec.masterCheckTimeout")
+        app_id = sc.applicationId
+    except Exception as exc:  # py4j gone, or Spark's internals differ from 4.0's
+        log.debug("cannot ask the master about the application: %s", exc)
+        return None
+    for host, port in master_addresses(str(sc.master)):
+        try:
+            ref = timeout.awaitResult(
+                rpc.asyncSetupEndpointRefByURI(f"spark://Master@{host}:{port}")
+            )
+            state = ref.askSync(request, timeout, tag)
+            if str(state.status()) != "ALIVE":
+                continue
+            return any(str(app.id()) == app_id for app in state.activeApps())
+        except Exception as exc:  # this master is down or unreachable: try the next one
+            log.debug("master %s:%d did not answer: %s", host, port, exc)
+    return None
+
+
 def unusable_reason(spark: SparkSession) -> str | None:
     """Why a session that already ran a job cannot run the next one, or None if it can.
 
     * Its SparkContext is stopped: the application was killed (the master UI's kill, the
       master's REST API), which stops the context; every later action fails at once.
-    * On a standalone cluster, no executor is registered: the application lost them all and
-      nothing guarantees it gets any back. After a restart of the master (no recovery mode) the
-      new master does not know the application and kills its executors when the workers
-      re-register, while the driver only logs "Disconnected from Spark cluster! Waiting for
-      reconnection..." and waits for ever; Spark exposes no public "still registered" state, so
-      the missing executors are the signal. A new application registers with the master that
-      runs now; if the cluster merely has no worker, the new one waits exactly as the old one
-      would have (spark_watch's no-executor timeout), so replacing it never costs a job.
+    * On a standalone cluster, the master no longer lists the application: after a restart of
+      the master (no recovery mode) the new master does not know it and kills its executors
+      when the workers re-register, while the driver keeps a live context, only logs
+      "Disconnected from Spark cluster! Waiting for reconnection..." and waits for ever (every
+      job would fail after spark_watch's no-executor timeout). A new application registers
+      with the master that runs now.
 
-    Local mode (`local[N]`) runs in the driver and has no executors to lose.
+    When no master answers, the session is kept: a new one could not register either, and the
+    job fails clearly through spark_watch. Local mode (`local[N]`) has nothing to lose.
     """
     if not spark_context_alive(spark):
         return "its SparkContext is stopped (the application was killed)"
-    from movierec_trainer.spark_watch import executors, is_local
+    from movierec_trainer.spark_watch import is_local
 
     sc = spark.sparkContext
-    try:
-        if is_local(sc) or executors(sc):
-            return None
-    except Exception as exc:  # the JVM side is half gone: no use keeping it
-        return f"its driver cannot be queried ({type(exc).__name__}: {exc})"
+    if is_local(sc) or application_known_to_master(sc) is not False:
+        return None
     return (
-        f"it has no executor left on {sc.master} (the master was restarted and no longer "
-        "knows the application, or every Spark worker is gone)"
+        f"the master at {sc.master} no longer knows application {sc.applicationId} (the master "
+        "was restarted; its executors are gone)"
     )
 
 
