@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace, settings: TrainerSettings, publish_full: bool):
     """`train`'s configuration: the shared conversion, with `train`'s own publish default."""
-    from movierec_trainer.worker import config_from_params
+    from movierec_trainer.retrain import config_from_params
 
     params = params_from_args(args)
     if params.publish_full is None:
@@ -141,7 +142,7 @@ def cmd_train(args: argparse.Namespace, settings: TrainerSettings) -> int:
 
     from movierec_trainer import data as tdata
     from movierec_trainer.pipeline import ConsoleProgress, train_job
-    from movierec_trainer.worker import make_spark
+    from movierec_trainer.session import make_spark
 
     cfg = config_from_args(args, settings, publish_full=False)
     data_dir = args.data_dir or settings.data_dir
@@ -175,6 +176,66 @@ def cmd_train(args: argparse.Namespace, settings: TrainerSettings) -> int:
     return 0
 
 
+def cmd_retrain(args: argparse.Namespace, settings: TrainerSettings) -> int:
+    """`python -m movierec_trainer retrain`: one retrain run from the command line; exit
+    status 0 when published, 4 when rejected by the gate (main maps the errors it raises:
+    TrainingDivergedError 3, MalformedRowError / FileNotFoundError 2, OSError 4)."""
+    from movierec_trainer.pipeline import ConsoleProgress
+    from movierec_trainer.retrain import Reporter, config_from_params, run_retrain
+    from movierec_trainer.session import make_spark, mongo
+
+    params = params_from_args(args)
+    if args.csv_path is not None and args.csv_path.is_absolute():
+        # On the command line the operator may point anywhere; the DATA_DIR fence is for HTTP.
+        settings = settings.model_copy(update={"data_dir": args.csv_path.parent})
+    engine = args.engine or "spark"
+    model_dir = args.output or settings.model_dir
+    client = mongo(settings)
+    spark = make_spark(settings, args.spark_master) if engine == "spark" else None
+    try:
+        cfg = config_from_params(params, settings, engine)
+        with ConsoleProgress(cfg) as progress:
+            result = run_retrain(
+                client[settings.mongo_db],
+                settings,
+                params,
+                name=f"cli-{datetime.now(UTC):%Y%m%dT%H%M%S}",
+                model_dir=model_dir,
+                spark=spark,
+                reporter=Reporter(progress=progress),
+            )
+    finally:
+        if spark is not None:
+            spark.stop()
+        client.close()
+    out = {
+        "status": result.status,
+        "version": result.version,
+        **{
+            k: result.metrics.get(k)
+            for k in (
+                "rmse",
+                "mae",
+                "train_seconds",
+                "ndcg_at_10",
+                "precision_at_10",
+                "recall_at_10",
+                "coverage_at_10",
+                "popularity_ndcg_at_10",
+            )
+        },
+        "gate": result.gate,
+        "phases": result.phases,
+        "load": result.load,
+    }
+    if args.json:
+        print(json.dumps(out, default=str), flush=True)
+    else:
+        for k, v in out.items():
+            print(f"{k:>24}: {v}")
+    return 0 if result.status == "succeeded" else 4
+
+
 def _report(outcome: Any, version: str | None, as_json: bool) -> None:
     s = summary(outcome, version)
     if as_json:
@@ -200,8 +261,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             return cmd_train(args, settings)
         if args.command == "retrain":
-            from movierec_trainer.worker import cmd_retrain
-
             return cmd_retrain(args, settings)
         from movierec_trainer.worker import run_worker
 

@@ -1,10 +1,10 @@
-"""The validation gate (worker.gate): a new model is published only if its holdout RMSE is no
-worse than the active model's by more than the tolerance."""
+"""The validation gate (movierec_trainer.gate): a new model is published only if its holdout
+RMSE is no worse than the active model's by more than the tolerance."""
 
 from __future__ import annotations
 
 import pytest
-from movierec_trainer.worker import gate
+from movierec_trainer.gate import gate
 
 
 def test_no_active_model_or_no_rmse_passes() -> None:
