@@ -99,6 +99,7 @@ def params_from_args(args: argparse.Namespace) -> RetrainParams:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `train`, `retrain` and `worker` subcommands and their options."""
     parser = argparse.ArgumentParser(prog="python -m movierec_trainer")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train from MovieLens CSVs")
@@ -126,6 +127,8 @@ def config_from_args(args: argparse.Namespace, settings: TrainerSettings, publis
 
 
 def summary(outcome: Any, version: str | None) -> dict[str, Any]:
+    """`train`'s report: the JSON_KEYS first, then every other metric, the load summary and
+    the phase seconds (`outcome` is a pipeline.TrainOutcome; `version` None when unpublished)."""
     m = outcome.metrics
     out = {key: m.get(key) for key in JSON_KEYS}
     out["n_ratings"] = outcome.manifest["data"]["n_ratings"]
@@ -138,6 +141,8 @@ def summary(outcome: Any, version: str | None) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace, settings: TrainerSettings) -> int:
+    """`python -m movierec_trainer train`: fit on a MovieLens CSV directory, publish into
+    `--output` when given; exit 0 (main maps the errors it raises to exit statuses)."""
     from movierec_common import artifacts
 
     from movierec_trainer import data as tdata
@@ -181,7 +186,7 @@ def cmd_retrain(args: argparse.Namespace, settings: TrainerSettings) -> int:
     status 0 when published, 4 when rejected by the gate (main maps the errors it raises:
     TrainingDivergedError 3, MalformedRowError / FileNotFoundError 2, OSError 4)."""
     from movierec_trainer.pipeline import ConsoleProgress
-    from movierec_trainer.retrain import Reporter, config_from_params, run_retrain
+    from movierec_trainer.retrain import Reporter, run_retrain
     from movierec_trainer.session import make_spark, mongo
 
     params = params_from_args(args)
@@ -193,8 +198,7 @@ def cmd_retrain(args: argparse.Namespace, settings: TrainerSettings) -> int:
     client = mongo(settings)
     spark = make_spark(settings, args.spark_master) if engine == "spark" else None
     try:
-        cfg = config_from_params(params, settings, engine)
-        with ConsoleProgress(cfg) as progress:
+        with ConsoleProgress() as progress:  # sized by the run's own progress entries
             result = run_retrain(
                 client[settings.mongo_db],
                 settings,
@@ -247,6 +251,8 @@ def _report(outcome: Any, version: str | None, as_json: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse `argv` (bad parameters: exit 2 with the HTTP API's message) and run the command;
+    the exit status: 0 ok, 2 refused input or missing file, 3 diverged, 4 rejected or I/O."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command in ("train", "retrain"):

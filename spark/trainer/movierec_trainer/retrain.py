@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -83,7 +83,7 @@ class Reporter:
 def run_retrain(
     db: Any,
     settings: TrainerSettings,
-    params: RetrainParams,
+    params: RetrainParams | Mapping[str, Any],
     *,
     name: str,
     model_dir: Path,
@@ -95,11 +95,15 @@ def run_retrain(
     model's holdout protocol, gate against the active and the best accepted model and publish
     into `model_dir` if it passes. `db` is the pymongo Database; `name` names the snapshot file
     (and the manifest's job); progress, phases and log lines go to `reporter`. Returns the
-    result whether published or rejected.
+    result whether published or rejected. `params` may be a job document's raw `params`: they
+    are validated here, with the bounds and messages of the HTTP API.
 
-    Raises TrainingDivergedError (NaN/inf or exploding factors: nothing is published),
+    Raises pydantic ValidationError (bad `params`, before anything is read),
+    TrainingDivergedError (NaN/inf or exploding factors: nothing is published),
     ExecutorLostError (Spark lost the executors holding the blocks), OSError on publish.
     """
+    if not isinstance(params, RetrainParams):
+        params = RetrainParams.model_validate(params)
     phases: dict[str, float] = {}
     engine = "spark" if spark is not None else "local"
     cfg = config_from_params(params, settings, engine)

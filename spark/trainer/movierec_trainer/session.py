@@ -225,7 +225,6 @@ class SparkKeeper:
     def __init__(self, settings: TrainerSettings) -> None:
         self.settings = settings
         self._spark: SparkSession | None = None
-        self.rebuilds = 0  # sessions replaced because they could not run a job
 
     def get(self) -> SparkSession:
         """A session able to run a job: the current one, or a new one. Raises what
@@ -235,7 +234,6 @@ class SparkKeeper:
             if reason is not None:
                 log.warning("the Spark session cannot run a job: %s; building a new one", reason)
                 self.close()  # clears pyspark's active context so that a new one can start
-                self.rebuilds += 1
         if self._spark is None:
             self._spark = make_spark(self.settings)
         return self._spark

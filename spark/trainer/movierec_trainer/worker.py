@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 from movierec_common import als, artifacts
-from movierec_common.training_params import RetrainParams, validation_message
+from movierec_common.training_params import validation_message
 from pydantic import ValidationError
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
@@ -70,11 +70,10 @@ class Worker:
             try:
                 lease.say(f"claimed by {self.owner} (attempt {job.get('attempts')})")
                 spark = self.sessions.get()
-                params = RetrainParams.model_validate(job.get("params") or {})
-                result = run_retrain(
+                result = run_retrain(  # validates the document's params (ValidationError)
                     self.db,
                     self.settings,
-                    params,
+                    job.get("params") or {},
                     name=f"job-{job_id}",
                     model_dir=self.settings.model_dir,
                     spark=spark,
