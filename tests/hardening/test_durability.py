@@ -203,7 +203,7 @@ def test_every_process_writes_with_a_journaled_write_concern(hstack: HStack) -> 
     writes unjournaled and ends with an `fsync` command instead.)"""
     from movierec_common.mongo import make_client
     from movierec_trainer.config import TrainerSettings
-    from movierec_trainer.worker import mongo
+    from movierec_trainer.session import mongo
 
     client = make_client(hstack.mongo_url, appname="movierec-catalog")
     sync = mongo(TrainerSettings(mongo_url=hstack.mongo_url))

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from movierec_common import artifacts
 from movierec_common.artifacts import ArtifactError
-from movierec_trainer.worker import best_accepted, gate
+from movierec_trainer.gate import best_accepted, gate
 
 from tests.hardening.conftest import make_subset, train_args
 from tests.support import ROOT

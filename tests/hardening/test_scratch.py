@@ -13,7 +13,7 @@ import pytest
 from movierec_common import artifacts
 from movierec_common.training_params import RetrainParams
 from movierec_trainer.config import TrainerSettings
-from movierec_trainer.worker import Reporter, run_retrain
+from movierec_trainer.retrain import Reporter, run_retrain
 from pymongo import MongoClient
 
 from tests.support.tiny_data import write_movielens

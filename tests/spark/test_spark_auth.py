@@ -24,11 +24,13 @@ from tests.support import ManagedProcess, free_port, wait_port
 DRIVER = """
 import sys, time
 from pathlib import Path
-from movierec_trainer.session import build_spark, spark_auth_conf
+from movierec_trainer.session import application_known_to_master, build_spark, spark_auth_conf
 master, name, secret, out = sys.argv[1], sys.argv[2], sys.argv[3], Path(sys.argv[4])
 spark = build_spark(master, name, driver_memory="512m", executor_memory="512m",
                     extra_conf=spark_auth_conf(secret or None))
 assert spark.range(100).count() == 100
+# The trainer's recovery check asks the master over the same authenticated RPC.
+(out / "known").write_text(str(application_known_to_master(spark.sparkContext)))
 (out / "app_id").write_text(spark.sparkContext.applicationId)
 for _ in range(100):  # until the test has tried to kill the application from the UI
     if (out / "go").exists():
@@ -116,6 +118,7 @@ def test_the_application_with_the_secret_runs_and_the_ui_cannot_kill_it(
             time.sleep(0.5)
         app_id = (out / "app_id").read_text()
         assert app_id in {a.get("id") for a in _apps(ui)}
+        assert (out / "known").read_text() == "True"  # the recovery check works under auth
         # The UI's kill link (an unauthenticated POST any page could send) is switched off.
         r = httpx.post(
             f"{ui}/app/kill/", data={"id": app_id, "terminate": "true"}, follow_redirects=False

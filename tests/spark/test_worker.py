@@ -370,16 +370,16 @@ def test_claim_is_exclusive_and_oldest_first(worker_factory) -> None:
 
     older, newer = new_job({}), new_job({})
     older["created_at"] = newer["created_at"] - timedelta(seconds=5)
-    a.jobs.insert_many([newer, older])  # inserted out of order on purpose
-    assert a.acquire_lock()
-    assert not b.acquire_lock()  # one retrain at a time, whoever asks
-    got = a.claim()
+    a.queue.jobs.insert_many([newer, older])  # inserted out of order on purpose
+    assert a.queue.acquire_lock()
+    assert not b.queue.acquire_lock()  # one retrain at a time, whoever asks
+    got = a.queue.claim()
     assert got["_id"] == older["_id"] and got["status"] == "running" and got["attempts"] == 1
     assert got["lease_owner"] == "a"
-    second = b.claim()  # even without the lock, the same job can never be claimed twice
+    second = b.queue.claim()  # even without the lock, the same job can never be claimed twice
     assert second is None or second["_id"] != older["_id"]
-    a.release_lock()
-    assert b.acquire_lock()
+    a.queue.release_lock()
+    assert b.queue.acquire_lock()
 
 
 def test_reaper_requeues_then_fails(worker_factory) -> None:
@@ -389,17 +389,17 @@ def test_reaper_requeues_then_fails(worker_factory) -> None:
     job = new_job({})
     past = datetime.now(UTC) - timedelta(seconds=30)
     job.update(status="running", lease_owner="dead", lease_expires_at=past, attempts=1)
-    w.jobs.insert_one(job)
-    assert w.reap_expired() == 1
-    doc = w.jobs.find_one({"_id": job["_id"]})
+    w.queue.jobs.insert_one(job)
+    assert w.queue.reap_expired() == 1
+    doc = w.queue.jobs.find_one({"_id": job["_id"]})
     assert doc["status"] == "queued" and doc["lease_owner"] is None
     assert "re-queued" in doc["log_tail"][-1]
-    w.jobs.update_one(
+    w.queue.jobs.update_one(
         {"_id": job["_id"]},
         {"$set": {"status": "running", "lease_expires_at": past, "attempts": 2}},
     )
-    assert w.reap_expired() == 1
-    doc = w.jobs.find_one({"_id": job["_id"]})
+    assert w.queue.reap_expired() == 1
+    doc = w.queue.jobs.find_one({"_id": job["_id"]})
     assert doc["status"] == "failed" and "lease expired" in doc["error"]
     # A live lease is left alone.
     live = new_job({})
@@ -409,8 +409,8 @@ def test_reaper_requeues_then_fails(worker_factory) -> None:
         lease_expires_at=datetime.now(UTC) + timedelta(seconds=60),
         attempts=1,
     )
-    w.jobs.insert_one(live)
-    assert w.reap_expired() == 0
+    w.queue.jobs.insert_one(live)
+    assert w.queue.reap_expired() == 0
 
 
 def test_threshold_trigger_enqueues_once(worker_factory) -> None:
@@ -418,22 +418,22 @@ def test_threshold_trigger_enqueues_once(worker_factory) -> None:
     w.db.ratings.insert_many(
         [{"userId": 1, "movieId": m, "rating": 4.0, "timestamp": 100 + m} for m in range(4)]
     )
-    assert w.check_triggers() is None  # 4 new ratings < 5
+    assert w.triggers.check() is None  # 4 new ratings < 5
     w.db.ratings.insert_one({"userId": 2, "movieId": 1, "rating": 3.0, "timestamp": 200})
-    assert w.check_triggers() == "threshold"
-    assert w.check_triggers() is None  # never a second one while one is queued
-    jobs = list(w.jobs.find())
+    assert w.triggers.check() == "threshold"
+    assert w.triggers.check() is None  # never a second one while one is queued
+    jobs = list(w.queue.jobs.find())
     assert len(jobs) == 1 and jobs[0]["trigger"] == "threshold" and jobs[0]["status"] == "queued"
     # The catalog's enqueue slot now names this job, so a POST would see the conflict too.
-    assert w.meta.find_one({"_id": "retrain_slot"})["job_id"] == jobs[0]["_id"]
+    assert w.queue.meta.find_one({"_id": "retrain_slot"})["job_id"] == jobs[0]["_id"]
     # That retrain was rejected: the same ratings must not fire it again, new ones will.
-    w.jobs.update_many({}, {"$set": {"status": "rejected"}})
-    assert w.check_triggers() is None
+    w.queue.jobs.update_many({}, {"$set": {"status": "rejected"}})
+    assert w.triggers.check() is None
     later = int(time.time()) + 5
     w.db.ratings.insert_many(
         [{"userId": 3, "movieId": m, "rating": 4.0, "timestamp": later} for m in range(5)]
     )
-    assert w.check_triggers() == "threshold"
+    assert w.triggers.check() == "threshold"
 
 
 def test_schedule_fires_once_per_slot(worker_factory) -> None:
@@ -441,9 +441,11 @@ def test_schedule_fires_once_per_slot(worker_factory) -> None:
 
     now = datetime.now(UTC)
     w = worker_factory("s", schedule=f"{now:%H}:{now:%M}")
-    assert w.check_triggers() is None  # first start remembers the slot, no catch-up storm
-    w.meta.update_one({"_id": "trainer_schedule"}, {"$set": {"last_slot": now - timedelta(days=1)}})
-    assert w.check_triggers() == "schedule"
-    w.jobs.update_many({}, {"$set": {"status": "succeeded"}})
-    assert w.check_triggers() is None  # the same slot never fires twice
-    assert [j["trigger"] for j in w.jobs.find()] == ["schedule"]
+    assert w.triggers.check() is None  # first start remembers the slot, no catch-up storm
+    w.queue.meta.update_one(
+        {"_id": "trainer_schedule"}, {"$set": {"last_slot": now - timedelta(days=1)}}
+    )
+    assert w.triggers.check() == "schedule"
+    w.queue.jobs.update_many({}, {"$set": {"status": "succeeded"}})
+    assert w.triggers.check() is None  # the same slot never fires twice
+    assert [j["trigger"] for j in w.queue.jobs.find()] == ["schedule"]

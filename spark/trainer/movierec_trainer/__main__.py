@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,7 @@ def params_from_args(args: argparse.Namespace) -> RetrainParams:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `train`, `retrain` and `worker` subcommands and their options."""
     parser = argparse.ArgumentParser(prog="python -m movierec_trainer")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train from MovieLens CSVs")
@@ -113,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace, settings: TrainerSettings, publish_full: bool):
     """`train`'s configuration: the shared conversion, with `train`'s own publish default."""
-    from movierec_trainer.worker import config_from_params
+    from movierec_trainer.retrain import config_from_params
 
     params = params_from_args(args)
     if params.publish_full is None:
@@ -125,6 +127,8 @@ def config_from_args(args: argparse.Namespace, settings: TrainerSettings, publis
 
 
 def summary(outcome: Any, version: str | None) -> dict[str, Any]:
+    """`train`'s report: the JSON_KEYS first, then every other metric, the load summary and
+    the phase seconds (`outcome` is a pipeline.TrainOutcome; `version` None when unpublished)."""
     m = outcome.metrics
     out = {key: m.get(key) for key in JSON_KEYS}
     out["n_ratings"] = outcome.manifest["data"]["n_ratings"]
@@ -137,11 +141,13 @@ def summary(outcome: Any, version: str | None) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace, settings: TrainerSettings) -> int:
+    """`python -m movierec_trainer train`: fit on a MovieLens CSV directory, publish into
+    `--output` when given; exit 0 (main maps the errors it raises to exit statuses)."""
     from movierec_common import artifacts
 
     from movierec_trainer import data as tdata
     from movierec_trainer.pipeline import ConsoleProgress, train_job
-    from movierec_trainer.worker import make_spark
+    from movierec_trainer.session import make_spark
 
     cfg = config_from_args(args, settings, publish_full=False)
     data_dir = args.data_dir or settings.data_dir
@@ -175,6 +181,65 @@ def cmd_train(args: argparse.Namespace, settings: TrainerSettings) -> int:
     return 0
 
 
+def cmd_retrain(args: argparse.Namespace, settings: TrainerSettings) -> int:
+    """`python -m movierec_trainer retrain`: one retrain run from the command line; exit
+    status 0 when published, 4 when rejected by the gate (main maps the errors it raises:
+    TrainingDivergedError 3, MalformedRowError / FileNotFoundError 2, OSError 4)."""
+    from movierec_trainer.pipeline import ConsoleProgress
+    from movierec_trainer.retrain import Reporter, run_retrain
+    from movierec_trainer.session import make_spark, mongo
+
+    params = params_from_args(args)
+    if args.csv_path is not None and args.csv_path.is_absolute():
+        # On the command line the operator may point anywhere; the DATA_DIR fence is for HTTP.
+        settings = settings.model_copy(update={"data_dir": args.csv_path.parent})
+    engine = args.engine or "spark"
+    model_dir = args.output or settings.model_dir
+    client = mongo(settings)
+    spark = make_spark(settings, args.spark_master) if engine == "spark" else None
+    try:
+        with ConsoleProgress() as progress:  # sized by the run's own progress entries
+            result = run_retrain(
+                client[settings.mongo_db],
+                settings,
+                params,
+                name=f"cli-{datetime.now(UTC):%Y%m%dT%H%M%S}",
+                model_dir=model_dir,
+                spark=spark,
+                reporter=Reporter(progress=progress),
+            )
+    finally:
+        if spark is not None:
+            spark.stop()
+        client.close()
+    out = {
+        "status": result.status,
+        "version": result.version,
+        **{
+            k: result.metrics.get(k)
+            for k in (
+                "rmse",
+                "mae",
+                "train_seconds",
+                "ndcg_at_10",
+                "precision_at_10",
+                "recall_at_10",
+                "coverage_at_10",
+                "popularity_ndcg_at_10",
+            )
+        },
+        "gate": result.gate,
+        "phases": result.phases,
+        "load": result.load,
+    }
+    if args.json:
+        print(json.dumps(out, default=str), flush=True)
+    else:
+        for k, v in out.items():
+            print(f"{k:>24}: {v}")
+    return 0 if result.status == "succeeded" else 4
+
+
 def _report(outcome: Any, version: str | None, as_json: bool) -> None:
     s = summary(outcome, version)
     if as_json:
@@ -186,6 +251,8 @@ def _report(outcome: Any, version: str | None, as_json: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse `argv` (bad parameters: exit 2 with the HTTP API's message) and run the command;
+    the exit status: 0 ok, 2 refused input or missing file, 3 diverged, 4 rejected or I/O."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command in ("train", "retrain"):
@@ -200,8 +267,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             return cmd_train(args, settings)
         if args.command == "retrain":
-            from movierec_trainer.worker import cmd_retrain
-
             return cmd_retrain(args, settings)
         from movierec_trainer.worker import run_worker
 

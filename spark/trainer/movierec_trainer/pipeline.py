@@ -344,13 +344,17 @@ def train_job(
 class ConsoleProgress:
     """Per-iteration log lines always; a rich progress bar too when stderr is a terminal."""
 
-    def __init__(self, cfg: TrainConfig, enabled: bool | None = None) -> None:
+    def __init__(self, cfg: TrainConfig | None = None, enabled: bool | None = None) -> None:
+        """Bars sized by `cfg`'s iteration counts, or, without `cfg`, by each model's first
+        progress entry (its `of`)."""
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
         self._progress = None
         self._tasks: dict[str, Any] = {}
-        self._totals = {"explicit": cfg.explicit.iterations}
-        if cfg.ranking is not None:
-            self._totals["ranking"] = cfg.ranking.iterations
+        self._totals: dict[str, int] = {}
+        if cfg is not None:
+            self._totals["explicit"] = cfg.explicit.iterations
+            if cfg.ranking is not None:
+                self._totals["ranking"] = cfg.ranking.iterations
 
     def __enter__(self) -> ConsoleProgress:
         if self.enabled:

@@ -1,5 +1,5 @@
-"""The validation gate (`gate`, `best_accepted`, today in movierec_trainer.worker): a new model
-is published only if its holdout RMSE is no worse than the active model's, nor than the best
+"""The validation gate (movierec_trainer.gate: `gate`, `best_accepted`): a new model is
+published only if its holdout RMSE is no worse than the active model's, nor than the best
 accepted model's under the same holdout protocol, by more than the tolerance."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from movierec_common import artifacts
-from movierec_trainer.worker import best_accepted, gate
+from movierec_trainer.gate import best_accepted, gate
 
 
 def test_no_active_model_or_no_rmse_passes() -> None:

@@ -1,5 +1,5 @@
 """The one conversion from a job's validated parameters to the trainer's configuration
-(`config_from_params`, today in movierec_trainer.worker): what the job says wins, the trainer's
+(`movierec_trainer.retrain.config_from_params`): what the job says wins, the trainer's
 settings fill the rest, and the kernel's defaults fill what neither says."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from movierec_common import als
 from movierec_common.training_params import RetrainParams, TrainingParams
 from movierec_trainer.config import TrainerSettings
 from movierec_trainer.pipeline import TrainConfig
-from movierec_trainer.worker import config_from_params
+from movierec_trainer.retrain import config_from_params
 
 
 def _settings(**values) -> TrainerSettings:
