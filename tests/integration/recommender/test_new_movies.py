@@ -111,7 +111,11 @@ def test_new_movie_served_before_and_after_a_retrain(
             # Searchable and browsable in this process at once.
             found = cat.get("/api/movies", params={"q": "zorbulon"}).json()
             assert [m["movieId"] for m in found["items"]] == [new_id] and found["items"][0]["new"]
-            assert cat.get(f"/api/movies/{new_id}").status_code == 200
+            detail = cat.get(f"/api/movies/{new_id}")
+            assert detail.status_code == 200 and detail.json()["new"] is True
+            # A MovieLens movie the active model has factors for is not new.
+            known = cat.get("/api/movies/1")
+            assert known.status_code == 200 and known.json()["new"] is False, known.text
         # The recommender picks it up at its next movie refresh (1 s here).
         fans = animation_fans(movielens_dir, trained, 5)
         deadline = time.monotonic() + 30
@@ -165,6 +169,15 @@ def test_new_movie_served_before_and_after_a_retrain(
             "/api/recs/predict", params={"userId": hits[0], "movieId": new_id}, headers=recs.service
         )
         assert pred.status_code == 200 and pred.json()["model_version"] == version
+        # The catalog drops the label once the active model has learned the movie: its detail
+        # and its lists alike (CURRENT is re-read at most every 2 s).
+        with catalog.client() as cat:
+            deadline = time.monotonic() + 30
+            while cat.get(f"/api/movies/{new_id}").json()["new"]:
+                assert time.monotonic() < deadline, "the detail still says new after the retrain"
+                time.sleep(0.5)
+            found = cat.get("/api/movies", params={"q": "zorbulon"}).json()["items"]
+            assert [(m["movieId"], m["new"]) for m in found] == [(new_id, False)]
     finally:
         catalog.stop()
         client.drop_database(db.name)
