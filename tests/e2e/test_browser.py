@@ -567,6 +567,7 @@ def test_admin_experiment_panel_and_new_movie(
     page.fill("#new-movie-year", "2026")
     expect(page.locator("#new-movie-genres option").first).to_be_attached()
     page.select_option("#new-movie-genres", ["Animation", "Children", "Comedy"])
+    page.fill("#new-movie-tags", "pixar, robots")
     page.click("#add-movie")
     expect(page.locator("#add-movie-panel a")).to_contain_text("Zorbulon the Friendly Robot")
 
