@@ -19,7 +19,8 @@ What runs (all real, nothing mocked):
      position among Toy Story's neighbours on the full-data model.
 
 Run: .venv/bin/python bench/bench_recs.py [--rates 200,50] [--duration 15] [--skip-load]
-     [--scenarios 'known,known impressions off']  (impressions recording on vs off, one run)
+     [--scenarios 'impressions on/off']  (impressions recording on vs off, side by side:
+     alternating rounds against two servers, the ratio printed; part of the default run)
 Writes bench/out/recs.md.
 """
 
@@ -56,6 +57,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 OUT = ROOT / "bench" / "out" / "recs.md"
+AB = "impressions on/off"  # the interleaved side-by-side comparison (a --scenarios name)
 API_KEY = "bench-recs-key-0123456789"
 DB = "movierec_bench"
 FOLD_IN_BASE = 9_000_000
@@ -218,7 +220,9 @@ class RawConnection:
         return status
 
 
-async def open_loop(base: str, paths: list[str], rate: float, duration: float) -> dict:
+async def open_loop(
+    base: str, paths: list[str], rate: float, duration: float, raw: bool = False
+) -> dict:
     host, port = base.removeprefix("http://").split(":")
     n = int(rate * duration)
     lat_sched: list[float] = []
@@ -285,12 +289,17 @@ async def open_loop(base: str, paths: list[str], rate: float, duration: float) -
         "p50_send": float(np.percentile(lat_send, 50)),
         "errors": errors,
         "load_avg": os.getloadavg()[0],
+        **({"samples": lat_sched} if raw else {}),
     }
 
 
-def run_load_in_child(base: str, paths: list[str], rate: float, duration: float) -> dict:
+def run_load_in_child(
+    base: str, paths: list[str], rate: float, duration: float, raw: bool = False
+) -> dict:
     """The load generator runs in its own process so its CPU is not the server's."""
-    spec = json.dumps({"base": base, "paths": paths, "rate": rate, "duration": duration})
+    spec = json.dumps(
+        {"base": base, "paths": paths, "rate": rate, "duration": duration, "raw": raw}
+    )
     r = subprocess.run(
         [sys.executable, __file__, "--load-child"], input=spec, capture_output=True,
         text=True, timeout=duration * 10 + 120, cwd=ROOT,
@@ -298,6 +307,46 @@ def run_load_in_child(base: str, paths: list[str], rate: float, duration: float)
     if r.returncode != 0:
         raise RuntimeError(r.stderr[-2000:])
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def impressions_on_off(
+    on: str, off: str, paths: list[str], rate: float, duration: float, rounds: int = 6
+) -> dict[str, dict]:
+    """Impressions recording on vs off, side by side: `rounds` alternating loads of
+    duration/rounds seconds on the recording server (`on`) and on the same server with
+    IMPRESSIONS_ENABLED=false (`off`), in ABBA order (on, off, off, on, …) so a change of the
+    machine's load during the run falls on both alike; each arm's latencies (from the scheduled
+    start, ms) are pooled over its rounds. Returns {"on": {...}, "off": {...}} with n, rps,
+    p50, p90, p99, max, errors and the load averages seen."""
+    pooled: dict[str, dict] = {
+        arm: {"samples": [], "errors": {}, "load": [], "secs": 0.0} for arm in ("on", "off")
+    }
+    per = duration / rounds
+    for r in range(rounds):
+        order = ("on", "off") if r % 2 == 0 else ("off", "on")
+        for arm in order:
+            t0 = time.perf_counter()
+            res = run_load_in_child(on if arm == "on" else off, paths, rate, per, raw=True)
+            got = pooled[arm]
+            got["samples"] += res["samples"]
+            got["secs"] += res["n"] / res["rps"] if res["rps"] else time.perf_counter() - t0
+            got["load"].append(res["load_avg"])
+            for k, v in res["errors"].items():
+                got["errors"][k] = got["errors"].get(k, 0) + v
+    out = {}
+    for arm, got in pooled.items():
+        q = np.percentile(got["samples"], [50, 90, 99])
+        out[arm] = {
+            "n": len(got["samples"]),
+            "rps": len(got["samples"]) / got["secs"],
+            "p50": float(q[0]),
+            "p90": float(q[1]),
+            "p99": float(q[2]),
+            "max": max(got["samples"]),
+            "errors": got["errors"],
+            "load": (min(got["load"]), max(got["load"])),
+        }
+    return out
 
 
 # ------------------------------------------------------------------------------------------
@@ -512,7 +561,7 @@ def main() -> None:
     ap.add_argument(
         "--scenarios",
         help="comma-separated HTTP scenario names to run (default: all), e.g. "
-        "'known,known impressions off' for the impressions on/off comparison",
+        f"'{AB}' for only the interleaved impressions on/off comparison",
     )
     ap.add_argument("--load-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -637,7 +686,51 @@ def main() -> None:
                         f"{res['p50'] * 1000 / compute_us[kind]:.0f}×",
                         f"{res['load_avg']:.1f}",
                     )
-                emit(t, "HTTP latency under a bounded loopback load")
+                if t.row_count:
+                    emit(t, "HTTP latency under a bounded loopback load")
+                if not args.scenarios or AB in [x.strip() for x in args.scenarios.split(",")]:
+                    rate = rates[0]
+                    up_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout
+                    console.print(f"load: {AB} at {rate:.0f} req/s, interleaved …")
+                    ab = impressions_on_off(
+                        bases["recent"], bases["recent-off"], known_paths, rate, args.duration * 2
+                    )
+                    up_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout
+                    t = Table(
+                        title=f"Known user, k=10, {rate:.0f} req/s: impressions recording on vs "
+                        f"off, 6 alternating rounds (ABBA) of {args.duration / 3:.0f} s each, "
+                        "pooled per arm (latency from scheduled start, ms)"
+                    )
+                    for c in ("recording", "requests", "req/s", "p50", "p90", "p99", "max",
+                              "errors", "load avg (min–max)"):  # fmt: skip
+                        t.add_column(c)
+                    for arm in ("on", "off"):
+                        a = ab[arm]
+                        t.add_row(
+                            arm,
+                            f"{a['n']:,}",
+                            f"{a['rps']:.0f}",
+                            f"{a['p50']:.2f}",
+                            f"{a['p90']:.2f}",
+                            f"{a['p99']:.2f}",
+                            f"{a['max']:.1f}",
+                            ", ".join(f"{k}: {v}" for k, v in a["errors"].items()) or "0",
+                            f"{a['load'][0]:.1f}–{a['load'][1]:.1f}",
+                        )
+                    on, off = ab["on"], ab["off"]
+                    t.add_row(
+                        "ratio on / off", "", "",
+                        f"{on['p50'] / off['p50']:.2f}×", f"{on['p90'] / off['p90']:.2f}×",
+                        f"{on['p99'] / off['p99']:.2f}×", "", "", "",
+                    )  # fmt: skip
+                    emit(t, "Impressions recording on vs off, side by side (issue 17)")
+                    report.append(
+                        f"\np99 with recording on: {on['p99']:.2f} ms (target ≤ 15 ms: "
+                        f"{'met' if on['p99'] <= 15 else 'NOT met'}); ratio on/off p50 "
+                        f"{on['p50'] / off['p50']:.2f}×, p99 {on['p99'] / off['p99']:.2f}×.\n"
+                        f"uptime before: {up_before.strip()}\nuptime after: {up_after.strip()}"
+                    )
+                    console.print(report[-1])
                 text = httpx.get(f"{bases['recent']}/metrics", timeout=10).text
                 counts = {
                     line.split(" ")[0]: line.split(" ")[1]
@@ -649,8 +742,8 @@ def main() -> None:
                 report.append(
                     "\nImpressions on the recording server (RATED_LOOKUP=recent) after the load: "
                     + ", ".join(f"{k} = {v}" for k, v in sorted(counts.items()))
-                    + "; the `known impressions off` row is the same load on a server with "
-                    "IMPRESSIONS_ENABLED=false."
+                    + "; the `known impressions off` row and the `off` arm are the same load on "
+                    "a server with IMPRESSIONS_ENABLED=false."
                 )
                 console.print(report[-1])
                 server_errors = [

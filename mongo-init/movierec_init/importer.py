@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from movierec_common import data_model as model
 from movierec_common.loader import Dataset, OnError, Tombstones, detect_layout, load_dataset
+from movierec_common.movie_tags import movie_tags
 from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -91,6 +92,7 @@ def _movie_docs(
     ds: Dataset, stats: dict[int, tuple[int, float]], c: float, m: float
 ) -> list[dict[str, Any]]:
     links = {link.movieId: link for link in ds.links}
+    tags = movie_tags(ds.tags)
     docs = []
     for mv in ds.movies:
         link = links.get(mv.movieId)
@@ -104,10 +106,51 @@ def _movie_docs(
                 "title_tokens": model.title_tokens(mv.title),
                 "imdbId": link.imdbId if link else None,
                 "tmdbId": link.tmdbId if link else None,
+                "tags": tags.get(mv.movieId, []),
                 **model.movie_stats(total, count, c, m),
             }
         )
     return docs
+
+
+def _tags_fingerprint(data_dir: Path) -> str | None:
+    layout = detect_layout(data_dir)
+    if layout.tags is None or not (data_dir / layout.tags.name).exists():
+        return None
+    return hashlib.sha256((data_dir / layout.tags.name).read_bytes()).hexdigest()
+
+
+async def sync_movie_tags(
+    db: AsyncDatabase, data_dir: Path, ds: Dataset, already_written: bool = False
+) -> int:
+    """Write each MovieLens movie's `tags` (movierec_common.movie_tags) when the tags file
+    changed since the last sync (`meta` marker with its sha256): a database imported before
+    movies carried tags gets them; `already_written` (a fresh import inserted the movie documents
+    with their tags) only records the marker. Admin-added movies
+    (`added_at`) keep their own tags. Returns the number of movies updated."""
+    fp = _tags_fingerprint(data_dir)
+    if fp is None:
+        return 0
+    marker = await db[model.META].find_one({"_id": model.TAGS_MARKER_ID})
+    if marker is not None and marker.get("fingerprint") == fp:
+        return 0
+    tags = movie_tags(ds.tags)
+    ops = (
+        []
+        if already_written
+        else [
+            UpdateOne({"movieId": mid, "added_at": {"$exists": False}}, {"$set": {"tags": names}})
+            for mid, names in sorted(tags.items())
+        ]
+    )
+    for start in range(0, len(ops), 500):
+        await db[model.MOVIES].bulk_write(ops[start : start + 500], ordered=False)
+    await db[model.META].update_one(
+        {"_id": model.TAGS_MARKER_ID},
+        {"$set": {"fingerprint": fp, "movies": len(tags), "finished_at": datetime.now(UTC)}},
+        upsert=True,
+    )
+    return len(ops)
 
 
 async def read_tombstones(db: AsyncDatabase) -> Tombstones:
@@ -170,7 +213,9 @@ async def import_movielens(
     on_error: OnError = "skip",
 ) -> ImportResult:
     fp = fingerprint(data_dir)
-    ds = load_dataset(data_dir, on_error=on_error, tombstones=await read_tombstones(db))
+    ds = load_dataset(
+        data_dir, on_error=on_error, with_tags=True, tombstones=await read_tombstones(db)
+    )
     ratings = ds.ratings  # cleaned: one per (user, movie), latest wins; known movies only
     summary_lines = ds.summary.lines()
     for line in summary_lines:
@@ -178,6 +223,7 @@ async def import_movielens(
     ml_user_ids = sorted({int(u) for u in np.unique(ratings.user_ids)})
     marker = await db[model.META].find_one({"_id": model.IMPORT_MARKER_ID})
     if marker is not None and marker.get("fingerprint") == fp:
+        await sync_movie_tags(db, data_dir, ds)
         stats_doc = await db[model.META].find_one({"_id": model.RATINGS_STATS_ID}) or {}
         return ImportResult(
             skipped=True,
@@ -217,6 +263,7 @@ async def import_movielens(
     ratings_inserted = await insert_ignoring_duplicates(
         db[model.RATINGS], rating_docs, batch_size, progress, "ratings"
     )
+    await sync_movie_tags(db, data_dir, ds, already_written=fresh)
     reconciled = 0
     n_ratings = len(rating_docs)
     if not fresh:

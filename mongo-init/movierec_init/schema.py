@@ -29,6 +29,7 @@ VALIDATORS: dict[str, dict[str, Any]] = {
             "year": {"bsonType": [*INT, "null"]},
             "genres": {"bsonType": "array", "items": {"bsonType": "string"}},
             "title_tokens": {"bsonType": "array", "items": {"bsonType": "string"}},
+            "tags": {"bsonType": "array", "items": {"bsonType": "string"}},
             "imdbId": {"bsonType": ["string", "null"]},
             "tmdbId": {"bsonType": [*INT, "null"]},
             "rating_count": {"bsonType": INT, "minimum": 0},

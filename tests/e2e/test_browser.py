@@ -567,6 +567,7 @@ def test_admin_experiment_panel_and_new_movie(
     page.fill("#new-movie-year", "2026")
     expect(page.locator("#new-movie-genres option").first).to_be_attached()
     page.select_option("#new-movie-genres", ["Animation", "Children", "Comedy"])
+    page.fill("#new-movie-tags", "pixar, robots")
     page.click("#add-movie")
     expect(page.locator("#add-movie-panel a")).to_contain_text("Zorbulon the Friendly Robot")
 
@@ -614,6 +615,11 @@ def test_admin_experiment_panel_and_new_movie(
     card = page.locator("#browse-results .movie-card").first
     expect(card).to_contain_text("Zorbulon")
     expect(card.locator(".new-badge")).to_have_text("New")
+    # Its own page says so too (the detail endpoint's `new`, as in the lists).
+    card.locator("a").first.click()
+    expect(page.locator("h1")).to_contain_text("Zorbulon")
+    expect(page.locator("[data-page=movie] .new-badge")).to_have_text("New")
+    shoot(page, screenshots, "movie-new", "[data-page=movie] .new-badge")
 
     # A new user who loves animation: fold-in, and the new movie in the list's last slot once
     # the recommender's movie refresh (60 s by default) has seen it.

@@ -97,6 +97,43 @@ def test_titles_links_and_genres_parsed(sync_db):
     assert sync_db.movies.count_documents({"genres": []}) > 0
 
 
+def test_tags_from_tags_csv_on_the_movies(sync_db, movielens_dir: Path):
+    """Each movie's distinct normalised tags, most users first (the content profile's input)."""
+    from movierec_common.loader import read_tags_file
+    from movierec_common.movie_tags import movie_tags
+
+    assert sync_db.movies.find_one({"movieId": 1})["tags"] == ["pixar", "fun"]  # 2 users, 1
+    expected = movie_tags(read_tags_file(movielens_dir / "tags.csv"))
+    assert len(expected) > 1000
+    stored = {d["movieId"]: d["tags"] for d in sync_db.movies.find({}, {"movieId": 1, "tags": 1})}
+    assert {m: t for m, t in stored.items() if t} == expected
+    assert sync_db.meta.find_one({"_id": "movielens_tags"})["movies"] == len(expected)
+
+
+def test_rerun_backfills_tags_of_a_database_imported_without_them(
+    sync_db, movielens_db, movielens_dir, output_dir
+):
+    """A database imported before movies carried tags (no tags, no marker) gets them on the
+    next init; an admin-added movie keeps its own."""
+    with_tags = {
+        d["movieId"]: d["tags"] for d in sync_db.movies.find({"tags.0": {"$exists": True}})
+    }
+    sync_db.movies.update_many({}, {"$unset": {"tags": ""}})
+    sync_db.meta.delete_one({"_id": "movielens_tags"})
+    sync_db.movies.update_one({"movieId": 1}, {"$set": {"added_at": 1, "tags": ["mine"]}})
+    try:
+        run_init(movielens_db.url, movielens_db.db, movielens_dir, output_dir / "init-tags.log")
+        after = {
+            d["movieId"]: d["tags"] for d in sync_db.movies.find({"tags.0": {"$exists": True}})
+        }
+        assert after == {**with_tags, 1: ["mine"]}
+    finally:
+        sync_db.movies.update_one(
+            {"movieId": 1}, {"$set": {"tags": with_tags[1]}, "$unset": {"added_at": ""}}
+        )
+        sync_db.movies.update_many({"tags": {"$exists": False}}, {"$set": {"tags": []}})
+
+
 def test_accounts_hashed_with_argon2id_and_ids_above_movielens(sync_db, movielens_db):
     admin = sync_db.users.find_one({"username_key": "admin"})
     assert admin["password_hash"].startswith("$argon2id$")

@@ -88,6 +88,7 @@ def create_app(settings: CatalogSettings) -> FastAPI:
                 settings.movies_refresh_seconds,
                 settings.stats_pending_stale_seconds,
                 settings.stats_dead_grace_seconds,
+                settings.model_dir,
             )
             await repos.movies.ensure_stats_index()
             await repos.movies.cache.full_load(await repos.movies.global_mean())

@@ -139,7 +139,11 @@ class Movie(MovieStats):
     genres: list[str]
     imdbId: str | None = None
     tmdbId: int | None = None
-    new: bool = Field(False, description="Added by an admin after the MovieLens import.")
+    new: bool = Field(
+        False,
+        description="Added by an admin and not yet learned by the active model (served from "
+        "its content profile until a retrain).",
+    )
 
 
 class MyRating(BaseModel):

@@ -496,6 +496,19 @@ def _load_version(root: Path, version: str) -> ModelArtifact:
     )
 
 
+def item_ids(model_dir: str | Path, version: str) -> np.ndarray:
+    """The movieIds a version has factors for (int64, shape (n_items,)), read from its
+    factors.npz without loading or verifying the rest (the version was verified when it was
+    activated). Raises ArtifactError when the version or its item_ids cannot be read."""
+    check_version_name(version)
+    path = Path(model_dir) / VERSIONS / version / FACTORS
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return np.asarray(npz["item_ids"], np.int64)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise ArtifactError(f"{version}: cannot read item_ids from {FACTORS}: {exc}") from exc
+
+
 def _version_dirs(root: Path) -> list[Path]:
     vroot = root / VERSIONS
     if not vroot.is_dir():

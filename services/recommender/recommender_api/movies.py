@@ -14,10 +14,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from movierec_common.movie_tags import normalise_tag
 
 from .repository import Repository
 
 log = logging.getLogger(__name__)
+
+
+def _tags(raw: Any) -> tuple[str, ...]:
+    if not isinstance(raw, list):
+        return ()
+    out = dict.fromkeys(normalise_tag(t) for t in raw if isinstance(t, str))
+    return tuple(t for t in out if t)
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,7 @@ class MovieMeta:
     rating_count: int
     popularity_score: float | None
     new: bool = False  # added by an admin after the import (issue 17: content profile)
+    tags: tuple[str, ...] = ()  # normalised (movierec_common.movie_tags), for content profiles
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,7 @@ class MovieCatalog:
                 rating_count=int(d.get("rating_count") or 0),
                 popularity_score=float(pop) if pop is not None else None,
                 new=d.get("added_at") is not None,
+                tags=_tags(d.get("tags")),
             )
             for g in genres:
                 by_genre.setdefault(g, []).append(mid)

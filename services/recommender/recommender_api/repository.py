@@ -72,5 +72,5 @@ class Repository:
 
     async def movies(self) -> list[dict[str, Any]]:
         fields = {"_id": 0, "movieId": 1, "title": 1, "year": 1, "genres": 1}
-        fields |= {"rating_count": 1, "popularity_score": 1, "added_at": 1}
+        fields |= {"rating_count": 1, "popularity_score": 1, "added_at": 1, "tags": 1}
         return await self.db[data_model.MOVIES].find({}, fields).to_list(None)

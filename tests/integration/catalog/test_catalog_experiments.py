@@ -1,19 +1,28 @@
 """Online metrics and A/B experiments through a real catalog process and SecantusDB: hit
-counting on a scripted sequence of impressions and ratings with exact expected values, and an
+counting on a scripted sequence of impressions and ratings with exact expected values, the
+MongoDB aggregation equal to the plain-Python definition on a random sequence, and an
 experiment's life (start, 409 on a second, arm metrics, promote = CURRENT moves, ended)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import random
+from pathlib import Path
 
 import httpx
 import pytest
-from movierec_common import artifacts
+from movierec_common import artifacts, online_metrics
 from movierec_common.experiments import wilson_interval
 from pymongo import MongoClient
 
 from tests.integration.catalog.conftest import ADMIN_ONLY_PASSWORD
-from tests.integration.catalog.support import CatalogServer, assert_error, bearer, login
+from tests.integration.catalog.support import (
+    CatalogServer,
+    assert_error,
+    bearer,
+    login,
+    start_catalog,
+)
 from tests.integration.catalog.test_catalog_admin import _arrays, _manifest
 
 pytestmark = pytest.mark.timeout(120)
@@ -120,6 +129,88 @@ def test_hit_counting_on_a_scripted_sequence(api: httpx.Client, admin_token: str
         api.get("/api/admin/online-metrics", params={"days": 0}, headers=bearer(admin_token)), 422
     )
     assert_error(api.get("/api/admin/online-metrics"), 401)
+
+
+def test_aggregation_equals_the_python_definition(
+    api: httpx.Client,
+    admin_token: str,
+    db,
+    admin_catalog: CatalogServer,
+    movielens_dir: Path,
+    output_dir: Path,
+    tmp_path: Path,
+) -> None:
+    """The MongoDB aggregation (online_metrics.pipeline, run here on the embedded server) and
+    the served metrics (ONLINE_METRICS_ENGINE=auto: counted in the catalog on SecantusDB) equal
+    `online_metrics.summarise` over the same documents on a seeded random sequence (4 versions,
+    2 arms, anonymous and empty lists, millisecond times, ratings before, inside, on both edges
+    of and after the 7-day window), per version and per arm."""
+    rng = random.Random(17)
+    db.movies.insert_many(
+        [
+            {"movieId": m, "title": f"m{m}", "genres": [], "rating_count": 0, "rating_sum": 0.0}
+            for m in range(1, 61)
+        ]
+    )
+    since = NOW - 14 * DAY
+    imps, rated = [], {}
+    for _ in range(400):
+        ago = rng.randrange(3600, 20 * 86400)
+        if abs(ago - 14 * 86400) < 7200:  # clear of the look-back edge (the API's own clock)
+            continue
+        ts = NOW - dt.timedelta(seconds=ago, milliseconds=500)
+        user = rng.choice([None, *range(1, 41)])
+        movies = rng.sample(range(1, 61), rng.choice([0, 3, 5, 10]))
+        extra = {"experiment_id": "e1", "arm": rng.choice(["control", "candidate"])}
+        imps.append(
+            imp(user, movies, rng.choice("ABCD"), ts, **(extra if rng.random() < 0.5 else {}))
+        )
+        if user is None:
+            continue
+        for m in movies:
+            if rng.random() < 0.3 and (user, m) not in rated:
+                t = ts.timestamp()
+                rated[(user, m)] = rng.choice(
+                    [int(t) - 1, int(t), int(t) + 60, int(t + 7 * 86400), int(t + 7 * 86400) + 1]
+                )
+    db.impressions.insert_many(imps)
+    db.ratings.insert_many(
+        [{"userId": u, "movieId": m, "rating": 4.0, "timestamp": t} for (u, m), t in rated.items()]
+    )
+    in_range = [i for i in db.impressions.find() if i["ts"] >= since]
+    ratings = list(db.ratings.find())
+    expected = online_metrics.summarise(in_range, ratings, window_days=7, catalogue_size=60)
+    assert sum(v["hit_lists"] for v in expected["versions"]) > 20  # hits of every kind occur
+    r = api.get("/api/admin/online-metrics", params={"days": 14}, headers=bearer(admin_token))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["versions"] == expected["versions"]
+    doc = next(db.ratings.aggregate(online_metrics.pipeline(since, 7)))
+    assert online_metrics.from_pipeline(doc, window_days=7, catalogue_size=60) == expected
+    # A catalog told to aggregate in the database serves the same numbers.
+    in_db = start_catalog(
+        admin_catalog.mongo_url, admin_catalog.db, tmp_path, movielens_dir, output_dir,
+        ONLINE_METRICS_ENGINE="database",
+    )  # fmt: skip
+    try:
+        with in_db.client() as c:
+            token = login(c, "admin", ADMIN_ONLY_PASSWORD)
+            r = c.get("/api/admin/online-metrics", params={"days": 14}, headers=bearer(token))
+            assert r.status_code == 200, r.text
+            assert r.json()["versions"] == expected["versions"]
+    finally:
+        in_db.stop()
+    # Per arm of an experiment (the experiment page's numbers), straight on the server.
+    doc = next(db.ratings.aggregate(online_metrics.pipeline(since, 7, "e1")))
+    got = online_metrics.from_pipeline(doc, window_days=7, catalogue_size=60, experiment_id="e1")
+    want = online_metrics.summarise(
+        [i for i in in_range if i.get("experiment_id") == "e1"],
+        ratings,
+        window_days=7,
+        catalogue_size=60,
+        experiment_id="e1",
+    )
+    assert got == want and want["arms"]["control"]["lists"] > 10
 
 
 def test_experiment_start_metrics_promote(

@@ -1,7 +1,9 @@
 """A movie added through the catalog's admin API, before and after a retrain, with a real
 catalog process, a real recommender process and a real SecantusDB: it is searchable at once,
 reaches a user whose ratings match its genres through its content profile (`"new": true`),
-and after a retrain that saw ratings of it is served from the model's own factors."""
+and after a retrain that saw ratings of it is served from the model's own factors. Its tags
+count as well as its genres: an action comedy tagged "superhero" and "comic book" has more
+superhero movies among its 100 most similar movies than its untagged twin."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from movierec_common import artifacts
+from movierec_common.loader import read_tags_file
+from movierec_common.movie_tags import movie_tags
 from movierec_common.movielens import load_movies, load_ratings
 from pymongo import MongoClient
 
@@ -33,7 +37,9 @@ GENRES = ["Animation", "Children", "Comedy"]
 
 
 def seed_movies_only(url: str, name: str, data_dir: Path) -> None:
-    """The catalogue without ratings: trained users need no rating reads (RATED_LOOKUP=recent)."""
+    """The catalogue without ratings: trained users need no rating reads (RATED_LOOKUP=recent).
+    Movies carry their tags as mongo-init stores them (movierec_common.movie_tags)."""
+    tags = movie_tags(read_tags_file(data_dir / "tags.csv"))
     client = MongoClient(url)
     try:
         db = client[name]
@@ -45,6 +51,7 @@ def seed_movies_only(url: str, name: str, data_dir: Path) -> None:
                     "title": m.title,
                     "year": m.year,
                     "genres": m.genres,
+                    "tags": tags.get(m.movieId, []),
                     "rating_count": 0,
                     "rating_sum": 0.0,
                     "popularity_score": 3.5,
@@ -111,7 +118,11 @@ def test_new_movie_served_before_and_after_a_retrain(
             # Searchable and browsable in this process at once.
             found = cat.get("/api/movies", params={"q": "zorbulon"}).json()
             assert [m["movieId"] for m in found["items"]] == [new_id] and found["items"][0]["new"]
-            assert cat.get(f"/api/movies/{new_id}").status_code == 200
+            detail = cat.get(f"/api/movies/{new_id}")
+            assert detail.status_code == 200 and detail.json()["new"] is True
+            # A MovieLens movie the active model has factors for is not new.
+            known = cat.get("/api/movies/1")
+            assert known.status_code == 200 and known.json()["new"] is False, known.text
         # The recommender picks it up at its next movie refresh (1 s here).
         fans = animation_fans(movielens_dir, trained, 5)
         deadline = time.monotonic() + 30
@@ -165,6 +176,67 @@ def test_new_movie_served_before_and_after_a_retrain(
             "/api/recs/predict", params={"userId": hits[0], "movieId": new_id}, headers=recs.service
         )
         assert pred.status_code == 200 and pred.json()["model_version"] == version
+        # The catalog drops the label once the active model has learned the movie: its detail
+        # and its lists alike (CURRENT is re-read at most every 2 s).
+        with catalog.client() as cat:
+            deadline = time.monotonic() + 30
+            while cat.get(f"/api/movies/{new_id}").json()["new"]:
+                assert time.monotonic() < deadline, "the detail still says new after the retrain"
+                time.sleep(0.5)
+            found = cat.get("/api/movies", params={"q": "zorbulon"}).json()["items"]
+            assert [(m["movieId"], m["new"]) for m in found] == [(new_id, False)]
+    finally:
+        catalog.stop()
+        client.drop_database(db.name)
+        client.close()
+
+
+def test_tags_place_a_new_movie_among_movies_with_those_tags(
+    mongo_url: str,
+    movielens_dir: Path,
+    trained: TrainedModel,
+    tmp_path: Path,
+    output_dir: Path,
+    start_recs_server: StartServer,
+) -> None:
+    """Two new action comedies, one tagged "superhero" and "comic book": the tagged one's
+    100 most similar movies (from its content profile, a similarity-weighted mean over hundreds
+    of neighbours, so tags tilt it rather than decide it) hold more superhero movies than its
+    twin's (4 vs 0 when written)."""
+    db = SeededDb(mongo_url, f"newtag_{uuid.uuid4().hex[:8]}")
+    seed_movies_only(db.url, db.name, movielens_dir)
+    hero = {m for m, t in movie_tags(read_tags_file(movielens_dir / "tags.csv")).items()
+            if "superhero" in t}  # fmt: skip
+    model_dir = tmp_path / "models"
+    install_version(trained.root, trained.version, model_dir)
+    catalog = start_catalog(db.url, db.name, model_dir, movielens_dir, output_dir)
+    recs = start_recs_server(db, model_dir, MOVIES_REFRESH_SECONDS="1")
+    client = MongoClient(db.url)
+    try:
+        ids = {}
+        with catalog.client() as cat:
+            twins = (("Capes and Pratfalls", ["Superhero", "comic book"]), ("Pratfalls", []))
+            for name, tags in twins:
+                body = {"title": name, "year": 2026, "genres": ["Action", "Comedy"], "tags": tags}
+                r = cat.post(
+                    "/api/admin/movies",
+                    json=body,
+                    headers={"X-API-Key": CATALOG_KEY},
+                )
+                assert r.status_code == 201, r.text
+                ids[name] = r.json()["movieId"]
+        lists: dict[str, list[int]] = {}
+        deadline = time.monotonic() + 30
+        while len(lists) < 2:
+            assert time.monotonic() < deadline, "the recommender did not profile the new movies"
+            for name, mid in ids.items():
+                r = recs.client.get(f"/api/recs/similar/{mid}", params={"k": 100})
+                if r.status_code == 200 and r.json().get("new"):
+                    lists[name] = [it["movieId"] for it in r.json()["items"]]
+            time.sleep(0.5)
+        tagged = len(set(lists["Capes and Pratfalls"]) & hero)
+        untagged = len(set(lists["Pratfalls"]) & hero)
+        assert tagged >= 3 and tagged > untagged, (tagged, untagged, lists)
     finally:
         catalog.stop()
         client.drop_database(db.name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from ipaddress import ip_network
+from typing import Literal
 
 from movierec_common.jobs import SLOT_STALE_SECONDS
 from movierec_common.settings import CommonSettings
@@ -109,6 +110,13 @@ class CatalogSettings(CommonSettings):
         le=90,
         description="Online metrics: a rating within this many days of a movie being shown to "
         "that user counts as a hit for the list that showed it.",
+    )
+    online_metrics_engine: Literal["auto", "database", "python"] = Field(
+        "auto",
+        description="Where online metrics are computed: `database` (one MongoDB aggregation, "
+        "only the summary crosses the wire), `python` (read the impressions and ratings, count "
+        "in the catalog), `auto` = database on MongoDB, python on SecantusDB (whose "
+        "aggregation stages run about 7x slower than reading and counting in Python).",
     )
 
     @field_validator("trusted_proxies")

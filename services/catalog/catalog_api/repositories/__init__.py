@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from pymongo import AsyncMongoClient
 
+from ..core.active_model import ActiveModelItems
 from .admin_movies import AdminMoviesRepo
 from .experiments import ExperimentsRepo
 from .health import HealthRepo
@@ -36,9 +38,11 @@ def make_repos(
     movies_refresh_seconds: float = 5.0,
     stats_stale_seconds: float = 60.0,
     stats_dead_grace_seconds: float = 2.0,
+    model_dir: str | Path | None = None,
 ) -> Repos:
     db = client[db_name]
-    movies = MoviesRepo(db, prior_weight, movies_refresh_seconds)
+    active = ActiveModelItems(model_dir)
+    movies = MoviesRepo(db, prior_weight, movies_refresh_seconds, active)
     stats = StatsReconciler(db, movies, stats_stale_seconds, stats_dead_grace_seconds)
     return Repos(
         health=HealthRepo(client),

@@ -1,4 +1,4 @@
-"""A/B experiments and the reads behind online metrics (impressions, recent ratings).
+"""A/B experiments and the online-metrics aggregation (impressions joined with ratings).
 
 At most one experiment runs: starting one inserts the `meta` document "experiment_running"
 (unique `_id`), so two simultaneous starts cannot both succeed; ending it deletes that document
@@ -7,11 +7,12 @@ in the same step that marks the experiment ended.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import secrets
 from typing import Any
 
-from movierec_common import data_model
+from movierec_common import data_model, online_metrics
 from pymongo import DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -41,6 +42,7 @@ class ExperimentsRepo:
         self.ratings = db[data_model.RATINGS]
         self.movies = db[data_model.MOVIES]
         self.meta = db[data_model.META]
+        self._server_aggregates: bool | None = None
 
     async def running(self) -> dict[str, Any] | None:
         return await self.experiments.find_one({"status": "running"})
@@ -96,21 +98,55 @@ class ExperimentsRepo:
         await self.meta.delete_one({"_id": LOCK_ID, "experiment_id": experiment_id})
         return doc
 
-    async def impressions_since(
-        self, since: dt.datetime, experiment_id: str | None = None
-    ) -> list[dict[str, Any]]:
+    async def in_database(self, engine: str) -> bool:
+        """Whether online metrics run as a MongoDB aggregation (`engine` database / python /
+        auto: database unless the server is SecantusDB, told by buildInfo.secantusVersion)."""
+        if engine != "auto":
+            return engine == "database"
+        if self._server_aggregates is None:
+            info = await self.impressions.database.client.admin.command("buildInfo")
+            self._server_aggregates = "secantusVersion" not in info
+        return self._server_aggregates
+
+    async def online_metrics(
+        self,
+        since: dt.datetime,
+        *,
+        window_days: float,
+        experiment_id: str | None = None,
+        engine: str = "auto",
+    ) -> dict[str, Any]:
+        """The `online_metrics.summarise` shape for impressions since `since`: in MongoDB (one
+        aggregation on `ratings`, `online_metrics.pipeline`) or by reading the impressions and
+        the ratings since then and counting here (`online_metrics.summarise`, in a thread)."""
+        size = await self.catalogue_size()
+        if await self.in_database(engine):
+            cursor = await self.ratings.aggregate(
+                online_metrics.pipeline(since, window_days, experiment_id)
+            )
+            docs = await cursor.to_list(None)
+            return online_metrics.from_pipeline(
+                docs[0] if docs else {},
+                window_days=window_days,
+                catalogue_size=size,
+                experiment_id=experiment_id,
+            )
         flt: dict[str, Any] = {"ts": {"$gte": since}}
         if experiment_id is not None:
             flt["experiment_id"] = experiment_id
-        return await self.impressions.find(flt, _IMPRESSION_FIELDS).to_list(None)
-
-    async def ratings_since(self, since_seconds: int) -> list[dict[str, Any]]:
-        """Ratings stamped at or after `since_seconds` (the timestamp index makes it a range)."""
-        cursor = self.ratings.find(
-            {"timestamp": {"$gte": since_seconds}},
+        impressions = await self.impressions.find(flt, _IMPRESSION_FIELDS).to_list(None)
+        ratings = await self.ratings.find(
+            {"timestamp": {"$gte": int(since.timestamp())}},
             {"_id": 0, "userId": 1, "movieId": 1, "timestamp": 1},
+        ).to_list(None)
+        return await asyncio.to_thread(
+            online_metrics.summarise,
+            impressions,
+            ratings,
+            window_days=window_days,
+            catalogue_size=size,
+            experiment_id=experiment_id,
         )
-        return await cursor.to_list(None)
 
     async def catalogue_size(self) -> int:
         return await self.movies.count_documents({})

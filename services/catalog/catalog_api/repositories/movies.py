@@ -8,6 +8,7 @@ from typing import Any
 from movierec_common import data_model as model
 from pymongo.asynchronous.database import AsyncDatabase
 
+from ..core.active_model import ActiveModelItems
 from .movie_cache import MovieCache
 
 PUBLIC_FIELDS = {
@@ -22,6 +23,7 @@ PUBLIC_FIELDS = {
     "rating_sum": 1,
     "avg_rating": 1,
     "popularity_score": 1,
+    "added_at": 1,
 }
 
 # The direction each sort key uses unless `order` says otherwise.
@@ -35,8 +37,15 @@ DEFAULT_ORDER = {
 
 
 class MoviesRepo:
-    def __init__(self, db: AsyncDatabase, prior_weight: float, refresh_seconds: float) -> None:
+    def __init__(
+        self,
+        db: AsyncDatabase,
+        prior_weight: float,
+        refresh_seconds: float,
+        active: ActiveModelItems | None = None,
+    ) -> None:
         self.movies = db[model.MOVIES]
+        self.active = active or ActiveModelItems(None)
         self.meta = db[model.META]
         self.prior_weight = prior_weight
         self._global_mean: float | None = None
@@ -53,7 +62,21 @@ class MoviesRepo:
         return await self.movies.find_one({"movieId": movie_id}, {"_id": 1}) is not None
 
     async def get(self, movie_id: int) -> dict[str, Any] | None:
-        return await self.movies.find_one({"movieId": movie_id}, PUBLIC_FIELDS)
+        """The movie with `new`: added by an admin and not yet in the active model (as lists)."""
+        doc = await self.movies.find_one({"movieId": movie_id}, PUBLIC_FIELDS)
+        if doc is None:
+            return None
+        doc["new"] = doc.pop("added_at", None) is not None
+        if "avg_rating" not in doc or "popularity_score" not in doc:  # derived, as the lists do
+            derived = model.movie_stats(
+                float(doc.get("rating_sum") or 0.0),
+                int(doc.get("rating_count") or 0),
+                await self.global_mean(),
+                self.prior_weight,
+            )
+            for key, value in derived.items():
+                doc.setdefault(key, value)
+        return (await self.active.mark([doc]))[0]
 
     async def get_many(self, movie_ids: list[int]) -> dict[int, dict[str, Any]]:
         cursor = self.movies.find({"movieId": {"$in": movie_ids}}, PUBLIC_FIELDS)
@@ -73,7 +96,7 @@ class MoviesRepo:
     ) -> tuple[list[dict[str, Any]], int]:
         """Served from the in-process read model (see movie_cache.py for why)."""
         await self._ensure_cache()
-        return self.cache.search(
+        items, total = self.cache.search(
             q=q,
             genre=genre,
             year_min=year_min,
@@ -83,10 +106,11 @@ class MoviesRepo:
             skip=skip,
             limit=limit,
         )
+        return await self.active.mark(items), total
 
     async def popular(self, genre: str | None, limit: int, min_count: int) -> list[dict[str, Any]]:
         await self._ensure_cache()
-        return self.cache.popular(genre, limit, min_count)
+        return await self.active.mark(self.cache.popular(genre, limit, min_count))
 
     async def genres(self) -> list[dict[str, Any]]:
         await self._ensure_cache()

@@ -212,6 +212,9 @@ export async function moviePage(ctx) {
             "p",
             { class: "mt-2 flex flex-wrap items-center gap-2 text-slate-600 dark:text-slate-400" },
             year ? h("span", { class: "font-medium" }, String(year)) : null,
+            movie.new
+              ? h("span", { class: "status-pill status-running new-badge", title: "Added after the last model training: recommended from its genres and tags until the next retrain" }, "New")
+              : null,
             genres.map((g) => h("a", { href: `/browse?genre=${encodeURIComponent(g)}&sort=popularity`, "data-link": "", class: "chip" }, g)),
           ),
         ),

@@ -16,7 +16,7 @@ from pathlib import Path as FsPath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
-from movierec_common import artifacts, online_metrics
+from movierec_common import artifacts
 from movierec_common.api_errors import ApiError
 
 from ...repositories.experiments import ExperimentConflict
@@ -40,17 +40,11 @@ def _out(doc: dict[str, Any]) -> dict[str, Any]:
 async def _summary(
     state: AppState, since: dt.datetime, experiment_id: str | None = None
 ) -> dict[str, Any]:
-    repo = state.repos.experiments
-    impressions = await repo.impressions_since(since, experiment_id)
-    ratings = await repo.ratings_since(int(since.timestamp()))
-    size = await repo.catalogue_size()
-    return await asyncio.to_thread(
-        online_metrics.summarise,
-        impressions,
-        ratings,
+    return await state.repos.experiments.online_metrics(
+        since,
         window_days=state.settings.hit_window_days,
-        catalogue_size=size,
         experiment_id=experiment_id,
+        engine=state.settings.online_metrics_engine,
     )
 
 
