@@ -46,7 +46,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import httpx
@@ -150,6 +150,15 @@ class Stack:
     proc: subprocess.Popen
     env: dict[str, str]
     log: Path
+    import_samples: list[tuple[float, int, float]] = field(default_factory=list)
+    import_done: bool = False
+
+    def server_us_per_rating(self) -> float | None:
+        """The database server's CPU µs per inserted rating over the sampled import."""
+        s = [x for x in self.import_samples if x[1] > 0]
+        if len(s) < 2 or s[-1][1] <= s[0][1]:
+            return None
+        return 1e6 * (s[-1][2] - s[0][2]) / (s[-1][1] - s[0][1])
 
     def url(self, port_key: str) -> str:
         return f"http://127.0.0.1:{self.env[port_key]}"
@@ -196,12 +205,31 @@ def start_stack(var_dir: Path, data_dir: Path, api_key: str, db: str, timeout: f
     )
     stack = Stack(proc, env, log)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the stack exited ({proc.returncode}); see {log}")
-        if "MovieRec is up." in log.read_text(errors="replace"):
-            return stack
-        time.sleep(2)
+    import pymongo
+
+    client = pymongo.MongoClient(
+        f"mongodb://127.0.0.1:{env['MONGO_PORT']}/?directConnection=true",
+        serverSelectionTimeoutMS=1000,
+    )
+    server: psutil.Process | None = None
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the stack exited ({proc.returncode}); see {log}")
+            if "MovieRec is up." in log.read_text(errors="replace"):
+                return stack
+            # What bounds the import: the server's CPU per inserted rating (load-independent).
+            with contextlib.suppress(Exception):
+                server = server or listening_process(int(env["MONGO_PORT"]))
+                n = client[db].ratings.estimated_document_count()
+                if server is not None and n > 0 and not stack.import_done:
+                    t = server.cpu_times()
+                    stack.import_samples.append((time.monotonic(), n, t.user + t.system))
+                    if "ratings imported" in log.read_text(errors="replace"):
+                        stack.import_done = True
+            time.sleep(2)
+    finally:
+        client.close()
     stack.stop()
     raise RuntimeError(f"the stack was not up after {timeout:.0f} s; see {log}")
 
@@ -289,6 +317,7 @@ def stack_part(args: argparse.Namespace, lines: list[str]) -> None:
         stack.stop()
         shutil.rmtree(var_dir, ignore_errors=True)
 
+    us = stack.server_us_per_rating()
     imp_target = verdict(imp_rate, TARGETS["import_rps"], higher_is_better=True)
     lines += [
         "### Import and a serving stack",
@@ -301,6 +330,9 @@ def stack_part(args: argparse.Namespace, lines: list[str]) -> None:
         f"| mongo-init: ratings imported into the embedded SecantusDB | "
         f"{n_imp if n_imp is not None else '–'} in {imp_s or 0:.0f} s | | |",
         f"| import rate, ratings/s | {imp_rate or 0:,.0f} | ≥ 50,000 | {imp_target} |",
+        f"| what bounds it: the embedded server's CPU per inserted rating (independent of the "
+        f"load) | {'–' if us is None else f'{us:.0f} µs'} → at most "
+        f"{'–' if not us else f'{1e6 / us:,.0f}'} ratings/s on one idle core | | |",
         f"| empty VAR_DIR → serving stack (import, accounts, first model, Spark, APIs, nginx) "
         f"| {up_s:.0f} s | | |",
         f"| recommender model load (verify sha256 + precompute), one replica | "
@@ -425,6 +457,28 @@ def standalone_cluster(workers: int, worker_memory: str) -> Iterator[Cluster]:
         cluster.stop()
 
 
+def baseline_engine(rev: str):
+    """spark_als.py as of git revision `rev`, loaded as its own module and pickled by value
+    (executors cannot import it), for a side-by-side row of the engine before a change."""
+    import importlib.util
+
+    from pyspark import cloudpickle
+
+    src = subprocess.run(
+        ["git", "show", f"{rev}:spark/trainer/movierec_trainer/spark_als.py"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    path = OUT / f"spark_als_{rev}.py"
+    path.write_text(src)
+    spec = importlib.util.spec_from_file_location(f"spark_als_{rev}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    cloudpickle.register_pickle_by_value(module)
+    return module
+
+
 def train_part(args: argparse.Namespace, lines: list[str]) -> None:
     from movierec_common import als
     from movierec_trainer import data as tdata
@@ -493,6 +547,19 @@ def train_part(args: argparse.Namespace, lines: list[str]) -> None:
                          mae(pred, test.rating), dict(mem.peak)))  # fmt: skip
             del model
 
+            if args.baseline_rev:
+                old = baseline_engine(args.baseline_rev)
+                say(f"train: our Spark engine as of {args.baseline_rev} …")
+                with PeakSampler(groups()) as mem:
+                    t = time.perf_counter()
+                    model, _ = old.SparkALS(sc, train, num_partitions=parts).fit(ep, None)
+                    old_s = time.perf_counter() - t
+                pred = clip(als.predict_explicit(model, test.user_idx, test.item_idx))
+                name = f"ours, Spark engine as of {args.baseline_rev} (before issue 16)"
+                rows.append((name, old_s, rmse(pred, test.rating), mae(pred, test.rating),
+                             dict(mem.peak)))  # fmt: skip
+                del model
+
             import pandas as pd
             from pyspark.ml.recommendation import ALS
 
@@ -547,7 +614,7 @@ def train_part(args: argparse.Namespace, lines: list[str]) -> None:
         impl_s = None
         kernel.append(("implicit ALS (not installed: `make bench-kernel` installs it)", None, ""))
 
-    ours_row, mllib_row = rows[0], rows[1]
+    ours_row, mllib_row = rows[0], rows[-1]
     ratio = ours_row[1] / mllib_row[1]
     lines += [
         "### Training: our Spark engine vs Spark MLlib ALS",
@@ -624,6 +691,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--executor-memory", default="4g")
     ap.add_argument("--driver-memory", default="4g")
     ap.add_argument("--mllib-reg", type=float, default=0.1)
+    ap.add_argument(
+        "--baseline-rev",
+        default="",
+        help="also fit the Spark engine as of this git revision (e.g. the one before a change)",
+    )
     ap.add_argument("--rate", type=float, default=200.0)
     ap.add_argument("--max-rate", type=float, default=1600.0)
     ap.add_argument("--catalog-rate", type=float, default=100.0)
