@@ -666,9 +666,8 @@ def train_part(args: argparse.Namespace, lines: list[str]) -> None:
 # ------------------------------------------------------------------------------ report
 
 
-def write_report(md: str) -> None:
-    """Replace (or append) this bench's section of bench/REPORT.md."""
-    report = ROOT / "bench" / "REPORT.md"
+def write_report(md: str, report: Path = ROOT / "bench" / "REPORT.md") -> None:
+    """Replace (or append) this bench's section of `report` (`md` starts with SECTION)."""
     text = report.read_text() if report.exists() else "# MovieRec benchmark report\n"
     start = text.find(SECTION)
     if start >= 0:
