@@ -158,7 +158,9 @@ class Stack:
         s = [x for x in self.import_samples if x[1] > 0]
         if len(s) < 2 or s[-1][1] <= s[0][1]:
             return None
-        return 1e6 * (s[-1][2] - s[0][2]) / (s[-1][1] - s[0][1])
+        # Up to the first sample at the final count: later ones are the index builds.
+        last = next(x for x in s if x[1] == s[-1][1])
+        return 1e6 * (last[2] - s[0][2]) / (last[1] - s[0][1])
 
     def url(self, port_key: str) -> str:
         return f"http://127.0.0.1:{self.env[port_key]}"
