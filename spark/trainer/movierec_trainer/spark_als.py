@@ -278,9 +278,13 @@ def _store_task(token: str, side: str) -> Callable[[int, Iterator[Block]], Itera
         _sweep_stale(token)
         for b in blocks:
             directory = _block_dir(token, side, part)
-            if not (directory / "rows.npy").exists():
-                save_resident(b.resident(), directory)
-            mapped = load_resident(directory)
+            mapped = None
+            try:  # an unwritable temporary directory: this process keeps the block in memory
+                if not (directory / "rows.npy").exists():
+                    save_resident(b.resident(), directory)
+                mapped = load_resident(directory)
+            except OSError:
+                pass
             _remember(token, side, part, mapped if mapped is not None else b.resident())
             yield part, socket.gethostname()
 
