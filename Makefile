@@ -9,7 +9,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv install data java-check system-check test test-fast lint format run bench bench-train clean css css-check bench-recs bench-catalog audit test-compose bench-kernel
+.PHONY: bench-scale help venv install data java-check system-check test test-fast lint format run bench bench-train clean css css-check bench-recs bench-catalog audit test-compose bench-kernel
 
 help:
 	@echo "make run    start the whole stack on this machine (no Docker needed)"
@@ -130,6 +130,17 @@ audit: install
 bench-kernel: install data
 	$(PIP) install -q implicit==0.7.3
 	$(PY) bench/bench_kernel.py $(BENCH_KERNEL_ARGS)
+
+# MovieLens-25M scale, end to end (issue 16): import, a serving stack, retrain, recommender and
+# catalog latency, our Spark engine vs MLlib on a 2-worker standalone cluster, local engine vs
+# implicit; writes bench/out/scale.md and its section of bench/REPORT.md. The data set is a
+# parameter: SCALE_DATASET=synthetic-1m (minutes), synthetic-10m, ml-25m once downloaded.
+SCALE_DATASET ?= synthetic-25m
+BENCH_SCALE_ARGS ?=
+bench-scale: install java-check
+	$(PIP) install -q implicit==0.7.3  # benchmark-only peer
+	$(PY) scripts/fetch_data.py --dataset $(SCALE_DATASET)
+	$(PY) bench/bench_scale.py --data-dir data/$(SCALE_DATASET) $(BENCH_SCALE_ARGS)
 
 # Every benchmark, then bench/REPORT.md (machine, one table per area, ratios to references).
 # BENCH_ARGS is passed to bench/run_all.py (e.g. BENCH_ARGS="--quick" or "--skip train").

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +25,14 @@ from typing import Any
 
 import numpy as np
 from movierec_common import data_model as model
-from movierec_common.loader import Dataset, OnError, Tombstones, detect_layout, load_dataset
+from movierec_common.loader import (
+    Dataset,
+    OnError,
+    Ratings,
+    Tombstones,
+    detect_layout,
+    load_dataset,
+)
 from movierec_common.movie_tags import movie_tags
 from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
@@ -61,9 +70,38 @@ def fingerprint(data_dir: Path) -> str:
     return h.hexdigest()
 
 
+class RatingDocs(Sequence[dict[str, Any]]):
+    """The cleaned ratings as MongoDB documents, built one slice (one insert batch) at a time.
+
+    Why: a list of every document costs ~400 bytes of Python objects per rating, ~10 GB at
+    ml-25m, on top of the columnar arrays; a batch of 2,000 costs under 1 MB."""
+
+    def __init__(self, ratings: Ratings) -> None:
+        self._r = ratings
+
+    def __len__(self) -> int:
+        return len(self._r.user_ids)
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if not isinstance(index, slice):
+            i = range(len(self))[index]
+            return self[i : i + 1][0]
+        r = self._r
+        return [
+            {"userId": u, "movieId": mid, "rating": x, "timestamp": t}
+            for u, mid, x, t in zip(
+                r.user_ids[index].tolist(),
+                r.movie_ids[index].tolist(),
+                r.ratings[index].astype(np.float64).tolist(),
+                r.timestamps[index].tolist(),
+                strict=True,
+            )
+        ]
+
+
 async def insert_ignoring_duplicates(
     coll: AsyncCollection,
-    docs: list[dict[str, Any]],
+    docs: Sequence[dict[str, Any]],
     batch_size: int,
     progress: Progress | None = None,
     label: str = "",
@@ -247,21 +285,20 @@ async def import_movielens(
     c = float(sums.sum() / counts.sum()) if counts.sum() else 0.0
 
     movie_docs = _movie_docs(ds, stats if fresh else {}, c, prior_weight)
-    rating_docs = [
-        {"userId": u, "movieId": mid, "rating": r, "timestamp": t}
-        for u, mid, r, t in zip(
-            ratings.user_ids.tolist(),
-            ratings.movie_ids.tolist(),
-            ratings.ratings.astype(np.float64).tolist(),
-            ratings.timestamps.tolist(),
-            strict=True,
-        )
-    ]
+    rating_docs = RatingDocs(ratings)
     movies_inserted = await insert_ignoring_duplicates(
         db[model.MOVIES], movie_docs, batch_size, progress, "movies"
     )
+    t0 = time.perf_counter()
     ratings_inserted = await insert_ignoring_duplicates(
         db[model.RATINGS], rating_docs, batch_size, progress, "ratings"
+    )
+    secs = time.perf_counter() - t0
+    log.info(
+        "ratings imported: %d in %.1f s (%.0f ratings/s)",
+        len(rating_docs),
+        secs,
+        len(rating_docs) / max(secs, 1e-9),
     )
     await sync_movie_tags(db, data_dir, ds, already_written=fresh)
     reconciled = 0

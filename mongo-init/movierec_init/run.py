@@ -11,8 +11,18 @@ from movierec_common import data_model as model
 from movierec_common.loader import MalformedRowError, detect_layout
 from movierec_common.mongo import make_client, wait_for_mongo
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from movierec_init import accounts
 from movierec_init.config import InitSettings
@@ -20,6 +30,14 @@ from movierec_init.importer import import_movielens
 from movierec_init.schema import ensure_late_indexes, ensure_schema
 
 log = logging.getLogger(__name__)
+
+
+class RateColumn(ProgressColumn):
+    """Documents per second of a task (rich's own speed column counts bytes)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:,.0f}/s")
 
 
 class InitError(RuntimeError):
@@ -70,7 +88,10 @@ async def run_init(settings: InitSettings, console: Console | None = None) -> In
             TextColumn("{task.description:>8}"),
             BarColumn(),
             MofNCompleteColumn(),
+            RateColumn(),
             TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
             console=console,
         ) as progress:
             try:

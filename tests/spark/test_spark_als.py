@@ -7,7 +7,15 @@ import itertools
 import numpy as np
 import pytest
 from movierec_common import als
-from movierec_trainer.spark_als import SparkALS, make_blocks, split_rows
+from movierec_trainer.spark_als import (
+    SparkALS,
+    SparkHalfSteps,
+    block_root,
+    load_resident,
+    make_blocks,
+    save_resident,
+    split_rows,
+)
 
 pytestmark = pytest.mark.spark
 
@@ -145,3 +153,76 @@ def test_on_iteration_can_stop_the_fit(spark, data) -> None:
     with pytest.raises(Stop):
         SparkALS(spark.sparkContext, train).fit(EXPLICIT, None, None, cb)
     assert seen == [1, 2]
+
+
+def test_blocks_read_only_their_columns_and_plans_index_into_them(data) -> None:
+    """`needed` is exactly the block's distinct columns, and the plan's column ids map back to
+    the CSR's global ids through it (so shipping fixed[needed] gathers the same rows)."""
+    train, _ = data
+    blocks = make_blocks(train.item_idx, train.user_idx, train.n_items, 3, train.rating, None)
+    for b in blocks:
+        np.testing.assert_array_equal(b.needed, np.unique(b.indices))
+        assert len(b.needed) < train.n_users  # 3 item blocks never read every user
+        for bucket in b.explicit.buckets:
+            for row, cols, valid in zip(bucket.rows, bucket.cols, bucket.valid, strict=True):
+                got = np.sort(b.needed[cols[valid]])
+                want = np.sort(b.indices[b.indptr[row] : b.indptr[row + 1]])
+                np.testing.assert_array_equal(got, want)
+
+
+def test_saved_block_maps_back_and_solves_identically(data, tmp_path) -> None:
+    """The Python-worker copy (.npy files, memory-mapped) solves exactly as the block itself."""
+    train, _ = data
+    b = make_blocks(train.user_idx, train.item_idx, train.n_users, 2, train.rating, train.rating)[1]
+    save_resident(b.resident(), tmp_path / "user-1")
+    save_resident(b.resident(), tmp_path / "user-1")  # a second writer keeps the first copy
+    back = load_resident(tmp_path / "user-1")
+    assert back is not None and load_resident(tmp_path / "absent") is None
+    assert isinstance(back.explicit.buckets[0].cols, np.memmap)
+    rng = np.random.default_rng(0)
+    fixed = rng.normal(size=(len(b.needed), 4))
+    x0 = rng.normal(size=(len(b.rows), 4))
+    for plan_a, plan_b in ((b.explicit, back.explicit), (b.implicit, back.implicit)):
+        for steps in (0, 3):
+            got = als.solve_explicit_planned(fixed, plan_b, 0.1, True, x0=x0, cg_steps=steps)
+            ref = als.solve_explicit_planned(fixed, plan_a, 0.1, True, x0=x0, cg_steps=steps)
+            np.testing.assert_array_equal(got[0], ref[0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["user-1"]  # no temporary left
+
+
+def test_half_steps_use_the_workers_blocks_and_ship_only_needed_rows(spark, data) -> None:
+    """After the upload no half-step reads a block from the JVM (no fallback job), each block
+    is shipped only the factor rows it reads, and close() removes the host's block files."""
+    train, valid = data
+    engine = SparkHalfSteps(spark.sparkContext, train, 3, np.float64)
+    als.fit_als(engine, train, EXPLICIT, None, valid, dtype=np.float64)
+    steps = 2 * EXPLICIT.iterations
+    assert engine.stats["tasks"] == 3 * steps and engine.stats["fallback"] == 0
+    whole = EXPLICIT.iterations * (train.n_users + train.n_items) * 3
+    assert engine.stats["shipped_rows"] < whole
+    assert not (block_root() / engine.token).exists()
+
+
+def test_blocks_missing_on_a_host_are_solved_from_the_uploaded_ones(
+    spark, data, local_models
+) -> None:
+    """A host without a block (another container, files gone) answers "missing"; the driver
+    solves those blocks from the uploaded RDD, and the factors are still the local engine's."""
+    train, valid = data
+    loc_e, loc_r = local_models
+    engine = SparkHalfSteps(spark.sparkContext, train, 3, np.float64)
+    original = engine.token
+
+    def lose_blocks(model: str, entry: dict) -> None:
+        if model == "explicit" and entry["iteration"] == 1:
+            # What a fresh host sees: no directory and no mapped copy under this fit's token.
+            engine.token = "moved-" + original
+            import shutil
+
+            shutil.rmtree(block_root() / original, ignore_errors=True)
+
+    e, r = als.fit_als(engine, train, EXPLICIT, RANKING, valid, lose_blocks, dtype=np.float64)
+    assert engine.stats["fallback"] == 3 * 2  # both sides once, then resident again
+    for got, ref in ((e.P, loc_e.P), (e.Q, loc_e.Q), (r.X, loc_r.X), (r.Y, loc_r.Y)):
+        np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-12)
+    assert not (block_root() / engine.token).exists()

@@ -1,7 +1,9 @@
 """In-memory movie metadata and popularity order, refreshed periodically from MongoDB.
 
 Titles and genres change rarely and popularity drifts slowly, so a snapshot refreshed every
-`movies_refresh_seconds` keeps a database round trip out of every response.
+`movies_refresh_seconds` keeps a database round trip out of every response. A movie an admin
+has just added is picked up sooner: a request about a movie the snapshot lacks re-reads it, at
+most once per `ON_DEMAND_SECONDS` across all requests (unknown ids cannot drive the database).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from movierec_common.movie_tags import normalise_tag
 from .repository import Repository
 
 log = logging.getLogger(__name__)
+ON_DEMAND_SECONDS = 2.0
 
 
 def _tags(raw: Any) -> tuple[str, ...]:
@@ -95,6 +98,8 @@ class MovieCache:
         self.catalog = MovieCatalog()
         self.last_error: str | None = None
         self._task: asyncio.Task[None] | None = None
+        self._on_demand_lock = asyncio.Lock()
+        self._on_demand_at = -float("inf")
 
     async def refresh(self) -> bool:
         try:
@@ -106,6 +111,21 @@ class MovieCache:
         self.catalog = MovieCatalog.from_docs(docs)
         self.last_error = None
         return True
+
+    async def refresh_for_unknown(self, movie_id: int) -> bool:
+        """Re-read the movies because a request named `movie_id`, which the snapshot lacks (an
+        admin may have added it since the last refresh). At most one re-read per
+        ON_DEMAND_SECONDS whatever the requests ask; concurrent callers share it. True when
+        the movie is known afterwards."""
+        if movie_id in self.catalog.meta:
+            return True
+        async with self._on_demand_lock:
+            if movie_id not in self.catalog.meta:
+                now = time.monotonic()
+                if now - self._on_demand_at >= ON_DEMAND_SECONDS:
+                    self._on_demand_at = now
+                    await self.refresh()
+        return movie_id in self.catalog.meta
 
     async def start(self) -> None:
         await self.refresh()

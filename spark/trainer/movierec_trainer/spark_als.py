@@ -2,24 +2,38 @@
 
 Layout. Ratings are grouped twice on the driver (by user and by movie) and cut into
 `num_partitions` contiguous row ranges of about equal rating counts. Each partition holds
-exactly ONE block: its global row ids, a local CSR (indptr, column indices) and the kernel's
-`BlockPlan`s (rows bucketed by length, values padded) for the explicit and/or the ranking model
-— a handful of NumPy arrays per partition, never a Python object per rating. The two block RDDs
-are `persist(MEMORY_AND_DISK)`-ed once and reused by every half-step.
+exactly ONE block: its global row ids, a local CSR, the sorted global ids of the columns it
+reads (`needed`) and the kernel's `BlockPlan`s (rows bucketed by length, values padded, column
+ids renumbered into `needed`) for the explicit and/or the ranking model — a handful of NumPy
+arrays per partition, never a Python object per rating.
 
-Half-step. Broadcast the fixed factor matrix (plus YᵀY for the ranking model), `mapPartitions`
-the kernel's batched solves over the blocks, `collect` the solved rows into the driver's matrix,
-then unpersist the broadcast. The user half-step also returns the block's training error (the
-kernel computes it from the rows it already gathered), so the per-iteration train RMSE costs no
-extra pass. Both models can train in the SAME jobs (`SparkALS.fit(explicit, implicit)`).
-The loop itself (biases, start values, checks, history) is the kernel's `als.fit_als`; this
-module only supplies `SparkHalfSteps`, whose tasks call the kernel's public planned solves
-(and cap BLAS at one thread per task with threadpoolctl).
+Blocks stay in the Python workers. `load` uploads the blocks once (an RDD, locally
+checkpointed, kept as the fallback source) and has each partition's task write its block's
+arrays once into a directory on its host (`block_root()`/<fit token>/<side>-<partition>) and
+keep them memory-mapped in the Python worker process. A half-step never reads a block from the
+JVM again: its job is a `parallelize` of one small payload per block, and the task finds the
+block already mapped in its process (or maps it from the host's directory; the page cache is
+shared by every Python worker of the host). Before, each half-step's tasks re-read their cached
+block from the JVM (pickled, through a socket: ~90 MB per task at 10M ratings). A task on a
+host without the block's directory (another container of a multi-host cluster, or files
+removed) answers "missing" and the driver solves just those blocks in a second job over the
+uploaded block RDD, which also writes them to that host for the next half-step.
 
-Precision. The broadcast is float32 by default (half the bytes); the exact solves accumulate in
-float64 whatever they are given, CG steps run in the broadcast's precision, and the factors
+Half-step payloads: each block gets only the factor rows it reads (`fixed[needed]`, as Spark
+MLlib ships each block only the factors it needs) and its own rows of the current factors (the
+CG warm start); YᵀY for the ranking model (k×k). Nothing is broadcast; the task returns its
+rows' solutions and, for the user half-step, the block's training error (the kernel computes
+it from the rows it already gathered), so the per-iteration train RMSE costs no extra pass.
+Both models can train in the SAME jobs (`SparkALS.fit(explicit, implicit)`). The loop itself
+(biases, start values, checks, history) is the kernel's `als.fit_als`; this module only
+supplies `SparkHalfSteps`, whose tasks call the kernel's public planned solves (and cap BLAS at
+one thread per task with threadpoolctl).
+
+Precision. The payload is float32 by default (half the bytes); the exact solves accumulate in
+float64 whatever they are given, CG steps run in the payload's precision, and the factors
 still agree with the local float64 engine to ~1e-7 relative (tests/spark/test_spark_als.py
-checks 1e-6; float64 is one argument away).
+checks 1e-6; float64 is one argument away). Renumbering the columns changes no arithmetic: a
+block gathers the same factor rows in the same order.
 
 Why blocks are built on the driver: the trainer already holds the ratings as columnar arrays
 (it needs them for evaluation), and a vectorised NumPy sort of 10M ratings takes about a second,
@@ -38,31 +52,67 @@ defaultParallelism) — `bench/bench_train.py` measures 2 vs 8.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from movierec_common import als
 
-from movierec_trainer.spark_watch import ExecutorLostError, block_managers, run_watched
+from movierec_trainer.spark_watch import ExecutorLostError, block_managers, is_local, run_watched
 
-__all__ = ["Block", "ExecutorLostError", "SparkALS", "SparkHalfSteps"]
+__all__ = [
+    "Block",
+    "ExecutorLostError",
+    "Resident",
+    "SparkALS",
+    "SparkHalfSteps",
+    "block_root",
+    "load_resident",
+    "save_resident",
+]
 
 if TYPE_CHECKING:
     from pyspark import RDD, SparkContext
 
+# A directory of a fit whose trainer died is removed by the next fit on that host once older.
+STALE_BLOCK_DIR_SECONDS = 6 * 3600.0
+
+
+@dataclass(frozen=True)
+class Resident:
+    """What a half-step needs of one block, kept in the Python workers: its global rows, the
+    sorted global ids of the columns it reads (`needed`; the plans' column ids index into it)
+    and the solve plans."""
+
+    rows: np.ndarray  # global row ids, int64, contiguous
+    needed: np.ndarray  # global column ids the block reads, sorted, int64
+    explicit: als.BlockPlan | None  # values = residuals r − μ − b_u − b_i
+    implicit: als.BlockPlan | None  # values = signed signal r′ (als.implicit_signal)
+
 
 @dataclass(frozen=True)
 class Block:
-    """One partition's share of the ratings matrix: a contiguous range of rows, as a local CSR,
-    with the kernel's reusable solve plans for the explicit and/or the ranking model."""
+    """One partition's share of the ratings matrix: a contiguous range of rows, as a local CSR
+    (`indices`: global column ids), the columns it reads and the kernel's reusable solve plans
+    (column ids renumbered into `needed`) for the explicit and/or the ranking model."""
 
     rows: np.ndarray  # global row ids, int64
     indptr: np.ndarray  # local CSR over the block's rows
     indices: np.ndarray  # global column ids
-    explicit: als.BlockPlan | None  # values = residuals r − μ − b_u − b_i
-    implicit: als.BlockPlan | None  # values = signed signal r′ (als.implicit_signal)
+    needed: np.ndarray  # sorted unique global column ids (np.unique(indices))
+    explicit: als.BlockPlan | None
+    implicit: als.BlockPlan | None
+
+    def resident(self) -> Resident:
+        return Resident(self.rows, self.needed, self.explicit, self.implicit)
 
 
 def split_rows(indptr: np.ndarray, n_parts: int) -> list[tuple[int, int]]:
@@ -93,57 +143,233 @@ def make_blocks(
     for lo, hi in split_rows(indptr, n_parts):
         s, e = int(indptr[lo]), int(indptr[hi])
         ptr, idx = indptr[lo : hi + 1] - s, indices[s:e]
+        needed, local = np.unique(idx, return_inverse=True)
+        local = local.reshape(-1).astype(np.int32)
         blocks.append(
             Block(
                 rows=np.arange(lo, hi, dtype=np.int64),
                 indptr=ptr,
                 indices=idx,
-                explicit=None if ev is None else als.plan_block(ptr, idx, ev[s:e]),
-                implicit=None if iv is None else als.plan_block(ptr, idx, iv[s:e]),
+                needed=needed.astype(np.int64),
+                explicit=None if ev is None else als.plan_block(ptr, local, ev[s:e]),
+                implicit=None if iv is None else als.plan_block(ptr, local, iv[s:e]),
             )
         )
     return blocks
 
 
-def _half_step_task(payload_bc: Any, errors: bool):
-    """The function every partition runs: the kernel's public planned solves for its block.
+# ---------------------------------------------------------------- blocks kept in the workers
 
-    The broadcast payload is {"exp": ExplicitStep | None, "imp": ImplicitStep | None}; their
-    `current` matrices are whole-side, so each block warm-starts from its own rows."""
+_PLAN_ARRAYS = (("rows", np.int64), ("cols", np.int32), ("vals", np.float64), ("counts", np.int64))
+_RESIDENT: dict[tuple[str, str, int], Resident] = {}  # this Python process's mapped blocks
 
-    def run(blocks: Iterator[Block]):
-        from movierec_trainer.blas import cap_blas_threads
 
-        cap_blas_threads()
-        payload = payload_bc.value
-        e: als.ExplicitStep | None = payload["exp"]
-        i: als.ImplicitStep | None = payload["imp"]
-        for b in blocks:  # exactly one block per partition; the loop also drains the iterator
-            out = als.StepResult()
-            if e is not None and b.explicit is not None:
-                x, sse, sae = als.solve_explicit_planned(
-                    e.fixed,
-                    b.explicit,
-                    e.reg,
-                    e.reg_scaled,
-                    x0=np.asarray(e.current)[b.rows],
-                    cg_steps=e.cg_steps,
-                    fit_error=errors,
-                )
-                out.explicit, out.explicit_error = x, (sse, sae)
-            if i is not None and b.implicit is not None:
-                x, sse, sae = als.solve_implicit_planned(
-                    i.fixed,
-                    i.gram,
-                    b.implicit,
-                    i.alpha,
-                    i.reg,
-                    x0=np.asarray(i.current)[b.rows],
-                    cg_steps=i.cg_steps,
-                    fit_error=errors,
-                )
-                out.implicit, out.implicit_error = x, (sse, sae)
-            yield b.rows, out
+def block_root() -> Path:
+    """Where a host keeps its Python-worker-resident blocks: $TMPDIR/movierec-als-blocks."""
+    return Path(tempfile.gettempdir()) / "movierec-als-blocks"
+
+
+def _block_dir(token: str, side: str, part: int) -> Path:
+    return block_root() / token / f"{side}-{part}"
+
+
+def _flatten(plan: als.BlockPlan) -> dict[str, np.ndarray]:
+    b = plan.buckets
+    out = {"n_rows": np.array([plan.n_rows], np.int64)}
+    out["shapes"] = np.array([x.cols.shape for x in b], np.int64).reshape(-1, 2)
+    for name, dt in _PLAN_ARRAYS:
+        parts = [np.asarray(getattr(x, name), dt).reshape(-1) for x in b]
+        out[name] = np.concatenate(parts) if parts else np.zeros(0, dt)
+    return out
+
+
+def _unflatten(a: dict[str, np.ndarray]) -> als.BlockPlan:
+    buckets = []
+    r = e = 0
+    for nb, length in np.asarray(a["shapes"]).tolist():
+        cols = a["cols"][e : e + nb * length].reshape(nb, length)
+        buckets.append(
+            als._Bucket(
+                a["rows"][r : r + nb],
+                cols,
+                a["vals"][e : e + nb * length].reshape(nb, length),
+                cols >= 0,  # padding columns are -1 (the sentinel zero row)
+                a["counts"][r : r + nb],
+            )
+        )
+        r, e = r + nb, e + nb * length
+    return als.BlockPlan(int(a["n_rows"][0]), buckets)
+
+
+def save_resident(block: Resident, directory: Path) -> None:
+    """Write `block` as .npy files into `directory`, atomically (a temporary sibling renamed
+    into place; when another worker won the race, its identical copy is kept)."""
+    arrays = {"rows": block.rows, "needed": block.needed}
+    for name, plan in (("explicit", block.explicit), ("implicit", block.implicit)):
+        if plan is not None:
+            arrays.update({f"{name}.{k}": v for k, v in _flatten(plan).items()})
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = directory.with_name(f".{directory.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    try:
+        for key, value in arrays.items():
+            np.save(tmp / f"{key}.npy", np.ascontiguousarray(value), allow_pickle=False)
+        try:
+            os.rename(tmp, directory)
+        except OSError:
+            if not (directory / "rows.npy").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _map(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError:  # an empty array cannot be memory-mapped
+        return np.load(path, allow_pickle=False)
+
+
+def load_resident(directory: Path) -> Resident | None:
+    """The block `save_resident` wrote into `directory`, memory-mapped; None when absent."""
+    if not (directory / "rows.npy").exists():
+        return None
+    files = {p.name[: -len(".npy")]: p for p in directory.glob("*.npy")}
+    plans: dict[str, als.BlockPlan | None] = {}
+    for name in ("explicit", "implicit"):
+        keys = [k for k in files if k.startswith(name + ".")]
+        plans[name] = (
+            _unflatten({k.split(".", 1)[1]: _map(files[k]) for k in keys}) if keys else None
+        )
+    return Resident(
+        _map(files["rows"]), _map(files["needed"]), plans["explicit"], plans["implicit"]
+    )
+
+
+def _remember(token: str, side: str, part: int, block: Resident) -> None:
+    for key in [k for k in _RESIDENT if k[0] != token]:  # one fit at a time per worker
+        del _RESIDENT[key]
+    _RESIDENT[(token, side, part)] = block
+
+
+def _resident(token: str, side: str, part: int) -> Resident | None:
+    block = _RESIDENT.get((token, side, part))
+    if block is None:
+        block = load_resident(_block_dir(token, side, part))
+        if block is not None:
+            _remember(token, side, part, block)
+    return block
+
+
+def _sweep_stale(keep: str) -> None:
+    """Remove block directories of fits whose trainer died (older than STALE_BLOCK_DIR_SECONDS)."""
+    with contextlib.suppress(OSError):
+        for d in block_root().iterdir():
+            if d.name != keep and time.time() - d.stat().st_mtime > STALE_BLOCK_DIR_SECONDS:
+                shutil.rmtree(d, ignore_errors=True)
+
+
+def _store_task(token: str, side: str) -> Callable[[int, Iterator[Block]], Iterable]:
+    """Each partition writes its block to its host's directory and keeps it mapped."""
+
+    def run(part: int, blocks: Iterator[Block]) -> Iterable:
+        import socket
+
+        _sweep_stale(token)
+        for b in blocks:
+            directory = _block_dir(token, side, part)
+            mapped = None
+            try:  # an unwritable temporary directory: this process keeps the block in memory
+                if not (directory / "rows.npy").exists():
+                    save_resident(b.resident(), directory)
+                mapped = load_resident(directory)
+            except OSError:
+                pass
+            _remember(token, side, part, mapped if mapped is not None else b.resident())
+            yield part, socket.gethostname()
+
+    return run
+
+
+def _solve(block: Resident, payload: dict, errors: bool) -> als.StepResult:
+    """The kernel's public planned solves for one block, against the factors it was shipped:
+    payload {"exp": ExplicitStep | None, "imp": ImplicitStep | None} with `fixed` = the rows
+    `block.needed` of the fixed side and `current` = the block's own rows (the warm start)."""
+    from movierec_trainer.blas import cap_blas_threads
+
+    cap_blas_threads()
+    e: als.ExplicitStep | None = payload["exp"]
+    i: als.ImplicitStep | None = payload["imp"]
+    out = als.StepResult()
+    if e is not None and block.explicit is not None:
+        x, sse, sae = als.solve_explicit_planned(
+            e.fixed,
+            block.explicit,
+            e.reg,
+            e.reg_scaled,
+            x0=e.current,
+            cg_steps=e.cg_steps,
+            fit_error=errors,
+        )
+        out.explicit, out.explicit_error = x, (sse, sae)
+    if i is not None and block.implicit is not None:
+        x, sse, sae = als.solve_implicit_planned(
+            i.fixed,
+            i.gram,
+            block.implicit,
+            i.alpha,
+            i.reg,
+            x0=i.current,
+            cg_steps=i.cg_steps,
+            fit_error=errors,
+        )
+        out.implicit, out.implicit_error = x, (sse, sae)
+    return out
+
+
+def _half_step_task(token: str, side: str, errors: bool) -> Callable[[Iterator], Iterable]:
+    """The half-step over the payloads: (part, result), or (part, None) when this host does
+    not have the block (the driver then solves it from the uploaded blocks)."""
+
+    def run(items: Iterator[tuple[int, dict]]) -> Iterable:
+        for part, payload in items:
+            block = _resident(token, side, part)
+            yield part, None if block is None else _solve(block, payload, errors)
+
+    return run
+
+
+def _fallback_task(token: str, side: str, payloads: Any, errors: bool) -> Callable:
+    """The half-step for blocks no host had: read from the uploaded block RDD (the old path),
+    kept in this worker and written to its host for the next half-step."""
+
+    def run(blocks: Iterator[Block]) -> Iterable:
+        from pyspark import TaskContext
+
+        part = TaskContext.get().partitionId()
+        for b in blocks:
+            block = b.resident()
+            with contextlib.suppress(OSError):
+                directory = _block_dir(token, side, part)
+                if not (directory / "rows.npy").exists():
+                    save_resident(block, directory)
+            _remember(token, side, part, block)
+            yield part, _solve(block, payloads.value[part], errors)
+
+    return run
+
+
+def forget(token: str) -> None:
+    """Drop this process's mapped blocks of fit `token` and remove this host's directory."""
+    for key in [k for k in _RESIDENT if k[0] == token]:
+        del _RESIDENT[key]
+    shutil.rmtree(block_root() / token, ignore_errors=True)
+
+
+def _cleanup_task(token: str) -> Callable[[Iterator], Iterable]:
+    def run(_: Iterator) -> Iterable:
+        forget(token)  # a module function: the worker's own _RESIDENT, not a pickled copy
+        return []
 
     return run
 
@@ -154,9 +380,9 @@ def _is_linalg_failure(exc: BaseException) -> bool:
 
 
 class SparkHalfSteps:
-    """The Spark engine's half-steps (`als.HalfSteps`): the blocks of each side persisted on
-    the executors; a half-step broadcasts the fixed side, `mapPartitions` the kernel's planned
-    solves over the blocks and collects the solved rows into the driver's matrix."""
+    """The Spark engine's half-steps (`als.HalfSteps`): the blocks of each side kept in the
+    Python workers (see the module docstring); a half-step ships each block the fixed factors
+    it reads and its own current rows, solves, and collects the block's rows."""
 
     def __init__(
         self,
@@ -169,41 +395,58 @@ class SparkHalfSteps:
         self.inter = inter
         self.num_partitions = num_partitions
         self.broadcast_dtype = broadcast_dtype
+        self.token = uuid.uuid4().hex
         self._holders: set[str] = set()  # block managers alive when the blocks were stored
         self._sides: dict[str, RDD] = {}
+        self._layout: dict[str, list[tuple[np.ndarray, int, int]]] = {}  # needed, lo, hi
         self._iteration = 0
+        self._failed = False
+        self.stats = {"tasks": 0, "fallback": 0, "shipped_rows": 0}
 
     def _block_managers(self) -> set[str]:
         """host:port of every live block manager (the driver's included; it never goes)."""
         return block_managers(self.sc)
 
-    def _collect_watched(self, rdd: RDD, fn: Callable, it: int, name: str) -> list:
-        """`rdd.mapPartitions(fn).collect()`, abandoned as soon as an executor that held the
+    def _watched(self, action: Callable[[], list], it: int, name: str) -> list:
+        """Run `action` (a Spark job), abandoned as soon as an executor that held the
         checkpointed blocks is gone (or none has been registered for the grace period). Why:
         when the only worker dies, Spark does not fail the job, it waits for resources forever
-        (the retrain stayed `running`, its lease renewed by the heartbeat); and the blocks could
-        not be recomputed anyway."""
+        (the retrain stayed `running`, its lease renewed by the heartbeat); and the uploaded
+        blocks could not be recomputed anyway."""
         return run_watched(
             self.sc,
-            lambda: rdd.mapPartitions(fn).collect(),
+            action,
             f"iteration {it} ({name} half-step)",
             watch=self._holders,
             lost_detail=" with the training blocks they held",
         )
 
-    def _distribute(self, blocks: list[Block]) -> RDD:
+    def _distribute(self, side: str, blocks: list[Block]) -> RDD:
         from pyspark import StorageLevel
 
         # parallelize cuts the list into len(blocks) slices: exactly one block per partition.
-        # A parallelized partition carries its data inside every task that reads it, cache or
-        # not, so after the first materialisation the lineage is cut (localCheckpoint keeps the
-        # blocks in the block manager, MEMORY_AND_DISK): later tasks ship a reference only.
-        rdd = self.sc.parallelize(blocks, len(blocks)).persist(StorageLevel.MEMORY_AND_DISK)
+        # A parallelized partition carries its data inside every task that reads it, so after
+        # the first materialisation the lineage is cut (localCheckpoint keeps the blocks in the
+        # block manager, on disk only: they are read again only for a block no host keeps).
+        rdd = self.sc.parallelize(blocks, len(blocks)).persist(StorageLevel.DISK_ONLY)
         rdd.localCheckpoint()
-        # Materialise now, so iteration 1 does not pay for the upload; watched, because a
-        # worker lost here (or never there) would otherwise leave the count waiting forever.
+        self._layout[side] = [
+            (
+                b.needed,
+                int(b.rows[0]) if len(b.rows) else 0,
+                int(b.rows[-1]) + 1 if len(b.rows) else 0,
+            )
+            for b in blocks
+        ]
+        # Materialise now (and keep each block in its worker), so iteration 1 does not pay for
+        # the upload; watched, because a worker lost here (or never there) would otherwise
+        # leave the job waiting forever.
         try:
-            run_watched(self.sc, rdd.count, "distributing the training blocks")
+            run_watched(
+                self.sc,
+                lambda: rdd.mapPartitionsWithIndex(_store_task(self.token, side)).collect(),
+                "distributing the training blocks",
+            )
         except BaseException:
             rdd.unpersist()
             raise
@@ -213,12 +456,14 @@ class SparkHalfSteps:
     def load(self, explicit_values: np.ndarray | None, implicit_values: np.ndarray | None) -> None:
         inter, n = self.inter, self.num_partitions
         self._sides["item"] = self._distribute(
+            "item",
             make_blocks(
                 inter.item_idx, inter.user_idx, inter.n_items, n, explicit_values, implicit_values
-            )
+            ),
         )
         try:
             self._sides["user"] = self._distribute(
+                "user",
                 make_blocks(
                     inter.user_idx,
                     inter.item_idx,
@@ -226,14 +471,38 @@ class SparkHalfSteps:
                     n,
                     explicit_values,
                     implicit_values,
-                )
+                ),
             )
         except BaseException:
+            self._failed = True
             self.close()  # do not leave the first side's blocks cached on the cluster
             raise
 
     def _ship(self, m: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(m, dtype=self.broadcast_dtype)
+
+    def _payloads(
+        self, side: str, e: als.ExplicitStep | None, i: als.ImplicitStep | None
+    ) -> list[dict]:
+        """Per block: the fixed factors it reads and its own current rows, nothing else."""
+        out = []
+        for needed, lo, hi in self._layout[side]:
+            self.stats["shipped_rows"] += len(needed)
+            out.append(
+                {
+                    "exp": None
+                    if e is None
+                    else replace(
+                        e, fixed=self._ship(e.fixed[needed]), current=self._ship(e.current[lo:hi])
+                    ),
+                    "imp": None
+                    if i is None
+                    else replace(
+                        i, fixed=self._ship(i.fixed[needed]), current=self._ship(i.current[lo:hi])
+                    ),
+                }
+            )
+        return out
 
     def _solve(
         self,
@@ -245,20 +514,28 @@ class SparkHalfSteps:
         if side == "item":
             self._iteration += 1
         it = self._iteration
-        payload = {
-            "exp": None
-            if e is None
-            else replace(e, fixed=self._ship(e.fixed), current=self._ship(e.current)),
-            "imp": None
-            if i is None
-            else replace(i, fixed=self._ship(i.fixed), current=self._ship(i.current)),
-        }
-        bc = self.sc.broadcast(payload)
+        payloads = self._payloads(side, e, i)
+        n = len(payloads)
         try:
-            parts = self._collect_watched(self._sides[side], _half_step_task(bc, errors), it, side)
+            jobs = self.sc.parallelize(list(enumerate(payloads)), n)
+            task = _half_step_task(self.token, side, errors)
+            parts = dict(self._watched(lambda: jobs.mapPartitions(task).collect(), it, side))
+            missing = sorted(p for p, res in parts.items() if res is None)
+            self.stats["tasks"] += n
+            if missing:
+                self.stats["fallback"] += len(missing)
+                bc = self.sc.broadcast({p: payloads[p] for p in missing})
+                try:
+                    fb = _fallback_task(self.token, side, bc, errors)
+                    rdd = self._sides[side]
+                    parts.update(self._watched(lambda: self.sc.runJob(rdd, fb, missing), it, side))
+                finally:
+                    bc.unpersist()
         except ExecutorLostError:
+            self._failed = True
             raise
         except Exception as exc:
+            self._failed = True
             if _is_linalg_failure(exc):
                 raise als.TrainingDivergedError(
                     f"iteration {it}: {side} solve failed on an executor (singular system); "
@@ -271,8 +548,6 @@ class SparkHalfSteps:
                     "held with it; the job failed and can simply be retried"
                 ) from exc
             raise
-        finally:
-            bc.unpersist()
         out = als.StepResult()
         if e is not None:
             out.explicit = np.zeros_like(e.current, dtype=np.float64)
@@ -280,12 +555,13 @@ class SparkHalfSteps:
             out.implicit = np.zeros_like(i.current, dtype=np.float64)
         e_err = [0.0, 0.0]
         i_err = [0.0, 0.0]
-        for rows, part in parts:
+        for p, part in parts.items():
+            _, lo, hi = self._layout[side][p]
             if e is not None:
-                out.explicit[rows] = part.explicit
+                out.explicit[lo:hi] = part.explicit
                 e_err = [e_err[0] + part.explicit_error[0], e_err[1] + part.explicit_error[1]]
             if i is not None:
-                out.implicit[rows] = part.implicit
+                out.implicit[lo:hi] = part.implicit
                 i_err = [i_err[0] + part.implicit_error[0], i_err[1] + part.implicit_error[1]]
         out.explicit_error, out.implicit_error = tuple(e_err), tuple(i_err)
         return out
@@ -301,9 +577,22 @@ class SparkHalfSteps:
         return self._solve("user", explicit, implicit, errors)
 
     def close(self) -> None:
+        """Release the uploaded blocks and the workers' copies: this host's directory at once;
+        on a cluster also one small job that removes them where executors run (skipped after
+        a failure, when the executors may be gone; the next fit there sweeps stale ones)."""
         for rdd in self._sides.values():
             rdd.unpersist()
         self._sides.clear()
+        if not is_local(self.sc) and not self._failed and self._holders:
+            with contextlib.suppress(Exception):
+                n = max(2, 2 * self.sc.defaultParallelism)
+                cleanup = _cleanup_task(self.token)
+                run_watched(
+                    self.sc,
+                    lambda: self.sc.parallelize(range(n), n).mapPartitions(cleanup).collect(),
+                    "removing the training blocks",
+                )
+        forget(self.token)
 
 
 class SparkALS:

@@ -241,3 +241,47 @@ def test_tags_place_a_new_movie_among_movies_with_those_tags(
         catalog.stop()
         client.drop_database(db.name)
         client.close()
+
+
+def test_a_just_added_movie_has_similar_movies_before_the_periodic_refresh(
+    mongo_url: str,
+    movielens_dir: Path,
+    trained: TrainedModel,
+    tmp_path: Path,
+    output_dir: Path,
+    start_recs_server: StartServer,
+) -> None:
+    """With the periodic movie refresh an hour away, the movie page of a movie added a moment
+    ago still gets its similar movies: a request about a movie the recommender's snapshot
+    lacks re-reads the movies (rate-limited, movies.ON_DEMAND_SECONDS). An id that exists
+    nowhere stays a 404 `unknown_movie`, asked twice in a row."""
+    db = SeededDb(mongo_url, f"newnow_{uuid.uuid4().hex[:8]}")
+    seed_movies_only(db.url, db.name, movielens_dir)
+    model_dir = tmp_path / "models"
+    install_version(trained.root, trained.version, model_dir)
+    catalog = start_catalog(db.url, db.name, model_dir, movielens_dir, output_dir)
+    recs = start_recs_server(db, model_dir, MOVIES_REFRESH_SECONDS="3600")
+    client = MongoClient(db.url)
+    try:
+        for _ in range(2):
+            r = recs.client.get("/api/recs/similar/987654321")
+            assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_movie", r.text
+        with catalog.client() as cat:
+            body = {"title": "Pixel Pals", "year": 2026, "genres": GENRES}
+            r = cat.post("/api/admin/movies", json=body, headers={"X-API-Key": CATALOG_KEY})
+            assert r.status_code == 201, r.text
+            new_id = r.json()["movieId"]
+        # Within the on-demand rate limit of the 404s above at most: no periodic refresh.
+        deadline = time.monotonic() + 10
+        while True:
+            sim = recs.client.get(f"/api/recs/similar/{new_id}", params={"k": 5})
+            if sim.status_code == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert sim.status_code == 200, sim.text
+        assert sim.json()["new"] is True and len(sim.json()["items"]) == 5
+        assert all(set(GENRES) & set(it["genres"]) for it in sim.json()["items"])
+    finally:
+        catalog.stop()
+        client.drop_database(db.name)
+        client.close()

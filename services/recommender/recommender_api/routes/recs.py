@@ -269,6 +269,9 @@ async def similar_movies(
         )
         new_movies.offer_in_similar(result, model, catalog, content, movie_id, canonical)
     except service.UnknownMovieError:
+        if await state.movies.refresh_for_unknown(movie_id):  # added since the last refresh?
+            catalog = state.movies.catalog
+            content = state.content.get(model, catalog)
         result = new_movies.similar_to_new(
             model, catalog, content, movie_id, k or state.settings.default_k
         )

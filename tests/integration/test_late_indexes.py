@@ -1,0 +1,51 @@
+"""mongo-init's read-only indexes, built after the bulk import one command each, with a bound
+that grows with the collection (a 1M-rating import outlasted one shared 300 s command)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from movierec_common import data_model as model
+from movierec_init.schema import (
+    LATE_INDEXES,
+    ensure_late_indexes,
+    ensure_schema,
+    late_index_timeout,
+)
+from pymongo import AsyncMongoClient
+
+
+def test_bound_grows_with_the_collection_and_has_a_floor() -> None:
+    assert late_index_timeout(0) == 300.0
+    assert late_index_timeout(100_000) == 300.0
+    assert late_index_timeout(25_000_000) == pytest.approx(25_000.0)
+
+
+def test_each_late_index_is_built_and_a_rerun_is_a_no_op(
+    mongo_url: str, db_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def run() -> set[str]:
+        client = AsyncMongoClient(mongo_url, serverSelectionTimeoutMS=10_000)
+        try:
+            db = client[db_name]
+            await ensure_schema(db)
+            await db[model.RATINGS].insert_many(
+                [
+                    {"userId": u, "movieId": m, "rating": 4.0, "timestamp": 1_600_000_000 + u}
+                    for u in range(1, 41)
+                    for m in range(1, 6)
+                ]
+            )
+            await ensure_late_indexes(db)
+            await ensure_late_indexes(db)  # idempotent
+            return {ix["name"] async for ix in await db[model.RATINGS].list_indexes()}
+        finally:
+            await client.close()
+
+    with caplog.at_level("INFO", logger="movierec_init.schema"):
+        names = asyncio.run(run())
+    wanted = {ix.document["name"] for ix in LATE_INDEXES[model.RATINGS]}
+    assert wanted <= names and "user_movie" in names
+    built = [r.getMessage() for r in caplog.records if "ready (200 documents" in r.getMessage()]
+    assert len(built) == 2 * len(wanted)
