@@ -655,10 +655,10 @@ class ImplicitParams:
     """Ranking model settings: rank k, reg λ, confidence α (c = 1 + α·|r′|), iterations, seed,
     start scale, `cg_steps` as in `ExplicitParams`, and `negative_at` (`implicit_signal`)."""
 
-    rank: int = 20
+    rank: int = 128
     reg: float = 30.0
     alpha: float = 1.0
-    iterations: int = 10
+    iterations: int = 15
     seed: int = 42
     init_scale: float = 0.1
     cg_steps: int = 3

@@ -110,7 +110,9 @@ def _because(
     if rows is None or best.size == 0:
         return [[] for _ in range(int(best.size))]
     idx, stars = rows
-    if order_used == "ranking":
+    if order_used == "ranking" and user.ease_scores is not None:
+        parts = ranking.explain_blend(model, user, best, idx, stars)
+    elif order_used == "ranking":
         parts = ranking.explain_ranking(model, best, idx, stars)
     else:
         parts = ranking.explain_explicit(model, user, best, idx, stars)
@@ -263,6 +265,8 @@ def predict(model: ServingModel, user_id: int, movie_id: int, rated: UserRatings
     else:
         v = resolved.vectors
         raw = model.mu + v.b_u + float(model.item_bias[i]) + float(model.Q[i] @ v.p_u)
+        if v.ease_correction is not None:
+            raw += model.blend.rating * float(v.ease_correction[i])
         strategy = resolved.strategy
     own = rated.ratings[rated.movie_ids == movie_id]
     return {
