@@ -371,11 +371,15 @@ def ease_vectors(
     return both[0], both[1]
 
 
-def _with_ease(
+def with_ease(
     model: ServingModel, vectors: UserVectors, item_idx: np.ndarray, ratings: np.ndarray
 ) -> UserVectors:
-    if model.ease is None:
+    """`vectors` with the EASE parts of the user's current ratings (row indices, stars; NaN
+    stars, i.e. unknown values, are left out); unchanged without EASE or without a known star."""
+    known = np.isfinite(np.asarray(ratings, dtype=np.float64))
+    if model.ease is None or not known.any():
         return vectors
+    item_idx, ratings = np.asarray(item_idx)[known], np.asarray(ratings)[known]
     s, c = ease_vectors(model, item_idx, ratings, vectors.b_u)
     return dataclasses.replace(vectors, ease_scores=s, ease_correction=c)
 
@@ -385,13 +389,7 @@ def trained_user(model: ServingModel, user_id: int) -> UserVectors | None:
     if u is None:
         return None
     x_u = model.X[u] if model.X is not None else None
-    vectors = UserVectors(float(model.user_bias[u]), model.P[u], x_u, folded_in=False)
-    if model.ease is not None and model.has_rated:
-        stars = model.stars_in_data(u)
-        if stars is not None:
-            idx, found = model.items.take(model.rated_in_data(u))
-            vectors = _with_ease(model, vectors, idx, stars[found])
-    return vectors
+    return UserVectors(float(model.user_bias[u]), model.P[u], x_u, folded_in=False)
 
 
 def fold_in(model: ServingModel, item_idx: np.ndarray, ratings: np.ndarray) -> UserVectors | None:
@@ -415,7 +413,7 @@ def fold_in(model: ServingModel, item_idx: np.ndarray, ratings: np.ndarray) -> U
             x_u = _fold_in_from_average(model, item_idx, ratings)
         x_u = np.asarray(x_u, dtype=np.float32)
     vectors = UserVectors(float(b_u), np.asarray(p_u, dtype=np.float32), x_u, folded_in=True)
-    return _with_ease(model, vectors, item_idx, ratings)
+    return with_ease(model, vectors, item_idx, ratings)
 
 
 def _fold_in_from_average(
@@ -605,6 +603,11 @@ def explain_blend(
                 model, user, targets, rated_idx, stars
             )
         total += (b.stars / sd) * star_c
+    # "Because you rated" names movies the user liked: a disliked film's part (pushing away
+    # from its neighbours) can be positive for a far-away movie, but it is no reason to watch.
+    liked = easelib.like_signal(np.asarray(stars), model.ease.params) > 0 if model.ease else None
+    if liked is not None:
+        total[:, ~liked] = 0.0
     return _top_contributions(total, rated_idx, top)
 
 

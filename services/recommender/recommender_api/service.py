@@ -34,11 +34,16 @@ class ResolvedUser:
 
 
 def resolve_user(model: ServingModel | None, user_id: int, rated: UserRatings) -> ResolvedUser:
-    """Trained vectors if the user is in the model, else fold-in from their ratings, else none."""
+    """Trained vectors if the user is in the model, else fold-in from their ratings, else none.
+    EASE has no user parameters: its parts always come from the user's current ratings (a
+    trained user's too, where their stars are known, `rated.user_rated`)."""
     if model is None:
         return ResolvedUser(None, "popular")
     vectors = ranking.trained_user(model, user_id)
     if vectors is not None:
+        if model.ease is not None:
+            idx, found = model.items.take(rated.movie_ids)
+            vectors = ranking.with_ease(model, vectors, idx, rated.ratings[found])
         return ResolvedUser(vectors, "personalized")
     idx, found = model.items.take(rated.movie_ids)
     vectors = ranking.fold_in(model, idx, rated.ratings[found])
@@ -275,7 +280,7 @@ def predict(model: ServingModel, user_id: int, movie_id: int, rated: UserRatings
         "predicted_rating": round(float(ranking.clip_rating(raw)), 4),
         "raw_prediction": float(raw),
         "strategy": strategy,
-        "user_rating": float(own[0]) if own.size else None,
+        "user_rating": float(own[0]) if own.size and np.isfinite(own[0]) else None,
         "model_version": model.version,
     }
 
