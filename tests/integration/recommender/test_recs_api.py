@@ -50,6 +50,34 @@ def served_stars(art: artifacts.ModelArtifact, user_id: int, ratings) -> np.ndar
     return pred
 
 
+def expected_served_order(art: artifacts.ModelArtifact, user_id: int, ratings, k: int) -> list[int]:
+    """Independent float64 recomputation of a trained user's served list from the artifact and
+    the user's current ratings: Σ_part w·(s − mean)/std over the movies for the parts ALS
+    x_u·y_i, EASE x_u·B (likes 1, ratings ≤ negative_at −negative_weight) and `served_stars`,
+    with the manifest's weights; rated movies excluded."""
+    assert art.rank_X is not None and art.rank_Y is not None
+    assert art.ease_B is not None and art.ease_items is not None
+    params = art.manifest["params"]
+    blend, ep = params["blend"], params["ease"]
+    u = int(np.searchsorted(art.user_ids, user_id))
+    mine = ratings.user_ids == user_id
+    rows = np.searchsorted(art.item_ids, ratings.movie_ids[mine])
+    stars = ratings.ratings[mine].astype(np.float64)
+    x = np.where(stars > ep["negative_at"], 1.0, -ep["negative_weight"])
+    covered = np.isin(rows, art.ease_items)
+    ease_part = np.zeros(art.item_ids.size)
+    pos = np.searchsorted(art.ease_items, rows[covered])
+    ease_part[art.ease_items] = x[covered] @ art.ease_B[pos].astype(np.float64)
+    parts = [
+        (blend["als"], art.rank_Y.astype(np.float64) @ art.rank_X[u]),
+        (blend["ease"], ease_part),
+        (blend["stars"], served_stars(art, user_id, ratings)),
+    ]
+    score = sum(w * (s - s.mean()) / s.std() for w, s in parts)
+    score[rows] = -np.inf
+    return art.item_ids[np.argsort(-score, kind="stable")[:k]].tolist()
+
+
 def expected_rating_order(
     model_root: Path, user_id: int, exclude: set[int], k: int, ratings
 ) -> list[int]:
@@ -171,17 +199,29 @@ def test_new_user_with_a_few_ratings_is_folded_in(
 
 
 def test_ratings_made_after_training_and_exclude_param_are_excluded(
-    recs: RecsServer, recs_db: SeededDb
+    recs: RecsServer, recs_db: SeededDb, trained: TrainedModel, csv_ratings
 ) -> None:
     user = 7
+    art = artifacts.load_model(trained.root)
     first = recs.client.get(f"/api/recs/users/{user}", headers=recs.service).json()
     top = [i["movieId"] for i in first["items"]]
+    want_first = expected_served_order(art, user, csv_ratings, 10)
+    assert top[:8] == want_first[:8] and len(set(top) & set(want_first)) >= 9
     insert_ratings(recs_db, user, [(top[0], 4.0), (top[1], 2.0)])
     second = recs.client.get(f"/api/recs/users/{user}", headers=recs.service).json()
     assert second["strategy"] == "personalized"
     ids = [i["movieId"] for i in second["items"]]
     assert top[0] not in ids and top[1] not in ids
-    assert ids[:8] == top[2:10]  # the rest keeps its order (same model vectors)
+    # The same model vectors; EASE's part (no user parameters) already uses the two new
+    # ratings, exactly as an independent recomputation from the current ratings says.
+    now = type(csv_ratings)(
+        user_ids=np.concatenate([csv_ratings.user_ids, [user, user]]),
+        movie_ids=np.concatenate([csv_ratings.movie_ids, [top[0], top[1]]]),
+        ratings=np.concatenate([csv_ratings.ratings, np.array([4.0, 2.0], np.float32)]),
+        timestamps=np.concatenate([csv_ratings.timestamps, [0, 0]]),
+    )
+    want = expected_served_order(art, user, now, 10)
+    assert ids[:8] == want[:8] and len(set(ids) & set(want)) >= 9
     third = recs.client.get(
         f"/api/recs/users/{user}",
         params=[("exclude", f"{ids[0]},{ids[1]}"), ("exclude", str(ids[2]))],
