@@ -152,7 +152,7 @@ def fit_models(
     assert emodel is not None
     ease_model = None
     ease_start = time.perf_counter()
-    if cfg.ease is not None:
+    if cfg.ease is not None and cfg.ranking is not None:  # --no-ranking: explicit model only
         if cfg.engine == "spark":
             # XᵀX over the covered movies is one m×m matrix (m ≤ max_items) and its inverse a
             # single dense LAPACK call: nothing to distribute, so the driver computes both.
