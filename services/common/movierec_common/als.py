@@ -623,6 +623,11 @@ def naive_solve_explicit(
 #   (0.5-2★ count against, 2.5★ and up are likes). Rank 64 / 128 (λ 30, α 1) reach 0.1894 /
 #   0.1930 on validation against 0.1796 at rank 20 (issue 20 item 2).
 #
+# Issue 20 (bench/tune_models.py, same protocol): with the CG half-steps the ranking model's
+# default moved to rank 128, 15 iterations (validation NDCG@10 0.1804 at rank 20, 0.1879 at 64,
+# 0.1924 at 128/10 it., 0.1952 at 128/15 it., 0.1962 at 200/15 it. for twice the time). The
+# served list blends it with EASE and the served stars (movierec_common.ease.BlendParams).
+#
 # The validation split chose scaled λ·n (Spark's ALS-WR convention): the penalty stays in
 # proportion to each row's data term, so a user with 2000 ratings is constrained as much,
 # relative to their evidence, as a movie with 3. One plain λ cannot do both: the value that
