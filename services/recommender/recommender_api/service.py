@@ -81,7 +81,8 @@ def _scores(
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """(order-by scores, predicted ratings, order used): ranking model when asked and present."""
     predicted = ranking.predicted_ratings(model, user)
-    if order == "ranking" and model.has_ranking:
+    can_rank = (model.Y is not None and user.x_u is not None) or user.ease_scores is not None
+    if order == "ranking" and model.has_ranking and can_rank:
         return ranking.ranking_scores(model, user), predicted, "ranking"
     return predicted, predicted, "rating"
 

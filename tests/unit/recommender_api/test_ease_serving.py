@@ -144,3 +144,22 @@ def test_artifact_round_trip_names_the_ease_model_and_refuses_bad_shapes(tmp_pat
     diag[0, 0] = 0.5
     with pytest.raises(artifacts.ArtifactError, match="diagonal"):
         artifacts.validate_arrays(dict(arrays, ease_B=diag))
+
+
+def test_ease_without_ranking_factors_orders_by_rating_when_no_star_is_known() -> None:
+    _, inter, *_, arrays, params = _toy()
+    plain = {k: v for k, v in arrays.items() if k not in ("rank_X", "rank_Y")}
+    only_ease = build_serving_model(version="v2", manifest={"params": params}, arrays=plain)
+    assert only_ease.has_ranking and only_ease.Y is None
+    rated = _user_ratings(only_ease, inter, 3)
+    unknown = UserRatings(rated.movie_ids, np.full(len(rated), np.nan, np.float32))
+    user = service.resolve_user(only_ease, int(only_ease.users.ids[3]), unknown).vectors
+    assert user is not None
+    scores, predicted, order = service._scores(only_ease, user, "ranking")
+    assert order == "rating" and np.array_equal(scores, predicted)
+    known = service.resolve_user(only_ease, int(only_ease.users.ids[3]), rated).vectors
+    assert known is not None
+    scores, predicted, order = service._scores(only_ease, known, "ranking")
+    assert order == "ranking"
+    want = ease.blend_ranking(None, known.ease_scores, predicted, only_ease.blend)
+    np.testing.assert_allclose(scores, want, atol=1e-4)
