@@ -398,9 +398,10 @@ def ranking_table(spark, ds: Dataset, args) -> tuple[list[dict], dict]:
         # Exactly what `train` fits (pipeline.fit_models, local engine, float32 half-steps):
         # the explicit and ranking ALS models in one loop, then EASE.
         em, im = als.fit_als(als.LocalHalfSteps(tr), tr, als.DEFAULT_EXPLICIT, rp, dtype=np.float32)
-        return em, im, ease.fit_ease(tr, ease.DEFAULT_EASE)
+        xm = ease.fit_ease(tr, ease.DEFAULT_EASE)
+        return em, im, xm, pipeline.capped_rating_weight(tr, em, xm, ease.DEFAULT_BLEND)
 
-    (s_em, s_im, s_ease), served_secs, _ = timed(shipped)
+    (s_em, s_im, s_ease, s_blend), served_secs, _ = timed(shipped)
     fit = pipeline.FitResult(
         s_em,
         s_im,
@@ -410,6 +411,7 @@ def ranking_table(spark, ds: Dataset, args) -> tuple[list[dict], dict]:
         tr,
         served_secs,
         s_ease,
+        s_blend,
     )
     served_rmse = rmse(_clip(pipeline.served_predictions(fit, te.user_idx, te.item_idx)), te.rating)
     ease_only = replace(fit, blend=ease.BlendParams(als=0.0, ease=1.0, stars=0.0))
@@ -444,6 +446,7 @@ def ranking_table(spark, ds: Dataset, args) -> tuple[list[dict], dict]:
         "served_s": served_secs,
         "served_ease_s": s_ease.seconds,
         "served_rmse": served_rmse,
+        "served_blend": s_blend,
         "served_explicit_rmse": rmse(
             _clip(als.predict_explicit(s_em, te.user_idx, te.item_idx)), te.rating
         ),
@@ -543,11 +546,12 @@ def peer_section(spark, ds: Dataset, rows: list[Row], ranking: list[dict], costs
         "",
         *peers.render_peers(peer, served["ndcg"], costs["served_rmse"], costs["served_s"]),
         "",
-        f"MovieRec served: the list is the blend {ease.DEFAULT_BLEND} of the ranking ALS "
+        f"MovieRec served: the list is the blend {costs['served_blend']} of the ranking ALS "
         f"(rank {als.DEFAULT_IMPLICIT.rank}, {als.DEFAULT_IMPLICIT.iterations} it.), EASE "
         f"(λ {ease.DEFAULT_EASE.reg:g}, movies with ≥ {ease.DEFAULT_EASE.min_count} ratings) and "
         f"the served stars; the stars are the explicit ALS (test RMSE alone "
-        f"{costs['served_explicit_rmse']:.4f}) plus {ease.DEFAULT_BLEND.rating:g}·(d_u·B). "
+        f"{costs['served_explicit_rmse']:.4f}) plus γ·(d_u·B), γ = the default "
+        f"{ease.DEFAULT_BLEND.rating:g} capped at 2× its training fit. "
         f"Fit s = explicit + ranking ALS + EASE, local engine, float32 half-steps, one BLAS "
         f"thread (EASE {costs['served_ease_s']:.2f} s of it).",
         "",
