@@ -185,7 +185,8 @@ class BlendParams:
     user over the model's items (`blend_ranking`). Stars: r̂_ui = μ + b_u + b_i + p_u·q_i +
     rating·(d_u·B)_i with d_uj = r_uj − μ − b_u − b_j over the user's covered ratings
     (`rating_correction`): EASE's item-to-item weights applied to what the biases leave, a
-    neighbourhood term in the spirit of Koren's (2008) integrated model."""
+    neighbourhood term in the spirit of Koren's (2008) integrated model. The trainer caps
+    `rating` at twice its fit on the training residuals (movierec_trainer.pipeline)."""
 
     als: float = 0.8
     ease: float = 0.2
