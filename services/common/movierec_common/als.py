@@ -184,7 +184,9 @@ def init_factors(n: int, rank: int, seed: int, salt: int, scale: float = 0.1) ->
 
 
 @dataclass(frozen=True)
-class _Bucket:
+class Bucket:
+    """Rows of one block with the same padded length L, solved together in one batched call."""
+
     rows: np.ndarray  # (nb,) row ids within the block
     cols: np.ndarray  # (nb, L) column ids; padding is -1, i.e. the appended zero row
     vals: np.ndarray  # (nb, L) float64 values, 0 in padding
@@ -197,7 +199,7 @@ class BlockPlan:
     """A CSR block pre-sorted into padded length buckets; reusable across iterations."""
 
     n_rows: int
-    buckets: list[_Bucket] = field(repr=False)
+    buckets: list[Bucket] = field(repr=False)
 
 
 def _bucket_edges(max_count: int, growth: float = 1.2) -> list[tuple[int, int]]:
@@ -226,7 +228,7 @@ def plan_block(
     values = np.asarray(values, dtype=np.float64)
     n_rows = int(indptr.shape[0] - 1)
     counts = np.diff(indptr)
-    buckets: list[_Bucket] = []
+    buckets: list[Bucket] = []
     max_count = int(counts.max()) if n_rows else 0
     for lo, hi in _bucket_edges(max_count):
         rows = np.flatnonzero((counts >= lo) & (counts <= hi))
@@ -241,7 +243,7 @@ def plan_block(
             pos = np.minimum(indptr[r][:, None] + offs[None, :], max(indices.shape[0] - 1, 0))
             cols = np.where(valid, indices[pos], -1).astype(np.int32)
             vals = np.where(valid, values[pos], 0.0)
-            buckets.append(_Bucket(r, cols, vals, valid, counts[r]))
+            buckets.append(Bucket(r, cols, vals, valid, counts[r]))
     return BlockPlan(n_rows, buckets)
 
 
@@ -250,7 +252,7 @@ def _with_sentinel(fixed: np.ndarray) -> np.ndarray:
     return np.vstack([f, np.zeros((1, f.shape[1]))])
 
 
-def _gather(ext: np.ndarray, b: _Bucket) -> np.ndarray:
+def _gather(ext: np.ndarray, b: Bucket) -> np.ndarray:
     # np.take is ~3× faster than fancy indexing here; -1 picks the zero sentinel row.
     return np.take(ext, b.cols, axis=0)  # (nb, L, k)
 
@@ -623,6 +625,11 @@ def naive_solve_explicit(
 #   (0.5-2★ count against, 2.5★ and up are likes). Rank 64 / 128 (λ 30, α 1) reach 0.1894 /
 #   0.1930 on validation against 0.1796 at rank 20 (issue 20 item 2).
 #
+# Issue 20 (bench/tune_models.py, same protocol): with the CG half-steps the ranking model's
+# default moved to rank 128, 15 iterations (validation NDCG@10 0.1804 at rank 20, 0.1879 at 64,
+# 0.1924 at 128/10 it., 0.1952 at 128/15 it., 0.1962 at 200/15 it. for twice the time). The
+# served list blends it with EASE and the served stars (movierec_common.ease.BlendParams).
+#
 # The validation split chose scaled λ·n (Spark's ALS-WR convention): the penalty stays in
 # proportion to each row's data term, so a user with 2000 ratings is constrained as much,
 # relative to their evidence, as a movie with 3. One plain λ cannot do both: the value that
@@ -655,10 +662,10 @@ class ImplicitParams:
     """Ranking model settings: rank k, reg λ, confidence α (c = 1 + α·|r′|), iterations, seed,
     start scale, `cg_steps` as in `ExplicitParams`, and `negative_at` (`implicit_signal`)."""
 
-    rank: int = 20
+    rank: int = 128
     reg: float = 30.0
     alpha: float = 1.0
-    iterations: int = 10
+    iterations: int = 15
     seed: int = 42
     init_scale: float = 0.1
     cg_steps: int = 3

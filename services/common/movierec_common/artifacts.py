@@ -56,11 +56,15 @@ RATED_KEYS = ("rated_indptr", "rated_movie_ids", "rated_since")
 # Optional with the rated lists: the star value of each rated movie (float32, aligned with
 # rated_movie_ids), so "because you rated …" explanations need no per-request rating read.
 RATED_STARS_KEY = "rated_stars"
+# Optional: the EASE item-to-item model (movierec_common.ease): B (m, m) float32 with a zero
+# diagonal over the m covered movies, and their item indices (ascending, into item_ids).
+EASE_KEYS = ("ease_B", "ease_items")
 ARRAY_KEYS = (
     *REQUIRED_KEYS,
     *RANKING_KEYS,
     *RATED_KEYS,
     RATED_STARS_KEY,
+    *EASE_KEYS,
 )  # every array a version may hold
 KNOWN_KEYS = frozenset(ARRAY_KEYS)
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"  # also the admin routes' path pattern
@@ -74,8 +78,9 @@ _FLOAT_KEYS = (
     "rank_X",
     "rank_Y",
     RATED_STARS_KEY,
+    "ease_B",
 )
-_INT_KEYS = ("user_ids", "item_ids", "item_counts", *RATED_KEYS)
+_INT_KEYS = ("user_ids", "item_ids", "item_counts", *RATED_KEYS, "ease_items")
 
 
 class ArtifactError(Exception):
@@ -106,6 +111,8 @@ class ModelArtifact:
     rated_movie_ids: np.ndarray | None = None
     rated_since: int | None = None
     rated_stars: np.ndarray | None = None
+    ease_B: np.ndarray | None = None
+    ease_items: np.ndarray | None = None
 
     @property
     def has_ranking(self) -> bool:
@@ -193,6 +200,7 @@ def validate_arrays(arrays: dict[str, np.ndarray]) -> None:
         if ids.size > 1 and not np.all(ids[1:] > ids[:-1]):
             raise ArtifactError(f"{key}: must be strictly increasing (sorted, unique)")
     _validate_rated(a, nu)
+    _validate_ease(a, ni)
     check_sanity(a)
 
 
@@ -280,6 +288,40 @@ def _validate_rated(a: dict[str, np.ndarray], n_users: int) -> None:
             f"{RATED_STARS_KEY}: expected shape {movies.shape} (one per rated movie), "
             f"got {stars.shape}"
         )
+
+
+def _validate_ease(a: dict[str, np.ndarray], n_items: int) -> None:
+    present = [k for k in EASE_KEYS if k in a]
+    if not present:
+        return
+    if len(present) != len(EASE_KEYS):
+        raise ArtifactError(f"the EASE model needs both of {list(EASE_KEYS)}, got {present}")
+    b, items = a["ease_B"], a["ease_items"]
+    m = items.shape[0] if items.ndim == 1 else -1
+    if m < 0 or b.shape != (m, m):
+        raise ArtifactError(
+            f"ease_B: expected shape (m, m) with m = len(ease_items), got {b.shape} and "
+            f"ease_items {items.shape}"
+        )
+    if m and (items[0] < 0 or items[-1] >= n_items or np.any(np.diff(items) <= 0)):
+        raise ArtifactError("ease_items: must be strictly increasing item indices < n_items")
+    if m and np.any(np.diagonal(b) != 0):
+        raise ArtifactError("ease_B: the diagonal must be zero (a movie never scores itself)")
+    if b.size and float(np.max(np.abs(b))) > MAX_ABS_EASE:
+        raise ArtifactError(f"sanity: ease_B reaches {float(np.max(np.abs(b))):.3g} (> 10)")
+
+
+MAX_ABS_EASE = 10.0  # EASE weights of a trained model are well below 1 in magnitude
+
+
+def model_names(arrays: dict[str, Any]) -> list[str]:
+    """The manifest's `models` list for these arrays: explicit, then ranking, then ease."""
+    names = ["explicit"]
+    if "rank_X" in arrays:
+        names.append("ranking")
+    if "ease_B" in arrays:
+        names.append("ease")
+    return names
 
 
 def _check_manifest(manifest: Any, version: str) -> dict[str, Any]:
@@ -393,13 +435,12 @@ def save_model(
     buf = io.BytesIO()
     np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
     blob = buf.getvalue()
-    has_ranking = "rank_X" in arrays
     full = dict(manifest)
     full.update(
         format_version=FORMAT_VERSION,
         version=version,
         created_at=manifest.get("created_at") or datetime.now(UTC).isoformat(),
-        models=["explicit", "ranking"] if has_ranking else ["explicit"],
+        models=model_names(arrays),
         files={FACTORS: {"sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob)}},
     )
     manifest_bytes = json.dumps(_jsonable(full), indent=2, sort_keys=True, allow_nan=False).encode()
@@ -473,7 +514,7 @@ def _load_version(root: Path, version: str) -> ModelArtifact:
         raise ArtifactError(f"{version}: {FACTORS} is not a valid npz: {exc}") from exc
     validate_arrays(arrays)
     models = manifest.get("models")
-    expected_models = ["explicit", "ranking"] if "rank_X" in arrays else ["explicit"]
+    expected_models = model_names(arrays)
     if models != expected_models:
         raise ArtifactError(f"{version}: manifest models {models!r} do not match the arrays")
     return ModelArtifact(
@@ -493,6 +534,8 @@ def _load_version(root: Path, version: str) -> ModelArtifact:
         rated_movie_ids=arrays.get("rated_movie_ids"),
         rated_since=int(arrays["rated_since"]) if "rated_since" in arrays else None,
         rated_stars=arrays.get(RATED_STARS_KEY),
+        ease_B=arrays.get("ease_B"),
+        ease_items=arrays.get("ease_items"),
     )
 
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 from movierec_common import als
+from movierec_common import ease as easelib
 from movierec_common.data_model import RATING_MAX, RATING_MIN
 
 SimilarSource = Literal["explicit", "ranking", "blend", "cooccurrence"]
@@ -84,12 +85,15 @@ class ServingModel:
     rated_since: int | None = None  # ratings missing from the CSR are stamped at or after this
     rated_stars: np.ndarray | None = None  # float32, aligned with rated_movie_ids
     cooc: CoRated | None = None  # for sim_source == "cooccurrence"
+    ease: easelib.EaseModel | None = None  # item-to-item model blended into list and stars
+    blend: easelib.BlendParams = easelib.DEFAULT_BLEND
     loaded_at: float = 0.0
     load_seconds: float = 0.0
 
     @property
     def has_ranking(self) -> bool:
-        return self.Y is not None
+        """A ranking order exists: ALS ranking factors, EASE, or both (blended)."""
+        return self.Y is not None or self.ease is not None
 
     @property
     def n_items(self) -> int:
@@ -181,6 +185,8 @@ class UserVectors:
     p_u: np.ndarray  # float32 (k,)
     x_u: np.ndarray | None  # float32 (k_rank,), None without a ranking model
     folded_in: bool
+    ease_scores: np.ndarray | None = None  # float32 (n_items,) x_u·B, None without EASE
+    ease_correction: np.ndarray | None = None  # float32 (n_items,) d_u·B (unweighted)
 
 
 def _params_from(cls: type, values: dict[str, Any] | None, fallback: Any) -> Any:
@@ -293,6 +299,14 @@ def build_serving_model(
     else:
         sim_unit = similarity_vectors(source, Q64, Y)
         sim_ok = (item_counts >= similar_min_ratings) & (np.abs(sim_unit).sum(axis=1) > 0)
+    ease_model = None
+    blend = _params_from(easelib.BlendParams, params.get("blend"), easelib.DEFAULT_BLEND)
+    if arrays.get("ease_B") is not None and arrays.get("ease_items") is not None:
+        ease_model = easelib.EaseModel(
+            np.ascontiguousarray(arrays["ease_B"], dtype=np.float32),
+            np.asarray(arrays["ease_items"], dtype=np.int64),
+            _params_from(easelib.EaseParams, params.get("ease"), easelib.DEFAULT_EASE),
+        )
     return ServingModel(
         version=version,
         manifest=manifest,
@@ -323,9 +337,51 @@ def build_serving_model(
         rated_stars=None
         if arrays.get("rated_stars") is None
         else np.asarray(arrays["rated_stars"], np.float32),
+        ease=ease_model,
+        blend=blend,
         loaded_at=loaded_at,
         load_seconds=load_seconds,
     )
+
+
+def ease_vectors(
+    model: ServingModel, item_idx: np.ndarray, ratings: np.ndarray, b_u: float
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(x_u·B, d_u·B) over every movie (float32 (n_items,) each) from one user's ratings (row
+    indices, stars), or (None, None) without EASE. Fold-in and trained users alike: EASE has
+    no user parameters. One product with the gathered rows of B for a light rater, with all
+    of B (a dense m-vector) for a heavy one, whichever moves fewer bytes."""
+    e = model.ease
+    if e is None:
+        return None, None
+    pos, x = easelib.user_vector(e, item_idx, ratings)
+    pos_d, d = easelib.residual_signal(e, item_idx, ratings, model.mu, b_u, model.item_bias64)
+    both = np.zeros((2, model.n_items), dtype=np.float32)
+    m = e.items.size
+    if pos.size or pos_d.size:
+        if max(pos.size, pos_d.size) * 4 <= m:
+            # user_vector and residual_signal pick the same covered ratings, in order
+            rows = np.vstack([x, d.astype(np.float32)])
+            both[:, e.items] = rows @ e.B[pos]
+        else:
+            dense = np.zeros((2, m), dtype=np.float32)
+            dense[0, pos] = x
+            dense[1, pos_d] = d
+            both[:, e.items] = dense @ e.B
+    return both[0], both[1]
+
+
+def with_ease(
+    model: ServingModel, vectors: UserVectors, item_idx: np.ndarray, ratings: np.ndarray
+) -> UserVectors:
+    """`vectors` with the EASE parts of the user's current ratings (row indices, stars; NaN
+    stars, i.e. unknown values, are left out); unchanged without EASE or without a known star."""
+    known = np.isfinite(np.asarray(ratings, dtype=np.float64))
+    if model.ease is None or not known.any():
+        return vectors
+    item_idx, ratings = np.asarray(item_idx)[known], np.asarray(ratings)[known]
+    s, c = ease_vectors(model, item_idx, ratings, vectors.b_u)
+    return dataclasses.replace(vectors, ease_scores=s, ease_correction=c)
 
 
 def trained_user(model: ServingModel, user_id: int) -> UserVectors | None:
@@ -356,7 +412,8 @@ def fold_in(model: ServingModel, item_idx: np.ndarray, ratings: np.ndarray) -> U
         if not np.any(x_u):
             x_u = _fold_in_from_average(model, item_idx, ratings)
         x_u = np.asarray(x_u, dtype=np.float32)
-    return UserVectors(float(b_u), np.asarray(p_u, dtype=np.float32), x_u, folded_in=True)
+    vectors = UserVectors(float(b_u), np.asarray(p_u, dtype=np.float32), x_u, folded_in=True)
+    return with_ease(model, vectors, item_idx, ratings)
 
 
 def _fold_in_from_average(
@@ -377,15 +434,30 @@ def _fold_in_from_average(
 
 
 def predicted_ratings(model: ServingModel, user: UserVectors) -> np.ndarray:
-    """μ + b_u + b_i + p_u·q_i for every movie, float32, unclipped."""
-    return model.Q @ user.p_u + (model.item_bias + np.float32(model.mu + user.b_u))
+    """μ + b_u + b_i + p_u·q_i (+ γ·(d_u·B)_i with EASE) for every movie, float32, unclipped."""
+    pred = model.Q @ user.p_u + (model.item_bias + np.float32(model.mu + user.b_u))
+    if user.ease_correction is not None and model.blend.rating:
+        pred = pred + np.float32(model.blend.rating) * user.ease_correction
+    return pred
+
+
+def _als_part(model: ServingModel, user: UserVectors) -> np.ndarray | None:
+    if model.Y is None or user.x_u is None:
+        return None
+    return model.Y @ user.x_u
 
 
 def ranking_scores(model: ServingModel, user: UserVectors) -> np.ndarray:
-    """Implicit-model preference x_u·y_i for every movie (higher = more likely to be watched)."""
-    if model.Y is None or user.x_u is None:
-        raise ValueError("model has no ranking factors")
-    return model.Y @ user.x_u
+    """The served order for every movie (higher = list it first): the ranking model's x_u·y_i,
+    or with EASE `ease.blend_ranking` of x_u·y_i, x_u·B and the predicted stars (the
+    combination `make bench-train` and the trainer's evaluation score)."""
+    als_part = _als_part(model, user)
+    if user.ease_scores is None:
+        if als_part is None:
+            raise ValueError("model has no ranking factors")
+        return als_part
+    stars = predicted_ratings(model, user)
+    return easelib.blend_ranking(als_part, user.ease_scores, stars, model.blend).astype(np.float32)
 
 
 def clip_rating(values: np.ndarray | float) -> np.ndarray:
@@ -465,11 +537,100 @@ def explain_ranking(
     largest first; share = contribution / the sum of that target's positive contributions.
     Cost O(n_r·k² + k³ + n_t·n_r·k): a 2,698-rating user at k=20 is well under a millisecond.
     """
-    if model.Y64 is None or rated_idx.size == 0 or targets.size == 0:
+    if rated_idx.size == 0 or targets.size == 0:
         return [[] for _ in range(int(targets.size))]
+    if model.Y64 is None:
+        if model.ease is None:
+            return [[] for _ in range(int(targets.size))]
+        return _top_contributions(
+            ease_contributions(model, targets, rated_idx, stars), rated_idx, top
+        )
     return _top_contributions(
         ranking_contributions(model, targets, rated_idx, stars), rated_idx, top
     )
+
+
+def ease_contributions(
+    model: ServingModel, targets: np.ndarray, rated_idx: np.ndarray, stars: np.ndarray
+) -> np.ndarray:
+    """(n_t, n_r) x_uj·B_ji (EASE's exact split: row i sums to (x_u·B)_i); zero for movies
+    EASE does not cover."""
+    assert model.ease is not None
+    e = model.ease
+    out = np.zeros((targets.size, rated_idx.size), dtype=np.float64)
+    t_pos = np.searchsorted(e.items, targets)
+    t_pos_c = np.minimum(t_pos, max(e.items.size - 1, 0))
+    t_ok = (e.items[t_pos_c] == targets) if e.items.size else np.zeros(targets.shape, bool)
+    r_pos = np.minimum(np.searchsorted(e.items, rated_idx), max(e.items.size - 1, 0))
+    r_ok = (e.items[r_pos] == rated_idx) if e.items.size else np.zeros(rated_idx.shape, bool)
+    if not t_ok.any() or not r_ok.any():
+        return out
+    x = easelib.like_signal(np.asarray(stars)[r_ok], e.params).astype(np.float64)
+    sub = e.B[np.ix_(r_pos[r_ok], t_pos_c[t_ok])].astype(np.float64)  # (n_r', n_t')
+    block = (sub * x[:, None]).T
+    out[np.ix_(np.flatnonzero(t_ok), np.flatnonzero(r_ok))] = block
+    return out
+
+
+def explain_blend(
+    model: ServingModel,
+    user: UserVectors,
+    targets: np.ndarray,
+    rated_idx: np.ndarray,
+    stars: np.ndarray,
+    top: int = EXPLAIN_TOP,
+) -> list[list[tuple[int, float]]]:
+    """ "Because you rated …" for the blended order (`ranking_scores` with EASE): each part's
+    exact per-rating split (ALS: `ranking_contributions`; EASE: `ease_contributions`; stars:
+    `explicit_contributions` plus γ·d_uj·B_ji) weighted as the blend weights it, w / σ of that
+    part's scores over the movies, so the shares follow what moved the served score."""
+    if rated_idx.size == 0 or targets.size == 0 or user.ease_scores is None:
+        return explain_ranking(model, targets, rated_idx, stars, top)
+    b = model.blend
+    total = np.zeros((targets.size, rated_idx.size), dtype=np.float64)
+    als_part = _als_part(model, user)
+    if als_part is not None and b.als:
+        sd = float(np.std(als_part)) or 1.0
+        total += (b.als / sd) * ranking_contributions(model, targets, rated_idx, stars)
+    ease_c = ease_contributions(model, targets, rated_idx, stars)
+    if b.ease:
+        total += (b.ease / (float(np.std(user.ease_scores)) or 1.0)) * ease_c
+    if b.stars:
+        sd = float(np.std(predicted_ratings(model, user))) or 1.0
+        star_c = explicit_contributions(model, user, targets, rated_idx, stars)
+        if b.rating and model.ease is not None:
+            star_c = star_c + b.rating * _ease_residual_contributions(
+                model, user, targets, rated_idx, stars
+            )
+        total += (b.stars / sd) * star_c
+    # "Because you rated" names movies the user liked: a disliked film's part (pushing away
+    # from its neighbours) can be positive for a far-away movie, but it is no reason to watch.
+    liked = easelib.like_signal(np.asarray(stars), model.ease.params) > 0 if model.ease else None
+    if liked is not None:
+        total[:, ~liked] = 0.0
+    return _top_contributions(total, rated_idx, top)
+
+
+def _ease_residual_contributions(
+    model: ServingModel,
+    user: UserVectors,
+    targets: np.ndarray,
+    rated_idx: np.ndarray,
+    stars: np.ndarray,
+) -> np.ndarray:
+    """(n_t, n_r) d_uj·B_ji: the rating correction's split over the rated movies."""
+    assert model.ease is not None
+    like = easelib.like_signal(np.asarray(stars), model.ease.params).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        base = ease_contributions(model, targets, rated_idx, stars)
+        per_b = np.where(like != 0, base / np.where(like != 0, like, 1.0)[None, :], 0.0)
+    d = (
+        np.asarray(stars, np.float64)
+        - model.mu
+        - user.b_u
+        - model.item_bias64[np.asarray(rated_idx, np.int64)]
+    )
+    return per_b * d[None, :]
 
 
 def ranking_contributions(

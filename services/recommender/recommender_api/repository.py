@@ -62,13 +62,14 @@ class Repository:
         )
         return float(doc["rating"]) if doc and "rating" in doc else None
 
-    async def user_rated_since(self, user_id: int, since: int) -> np.ndarray:
-        """movieIds the user rated (or re-rated) at or after `since`: the (userId, timestamp)
-        index makes this a short range scan however many ratings the user has."""
+    async def user_rated_since(self, user_id: int, since: int) -> UserRatings:
+        """The ratings (movieIds and stars) the user made or changed at or after `since`: the
+        (userId, timestamp) index makes this a short range scan however many ratings the user
+        has."""
         cursor = self.db[data_model.RATINGS].find(
-            {"userId": user_id, "timestamp": {"$gte": since}}, {"_id": 0, "movieId": 1}
+            {"userId": user_id, "timestamp": {"$gte": since}}, _PROJECTION
         )
-        return np.fromiter((int(d["movieId"]) for d in await cursor.to_list(None)), np.int64)
+        return _to_arrays(await cursor.to_list(None))
 
     async def movies(self) -> list[dict[str, Any]]:
         fields = {"_id": 0, "movieId": 1, "title": 1, "year": 1, "genres": 1}

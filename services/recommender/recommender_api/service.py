@@ -34,11 +34,16 @@ class ResolvedUser:
 
 
 def resolve_user(model: ServingModel | None, user_id: int, rated: UserRatings) -> ResolvedUser:
-    """Trained vectors if the user is in the model, else fold-in from their ratings, else none."""
+    """Trained vectors if the user is in the model, else fold-in from their ratings, else none.
+    EASE has no user parameters: its parts always come from the user's current ratings (a
+    trained user's too, where their stars are known, `rated.user_rated`)."""
     if model is None:
         return ResolvedUser(None, "popular")
     vectors = ranking.trained_user(model, user_id)
     if vectors is not None:
+        if model.ease is not None:
+            idx, found = model.items.take(rated.movie_ids)
+            vectors = ranking.with_ease(model, vectors, idx, rated.ratings[found])
         return ResolvedUser(vectors, "personalized")
     idx, found = model.items.take(rated.movie_ids)
     vectors = ranking.fold_in(model, idx, rated.ratings[found])
@@ -76,7 +81,8 @@ def _scores(
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """(order-by scores, predicted ratings, order used): ranking model when asked and present."""
     predicted = ranking.predicted_ratings(model, user)
-    if order == "ranking" and model.has_ranking:
+    can_rank = (model.Y is not None and user.x_u is not None) or user.ease_scores is not None
+    if order == "ranking" and model.has_ranking and can_rank:
         return ranking.ranking_scores(model, user), predicted, "ranking"
     return predicted, predicted, "rating"
 
@@ -110,7 +116,9 @@ def _because(
     if rows is None or best.size == 0:
         return [[] for _ in range(int(best.size))]
     idx, stars = rows
-    if order_used == "ranking":
+    if order_used == "ranking" and user.ease_scores is not None:
+        parts = ranking.explain_blend(model, user, best, idx, stars)
+    elif order_used == "ranking":
         parts = ranking.explain_ranking(model, best, idx, stars)
     else:
         parts = ranking.explain_explicit(model, user, best, idx, stars)
@@ -263,6 +271,8 @@ def predict(model: ServingModel, user_id: int, movie_id: int, rated: UserRatings
     else:
         v = resolved.vectors
         raw = model.mu + v.b_u + float(model.item_bias[i]) + float(model.Q[i] @ v.p_u)
+        if v.ease_correction is not None:
+            raw += model.blend.rating * float(v.ease_correction[i])
         strategy = resolved.strategy
     own = rated.ratings[rated.movie_ids == movie_id]
     return {
@@ -271,7 +281,7 @@ def predict(model: ServingModel, user_id: int, movie_id: int, rated: UserRatings
         "predicted_rating": round(float(ranking.clip_rating(raw)), 4),
         "raw_prediction": float(raw),
         "strategy": strategy,
-        "user_rating": float(own[0]) if own.size else None,
+        "user_rating": float(own[0]) if own.size and np.isfinite(own[0]) else None,
         "model_version": model.version,
     }
 

@@ -105,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train from MovieLens CSVs")
     train.add_argument("--data-dir", type=Path, default=None)
     _add_model_args(train)
+    train.add_argument(
+        "--no-ease",
+        action="store_true",
+        help="no EASE model (list: ranking ALS alone; stars: explicit ALS alone)",
+    )
     retrain = sub.add_parser("retrain", help="MongoDB ratings merged with the CSV, once")
     retrain.add_argument("--db-only", action="store_true")
     retrain.add_argument("--csv-path", type=Path, default=None, help="ratings.csv or its dir")
@@ -123,6 +128,8 @@ def config_from_args(args: argparse.Namespace, settings: TrainerSettings, publis
     cfg = config_from_params(params, settings, args.engine or "local")
     if args.partitions:
         cfg = replace(cfg, num_partitions=args.partitions)
+    if getattr(args, "no_ease", False):
+        cfg = replace(cfg, ease=None)
     return cfg
 
 

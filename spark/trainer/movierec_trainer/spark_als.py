@@ -189,7 +189,7 @@ def _unflatten(a: dict[str, np.ndarray]) -> als.BlockPlan:
     for nb, length in np.asarray(a["shapes"]).tolist():
         cols = a["cols"][e : e + nb * length].reshape(nb, length)
         buckets.append(
-            als._Bucket(
+            als.Bucket(
                 a["rows"][r : r + nb],
                 cols,
                 a["vals"][e : e + nb * length].reshape(nb, length),

@@ -33,11 +33,57 @@ def rated_by(csv_ratings, user_id: int) -> set[int]:
     return set(csv_ratings.movie_ids[csv_ratings.user_ids == user_id].tolist())
 
 
-def expected_rating_order(model_root: Path, user_id: int, exclude: set[int], k: int) -> list[int]:
-    """Independent recomputation of the design's original list: μ + b_u + b_i + p·q, float64."""
-    art = artifacts.load_model(model_root)
+def served_stars(art: artifacts.ModelArtifact, user_id: int, ratings) -> np.ndarray:
+    """Independent float64 recomputation of the served stars of a trained user: μ + b_u + b_i
+    + p·q, plus with EASE γ·Σ_j B_ji·(r_uj − μ − b_u − b_j) over the user's rated movies that
+    EASE covers (γ = the manifest's blend.rating)."""
     u = int(np.searchsorted(art.user_ids, user_id))
     pred = art.global_mean + art.user_bias[u] + art.item_bias + art.Q @ art.P[u]
+    if art.ease_B is not None and art.ease_items is not None:
+        gamma = float(art.manifest["params"]["blend"]["rating"])
+        mine = ratings.user_ids == user_id
+        rows = np.searchsorted(art.item_ids, ratings.movie_ids[mine])
+        d = ratings.ratings[mine] - art.global_mean - art.user_bias[u] - art.item_bias[rows]
+        covered = np.isin(rows, art.ease_items)
+        pos = np.searchsorted(art.ease_items, rows[covered])
+        pred[art.ease_items] += gamma * (d[covered] @ art.ease_B[pos].astype(np.float64))
+    return pred
+
+
+def expected_served_order(art: artifacts.ModelArtifact, user_id: int, ratings, k: int) -> list[int]:
+    """Independent float64 recomputation of a trained user's served list from the artifact and
+    the user's current ratings: Σ_part w·(s − mean)/std over the movies for the parts ALS
+    x_u·y_i, EASE x_u·B (likes 1, ratings ≤ negative_at −negative_weight) and `served_stars`,
+    with the manifest's weights; rated movies excluded."""
+    assert art.rank_X is not None and art.rank_Y is not None
+    assert art.ease_B is not None and art.ease_items is not None
+    params = art.manifest["params"]
+    blend, ep = params["blend"], params["ease"]
+    u = int(np.searchsorted(art.user_ids, user_id))
+    mine = ratings.user_ids == user_id
+    rows = np.searchsorted(art.item_ids, ratings.movie_ids[mine])
+    stars = ratings.ratings[mine].astype(np.float64)
+    x = np.where(stars > ep["negative_at"], 1.0, -ep["negative_weight"])
+    covered = np.isin(rows, art.ease_items)
+    ease_part = np.zeros(art.item_ids.size)
+    pos = np.searchsorted(art.ease_items, rows[covered])
+    ease_part[art.ease_items] = x[covered] @ art.ease_B[pos].astype(np.float64)
+    parts = [
+        (blend["als"], art.rank_Y.astype(np.float64) @ art.rank_X[u]),
+        (blend["ease"], ease_part),
+        (blend["stars"], served_stars(art, user_id, ratings)),
+    ]
+    score = sum(w * (s - s.mean()) / s.std() for w, s in parts)
+    score[rows] = -np.inf
+    return art.item_ids[np.argsort(-score, kind="stable")[:k]].tolist()
+
+
+def expected_rating_order(
+    model_root: Path, user_id: int, exclude: set[int], k: int, ratings
+) -> list[int]:
+    """Independent recomputation of the list by served stars (`served_stars`), float64."""
+    art = artifacts.load_model(model_root)
+    pred = served_stars(art, user_id, ratings)
     mask = np.isin(art.item_ids, list(exclude))
     pred[mask] = -np.inf
     return art.item_ids[np.argsort(-pred, kind="stable")[:k]].tolist()
@@ -89,7 +135,7 @@ def test_strategy_rating_reproduces_the_explicit_formula(
     body = r.json()
     assert body["order"] == "rating"
     got = [it["movieId"] for it in body["items"]]
-    want = expected_rating_order(trained.root, user, rated_by(csv_ratings, user), 20)
+    want = expected_rating_order(trained.root, user, rated_by(csv_ratings, user), 20, csv_ratings)
     # float32 serving vs float64 reference: allow a swap of near-ties at the tail only.
     assert got[:15] == want[:15]
     assert len(set(got) & set(want)) >= 18
@@ -153,17 +199,29 @@ def test_new_user_with_a_few_ratings_is_folded_in(
 
 
 def test_ratings_made_after_training_and_exclude_param_are_excluded(
-    recs: RecsServer, recs_db: SeededDb
+    recs: RecsServer, recs_db: SeededDb, trained: TrainedModel, csv_ratings
 ) -> None:
     user = 7
+    art = artifacts.load_model(trained.root)
     first = recs.client.get(f"/api/recs/users/{user}", headers=recs.service).json()
     top = [i["movieId"] for i in first["items"]]
+    want_first = expected_served_order(art, user, csv_ratings, 10)
+    assert top[:8] == want_first[:8] and len(set(top) & set(want_first)) >= 9
     insert_ratings(recs_db, user, [(top[0], 4.0), (top[1], 2.0)])
     second = recs.client.get(f"/api/recs/users/{user}", headers=recs.service).json()
     assert second["strategy"] == "personalized"
     ids = [i["movieId"] for i in second["items"]]
     assert top[0] not in ids and top[1] not in ids
-    assert ids[:8] == top[2:10]  # the rest keeps its order (same model vectors)
+    # The same model vectors; EASE's part (no user parameters) already uses the two new
+    # ratings, exactly as an independent recomputation from the current ratings says.
+    now = type(csv_ratings)(
+        user_ids=np.concatenate([csv_ratings.user_ids, [user, user]]),
+        movie_ids=np.concatenate([csv_ratings.movie_ids, [top[0], top[1]]]),
+        ratings=np.concatenate([csv_ratings.ratings, np.array([4.0, 2.0], np.float32)]),
+        timestamps=np.concatenate([csv_ratings.timestamps, [0, 0]]),
+    )
+    want = expected_served_order(art, user, now, 10)
+    assert ids[:8] == want[:8] and len(set(ids) & set(want)) >= 9
     third = recs.client.get(
         f"/api/recs/users/{user}",
         params=[("exclude", f"{ids[0]},{ids[1]}"), ("exclude", str(ids[2]))],
@@ -226,7 +284,7 @@ def test_similar_movies_toy_story_lists_toy_story_2(recs: RecsServer, csv_rating
 
 
 def test_predict_matches_the_formula_and_reports_the_users_rating(
-    recs: RecsServer, trained: TrainedModel
+    recs: RecsServer, trained: TrainedModel, csv_ratings
 ) -> None:
     r = recs.client.get(
         "/api/recs/predict", params={"userId": 1, "movieId": 1}, headers=recs.service
@@ -234,8 +292,9 @@ def test_predict_matches_the_formula_and_reports_the_users_rating(
     assert r.status_code == 200, r.text
     body = r.json()
     art = artifacts.load_model(trained.root)
-    u, i = int(np.searchsorted(art.user_ids, 1)), int(np.searchsorted(art.item_ids, 1))
-    want = art.global_mean + art.user_bias[u] + art.item_bias[i] + art.P[u] @ art.Q[i]
+    i = int(np.searchsorted(art.item_ids, 1))
+    want = served_stars(art, 1, csv_ratings)[i]
+    assert art.ease_B is not None  # the shipped model has the EASE rating term
     assert body["raw_prediction"] == pytest.approx(want, abs=1e-4)
     assert body["predicted_rating"] == pytest.approx(min(5.0, max(0.5, want)), abs=1e-3)
     assert body["strategy"] == "personalized" and body["user_rating"] == 4.0
@@ -373,7 +432,7 @@ def test_rated_lookup_modes_give_the_same_lists(
     no_lists = tmp_path / "no-lists"
     arrays = {
         k: getattr(art, k)
-        for k in artifacts.REQUIRED_KEYS + artifacts.RANKING_KEYS
+        for k in artifacts.REQUIRED_KEYS + artifacts.RANKING_KEYS + artifacts.EASE_KEYS
         if getattr(art, k) is not None
     }
     arrays["global_mean"] = np.asarray(art.global_mean)

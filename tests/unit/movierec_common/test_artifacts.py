@@ -99,7 +99,11 @@ def test_round_trip_with_ranking(tmp_path: Path) -> None:
 
 
 def test_no_pickle_in_npz(tmp_path: Path) -> None:
-    version = artifacts.save_model(tmp_path, {**_arrays(ranking=True), **_rated()}, _manifest())
+    b = np.full((3, 3), 0.01, np.float32)
+    np.fill_diagonal(b, 0.0)
+    ease = {"ease_B": b, "ease_items": np.array([0, 2, 5], np.int64)}  # 3 of the 7 movies
+    arrays = {**_arrays(ranking=True), **_rated(), **ease}
+    version = artifacts.save_model(tmp_path, arrays, _manifest())
     with np.load(_factors(tmp_path, version), allow_pickle=False) as npz:
         assert set(npz.files) == set(artifacts.KNOWN_KEYS)
 

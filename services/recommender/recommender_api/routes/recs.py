@@ -297,7 +297,10 @@ async def predict(
         raise ApiError(503, "no_model", "no model is loaded yet")
     if model.items.get(movieId) is None:
         raise ApiError(404, "unknown_movie", f"movie {movieId} is not in the model")
-    if model.users.get(userId) is not None:
+    if model.users.get(userId) is not None and model.ease is not None:
+        # EASE's part of the stars comes from the user's current ratings (as in their list).
+        rated = await user_rated(state.repo, model, userId, state.settings.rated_lookup)
+    elif model.users.get(userId) is not None:
         # A trained user's vectors are in the model: only their own rating of this movie is read.
         own = await state.repo.user_rating(userId, movieId)
         rated = UserRatings(

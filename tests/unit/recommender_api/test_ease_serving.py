@@ -1,0 +1,165 @@
+"""The recommender's EASE blend (ranking.py, service.py) and the artifact's EASE keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from movierec_common import als, artifacts, ease
+from recommender_api import ranking, service
+from recommender_api.ranking import build_serving_model
+from recommender_api.repository import UserRatings
+
+
+def _toy(tmp_path: Path | None = None):
+    rng = np.random.default_rng(4)
+    n_users, n_items = 40, 15
+    users = np.repeat(np.arange(n_users), 7)
+    items = rng.integers(0, n_items, users.size)
+    keep = np.unique(users * 100 + items, return_index=True)[1]
+    users, items = users[keep], items[keep]
+    stars = rng.choice(np.arange(1, 11) / 2, users.size).astype(np.float32)
+    user_ids, item_ids = np.arange(n_users) * 10 + 3, np.arange(n_items) * 100 + 1
+    inter, uids, iids = als.index_ratings(user_ids[users], item_ids[items], stars)
+    ep = als.ExplicitParams(rank=4, reg=0.1, iterations=8)
+    ip = als.ImplicitParams(rank=4, reg=1.0, alpha=2.0, iterations=8)
+    xp = ease.EaseParams(reg=3.0, min_count=2)
+    blend = ease.BlendParams(als=0.7, ease=0.3, stars=0.4, rating=2.0)
+    em = als.fit_explicit(inter, ep)
+    im = als.fit_implicit(inter, ip)
+    xm = ease.fit_ease(inter, xp)
+    arrays = {
+        "P": em.P,
+        "Q": em.Q,
+        "user_bias": em.user_bias,
+        "item_bias": em.item_bias,
+        "global_mean": np.asarray(em.mu),
+        "user_ids": uids,
+        "item_ids": iids,
+        "item_counts": np.bincount(inter.item_idx, minlength=inter.n_items),
+        "rank_X": im.X,
+        "rank_Y": im.Y,
+        "ease_B": xm.B,
+        "ease_items": xm.items,
+    }
+    params = {
+        "explicit": ep.to_dict(),
+        "ranking": ip.to_dict(),
+        "ease": xp.to_dict(),
+        "blend": blend.to_dict(),
+    }
+    model = build_serving_model(version="v1", manifest={"params": params}, arrays=arrays)
+    return model, inter, em, im, xm, arrays, params
+
+
+def _user_ratings(model, inter, u: int) -> UserRatings:
+    mask = inter.user_idx == u
+    return UserRatings(model.items.ids[inter.item_idx[mask]], inter.rating[mask])
+
+
+def test_served_order_is_the_blend_of_als_ease_and_the_corrected_stars() -> None:
+    model, inter, em, im, xm, _, _ = _toy()
+    assert model.ease is not None and model.blend.rating == 2.0 and model.has_ranking
+    u = 6
+    rated = _user_ratings(model, inter, u)
+    resolved = service.resolve_user(model, int(model.users.ids[u]), rated)
+    assert resolved.strategy == "personalized"
+    v = resolved.vectors
+    assert v is not None and v.ease_scores is not None
+    mask = inter.user_idx == u
+    idx, r = inter.item_idx[mask], inter.rating[mask]
+    e_scores = ease.score_items(xm, idx, r, inter.n_items)
+    corr = ease.rating_correction(
+        xm, idx, r, em.mu, float(em.user_bias[u]), em.item_bias, inter.n_items
+    )
+    stars = em.mu + em.user_bias[u] + em.item_bias + em.Q @ em.P[u] + 2.0 * corr
+    np.testing.assert_allclose(ranking.predicted_ratings(model, v), stars, atol=1e-4)
+    want = ease.blend_ranking(im.Y @ im.X[u], e_scores, stars, model.blend)
+    np.testing.assert_allclose(ranking.ranking_scores(model, v), want, atol=1e-3)
+
+
+def test_fold_in_reproduces_a_trained_users_blended_list_and_stars() -> None:
+    model, inter, *_ = _toy()
+    u = 11
+    rated = _user_ratings(model, inter, u)
+    trained = service.resolve_user(model, int(model.users.ids[u]), rated).vectors
+    folded = service.resolve_user(model, 999_999, rated)
+    assert folded.strategy == "fold-in" and trained is not None and folded.vectors is not None
+    np.testing.assert_allclose(
+        ranking.ranking_scores(model, folded.vectors),
+        ranking.ranking_scores(model, trained),
+        atol=2e-3,
+    )
+    np.testing.assert_allclose(
+        ranking.predicted_ratings(model, folded.vectors),
+        ranking.predicted_ratings(model, trained),
+        atol=2e-3,
+    )
+
+
+def test_unknown_stars_leave_ease_out_and_the_als_order_serves() -> None:
+    model, inter, _, im, *_ = _toy()
+    u = 2
+    rated = _user_ratings(model, inter, u)
+    unknown = UserRatings(rated.movie_ids, np.full(len(rated), np.nan, np.float32))
+    v = service.resolve_user(model, int(model.users.ids[u]), unknown).vectors
+    assert v is not None and v.ease_scores is None
+    np.testing.assert_allclose(ranking.ranking_scores(model, v), im.Y @ im.X[u], atol=1e-4)
+
+
+def test_ease_contributions_sum_to_the_score_and_reasons_are_liked_movies() -> None:
+    model, inter, _, _, xm, _, _ = _toy()
+    u = 8
+    mask = inter.user_idx == u
+    idx, r = inter.item_idx[mask].astype(np.int64), inter.rating[mask]
+    targets = np.setdiff1d(np.arange(inter.n_items), idx)
+    c = ranking.ease_contributions(model, targets, idx, r)
+    scores = ease.score_items(xm, idx, r, inter.n_items)
+    np.testing.assert_allclose(c.sum(axis=1), scores[targets], atol=1e-5)
+    v = service.resolve_user(model, int(model.users.ids[u]), _user_ratings(model, inter, u))
+    assert v.vectors is not None
+    parts = ranking.explain_blend(model, v.vectors, targets, idx, r)
+    liked = set(idx[r > xm.params.negative_at].tolist())
+    assert any(parts)
+    for reasons in parts:
+        assert {j for j, _ in reasons} <= liked
+        shares = [s for _, s in reasons]
+        assert shares == sorted(shares, reverse=True) and all(0 < s <= 1 for s in shares)
+
+
+def test_artifact_round_trip_names_the_ease_model_and_refuses_bad_shapes(tmp_path: Path) -> None:
+    *_, arrays, params = _toy()
+    version = artifacts.save_model(tmp_path, arrays, {"params": params})
+    art = artifacts.load_model(tmp_path, version)
+    assert art.manifest["models"] == ["explicit", "ranking", "ease"]
+    np.testing.assert_array_equal(art.ease_B, arrays["ease_B"])
+    np.testing.assert_array_equal(art.ease_items, arrays["ease_items"])
+    bad = dict(arrays, ease_B=arrays["ease_B"][:, :-1])
+    with pytest.raises(artifacts.ArtifactError, match="ease_B"):
+        artifacts.validate_arrays(bad)
+    with pytest.raises(artifacts.ArtifactError, match="both"):
+        artifacts.validate_arrays({k: v for k, v in arrays.items() if k != "ease_items"})
+    diag = arrays["ease_B"].copy()
+    diag[0, 0] = 0.5
+    with pytest.raises(artifacts.ArtifactError, match="diagonal"):
+        artifacts.validate_arrays(dict(arrays, ease_B=diag))
+
+
+def test_ease_without_ranking_factors_orders_by_rating_when_no_star_is_known() -> None:
+    _, inter, *_, arrays, params = _toy()
+    plain = {k: v for k, v in arrays.items() if k not in ("rank_X", "rank_Y")}
+    only_ease = build_serving_model(version="v2", manifest={"params": params}, arrays=plain)
+    assert only_ease.has_ranking and only_ease.Y is None
+    rated = _user_ratings(only_ease, inter, 3)
+    unknown = UserRatings(rated.movie_ids, np.full(len(rated), np.nan, np.float32))
+    user = service.resolve_user(only_ease, int(only_ease.users.ids[3]), unknown).vectors
+    assert user is not None
+    scores, predicted, order = service._scores(only_ease, user, "ranking")
+    assert order == "rating" and np.array_equal(scores, predicted)
+    known = service.resolve_user(only_ease, int(only_ease.users.ids[3]), rated).vectors
+    assert known is not None
+    scores, predicted, order = service._scores(only_ease, known, "ranking")
+    assert order == "ranking"
+    want = ease.blend_ranking(None, known.ease_scores, predicted, only_ease.blend)
+    np.testing.assert_allclose(scores, want, atol=1e-4)
