@@ -812,6 +812,45 @@ class StepResult:
     implicit_error: tuple[float, float] = (0.0, 0.0)
 
 
+def solve_planned_step(
+    explicit_plan: BlockPlan | None,
+    implicit_plan: BlockPlan | None,
+    explicit: ExplicitStep | None,
+    implicit: ImplicitStep | None,
+    errors: bool,
+) -> StepResult:
+    """One side's half-step over planned blocks: the explicit model's rows (when both `explicit`
+    and its plan are given) and the ranking model's rows (likewise), with their error sums when
+    `errors`. Every engine's half-step ends here (local: the whole side; Spark: one block
+    against the factor rows it was shipped). Raises TrainingDivergedError's cause
+    (numpy.linalg.LinAlgError) on a singular system; the caller turns it into the error."""
+    out = StepResult()
+    if explicit is not None and explicit_plan is not None:
+        x, sse, sae = solve_explicit_planned(
+            explicit.fixed,
+            explicit_plan,
+            explicit.reg,
+            explicit.reg_scaled,
+            x0=explicit.current,
+            cg_steps=explicit.cg_steps,
+            fit_error=errors,
+        )
+        out.explicit, out.explicit_error = x, (sse, sae)
+    if implicit is not None and implicit_plan is not None:
+        x, sse, sae = solve_implicit_planned(
+            implicit.fixed,
+            implicit.gram,
+            implicit_plan,
+            implicit.alpha,
+            implicit.reg,
+            x0=implicit.current,
+            cg_steps=implicit.cg_steps,
+            fit_error=errors,
+        )
+        out.implicit, out.implicit_error = x, (sse, sae)
+    return out
+
+
 class HalfSteps(Protocol):
     """What an engine offers `fit_als`: its blocks of the ratings, solved one side at a time.
 
@@ -861,31 +900,9 @@ class LocalHalfSteps:
     def _solve(
         self, side: str, e: ExplicitStep | None, i: ImplicitStep | None, errors: bool
     ) -> StepResult:
-        out = StepResult()
-        if e is not None:
-            x, sse, sae = solve_explicit_planned(
-                e.fixed,
-                self._plans[(side, "exp")],
-                e.reg,
-                e.reg_scaled,
-                x0=e.current,
-                cg_steps=e.cg_steps,
-                fit_error=errors,
-            )
-            out.explicit, out.explicit_error = x, (sse, sae)
-        if i is not None:
-            x, sse, sae = solve_implicit_planned(
-                i.fixed,
-                i.gram,
-                self._plans[(side, "imp")],
-                i.alpha,
-                i.reg,
-                x0=i.current,
-                cg_steps=i.cg_steps,
-                fit_error=errors,
-            )
-            out.implicit, out.implicit_error = x, (sse, sae)
-        return out
+        return solve_planned_step(
+            self._plans.get((side, "exp")), self._plans.get((side, "imp")), e, i, errors
+        )
 
     def solve_items(
         self, explicit: ExplicitStep | None, implicit: ImplicitStep | None, errors: bool

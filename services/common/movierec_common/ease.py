@@ -123,6 +123,14 @@ def fit_ease(inter: Interactions, params: EaseParams = DEFAULT_EASE) -> EaseMode
     return EaseModel(b.astype(np.float32), items, params, time.perf_counter() - t0)
 
 
+def _positions(model: EaseModel, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(positions in `model.items` (n,), covered (n,) bool) of model item indices `idx`."""
+    pos = np.searchsorted(model.items, idx)
+    pos = np.minimum(pos, max(model.items.size - 1, 0))
+    hit = (model.items[pos] == idx) if model.items.size else np.zeros(idx.shape, bool)
+    return pos, hit
+
+
 def user_vector(
     model: EaseModel, item_idx: np.ndarray, ratings: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -130,9 +138,7 @@ def user_vector(
 
     `item_idx` are model item indices (no repeats), `ratings` their stars."""
     idx = np.asarray(item_idx, dtype=np.int64)
-    pos = np.searchsorted(model.items, idx)
-    pos = np.minimum(pos, max(model.items.size - 1, 0))
-    hit = (model.items[pos] == idx) if model.items.size else np.zeros(idx.shape, bool)
+    pos, hit = _positions(model, idx)
     x = like_signal(np.asarray(ratings)[hit], model.params)
     return pos[hit], x
 
@@ -229,9 +235,7 @@ def residual_signal(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(positions in B, d = r − μ − b_u − b_j) of one user's covered ratings (float64)."""
     idx = np.asarray(item_idx, dtype=np.int64)
-    pos = np.searchsorted(model.items, idx)
-    pos = np.minimum(pos, max(model.items.size - 1, 0))
-    hit = (model.items[pos] == idx) if model.items.size else np.zeros(idx.shape, bool)
+    pos, hit = _positions(model, idx)
     r = np.asarray(ratings, dtype=np.float64)[hit]
     d = r - mu - b_u - np.asarray(item_bias, dtype=np.float64)[idx[hit]]
     return pos[hit], d

@@ -298,33 +298,9 @@ def _solve(block: Resident, payload: dict, errors: bool) -> als.StepResult:
     from movierec_trainer.blas import cap_blas_threads
 
     cap_blas_threads()
-    e: als.ExplicitStep | None = payload["exp"]
-    i: als.ImplicitStep | None = payload["imp"]
-    out = als.StepResult()
-    if e is not None and block.explicit is not None:
-        x, sse, sae = als.solve_explicit_planned(
-            e.fixed,
-            block.explicit,
-            e.reg,
-            e.reg_scaled,
-            x0=e.current,
-            cg_steps=e.cg_steps,
-            fit_error=errors,
-        )
-        out.explicit, out.explicit_error = x, (sse, sae)
-    if i is not None and block.implicit is not None:
-        x, sse, sae = als.solve_implicit_planned(
-            i.fixed,
-            i.gram,
-            block.implicit,
-            i.alpha,
-            i.reg,
-            x0=i.current,
-            cg_steps=i.cg_steps,
-            fit_error=errors,
-        )
-        out.implicit, out.implicit_error = x, (sse, sae)
-    return out
+    return als.solve_planned_step(
+        block.explicit, block.implicit, payload["exp"], payload["imp"], errors
+    )
 
 
 def _half_step_task(token: str, side: str, errors: bool) -> Callable[[Iterator], Iterable]:
