@@ -406,10 +406,15 @@ def in_process(model_dir: Path, mongo_url: str, ratings, known: list[int], folds
         return service.recommend(model, catalog, u, rated_arrays[u], k=10, order=order)
 
     def known_recent() -> dict:
+        # What the server passes (recommender_api.rated): the model's rated list with its stars
+        # (they feed the EASE parts of the blend), NaN only for artifacts without stars.
         u = nk()
-        ids = np.union1d(model.rated_in_data(model.users.get(u)), np.empty(0, np.int64))
-        rated = UserRatings(ids, np.full(ids.shape, np.nan, np.float32))
-        return service.recommend(model, catalog, u, rated, k=10)
+        row = model.users.get(u)
+        ids = model.rated_in_data(row)
+        stars = model.stars_in_data(row)
+        if stars is None:
+            stars = np.full(ids.shape, np.nan, np.float32)
+        return service.recommend(model, catalog, u, UserRatings(ids, stars), k=10)
 
     def db_ids(uid: int | None = None) -> None:
         uid = nk() if uid is None else uid
