@@ -447,16 +447,19 @@ def _als_part(model: ServingModel, user: UserVectors) -> np.ndarray | None:
     return model.Y @ user.x_u
 
 
-def ranking_scores(model: ServingModel, user: UserVectors) -> np.ndarray:
+def ranking_scores(
+    model: ServingModel, user: UserVectors, predicted: np.ndarray | None = None
+) -> np.ndarray:
     """The served order for every movie (higher = list it first): the ranking model's x_u·y_i,
     or with EASE `ease.blend_ranking` of x_u·y_i, x_u·B and the predicted stars (the
-    combination `make bench-train` and the trainer's evaluation score)."""
+    combination `make bench-train` and the trainer's evaluation score). `predicted` is
+    `predicted_ratings(model, user)` when the caller has it already."""
     als_part = _als_part(model, user)
     if user.ease_scores is None:
         if als_part is None:
             raise ValueError("model has no ranking factors")
         return als_part
-    stars = predicted_ratings(model, user)
+    stars = predicted_ratings(model, user) if predicted is None else predicted
     return easelib.blend_ranking(als_part, user.ease_scores, stars, model.blend).astype(np.float32)
 
 
@@ -579,11 +582,13 @@ def explain_blend(
     rated_idx: np.ndarray,
     stars: np.ndarray,
     top: int = EXPLAIN_TOP,
+    predicted: np.ndarray | None = None,
 ) -> list[list[tuple[int, float]]]:
     """ "Because you rated …" for the blended order (`ranking_scores` with EASE): each part's
     exact per-rating split (ALS: `ranking_contributions`; EASE: `ease_contributions`; stars:
     `explicit_contributions` plus γ·d_uj·B_ji) weighted as the blend weights it, w / σ of that
-    part's scores over the movies, so the shares follow what moved the served score."""
+    part's scores over the movies, so the shares follow what moved the served score.
+    `predicted` is `predicted_ratings(model, user)` when the caller has it already."""
     if rated_idx.size == 0 or targets.size == 0 or user.ease_scores is None:
         return explain_ranking(model, targets, rated_idx, stars, top)
     b = model.blend
@@ -596,11 +601,13 @@ def explain_blend(
     if b.ease:
         total += (b.ease / (float(np.std(user.ease_scores)) or 1.0)) * ease_c
     if b.stars:
-        sd = float(np.std(predicted_ratings(model, user))) or 1.0
+        if predicted is None:
+            predicted = predicted_ratings(model, user)
+        sd = float(np.std(predicted)) or 1.0
         star_c = explicit_contributions(model, user, targets, rated_idx, stars)
         if b.rating and model.ease is not None:
             star_c = star_c + b.rating * _ease_residual_contributions(
-                model, user, targets, rated_idx, stars
+                model, user, rated_idx, stars, ease_c
             )
         total += (b.stars / sd) * star_c
     # "Because you rated" names movies the user liked: a disliked film's part (pushing away
@@ -614,15 +621,15 @@ def explain_blend(
 def _ease_residual_contributions(
     model: ServingModel,
     user: UserVectors,
-    targets: np.ndarray,
     rated_idx: np.ndarray,
     stars: np.ndarray,
+    base: np.ndarray,
 ) -> np.ndarray:
-    """(n_t, n_r) d_uj·B_ji: the rating correction's split over the rated movies."""
+    """(n_t, n_r) d_uj·B_ji: the rating correction's split over the rated movies, from `base`
+    = `ease_contributions(model, targets, rated_idx, stars)` (x_uj·B_ji) divided back by x_uj."""
     assert model.ease is not None
     like = easelib.like_signal(np.asarray(stars), model.ease.params).astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        base = ease_contributions(model, targets, rated_idx, stars)
         per_b = np.where(like != 0, base / np.where(like != 0, like, 1.0)[None, :], 0.0)
     d = (
         np.asarray(stars, np.float64)

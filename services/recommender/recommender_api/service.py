@@ -83,7 +83,7 @@ def _scores(
     predicted = ranking.predicted_ratings(model, user)
     can_rank = (model.Y is not None and user.x_u is not None) or user.ease_scores is not None
     if order == "ranking" and model.has_ranking and can_rank:
-        return ranking.ranking_scores(model, user), predicted, "ranking"
+        return ranking.ranking_scores(model, user, predicted), predicted, "ranking"
     return predicted, predicted, "rating"
 
 
@@ -111,13 +111,15 @@ def _because(
     order_used: str,
     best: np.ndarray,
     rows: tuple[np.ndarray, np.ndarray] | None,
+    predicted: np.ndarray,
 ) -> list[list[dict[str, Any]]]:
-    """ "Because you rated …" for every listed movie, from the model that ordered the list."""
+    """ "Because you rated …" for every listed movie, from the model that ordered the list
+    (`predicted`: the user's predicted stars over every movie, as `_scores` computed them)."""
     if rows is None or best.size == 0:
         return [[] for _ in range(int(best.size))]
     idx, stars = rows
     if order_used == "ranking" and user.ease_scores is not None:
-        parts = ranking.explain_blend(model, user, best, idx, stars)
+        parts = ranking.explain_blend(model, user, best, idx, stars, predicted=predicted)
     elif order_used == "ranking":
         parts = ranking.explain_ranking(model, best, idx, stars)
     else:
@@ -212,7 +214,7 @@ def recommend(
     best = ranking.top_k(scores, k, exclude=excl_idx, allowed=_allowed(model, catalog, genre))
     items = _items(model, catalog, best, scores, predicted, resolved.strategy)
     rows = _rated_rows(model, user_id, resolved, rated)
-    because = _because(model, catalog, resolved.vectors, order_used, best, rows)
+    because = _because(model, catalog, resolved.vectors, order_used, best, rows, predicted)
     for item, reasons in zip(items, because, strict=True):
         item["because"] = reasons
     return {**base, "order": order_used, "items": items}
