@@ -7,6 +7,23 @@ from movierec_common import als
 from recommender_api.ranking import ServingModel, build_serving_model
 
 
+def explicit_arrays(
+    em: als.ExplicitModel, inter: als.Interactions, uids: np.ndarray, iids: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The artifact arrays of an explicit fit (artifacts.REQUIRED_KEYS): factors, biases, μ,
+    the id maps `als.index_ratings` returned and each movie's rating count."""
+    return {
+        "P": em.P,
+        "Q": em.Q,
+        "user_bias": em.user_bias,
+        "item_bias": em.item_bias,
+        "global_mean": np.asarray(em.mu),
+        "user_ids": uids,
+        "item_ids": iids,
+        "item_counts": np.bincount(inter.item_idx, minlength=inter.n_items),
+    }
+
+
 def toy_model(
     ranking_factors: bool = True, min_ratings: int = 0
 ) -> tuple[ServingModel, als.Interactions, als.ExplicitModel, als.ImplicitModel | None]:
@@ -26,16 +43,7 @@ def toy_model(
     ep = als.ExplicitParams(rank=k, reg=0.1, iterations=8)
     ip = als.ImplicitParams(rank=k, reg=1.0, alpha=2.0, iterations=8)
     em = als.fit_explicit(inter, ep)
-    arrays = {
-        "P": em.P,
-        "Q": em.Q,
-        "user_bias": em.user_bias,
-        "item_bias": em.item_bias,
-        "global_mean": np.asarray(em.mu),
-        "user_ids": uids,
-        "item_ids": iids,
-        "item_counts": np.bincount(inter.item_idx, minlength=inter.n_items),
-    }
+    arrays = explicit_arrays(em, inter, uids, iids)
     params = {"explicit": ep.to_dict(), "ranking": None}
     im = None
     if ranking_factors:

@@ -11,6 +11,8 @@ from recommender_api import ranking, service
 from recommender_api.ranking import build_serving_model
 from recommender_api.repository import UserRatings
 
+from tests.support.toy_model import explicit_arrays
+
 
 def _toy(tmp_path: Path | None = None):
     rng = np.random.default_rng(4)
@@ -30,14 +32,7 @@ def _toy(tmp_path: Path | None = None):
     im = als.fit_implicit(inter, ip)
     xm = ease.fit_ease(inter, xp)
     arrays = {
-        "P": em.P,
-        "Q": em.Q,
-        "user_bias": em.user_bias,
-        "item_bias": em.item_bias,
-        "global_mean": np.asarray(em.mu),
-        "user_ids": uids,
-        "item_ids": iids,
-        "item_counts": np.bincount(inter.item_idx, minlength=inter.n_items),
+        **explicit_arrays(em, inter, uids, iids),
         "rank_X": im.X,
         "rank_Y": im.Y,
         "ease_B": xm.B,

@@ -10,6 +10,8 @@ import numpy as np
 from movierec_common import als, artifacts
 from recommender_api.model_store import ModelStore, load_serving_model
 
+from tests.support.toy_model import explicit_arrays
+
 
 def _publish(model_dir: Path, seed: int, ranking: bool = True) -> str:
     rng = np.random.default_rng(seed)
@@ -21,16 +23,7 @@ def _publish(model_dir: Path, seed: int, ranking: bool = True) -> str:
     ep = als.ExplicitParams(rank=3, iterations=3)
     ip = als.ImplicitParams(rank=3, reg=1.0, iterations=3)
     em, im = als.fit_als(als.LocalHalfSteps(inter), inter, ep, ip if ranking else None)
-    arrays = {
-        "P": em.P,
-        "Q": em.Q,
-        "user_bias": em.user_bias,
-        "item_bias": em.item_bias,
-        "global_mean": np.asarray(em.mu),
-        "user_ids": uids,
-        "item_ids": iids,
-        "item_counts": np.bincount(inter.item_idx, minlength=inter.n_items),
-    }
+    arrays = explicit_arrays(em, inter, uids, iids)
     if im is not None:
         arrays |= {"rank_X": im.X, "rank_Y": im.Y}
     manifest = {
