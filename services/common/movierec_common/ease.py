@@ -214,15 +214,36 @@ def blend_ranking(
 ) -> np.ndarray:
     """The served order's score (…, n_items) float64 from whichever parts exist (None = that
     model is absent, its weight dropped); standardised along the last axis."""
+    return blend_with_scales(als_scores, ease_scores, stars, params)[0]
+
+
+def blend_with_scales(
+    als_scores: np.ndarray | None,
+    ease_scores: np.ndarray | None,
+    stars: np.ndarray | None,
+    params: BlendParams = DEFAULT_BLEND,
+) -> tuple[np.ndarray, tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]]:
+    """`blend_ranking` and, per part (ALS, EASE, stars), the factor w/σ (…, 1) its raw scores
+    enter the blend with (None where the part is absent or weighted 0): an exact split of a
+    part's raw score, times that factor, is its split of the blended score (the serving
+    explanation uses them rather than recomputing each part and its spread). Raises
+    ValueError when no part is left."""
     out: np.ndarray | None = None
+    scales: list[np.ndarray | None] = []
     for w, s in ((params.als, als_scores), (params.ease, ease_scores), (params.stars, stars)):
         if s is None or w == 0:
+            scales.append(None)
             continue
-        part = w * standardize(s)
+        x = np.asarray(s, dtype=np.float64)
+        mu = x.mean(axis=-1, keepdims=True)
+        sd = x.std(axis=-1, keepdims=True)
+        scale = w / np.where(sd > 0, sd, 1.0)
+        part = (x - mu) * scale
         out = part if out is None else out + part
+        scales.append(scale)
     if out is None:
         raise ValueError("nothing to blend")
-    return out
+    return out, (scales[0], scales[1], scales[2])
 
 
 def residual_signal(

@@ -447,6 +447,17 @@ def _als_part(model: ServingModel, user: UserVectors) -> np.ndarray | None:
     return model.Y @ user.x_u
 
 
+@dataclass(frozen=True)
+class PartScales:
+    """For one user's blended order: the factor w/σ each part's raw scores (x_u·y_i, x_u·B,
+    predicted stars) enter the blend with, None where the part is absent or weighted 0
+    (`ease.blend_with_scales`). The explanation multiplies each part's exact split by it."""
+
+    als: float | None
+    ease: float | None
+    stars: float | None
+
+
 def ranking_scores(
     model: ServingModel, user: UserVectors, predicted: np.ndarray | None = None
 ) -> np.ndarray:
@@ -454,13 +465,24 @@ def ranking_scores(
     or with EASE `ease.blend_ranking` of x_u·y_i, x_u·B and the predicted stars (the
     combination `make bench-train` and the trainer's evaluation score). `predicted` is
     `predicted_ratings(model, user)` when the caller has it already."""
+    return blended_scores(model, user, predicted)[0]
+
+
+def blended_scores(
+    model: ServingModel, user: UserVectors, predicted: np.ndarray | None = None
+) -> tuple[np.ndarray, PartScales | None]:
+    """(`ranking_scores` (n_items,) float32, the blend's `PartScales`, None without EASE).
+    Each part is computed once here; `explain_blend` takes the scales instead of recomputing
+    the parts. Raises ValueError when the model has neither ranking factors nor EASE."""
     als_part = _als_part(model, user)
     if user.ease_scores is None:
         if als_part is None:
             raise ValueError("model has no ranking factors")
-        return als_part
+        return als_part, None
     stars = predicted_ratings(model, user) if predicted is None else predicted
-    return easelib.blend_ranking(als_part, user.ease_scores, stars, model.blend).astype(np.float32)
+    scores, scales = easelib.blend_with_scales(als_part, user.ease_scores, stars, model.blend)
+    als_s, ease_s, stars_s = (None if x is None else float(x[0]) for x in scales)
+    return scores.astype(np.float32), PartScales(als_s, ease_s, stars_s)
 
 
 def clip_rating(values: np.ndarray | float) -> np.ndarray:
@@ -583,33 +605,32 @@ def explain_blend(
     stars: np.ndarray,
     top: int = EXPLAIN_TOP,
     predicted: np.ndarray | None = None,
+    scales: PartScales | None = None,
 ) -> list[list[tuple[int, float]]]:
     """ "Because you rated …" for the blended order (`ranking_scores` with EASE): each part's
     exact per-rating split (ALS: `ranking_contributions`; EASE: `ease_contributions`; stars:
     `explicit_contributions` plus γ·d_uj·B_ji) weighted as the blend weights it, w / σ of that
     part's scores over the movies, so the shares follow what moved the served score.
-    `predicted` is `predicted_ratings(model, user)` when the caller has it already."""
+    `predicted` is `predicted_ratings(model, user)` and `scales` the `blended_scores` scales
+    when the caller has them already (computed here otherwise)."""
     if rated_idx.size == 0 or targets.size == 0 or user.ease_scores is None:
         return explain_ranking(model, targets, rated_idx, stars, top)
-    b = model.blend
+    if scales is None:
+        _, scales = blended_scores(model, user, predicted)
+    assert scales is not None
     total = np.zeros((targets.size, rated_idx.size), dtype=np.float64)
-    als_part = _als_part(model, user)
-    if als_part is not None and b.als:
-        sd = float(np.std(als_part)) or 1.0
-        total += (b.als / sd) * ranking_contributions(model, targets, rated_idx, stars)
+    if scales.als is not None:
+        total += scales.als * ranking_contributions(model, targets, rated_idx, stars)
     ease_c = ease_contributions(model, targets, rated_idx, stars)
-    if b.ease:
-        total += (b.ease / (float(np.std(user.ease_scores)) or 1.0)) * ease_c
-    if b.stars:
-        if predicted is None:
-            predicted = predicted_ratings(model, user)
-        sd = float(np.std(predicted)) or 1.0
+    if scales.ease is not None:
+        total += scales.ease * ease_c
+    if scales.stars is not None:
         star_c = explicit_contributions(model, user, targets, rated_idx, stars)
-        if b.rating and model.ease is not None:
-            star_c = star_c + b.rating * _ease_residual_contributions(
+        if model.blend.rating and model.ease is not None:
+            star_c = star_c + model.blend.rating * _ease_residual_contributions(
                 model, user, rated_idx, stars, ease_c
             )
-        total += (b.stars / sd) * star_c
+        total += scales.stars * star_c
     # "Because you rated" names movies the user liked: a disliked film's part (pushing away
     # from its neighbours) can be positive for a far-away movie, but it is no reason to watch.
     liked = easelib.like_signal(np.asarray(stars), model.ease.params) > 0 if model.ease else None
@@ -649,11 +670,18 @@ def ranking_contributions(
     signal = als.implicit_signal(np.asarray(stars, np.float32), params.negative_at)
     c = 1.0 + params.alpha * np.abs(signal)
     cp = np.where(signal > 0, c, 0.0)
-    y_r = model.Y64[rated_idx]  # (n_r, k)
+    assert model.Y is not None
+    # The rank-k update Σ_j (c_j − 1) y_j y_jᵀ is O(n_r·k²), most of a heavy rater's cost:
+    # formed in float32 (the factors' own precision) over the ratings with c_j ≠ 1 only, then
+    # added to the float64 Gram matrix for the solve.
+    y_r = model.Y[rated_idx]  # (n_r, k) float32
     k = y_r.shape[1]
-    w = model.gram + (y_r * (c - 1.0)[:, None]).T @ y_r + params.reg * np.eye(k)
-    left = np.linalg.solve(w, model.Y64[targets].T).T  # (n_t, k) = (W⁻¹ y_i)ᵀ
-    return (left @ y_r.T) * cp[None, :]
+    moved = np.flatnonzero(c != 1.0)
+    y_m = y_r[moved]
+    update = (y_m * (c[moved] - 1.0).astype(np.float32)[:, None]).T @ y_m
+    w = model.gram + update.astype(np.float64) + params.reg * np.eye(k)
+    left = np.linalg.solve(w, model.Y64[targets].T).T.astype(np.float32)  # (n_t, k)
+    return (left @ y_r.T).astype(np.float64) * cp[None, :]
 
 
 def _top_contributions(

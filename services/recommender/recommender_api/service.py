@@ -76,15 +76,25 @@ def _base(
     }
 
 
-def _scores(
-    model: ServingModel, user: UserVectors, order: OrderRequest
-) -> tuple[np.ndarray, np.ndarray, str]:
-    """(order-by scores, predicted ratings, order used): ranking model when asked and present."""
+@dataclass(frozen=True)
+class Scored:
+    """One user's scores over every movie: the order-by scores, the predicted stars, which
+    order was used, and the blend's part scales (for the explanation; None unblended)."""
+
+    scores: np.ndarray
+    predicted: np.ndarray
+    order: Literal["ranking", "rating"]
+    scales: ranking.PartScales | None = None
+
+
+def _scores(model: ServingModel, user: UserVectors, order: OrderRequest) -> Scored:
+    """The ranking model's order when asked and present, else the predicted stars'."""
     predicted = ranking.predicted_ratings(model, user)
     can_rank = (model.Y is not None and user.x_u is not None) or user.ease_scores is not None
     if order == "ranking" and model.has_ranking and can_rank:
-        return ranking.ranking_scores(model, user, predicted), predicted, "ranking"
-    return predicted, predicted, "rating"
+        scores, scales = ranking.blended_scores(model, user, predicted)
+        return Scored(scores, predicted, "ranking", scales)
+    return Scored(predicted, predicted, "rating")
 
 
 def _rated_rows(
@@ -108,19 +118,20 @@ def _because(
     model: ServingModel,
     catalog: MovieCatalog,
     user: UserVectors,
-    order_used: str,
+    scored: Scored,
     best: np.ndarray,
     rows: tuple[np.ndarray, np.ndarray] | None,
-    predicted: np.ndarray,
 ) -> list[list[dict[str, Any]]]:
     """ "Because you rated …" for every listed movie, from the model that ordered the list
-    (`predicted`: the user's predicted stars over every movie, as `_scores` computed them)."""
+    (`scored`: what `_scores` computed for this user, reused rather than recomputed)."""
     if rows is None or best.size == 0:
         return [[] for _ in range(int(best.size))]
     idx, stars = rows
-    if order_used == "ranking" and user.ease_scores is not None:
-        parts = ranking.explain_blend(model, user, best, idx, stars, predicted=predicted)
-    elif order_used == "ranking":
+    if scored.order == "ranking" and user.ease_scores is not None:
+        parts = ranking.explain_blend(
+            model, user, best, idx, stars, predicted=scored.predicted, scales=scored.scales
+        )
+    elif scored.order == "ranking":
         parts = ranking.explain_ranking(model, best, idx, stars)
     else:
         parts = ranking.explain_explicit(model, user, best, idx, stars)
@@ -209,15 +220,16 @@ def recommend(
         items = _popular(model, catalog, k, genre, excluded_ids)
         return {**base, "order": "popularity", "items": items}
     assert model is not None
-    scores, predicted, order_used = _scores(model, resolved.vectors, order)
+    scored = _scores(model, resolved.vectors, order)
     excl_idx, _ = model.items.take(excluded_ids)
-    best = ranking.top_k(scores, k, exclude=excl_idx, allowed=_allowed(model, catalog, genre))
-    items = _items(model, catalog, best, scores, predicted, resolved.strategy)
+    allowed = _allowed(model, catalog, genre)
+    best = ranking.top_k(scored.scores, k, exclude=excl_idx, allowed=allowed)
+    items = _items(model, catalog, best, scored.scores, scored.predicted, resolved.strategy)
     rows = _rated_rows(model, user_id, resolved, rated)
-    because = _because(model, catalog, resolved.vectors, order_used, best, rows, predicted)
+    because = _because(model, catalog, resolved.vectors, scored, best, rows)
     for item, reasons in zip(items, because, strict=True):
         item["because"] = reasons
-    return {**base, "order": order_used, "items": items}
+    return {**base, "order": scored.order, "items": items}
 
 
 def _popular(

@@ -136,3 +136,16 @@ def test_blend_is_scale_free_and_skips_missing_parts() -> None:
     )
     with pytest.raises(ValueError, match="nothing to blend"):
         ease.blend_ranking(None, None, None, p)
+
+
+def test_blend_scales_turn_each_parts_raw_differences_into_blend_differences() -> None:
+    rng = np.random.default_rng(3)
+    a, e, s = rng.random((2, 40)), rng.random((2, 40)), rng.random((2, 40))
+    p = ease.BlendParams(als=0.7, ease=0.0, stars=0.5)
+    blended, (sa, se, ss) = ease.blend_with_scales(a, e, s, p)
+    assert se is None and sa is not None and ss is not None
+    np.testing.assert_allclose(blended, ease.blend_ranking(a, e, s, p))
+    # blended_i − blended_j = Σ_part scale · (raw_i − raw_j), per user (row)
+    want = sa * (a - a[:, :1]) + ss * (s - s[:, :1])
+    np.testing.assert_allclose(blended - blended[:, :1], want, atol=1e-12)
+    np.testing.assert_allclose(sa[:, 0], 0.7 / a.std(axis=1))

@@ -115,6 +115,13 @@ def test_ease_contributions_sum_to_the_score_and_reasons_are_liked_movies() -> N
     v = service.resolve_user(model, int(model.users.ids[u]), _user_ratings(model, inter, u))
     assert v.vectors is not None
     parts = ranking.explain_blend(model, v.vectors, targets, idx, r)
+    # what the recommender passes (the scales and stars it ranked with) gives the same reasons
+    _, scales = ranking.blended_scores(model, v.vectors)
+    predicted = ranking.predicted_ratings(model, v.vectors)
+    assert (
+        ranking.explain_blend(model, v.vectors, targets, idx, r, predicted=predicted, scales=scales)
+        == parts
+    )
     liked = set(idx[r > xm.params.negative_at].tolist())
     assert any(parts)
     for reasons in parts:
@@ -150,11 +157,11 @@ def test_ease_without_ranking_factors_orders_by_rating_when_no_star_is_known() -
     unknown = UserRatings(rated.movie_ids, np.full(len(rated), np.nan, np.float32))
     user = service.resolve_user(only_ease, int(only_ease.users.ids[3]), unknown).vectors
     assert user is not None
-    scores, predicted, order = service._scores(only_ease, user, "ranking")
-    assert order == "rating" and np.array_equal(scores, predicted)
+    scored = service._scores(only_ease, user, "ranking")
+    assert scored.order == "rating" and np.array_equal(scored.scores, scored.predicted)
     known = service.resolve_user(only_ease, int(only_ease.users.ids[3]), rated).vectors
     assert known is not None
-    scores, predicted, order = service._scores(only_ease, known, "ranking")
-    assert order == "ranking"
-    want = ease.blend_ranking(None, known.ease_scores, predicted, only_ease.blend)
-    np.testing.assert_allclose(scores, want, atol=1e-4)
+    scored = service._scores(only_ease, known, "ranking")
+    assert scored.order == "ranking"
+    want = ease.blend_ranking(None, known.ease_scores, scored.predicted, only_ease.blend)
+    np.testing.assert_allclose(scored.scores, want, atol=1e-4)
