@@ -349,8 +349,11 @@ def ease_vectors(
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(x_u·B, d_u·B) over every movie (float32 (n_items,) each) from one user's ratings (row
     indices, stars), or (None, None) without EASE. Fold-in and trained users alike: EASE has
-    no user parameters. One product with the gathered rows of B for a light rater, with all
-    of B (a dense m-vector) for a heavy one, whichever moves fewer bytes."""
+    no user parameters. Products with the gathered rows of B, or with all of B (dense
+    m-vectors) for a user who rated most covered movies, whichever moves fewer bytes. Two
+    matrix-vector products, not one (2, n)·B product: OpenBLAS runs the latter as a matrix
+    product at about half the memory rate (measured: 5.8 ms against 3.7 ms over a 3,650²
+    B), and these products are bound by reading B."""
     e = model.ease
     if e is None:
         return None, None
@@ -359,15 +362,19 @@ def ease_vectors(
     both = np.zeros((2, model.n_items), dtype=np.float32)
     m = e.items.size
     if pos.size or pos_d.size:
-        if max(pos.size, pos_d.size) * 4 <= m:
-            # user_vector and residual_signal pick the same covered ratings, in order
-            rows = np.vstack([x, d.astype(np.float32)])
-            both[:, e.items] = rows @ e.B[pos]
+        if max(pos.size, pos_d.size) * 4 <= m * 3:
+            # Gathering a row and reading it costs ~1.3× reading it in place (measured), so
+            # the gather wins until ~3/4 of B's rows are needed. user_vector and
+            # residual_signal pick the same covered ratings, in order.
+            rows = e.B[pos]
+            both[0, e.items] = x @ rows
+            both[1, e.items] = d.astype(np.float32) @ rows
         else:
             dense = np.zeros((2, m), dtype=np.float32)
             dense[0, pos] = x
             dense[1, pos_d] = d
-            both[:, e.items] = dense @ e.B
+            both[0, e.items] = dense[0] @ e.B
+            both[1, e.items] = dense[1] @ e.B
     return both[0], both[1]
 
 
@@ -691,8 +698,13 @@ def _top_contributions(
     row's positive total), largest first."""
     out: list[list[tuple[int, float]]] = []
     for row in contrib:
-        best = np.argsort(-row, kind="stable")[:top]
-        best = best[row[best] > 0]
+        positive = np.flatnonzero(row > 0)
+        if positive.size > top:
+            # O(n_r) instead of a full sort (a 2,700-rating user's rows): everything at or
+            # above the top-th value, then the stable order (ties to the lower rated index)
+            kth = row[positive[np.argpartition(-row[positive], top - 1)[top - 1]]]
+            positive = positive[row[positive] >= kth]
+        best = positive[np.argsort(-row[positive], kind="stable")[:top]]
         total = float(row[row > 0].sum()) or 1.0
         out.append([(int(rated_idx[j]), float(row[j] / total)) for j in best])
     return out

@@ -165,3 +165,20 @@ def test_ease_without_ranking_factors_orders_by_rating_when_no_star_is_known() -
     assert scored.order == "ranking"
     want = ease.blend_ranking(None, known.ease_scores, scored.predicted, only_ease.blend)
     np.testing.assert_allclose(scored.scores, want, atol=1e-4)
+
+
+@pytest.mark.parametrize("n_rated", [2, 14], ids=["gathered rows of B", "all of B"])
+def test_both_product_paths_give_the_reference_ease_parts(n_rated: int) -> None:
+    """A light rater is scored through the gathered rows of B, one who rated nearly every
+    covered movie through all of B; both equal ease.score_items / rating_correction."""
+    model, *_, xm, _, _ = _toy()
+    assert model.ease is not None and xm.items.size == 15
+    rng = np.random.default_rng(n_rated)
+    idx = np.sort(rng.choice(15, n_rated, replace=False)).astype(np.int64)
+    stars = rng.choice(np.arange(1, 11) / 2, n_rated).astype(np.float32)
+    b_u = 0.3
+    scores, correction = ranking.ease_vectors(model, idx, stars, b_u)
+    assert scores is not None and correction is not None
+    np.testing.assert_allclose(scores, ease.score_items(xm, idx, stars, 15), atol=1e-5)
+    want = ease.rating_correction(xm, idx, stars, model.mu, b_u, model.item_bias64, 15)
+    np.testing.assert_allclose(correction, want, atol=1e-5)
