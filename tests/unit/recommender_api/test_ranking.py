@@ -23,6 +23,33 @@ def test_id_index_maps_found_ids_and_reports_missing_ones() -> None:
     assert idx.take([])[0].size == 0
 
 
+@pytest.mark.parametrize(
+    "ids",
+    [np.array([40, 10, 30, 20, 0]), np.array([5, -3, 10**12, 7])],
+    ids=["dense table", "binary search (negative, huge ids)"],
+)
+def test_id_index_paths_agree_with_a_dict(ids: np.ndarray) -> None:
+    idx = IdIndex(ids)
+    assert (idx._table is not None) == bool(ids.min() >= 0)
+    row_of = {int(v): i for i, v in enumerate(ids)}
+    rng = np.random.default_rng(1)
+    q = np.concatenate([ids, rng.integers(-50, 60, 200), [-1, 10**13, 41, 10**12 + 1]])
+    rows, found = idx.take(q)
+    assert found.tolist() == [int(v) in row_of for v in q]
+    assert rows.tolist() == [row_of[int(v)] for v in q if int(v) in row_of]
+    assert rows.dtype == np.int64
+
+
+def test_stable_argsort_rows_is_numpys_stable_sort_below_and_above_16_bits() -> None:
+    rng = np.random.default_rng(2)
+    for high in (40, 70_000, 5_000_000):
+        rows = rng.integers(0, high, 20_000)
+        np.testing.assert_array_equal(
+            ranking.stable_argsort_rows(rows), np.argsort(rows, kind="stable")
+        )
+    assert ranking.stable_argsort_rows(np.empty(0, np.int64)).size == 0
+
+
 def test_id_index_rejects_duplicates() -> None:
     with pytest.raises(ValueError):
         IdIndex(np.array([1, 2, 2]))
