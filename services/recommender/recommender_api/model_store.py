@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from movierec_common import artifacts
 from watchfiles import awatch
 
@@ -29,11 +30,18 @@ def load_serving_model(
     """Blocking: verify through the artifact reader, then precompute the serving form."""
     start = time.perf_counter()
     art = artifacts.load_model(model_dir, version)
-    arrays = art.arrays()
+    loaded_version, manifest, arrays = art.version, dict(art.manifest), art.arrays()
+    del art
+    # Per-user matrices are served in float32: converted before the build, their float64
+    # originals (at 25M ratings ~190 MB) are freed instead of held beside the conversions while
+    # the old version still serves (a hot reload holds both).
+    for key in ("P", "rank_X"):
+        if arrays.get(key) is not None:
+            arrays[key] = np.asarray(arrays[key], dtype=np.float32)
     elapsed = time.perf_counter() - start
     model = build_serving_model(
-        version=art.version,
-        manifest=dict(art.manifest),
+        version=loaded_version,
+        manifest=manifest,
         arrays=arrays,
         similar_factors=similar_factors,
         similar_min_ratings=similar_min_ratings,
@@ -41,7 +49,7 @@ def load_serving_model(
         load_seconds=0.0,
     )
     total = time.perf_counter() - start
-    log.debug("artifact read", extra={"version": art.version, "read_s": round(elapsed, 4)})
+    log.debug("artifact read", extra={"version": loaded_version, "read_s": round(elapsed, 4)})
     # frozen dataclass: the load time is only known once the object exists.
     object.__setattr__(model, "load_seconds", round(total, 4))
     return model

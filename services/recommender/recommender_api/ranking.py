@@ -301,7 +301,7 @@ def build_serving_model(
     if Y is not None and X is not None:
         Y64 = np.asarray(Y, dtype=np.float64)
         gram = Y64.T @ Y64
-        x_mean = np.asarray(X, dtype=np.float64).mean(axis=0)
+        x_mean = np.asarray(X).mean(axis=0, dtype=np.float64)  # no float64 copy of X
         implicit_params = _params_from(
             als.ImplicitParams, params.get("ranking"), als.DEFAULT_IMPLICIT
         )
