@@ -11,6 +11,8 @@ What runs (all real, nothing mocked):
      process: latency is measured from each request's *scheduled* start, so a slow server cannot
      hide queueing (no coordinated omission). Scenarios: known users (k=10), fold-in users
      (MovieLens users copied under new ids, so they are not in the model), similar movies.
+     Each row also gives the CPU time the API process and the embedded database spent per
+     request during the run (from their /proc counters): what a saturated row is bound by.
   5. In-process: the same work without HTTP or MongoDB (service.recommend on a loaded model), and
      the MongoDB read alone, so transport/database cost against compute is visible.
   6. Similar-movie factors: hit rate of co-rated held-out pairs (seeded 80/20 split; a pair is two
@@ -44,6 +46,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
 from movierec_common import als, artifacts
 from movierec_common.loader import load_dataset
 from pymongo import MongoClient
@@ -75,6 +78,27 @@ def emit(table: Table, title: str) -> None:
     report.append("|" + "---|" * len(cols))
     for row in zip(*[c._cells for c in table.columns], strict=True):
         report.append("| " + " | ".join(str(x) for x in row) + " |")
+
+
+WARMUP_REQUESTS = 50
+
+
+def cpu_seconds(proc: subprocess.Popen | None) -> float | None:
+    """User + system CPU seconds of a child and its descendants so far (None: not ours, or
+    gone). Read around a load run, it says which process the run's requests cost: the API's
+    own work against the database's, on a box where both share the cores."""
+    if proc is None:
+        return None
+    try:
+        root = psutil.Process(proc.pid)
+        total = 0.0
+        for p in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                total += t.user + t.system
+        return total
+    except psutil.Error:
+        return None
 
 
 def free_port() -> int:
@@ -257,7 +281,7 @@ async def open_loop(
             errors[str(status)] = errors.get(str(status), 0) + 1
         return status == 200
 
-    for p in paths[:50]:  # warm-up: connections and first-touch costs, not measured
+    for p in paths[:WARMUP_REQUESTS]:  # warm-up: connections and first-touch costs, not timed
         await request(p)
     start = time.perf_counter() + 0.1
 
@@ -586,9 +610,10 @@ def main() -> None:
         work = Path(tmp)
         with contextlib.ExitStack() as stack:
             mongo_url = args.mongo_url
+            mongo_proc: subprocess.Popen | None = None
             if mongo_url is None:
                 port = free_port()
-                stack.enter_context(child(
+                mongo_proc = stack.enter_context(child(
                     [str(BIN / "secantusd-py"), "--host", "127.0.0.1", "--port", str(port),
                      "--storage-path", str(work / "db"), "--standalone", "--log-level", "WARNING"],
                     {}, work / "secantus.log",
@@ -624,6 +649,7 @@ def main() -> None:
 
             if not args.skip_load:
                 bases = {}
+                procs: dict[str, subprocess.Popen] = {}
                 # "recent-off": the same server with impressions recording turned off, so the
                 # cost of recording is measured side by side in one run (issue 17).
                 for lookup in ("recent", "all", "recent-off"):
@@ -644,6 +670,7 @@ def main() -> None:
                         )
                     )
                     bases[lookup] = f"http://127.0.0.1:{port}"
+                    procs[lookup] = proc
                     wait_http(f"{bases[lookup]}/readyz", proc)
                 rng = np.random.default_rng(1)
                 sims = np.unique(ratings.movie_ids, return_counts=True)
@@ -668,13 +695,25 @@ def main() -> None:
                 )
                 for c in ("scenario", "offered", "req/s", "p50", "p90", "p99", "max", "errors",
                           "p50 target", "p99 target", "p50 / in-process compute",
+                          "API CPU ms/req", "DB CPU ms/req",
                           "load avg"):  # fmt: skip
                     t.add_column(c)
                 rates = [float(r) for r in args.rates.split(",")]
                 runs = [(r, name, *sc) for r in rates for name, sc in scenarios.items()]
                 for rate, name, lookup, paths in runs:
                     console.print(f"load: {name} at {rate:.0f} req/s …")
+                    cpu0 = (cpu_seconds(procs[lookup]), cpu_seconds(mongo_proc))
                     res = run_load_in_child(bases[lookup], paths, rate, args.duration)
+                    # per request, the un-timed warm-up requests included (they cost CPU too)
+                    sent = res["n"] + WARMUP_REQUESTS
+                    api_ms, db_ms = (
+                        "—" if a is None or b is None else f"{(b - a) * 1000 / sent:.2f}"
+                        for a, b in zip(
+                            cpu0,
+                            (cpu_seconds(procs[lookup]), cpu_seconds(mongo_proc)),
+                            strict=True,
+                        )
+                    )
                     kind = name.split(",")[0].removesuffix(" impressions off")
                     p50_t, p99_t = TARGETS[kind]
                     t.add_row(
@@ -689,6 +728,8 @@ def main() -> None:
                         f"{p50_t} ({res['p50'] / p50_t:.2f}×)" if p50_t else "—",
                         f"{p99_t} ({res['p99'] / p99_t:.2f}×)" if p99_t else "—",
                         f"{res['p50'] * 1000 / compute_us[kind]:.0f}×",
+                        api_ms,
+                        db_ms,
                         f"{res['load_avg']:.1f}",
                     )
                 if t.row_count:

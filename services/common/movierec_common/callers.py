@@ -171,14 +171,21 @@ def require_read(caller: Caller, user_id: int) -> Caller:
     return caller
 
 
-# FastAPI dependencies (both apps set `app.state.callers` at start-up).
+# FastAPI dependencies (both apps set `app.state.callers` at start-up). Every one is `async def`
+# although none awaits: FastAPI runs a plain `def` dependency in a worker thread, a thread hop
+# (and GIL hand-over) on every request for what is an attribute read.
 
 
-def get_resolver(request: Request) -> CallerResolver:
+def resolver_of(request: Request) -> CallerResolver:
+    """The app's CallerResolver; ApiError 503 `starting` before start-up has set it."""
     resolver = getattr(request.app.state, "callers", None)
     if resolver is None:
         raise ApiError(503, "starting", "the service is starting")
     return resolver
+
+
+async def get_resolver(request: Request) -> CallerResolver:
+    return resolver_of(request)
 
 
 Resolver = Annotated[CallerResolver, Depends(get_resolver)]

@@ -15,7 +15,9 @@ from movierec_common import callers
 from .state import AppState
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
+    """`async def` so FastAPI calls it on the event loop (a `def` dependency costs a thread hop
+    per request)."""
     return request.app.state.recs
 
 
@@ -29,4 +31,4 @@ require_privileged = callers.require_privileged
 async def peek_caller(request: Request) -> callers.Caller | None:
     """The caller for a route that does not declare credentials in OpenAPI (GET /model shows
     file paths to privileged callers only): like OptionalCaller, never an error."""
-    return await callers.get_resolver(request).optional(request)
+    return await callers.resolver_of(request).optional(request)

@@ -31,7 +31,7 @@ class AppState:
     accounts: AccountCheck
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     state = getattr(request.app.state, "catalog", None)
     if state is None:
         raise ApiError(503, "starting", "the service is starting")
@@ -62,7 +62,7 @@ class Paging:
         return max(1, -(-total // self.page_size))
 
 
-def paging(
+async def paging(
     page: Annotated[int, Query(ge=1, le=1_000_000, description="1-based page number")] = 1,
     page_size: Annotated[int, Query(ge=1, le=100, description="Items per page (≤ 100)")] = 20,
 ) -> Paging:
@@ -72,7 +72,7 @@ def paging(
 PageParams = Annotated[Paging, Depends(paging)]
 
 
-def reject_operator_keys(request: Request) -> None:
+async def reject_operator_keys(request: Request) -> None:
     """Query keys like `genre[$ne]` or `$where` are refused (422) instead of silently ignored, so
     a client probing for operator injection gets an unambiguous answer."""
     bad = [k for k in request.query_params if "$" in k or "[" in k or "]" in k]
