@@ -58,6 +58,15 @@ class Run:
         return "\n".join(self.text().splitlines()[-n:])
 
 
+def terminal_signals() -> None:
+    """In the child before exec: the signal dispositions a terminal's shell gives a job (all
+    default), whatever the test runner inherited. Under `nohup` (SIGHUP ignored) make would
+    keep SIGHUP ignored, as it should for a user who asked for that, and the SIGHUP case of
+    the supervision test would test nohup instead of make run."""
+    for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def start_make_run(env: dict[str, str], log: Path) -> Run:
     out = open(log, "wb")  # noqa: SIM115 - the child keeps writing after this returns
     proc = subprocess.Popen(
@@ -67,6 +76,7 @@ def start_make_run(env: dict[str, str], log: Path) -> Run:
         stdout=out,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group, like a shell's foreground job
+        preexec_fn=terminal_signals,
     )
     out.close()
     return Run(proc, log, time.monotonic())

@@ -29,6 +29,7 @@ from tests.e2e.test_make_run import (
     processes_mentioning,
     stack_env,  # noqa: F401 - fixture
     start_make_run,
+    terminal_signals,
     tree,
     wait_ready,
 )
@@ -41,6 +42,7 @@ def start_in_background(env: dict[str, str], log: Path) -> Run:
     """As `make run &` in a script: its own process group, SIGINT (and SIGQUIT) ignored."""
 
     def ignore_sigint() -> None:
+        terminal_signals()
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGQUIT, signal.SIG_IGN)
 
