@@ -123,8 +123,9 @@ def fit_ease(inter: Interactions, params: EaseParams = DEFAULT_EASE) -> EaseMode
     return EaseModel(b.astype(np.float32), items, params, time.perf_counter() - t0)
 
 
-def _positions(model: EaseModel, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(positions in `model.items` (n,), covered (n,) bool) of model item indices `idx`."""
+def covered_positions(model: EaseModel, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(positions in `model.items` (n,), covered (n,) bool) of model item indices `idx` (n,):
+    row/column j of B for each covered one; an uncovered one's position is meaningless."""
     pos = np.searchsorted(model.items, idx)
     pos = np.minimum(pos, max(model.items.size - 1, 0))
     hit = (model.items[pos] == idx) if model.items.size else np.zeros(idx.shape, bool)
@@ -138,7 +139,7 @@ def user_vector(
 
     `item_idx` are model item indices (no repeats), `ratings` their stars."""
     idx = np.asarray(item_idx, dtype=np.int64)
-    pos, hit = _positions(model, idx)
+    pos, hit = covered_positions(model, idx)
     x = like_signal(np.asarray(ratings)[hit], model.params)
     return pos[hit], x
 
@@ -169,12 +170,18 @@ def contributions(
     return model.items[pos], (x * model.B[pos, t]).astype(np.float32)
 
 
+def _mean_and_spread(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) along the last axis, keepdims; a zero std is returned as 1, so rows with
+    zero spread stay centred rather than divided by zero."""
+    sd = s.std(axis=-1, keepdims=True)
+    return s.mean(axis=-1, keepdims=True), np.where(sd > 0, sd, 1.0)
+
+
 def standardize(scores: np.ndarray) -> np.ndarray:
     """(s − mean)/std along the last axis (float64; rows with zero spread stay centred)."""
     s = np.asarray(scores, dtype=np.float64)
-    mu = s.mean(axis=-1, keepdims=True)
-    sd = s.std(axis=-1, keepdims=True)
-    return (s - mu) / np.where(sd > 0, sd, 1.0)
+    mu, sd = _mean_and_spread(s)
+    return (s - mu) / sd
 
 
 # --------------------------------------------------------------------------------------------
@@ -235,9 +242,8 @@ def blend_with_scales(
             scales.append(None)
             continue
         x = np.asarray(s, dtype=np.float64)
-        mu = x.mean(axis=-1, keepdims=True)
-        sd = x.std(axis=-1, keepdims=True)
-        scale = w / np.where(sd > 0, sd, 1.0)
+        mu, sd = _mean_and_spread(x)
+        scale = w / sd
         part = (x - mu) * scale
         out = part if out is None else out + part
         scales.append(scale)
@@ -256,7 +262,7 @@ def residual_signal(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(positions in B, d = r − μ − b_u − b_j) of one user's covered ratings (float64)."""
     idx = np.asarray(item_idx, dtype=np.int64)
-    pos, hit = _positions(model, idx)
+    pos, hit = covered_positions(model, idx)
     r = np.asarray(ratings, dtype=np.float64)[hit]
     d = r - mu - b_u - np.asarray(item_bias, dtype=np.float64)[idx[hit]]
     return pos[hit], d

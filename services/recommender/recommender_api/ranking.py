@@ -624,15 +624,12 @@ def ease_contributions(
     assert model.ease is not None
     e = model.ease
     out = np.zeros((targets.size, rated_idx.size), dtype=np.float64)
-    t_pos = np.searchsorted(e.items, targets)
-    t_pos_c = np.minimum(t_pos, max(e.items.size - 1, 0))
-    t_ok = (e.items[t_pos_c] == targets) if e.items.size else np.zeros(targets.shape, bool)
-    r_pos = np.minimum(np.searchsorted(e.items, rated_idx), max(e.items.size - 1, 0))
-    r_ok = (e.items[r_pos] == rated_idx) if e.items.size else np.zeros(rated_idx.shape, bool)
+    t_pos, t_ok = easelib.covered_positions(e, np.asarray(targets, np.int64))
+    r_pos, r_ok = easelib.covered_positions(e, np.asarray(rated_idx, np.int64))
     if not t_ok.any() or not r_ok.any():
         return out
     x = easelib.like_signal(np.asarray(stars)[r_ok], e.params).astype(np.float64)
-    sub = e.B[np.ix_(r_pos[r_ok], t_pos_c[t_ok])].astype(np.float64)  # (n_r', n_t')
+    sub = e.B[np.ix_(r_pos[r_ok], t_pos[t_ok])].astype(np.float64)  # (n_r', n_t')
     block = (sub * x[:, None]).T
     out[np.ix_(np.flatnonzero(t_ok), np.flatnonzero(r_ok))] = block
     return out
