@@ -705,7 +705,7 @@ def main() -> None:
                     cpu0 = (cpu_seconds(procs[lookup]), cpu_seconds(mongo_proc))
                     res = run_load_in_child(bases[lookup], paths, rate, args.duration)
                     # per request, the un-timed warm-up requests included (they cost CPU too)
-                    sent = res["n"] + WARMUP_REQUESTS
+                    sent = res["n"] + min(WARMUP_REQUESTS, len(paths))
                     api_ms, db_ms = (
                         "—" if a is None or b is None else f"{(b - a) * 1000 / sent:.2f}"
                         for a, b in zip(

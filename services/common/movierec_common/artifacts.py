@@ -524,9 +524,7 @@ def _load_version(root: Path, version: str) -> ModelArtifact:
                     arrays = {k: npz[k] for k in npz.files}
             except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
                 raise ArtifactError(f"{version}: {FACTORS} is not a valid npz: {exc}") from exc
-    except ArtifactError:
-        raise
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # ArtifactError (not a ValueError) passes through
         raise ArtifactError(f"{version}: cannot read artifact files: {exc}") from exc
     validate_arrays(arrays)
     models = manifest.get("models")
