@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 from movierec_common import data_model as model
+from movierec_common import movie_changes
 from movierec_common.loader import (
     Dataset,
     OnError,
@@ -146,6 +147,7 @@ def _movie_docs(
                 "tmdbId": link.tmdbId if link else None,
                 "tags": tags.get(mv.movieId, []),
                 **model.movie_stats(total, count, c, m),
+                **movie_changes.stamp(),
             }
         )
     return docs
@@ -177,7 +179,10 @@ async def sync_movie_tags(
         []
         if already_written
         else [
-            UpdateOne({"movieId": mid, "added_at": {"$exists": False}}, {"$set": {"tags": names}})
+            UpdateOne(
+                {"movieId": mid, "added_at": {"$exists": False}},
+                {"$set": {"tags": names, **movie_changes.stamp()}},
+            )
             for mid, names in sorted(tags.items())
         ]
     )
@@ -234,7 +239,9 @@ async def reconcile_stats(db: AsyncDatabase, prior_weight: float) -> tuple[int, 
             or have_pop is None
             or abs(have_pop - want["popularity_score"]) > 1e-9
         ):
-            ops.append(UpdateOne({"movieId": doc["movieId"]}, {"$set": want}))
+            ops.append(
+                UpdateOne({"movieId": doc["movieId"]}, {"$set": {**want, **movie_changes.stamp()}})
+            )
     # Small bulks: SecantusDB applies ~700 updates/s, and one 10k-update bulk can outlast the
     # driver's socket timeout on a loaded machine.
     for start in range(0, len(ops), 500):

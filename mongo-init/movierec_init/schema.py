@@ -12,6 +12,7 @@ from typing import Any
 
 import pymongo
 from movierec_common import data_model as model
+from movierec_common.movie_changes import CHANGE_STAMP
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
@@ -87,7 +88,7 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("genres", ASCENDING)], name="genres"),
         IndexModel([("popularity_score", DESCENDING)], name="popularity"),
         # The catalog's in-process movie cache asks "which stats changed since T?".
-        IndexModel([("stats_updated_at", ASCENDING)], name="stats_updated_at"),
+        IndexModel([(CHANGE_STAMP, ASCENDING)], name=CHANGE_STAMP),
         # The catalog's stats reconciler: "which movies have pending rating changes?".
         IndexModel([("stats_pending.at", ASCENDING)], name="stats_pending_at"),
     ],

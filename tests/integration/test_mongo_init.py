@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from argon2 import PasswordHasher
+from movierec_common.movie_changes import CHANGE_STAMP
 from movierec_common.movielens import load_movies, load_ratings
 from pymongo import MongoClient
 from pymongo.errors import WriteError
@@ -53,6 +54,8 @@ def test_counts_and_stats_match_the_csv(sync_db, movielens_dir: Path, movielens_
     ratings = load_ratings(movielens_dir / "ratings.csv")
     movies = load_movies(movielens_dir / "movies.csv")
     assert sync_db.movies.count_documents({}) == len(movies)
+    # every movie write stamps the movie, the import too (movierec_common.movie_changes)
+    assert sync_db.movies.count_documents({CHANGE_STAMP: {"$exists": False}}) == 0
     assert sync_db.ratings.count_documents({}) == len(ratings)
     n_users = len(np.unique(ratings.user_ids))
     assert sync_db.users.count_documents({"demo": True}) == n_users

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from movierec_common.movie_changes import FULL_RELOAD_SECONDS
 from movierec_common.settings import CommonSettings
 from pydantic import Field
 
@@ -44,7 +45,16 @@ class RecommenderSettings(CommonSettings):
         5.0, gt=0, description="Fallback check of CURRENT when file events are missed."
     )
     movies_refresh_seconds: float = Field(
-        60.0, gt=0, description="How often movie metadata and popularity are re-read."
+        5.0,
+        gt=0,
+        description="How often the movies changed since the last look (new movies, new stats) "
+        "are read (an indexed query on their change stamp, movierec_common.movie_changes).",
+    )
+    movies_full_reload_seconds: float = Field(
+        FULL_RELOAD_SECONDS,
+        gt=0,
+        description="How often all movie metadata is re-read, a safety net for documents "
+        "changed without the change stamp.",
     )
     cors_origins: list[str] = Field(default_factory=list, description="Allowed CORS origins.")
     # --- impressions and A/B experiments (issue 17) ---

@@ -52,7 +52,9 @@ def create_app(settings: RecommenderSettings | None = None) -> FastAPI:
         )
         store.on_swap.append(metrics.on_model)
         store.on_fail.append(lambda _v, _m: metrics.reloads.labels("refused").inc())
-        movies = MovieCache(repo, settings.movies_refresh_seconds)
+        movies = MovieCache(
+            repo, settings.movies_refresh_seconds, settings.movies_full_reload_seconds
+        )
         db = client[settings.mongo_db]
         impressions = ImpressionRecorder(
             db[IMPRESSIONS],

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from movierec_common import data_model
+from movierec_common.movie_changes import READ_BATCH
 from pymongo.asynchronous.database import AsyncDatabase
 
 
@@ -71,7 +72,11 @@ class Repository:
         )
         return _to_arrays(await cursor.to_list(None))
 
-    async def movies(self) -> list[dict[str, Any]]:
+    async def movies(self, changed: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Every movie's metadata, or only those matching `changed`
+        (`movie_changes.ChangeMark.changed_filter`), read in batches so the server answers other
+        queries between them."""
         fields = {"_id": 0, "movieId": 1, "title": 1, "year": 1, "genres": 1}
         fields |= {"rating_count": 1, "popularity_score": 1, "added_at": 1, "tags": 1}
-        return await self.db[data_model.MOVIES].find({}, fields).to_list(None)
+        cursor = self.db[data_model.MOVIES].find(changed or {}, fields, batch_size=READ_BATCH)
+        return await cursor.to_list(None)

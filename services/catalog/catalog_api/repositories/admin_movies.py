@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from movierec_common import data_model as model
+from movierec_common import movie_changes
 from pymongo import DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -65,7 +66,7 @@ class AdminMoviesRepo:
                 **model.movie_stats(0.0, 0, global_mean, self.weight),
                 "added_at": datetime.now(UTC),
                 "added_by": added_by,
-                "stats_updated_at": datetime.now(UTC),
+                **movie_changes.stamp(),
             }
             try:
                 await self.movies.insert_one(doc)

@@ -6,8 +6,8 @@ turn into multi-second queues. The catalog is ~10k small documents (a few MB), s
 loads it once and keeps it fresh:
 
 - a full load at start-up (and every `full_reload_seconds` as a safety net);
-- every `refresh_seconds`, an indexed range query for movies whose stats changed
-  (`stats_updated_at`, set by every rating write) since the last refresh, minus an overlap;
+- every `refresh_seconds`, an indexed range query for the movies changed since the last refresh
+  (`movierec_common.movie_changes`: the change stamp every movie write sets);
 - this process's own rating writes are applied at once.
 
 So lists may show another replica's new ratings up to `refresh_seconds` late. Movie detail and
@@ -22,10 +22,10 @@ import bisect
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from movierec_common import data_model as model
+from movierec_common.movie_changes import FULL_RELOAD_SECONDS, READ_BATCH, ChangeMark
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import PyMongoError
 
@@ -42,10 +42,8 @@ FIELDS = {
     "rating_count": 1,
     "rating_sum": 1,
     "title_tokens": 1,
-    "stats_updated_at": 1,
     "added_at": 1,
 }
-OVERLAP = timedelta(seconds=10)
 
 
 @dataclass
@@ -85,7 +83,7 @@ class MovieCache:
         movies: AsyncCollection,
         prior_weight: float,
         refresh_seconds: float,
-        full_reload_seconds: float = 600.0,
+        full_reload_seconds: float = FULL_RELOAD_SECONDS,
     ) -> None:
         self.movies = movies
         self.prior_weight = prior_weight
@@ -93,7 +91,7 @@ class MovieCache:
         self.full_reload_seconds = full_reload_seconds
         self.global_mean = 3.5
         self._entries: dict[int, _Entry] = {}
-        self._high_water: datetime | None = None
+        self._mark = ChangeMark()
         self._last_full = 0.0
         self._sorted: dict[str, list[_Entry]] = {}
         self._positions: dict[str, dict[int, int]] = {}
@@ -134,17 +132,13 @@ class MovieCache:
         self._token_ids = token_ids
         self._vocab = sorted(token_ids)
 
-    def _track(self, raw: dict[str, Any]) -> None:
-        ts = raw.get("stats_updated_at")
-        if ts is not None and (self._high_water is None or ts > self._high_water):
-            self._high_water = ts
-
     async def full_load(self, global_mean: float) -> None:
         self.global_mean = global_mean
         entries: dict[int, _Entry] = {}
-        async for raw in self.movies.find({}, FIELDS):
+        mark = ChangeMark.now()
+        async for raw in self.movies.find({}, FIELDS, batch_size=READ_BATCH):
             entries[int(raw["movieId"])] = self._entry(raw)
-            self._track(raw)
+        self._mark = mark
         self._entries = entries
         self._index_titles()
         self._last_full = time.monotonic()
@@ -157,15 +151,16 @@ class MovieCache:
         if not self.loaded or time.monotonic() - self._last_full > self.full_reload_seconds:
             await self.full_load(self.global_mean)
             return len(self._entries)
-        since = (self._high_water or datetime.now(UTC)) - OVERLAP
         n = 0
         new_movie = False
-        async for raw in self.movies.find({"stats_updated_at": {"$gte": since}}, FIELDS):
+        mark = ChangeMark.now()
+        changed = self._mark.changed_filter()
+        async for raw in self.movies.find(changed, FIELDS, batch_size=READ_BATCH):
             mid = int(raw["movieId"])
             new_movie |= mid not in self._entries
             self._entries[mid] = self._entry(raw)
-            self._track(raw)
             n += 1
+        self._mark = mark
         if new_movie:
             self._index_titles()
         if n:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from movierec_common import data_model as model
+from movierec_common import movie_changes
 from pymongo.asynchronous.database import AsyncDatabase
 
 from ..core.active_model import ActiveModelItems
@@ -165,8 +166,8 @@ class MoviesRepo:
         flt = {"movieId": movie_id}
         update: dict[str, Any] = {
             "$inc": {"rating_count": count_delta, "rating_sum": float(sum_delta)},
-            # Lets every process's movie cache pick up the change with an indexed query.
-            "$set": {"stats_updated_at": datetime.now(UTC)},
+            # Lets every process's movie snapshot pick up the change with an indexed query.
+            "$set": movie_changes.stamp(),
         }
         if op is not None:
             update["$pull"] = {"stats_pending": {"op": op}}
