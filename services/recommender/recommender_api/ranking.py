@@ -726,18 +726,26 @@ def _top_contributions(
     contrib: np.ndarray, rated_idx: np.ndarray, top: int
 ) -> list[list[tuple[int, float]]]:
     """Per row of (n_t, n_r) contributions: the `top` positive ones as (rated row, share of the
-    row's positive total), largest first."""
-    out: list[list[tuple[int, float]]] = []
-    for row in contrib:
-        positive = np.flatnonzero(row > 0)
-        if positive.size > top:
-            # O(n_r) instead of a full sort (a 2,700-rating user's rows): everything at or
-            # above the top-th value, then the stable order (ties to the lower rated index)
-            kth = row[positive[np.argpartition(-row[positive], top - 1)[top - 1]]]
-            positive = positive[row[positive] >= kth]
-        best = positive[np.argsort(-row[positive], kind="stable")[:top]]
-        total = float(row[row > 0].sum()) or 1.0
-        out.append([(int(rated_idx[j]), float(row[j] / total)) for j in best])
+    row's positive total), largest first, ties to the lower rated index. All rows at once, by
+    `top` passes of a row-wise argmax (which returns the first of equal values): O(top·n_r) per
+    row, where a partition or a sort of a 2,700-rating user's rows cost several times more."""
+    n_t, n_r = contrib.shape
+    work = np.where(contrib > 0, contrib, 0.0)
+    total = work.sum(axis=1)
+    total[total == 0] = 1.0
+    at = np.arange(n_t)
+    rated = np.asarray(rated_idx)
+    out: list[list[tuple[int, float]]] = [[] for _ in range(n_t)]
+    for _ in range(min(top, n_r)):
+        best = work.argmax(axis=1)
+        value = work[at, best]
+        work[at, best] = -1.0  # taken; the positives left are all larger
+        share = value / total
+        for r, j, v, s in zip(
+            at.tolist(), rated[best].tolist(), value.tolist(), share.tolist(), strict=True
+        ):
+            if v > 0:
+                out[r].append((int(j), s))
     return out
 
 

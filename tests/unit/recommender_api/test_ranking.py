@@ -339,3 +339,24 @@ def test_co_rating_neighbours_are_the_asymmetric_cosine_and_sampled_for_heavy_mo
     assert big.sum() >= 5
     np.testing.assert_allclose(heavy[big], exact[big], rtol=0.35)
     assert not np.allclose(heavy[big], exact[big])  # it did sample
+
+
+def test_top_contributions_are_the_largest_positive_shares_ties_to_the_lower_index() -> None:
+    """Against the definition (sort each row by value, then rated index), on rows with ties,
+    rows with fewer positives than asked, all-negative rows, and a 2,700-rating row."""
+    rng = np.random.default_rng(7)
+    shapes = [(int(rng.integers(0, 12)), int(rng.integers(1, 40))) for _ in range(500)]
+    for n_t, n_r in [*shapes, (10, 2700)]:
+        top = int(rng.integers(1, 5))
+        contrib = rng.normal(size=(n_t, n_r)).round(int(rng.integers(0, 3)))  # ties
+        if n_t and rng.random() < 0.2:
+            contrib[0] = -1.0
+        rated = rng.permutation(10_000)[:n_r]
+        got = ranking._top_contributions(contrib, rated, top)
+        assert len(got) == n_t
+        for row, reasons in zip(contrib, got, strict=True):
+            positive = [(-v, j) for j, v in enumerate(row) if v > 0]
+            total = sum(v for v in row if v > 0) or 1.0
+            want = [(int(rated[j]), -nv / total) for nv, j in sorted(positive)[:top]]
+            assert [j for j, _ in reasons] == [j for j, _ in want]
+            assert [s for _, s in reasons] == pytest.approx([s for _, s in want], rel=1e-12)
