@@ -64,7 +64,9 @@ AB = "impressions on/off"  # the interleaved side-by-side comparison (a --scenar
 API_KEY = "bench-recs-key-0123456789"
 DB = "movierec_bench"
 FOLD_IN_BASE = 9_000_000
-TARGETS = {"known": (5.0, 25.0), "fold-in": (None, 30.0), "similar": (None, None)}
+# (p50, p99) ms. Known user: p99 ≤ 15 ms at 200 req/s with the served models and impressions
+# recording on (issues 17 and 20; the first version's 25 ms was for rank 20 without EASE).
+TARGETS = {"known": (5.0, 15.0), "fold-in": (None, 30.0), "similar": (None, None)}
 
 console = Console()
 report: list[str] = []

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -106,12 +106,19 @@ async def insert_ignoring_duplicates(
     batch_size: int,
     progress: Progress | None = None,
     label: str = "",
+    fields_at_write: Callable[[], dict[str, Any]] | None = None,
 ) -> int:
-    """Unordered batched inserts; rows already present (unique-index hits) are left as they are."""
+    """Unordered batched inserts; rows already present (unique-index hits) are left as they are.
+    `fields_at_write()` (e.g. `movie_changes.stamp`) is added to each batch's documents just
+    before the batch is written."""
     task = progress.add_task(label, total=len(docs)) if progress is not None else None
     inserted = 0
     for start in range(0, len(docs), batch_size):
         batch = docs[start : start + batch_size]
+        if fields_at_write is not None:
+            extra = fields_at_write()
+            for d in batch:
+                d.update(extra)
         try:
             result = await coll.insert_many(batch, ordered=False)
             inserted += len(result.inserted_ids)
@@ -147,7 +154,6 @@ def _movie_docs(
                 "tmdbId": link.tmdbId if link else None,
                 "tags": tags.get(mv.movieId, []),
                 **model.movie_stats(total, count, c, m),
-                **movie_changes.stamp(),
             }
         )
     return docs
@@ -294,7 +300,7 @@ async def import_movielens(
     movie_docs = _movie_docs(ds, stats if fresh else {}, c, prior_weight)
     rating_docs = RatingDocs(ratings)
     movies_inserted = await insert_ignoring_duplicates(
-        db[model.MOVIES], movie_docs, batch_size, progress, "movies"
+        db[model.MOVIES], movie_docs, batch_size, progress, "movies", movie_changes.stamp
     )
     t0 = time.perf_counter()
     ratings_inserted = await insert_ignoring_duplicates(

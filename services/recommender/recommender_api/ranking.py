@@ -530,6 +530,9 @@ def clip_rating(values: np.ndarray | float) -> np.ndarray:
     return np.clip(values, RATING_MIN, RATING_MAX)
 
 
+ARGMAX_TOP_K = 24  # top_k by repeated argmax up to this k; argpartition above
+
+
 def top_k(
     scores: np.ndarray,
     k: int,
@@ -539,7 +542,8 @@ def top_k(
     """Indices of the k best scores, best first, never an excluded one, only allowed ones.
 
     `allowed` (indices) restricts the candidates (genre filter); `exclude` (indices) removes
-    rated and caller-excluded movies. argpartition keeps this O(n) plus O(k log k).
+    rated and caller-excluded movies. O(k·n) by repeated argmax for the usual small k,
+    argpartition (O(n) plus O(k log k)) for larger ones; the same result either way.
     """
     if allowed is not None:
         cand = np.asarray(allowed, dtype=np.int64)
@@ -551,10 +555,21 @@ def top_k(
         vals = scores.astype(np.float32, copy=True)
         if exclude is not None and exclude.size:
             vals[exclude] = -np.inf
-    n_ok = int(np.count_nonzero(np.isfinite(vals)))
+    finite = np.isfinite(vals)
+    n_ok = int(np.count_nonzero(finite))
     k = min(k, n_ok)
     if k <= 0:
         return np.empty(0, dtype=np.int64)
+    if k <= ARGMAX_TOP_K and vals.size > 4 * k:
+        # k passes of argmax (which returns the first of equal values), each taken one set to
+        # −inf: the first k of the stable sort, best first, in k·n SIMD comparisons, where
+        # argpartition took 0.54 ms over 51k movies against ~0.15 ms.
+        vals[~finite] = -np.inf
+        best = np.empty(k, dtype=np.int64)
+        for i in range(k):
+            best[i] = j = int(np.argmax(vals))
+            vals[j] = -np.inf
+        return best if cand is None else cand[best]
     if k < vals.size:
         # argpartition picks arbitrarily among values tied with the k-th: take everything
         # strictly better, then the tied ones by index, so the set (not just the order) is

@@ -360,3 +360,25 @@ def test_top_contributions_are_the_largest_positive_shares_ties_to_the_lower_ind
             want = [(int(rated[j]), -nv / total) for nv, j in sorted(positive)[:top]]
             assert [j for j, _ in reasons] == [j for j, _ in want]
             assert [s for _, s in reasons] == pytest.approx([s for _, s in want], rel=1e-12)
+
+
+@pytest.mark.parametrize("argmax_up_to", [0, ranking.ARGMAX_TOP_K])
+def test_top_k_is_the_first_k_of_a_stable_sort_on_both_paths(
+    argmax_up_to: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Repeated argmax (small k) and argpartition (larger k, or forced here with 0) against the
+    definition, with ties, NaN, exclusions and a genre's allowed rows."""
+    monkeypatch.setattr(ranking, "ARGMAX_TOP_K", argmax_up_to)
+    rng = np.random.default_rng(11)
+    for _ in range(1500):
+        n, k = int(rng.integers(1, 200)), int(rng.integers(1, 30))
+        scores = rng.normal(size=n).round(int(rng.integers(0, 3)))  # ties
+        if rng.random() < 0.2:
+            scores[rng.integers(0, n, size=3)] = np.nan
+        exclude = rng.choice(n, size=int(rng.integers(0, n)), replace=False)
+        allowed = np.sort(rng.choice(n, size=int(rng.integers(1, n + 1)), replace=False))
+        allowed = allowed if rng.random() < 0.3 else None
+        rows = range(n) if allowed is None else allowed.tolist()
+        ok = [i for i in rows if i not in set(exclude.tolist()) and np.isfinite(scores[i])]
+        want = sorted(ok, key=lambda i: (-np.float32(scores[i]), i))[:k]
+        assert ranking.top_k(scores, k, exclude, allowed).tolist() == want
