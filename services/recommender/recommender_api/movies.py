@@ -105,11 +105,14 @@ class MovieCatalog:
             m = MovieMeta.from_doc(d)
             if m is not None:
                 meta[m.movieId] = m
-        return cls._build(meta, None)
+        return cls._build(meta)
 
     @classmethod
-    def _build(cls, meta: dict[int, MovieMeta], same_genres: MovieCatalog | None) -> MovieCatalog:
-        genre_ids = same_genres.genre_ids if same_genres else _genre_index(meta)
+    def _build(
+        cls, meta: dict[int, MovieMeta], genre_ids: dict[str, np.ndarray] | None = None
+    ) -> MovieCatalog:
+        """The snapshot of `meta`; `genre_ids` when unchanged, else indexed from `meta`."""
+        genre_ids = _genre_index(meta) if genre_ids is None else genre_ids
         return cls(
             meta=meta,
             genre_names={g.lower(): g for g in genre_ids},
@@ -132,7 +135,7 @@ class MovieCatalog:
             old = meta.get(m.movieId)
             genres_changed |= old is None or old.genres != m.genres
             meta[m.movieId] = m
-        return self._build(meta, None if genres_changed else self)
+        return self._build(meta, None if genres_changed else self.genre_ids)
 
     def resolve_genre(self, genre: str) -> str | None:
         return self.genre_names.get(genre.strip().lower())
@@ -174,12 +177,14 @@ class MovieCache:
                 self.last_error = f"{type(exc).__name__}: {exc}"[:300]
                 log.warning("movie metadata refresh failed", extra={"error": self.last_error})
                 return False
+            # Both builds off the event loop: a whole one ~0.1 s at 9.7k movies and ~0.5 s at
+            # 62k; applying changes ~30 ms at 62k (the popularity order is redone), every
+            # refresh while ratings arrive.
             if full:
-                # Off the event loop: ~0.1 s at 9.7k movies, ~0.5 s at 62k.
                 self.catalog = await asyncio.to_thread(MovieCatalog.from_docs, docs)
                 self._last_full = time.monotonic()
             elif docs:
-                self.catalog = self.catalog.with_changes(docs)
+                self.catalog = await asyncio.to_thread(self.catalog.with_changes, docs)
             self._mark = mark
             self.last_error = None
             return True

