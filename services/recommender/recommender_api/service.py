@@ -43,7 +43,9 @@ def resolve_user(model: ServingModel | None, user_id: int, rated: UserRatings) -
     if vectors is not None:
         if model.ease is not None:
             idx, found = model.items.take(rated.movie_ids)
-            vectors = ranking.with_ease(model, vectors, idx, rated.ratings[found])
+            u = model.users.get(user_id)
+            assert u is not None
+            vectors = ranking.trained_with_ease(model, u, vectors, idx, rated.ratings[found])
         return ResolvedUser(vectors, "personalized")
     idx, found = model.items.take(rated.movie_ids)
     vectors = ranking.fold_in(model, idx, rated.ratings[found])

@@ -465,7 +465,10 @@ def test_rated_lookup_modes_give_the_same_lists(
         assert a["items"] == b["items"], user
         # The same list from an artifact without rated lists; it has no rated stars either, so
         # a trained user's items carry no "because you rated" there (explained where known).
-        assert [{**i, "because": []} for i in a["items"]] == c["items"], user
+        # Its EASE parts are computed whole per request, where the lists' servers add the
+        # ratings since the model to their precomputed parts (ranking.TrainedEaseParts): the
+        # scores agree to float32 rounding, everything else exactly.
+        assert same_items([{**i, "because": []} for i in a["items"]], c["items"]), user
         assert a["n_user_ratings"] == b["n_user_ratings"] == c["n_user_ratings"] > 0, user
         if user == 19:
             ids = [i["movieId"] for i in a["items"]]
@@ -481,6 +484,18 @@ def test_rated_lookup_modes_give_the_same_lists(
         assert res["items"] == single["items"]
     every.proc.stop()
     old.proc.stop()
+
+
+def same_items(xs: list[dict], ys: list[dict]) -> bool:
+    """The same movies in the same order with the same fields; `score` to 1e-6 relative."""
+    if len(xs) != len(ys):
+        return False
+    for x, y in zip(xs, ys, strict=True):
+        if {**x, "score": 0} != {**y, "score": 0}:
+            return False
+        if x["score"] != pytest.approx(y["score"], rel=1e-6):
+            return False
+    return True
 
 
 def rated_by_model(art: artifacts.ModelArtifact, user_id: int) -> set[int]:

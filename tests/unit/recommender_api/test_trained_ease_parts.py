@@ -1,0 +1,117 @@
+"""Trained users' EASE parts precomputed at load (ranking.TrainedEaseParts): the served values
+are those computed per request, with and without ratings made since the model, and the memory
+budget holds the heaviest raters first."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from recommender_api import ranking, service
+from recommender_api.ranking import build_serving_model
+from recommender_api.repository import UserRatings
+
+from tests.unit.recommender_api.test_ease_serving import _toy
+
+
+def _with_rated_lists(budget_bytes: int):
+    """The toy EASE model with the artifact's rated lists (movieIds and stars per user)."""
+    model, inter, *_, arrays, params = _toy()
+    u, i, r = inter.user_idx, inter.item_idx, inter.rating
+    order = np.lexsort((model.items.ids[i], u))
+    indptr = np.zeros(inter.n_users + 1, np.int64)
+    np.cumsum(np.bincount(u, minlength=inter.n_users), out=indptr[1:])
+    arrays = {
+        **arrays,
+        "rated_indptr": indptr,
+        "rated_movie_ids": model.items.ids[i][order].astype(np.int64),
+        "rated_stars": r[order].astype(np.float32),
+        "rated_since": np.asarray(1_000, np.int64),
+    }
+    manifest = {"params": params}
+    plain = build_serving_model(version="v1", manifest=manifest, arrays=arrays)
+    parts = build_serving_model(
+        version="v1", manifest=manifest, arrays=arrays, ease_parts_bytes=budget_bytes
+    )
+    return plain, parts, inter
+
+
+def _current(model, u: int, changes: dict[int, float]) -> UserRatings:
+    """User row u's data ratings with `changes` (movieId → stars) applied, sorted by movieId."""
+    stars = dict(zip(model.rated_in_data(u).tolist(), model.stars_in_data(u).tolist(), strict=True))
+    stars.update(changes)
+    ids = np.asarray(sorted(stars), np.int64)
+    return UserRatings(ids, np.asarray([stars[m] for m in ids.tolist()], np.float32))
+
+
+def _served(model, u: int, rated: UserRatings):
+    v = service.resolve_user(model, int(model.users.ids[u]), rated).vectors
+    assert v is not None and v.ease_scores is not None and v.ease_correction is not None
+    return v, ranking.ranking_scores(model, v), ranking.predicted_ratings(model, v)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {},  # nothing since the model: the precomputed row as it is
+        {"new": 4.5},  # a movie rated since the model (a like)
+        {"liked->disliked": 1.0},  # a like turned into a dislike
+        {"new": 1.0, "liked->disliked": 0.5},
+    ],
+)
+def test_precomputed_parts_serve_what_the_per_request_product_computes(change) -> None:
+    plain, parts, inter = _with_rated_lists(budget_bytes=10**9)
+    assert parts.ease_parts is not None and parts.ease_parts.n_users == inter.n_users
+    assert plain.ease_parts is None
+    covered = set(plain.items.ids[plain.ease.items].tolist())
+    for u in (3, 17, 29):
+        data = dict(
+            zip(plain.rated_in_data(u).tolist(), plain.stars_in_data(u).tolist(), strict=True)
+        )
+        changes: dict[int, float] = {}
+        if "new" in change:
+            changes[next(m for m in sorted(covered) if m not in data)] = change["new"]
+        if "liked->disliked" in change:
+            liked = [m for m, s in sorted(data.items()) if s > 2.0 and m in covered]
+            changes[liked[0]] = change["liked->disliked"]
+        rated = _current(plain, u, changes)
+        want_v, want_scores, want_stars = _served(plain, u, rated)
+        got_v, got_scores, got_stars = _served(parts, u, rated)
+        np.testing.assert_allclose(got_v.ease_scores, want_v.ease_scores, atol=1e-5)
+        np.testing.assert_allclose(got_v.ease_correction, want_v.ease_correction, atol=1e-5)
+        np.testing.assert_allclose(got_scores, want_scores, atol=1e-4)
+        np.testing.assert_allclose(got_stars, want_stars, atol=1e-5)
+        if changes:  # the change moved the values: the difference was applied, not ignored
+            _, _, before = _served(parts, u, _current(plain, u, {}))
+            assert np.abs(got_stars - before).max() > 1e-3
+
+
+def test_the_precomputed_rows_are_never_written_by_a_request() -> None:
+    _, parts, _ = _with_rated_lists(budget_bytes=10**9)
+    assert parts.ease_parts is not None
+    before = parts.ease_parts.scores.copy()
+    u = 5
+    data = dict(zip(parts.rated_in_data(u).tolist(), parts.stars_in_data(u).tolist(), strict=True))
+    new = next(m for m in parts.items.ids[parts.ease.items].tolist() if m not in data)
+    _served(parts, u, _current(parts, u, {new: 5.0}))
+    np.testing.assert_array_equal(parts.ease_parts.scores, before)
+    with pytest.raises(ValueError):
+        parts.ease_parts.scores[0, 0] = 1.0
+
+
+def test_the_budget_holds_the_heaviest_raters_and_the_rest_are_computed_per_request() -> None:
+    plain, _, _ = _with_rated_lists(budget_bytes=0)
+    per_user = 2 * plain.n_items * 4
+    _, parts, _ = _with_rated_lists(budget_bytes=5 * per_user + per_user // 2)
+    assert parts.ease_parts is not None and parts.ease_parts.n_users == 5
+    counts = np.diff(parts.rated_indptr)
+    held = np.flatnonzero(parts.ease_parts.slot >= 0)
+    assert counts[held].min() >= np.sort(counts)[-5]
+    others = np.flatnonzero(parts.ease_parts.slot < 0)
+    for u in (held[0], others[0]):
+        rated = _current(plain, int(u), {})
+        np.testing.assert_allclose(
+            _served(parts, int(u), rated)[1], _served(plain, int(u), rated)[1], atol=1e-4
+        )
+    # less than one user's rows: nothing precomputed
+    _, none, _ = _with_rated_lists(budget_bytes=per_user - 1)
+    assert none.ease_parts is None
