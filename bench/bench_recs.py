@@ -6,7 +6,9 @@ What runs (all real, nothing mocked):
      by `python -m movierec_init` (the real init job).
   2. A model: `python -m movierec_trainer train --engine local --holdout 0` when the trainer CLI
      exists, else the kernel's local engine + artifacts.save_model (same arrays).
-  3. `python -m recommender_api` (uvicorn) on a free port.
+  3. `python -m recommender_api` (uvicorn): `--replicas` processes (default 2, as Compose runs
+     RECOMMENDER_REPLICAS=2 behind nginx) for the default lookup, with the load spread over
+     them round-robin as nginx does; the `known, one replica` row is the same load on one.
   4. Open-loop load at a fixed rate (default 200 req/s for 15 s per scenario) from a separate
      process: latency is measured from each request's *scheduled* start, so a slow server cannot
      hide queueing (no coordinated omission). Scenarios: known users (k=10), fold-in users
@@ -85,12 +87,16 @@ def emit(table: Table, title: str) -> None:
 WARMUP_REQUESTS = 50
 
 
-def cpu_seconds(proc: subprocess.Popen | None) -> float | None:
-    """User + system CPU seconds of a child and its descendants so far (None: not ours, or
-    gone). Read around a load run, it says which process the run's requests cost: the API's
-    own work against the database's, on a box where both share the cores."""
+def cpu_seconds(proc: subprocess.Popen | list[subprocess.Popen] | None) -> float | None:
+    """User + system CPU seconds of a child (or of several: their sum) and its descendants so
+    far (None: not ours, or gone). Read around a load run, it says which process the run's
+    requests cost: the API's own work against the database's, on a box where both share the
+    cores."""
     if proc is None:
         return None
+    if isinstance(proc, list):
+        parts = [cpu_seconds(p) for p in proc]
+        return None if any(x is None for x in parts) else sum(x for x in parts if x is not None)
     try:
         root = psutil.Process(proc.pid)
         total = 0.0
@@ -247,22 +253,28 @@ class RawConnection:
 
 
 async def open_loop(
-    base: str, paths: list[str], rate: float, duration: float, raw: bool = False
+    base: str | list[str], paths: list[str], rate: float, duration: float, raw: bool = False
 ) -> dict:
-    host, port = base.removeprefix("http://").split(":")
+    """Requests at `rate`/s for `duration` s; with several bases, request i goes to base
+    i mod len(bases) (nginx's round-robin over replicas), each base with its own keep-alive
+    connections."""
+    targets = [base] if isinstance(base, str) else list(base)
+    hosts = [b.removeprefix("http://").split(":") for b in targets]
     n = int(rate * duration)
     lat_sched: list[float] = []
     lat_send: list[float] = []
     errors: dict[str, int] = {}
-    idle: list[RawConnection] = []
+    pools: list[list[RawConnection]] = [[] for _ in targets]
 
     gate = asyncio.Semaphore(256)  # bounded connections (file descriptors); waits count
 
-    async def request(path: str) -> bool:
+    async def request(path: str, which: int) -> bool:
         async with gate:
-            return await _request(path)
+            return await _request(path, which)
 
-    async def _request(path: str) -> bool:
+    async def _request(path: str, which: int) -> bool:
+        host, port = hosts[which]
+        idle = pools[which]
         conn = idle.pop() if idle else RawConnection(host, int(port))
         reused = conn.writer is not None
         try:
@@ -283,8 +295,9 @@ async def open_loop(
             errors[str(status)] = errors.get(str(status), 0) + 1
         return status == 200
 
-    for p in paths[:WARMUP_REQUESTS]:  # warm-up: connections and first-touch costs, not timed
-        await request(p)
+    # warm-up: connections and first-touch costs, not timed
+    for i, p in enumerate(paths[:WARMUP_REQUESTS]):
+        await request(p, i % len(targets))
     start = time.perf_counter() + 0.1
 
     async def one(i: int) -> None:
@@ -293,7 +306,7 @@ async def open_loop(
         if delay > 0:
             await asyncio.sleep(delay)
         sent = time.perf_counter()
-        await request(paths[i % len(paths)])
+        await request(paths[i % len(paths)], i % len(targets))
         done = time.perf_counter()
         lat_sched.append((done - scheduled) * 1000)
         lat_send.append((done - sent) * 1000)
@@ -301,7 +314,7 @@ async def open_loop(
     t0 = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(n)))
     elapsed = time.perf_counter() - t0
-    for conn in idle:
+    for conn in (c for idle in pools for c in idle):
         if conn.writer is not None:
             conn.writer.close()
     q = np.percentile(lat_sched, [50, 90, 99])
@@ -320,7 +333,7 @@ async def open_loop(
 
 
 def run_load_in_child(
-    base: str, paths: list[str], rate: float, duration: float, raw: bool = False
+    base: str | list[str], paths: list[str], rate: float, duration: float, raw: bool = False
 ) -> dict:
     """The load generator runs in its own process so its CPU is not the server's."""
     spec = json.dumps(
@@ -336,7 +349,12 @@ def run_load_in_child(
 
 
 def impressions_on_off(
-    on: str, off: str, paths: list[str], rate: float, duration: float, rounds: int = 6
+    on: str | list[str],
+    off: str | list[str],
+    paths: list[str],
+    rate: float,
+    duration: float,
+    rounds: int = 6,
 ) -> dict[str, dict]:
     """Impressions recording on vs off, side by side: `rounds` alternating loads of
     duration/rounds seconds on the recording server (`on`) and on the same server with
@@ -586,6 +604,13 @@ def main() -> None:
         "--rates", default="200,50", help="comma-separated req/s; the first is the target's"
     )
     ap.add_argument("--duration", type=float, default=15.0)
+    ap.add_argument(
+        "--replicas",
+        type=int,
+        default=2,
+        help="recommender processes behind the round-robin for the default lookup (Compose's "
+        "RECOMMENDER_REPLICAS default); `known, one replica` is always measured on one",
+    )
     ap.add_argument("--mongo-url", help="use this server (loaded by movierec_init) instead")
     ap.add_argument("--skip-load", action="store_true", help="only in-process and similar eval")
     ap.add_argument("--skip-similar-eval", action="store_true")
@@ -650,11 +675,15 @@ def main() -> None:
             db_us = (rows[0][1], rows[1][1], rows[2][1])
 
             if not args.skip_load:
-                bases = {}
-                procs: dict[str, subprocess.Popen] = {}
-                # "recent-off": the same server with impressions recording turned off, so the
-                # cost of recording is measured side by side in one run (issue 17).
-                for lookup in ("recent", "all", "recent-off"):
+                bases: dict[str, list[str]] = {}
+                procs: dict[str, list[subprocess.Popen]] = {}
+                # "recent-off": the same servers with impressions recording turned off, so the
+                # cost of recording is measured side by side in one run (issue 17). The
+                # deployment's lookup runs as `--replicas` processes, as Compose runs it.
+                replicas = max(1, args.replicas)
+                servers = [("recent", r) for r in range(replicas)] + [("all", 0)]
+                servers += [("recent-off", r) for r in range(replicas)]
+                for lookup, replica in servers:
                     port = free_port()
                     env = {
                         "MONGO_URL": mongo_url, "MONGO_DB": DB, "MODEL_DIR": str(model_dir),
@@ -668,12 +697,13 @@ def main() -> None:
                         child(
                             [str(BIN / "python"), "-m", "recommender_api"],
                             env,
-                            work / f"api-{lookup}.log",
+                            work / f"api-{lookup}-{replica}.log",
                         )
                     )
-                    bases[lookup] = f"http://127.0.0.1:{port}"
-                    procs[lookup] = proc
-                    wait_http(f"{bases[lookup]}/readyz", proc)
+                    wait_http(f"http://127.0.0.1:{port}/readyz", proc)
+                    bases.setdefault(lookup, []).append(f"http://127.0.0.1:{port}")
+                    procs.setdefault(lookup, []).append(proc)
+                bases["one"], procs["one"] = bases["recent"][:1], procs["recent"][:1]
                 rng = np.random.default_rng(1)
                 sims = np.unique(ratings.movie_ids, return_counts=True)
                 sim_ids = sims[0][sims[1] >= 10]
@@ -681,6 +711,7 @@ def main() -> None:
                 scenarios = {
                     "known": ("recent", known_paths),
                     "known impressions off": ("recent-off", known_paths),
+                    "known, one replica": ("one", known_paths),
                     "known, RATED_LOOKUP=all": ("all", known_paths),
                     "fold-in": ("recent", [f"/api/recs/users/{u}?k=10" for u in folds]),
                     "similar": (
@@ -693,7 +724,9 @@ def main() -> None:
                     scenarios = {k: v for k, v in scenarios.items() if k in wanted}
                 t = Table(
                     title=f"HTTP, open loop, {args.duration:.0f} s per row "
-                    "(latency from scheduled start, ms)"
+                    "(latency from scheduled start, ms); every row but `known, one replica` and "
+                    f"`known, RATED_LOOKUP=all` is served by {replicas} recommender processes "
+                    "round-robin (Compose's RECOMMENDER_REPLICAS default), CPU summed over them"
                 )
                 for c in ("scenario", "offered", "req/s", "p50", "p90", "p99", "max", "errors",
                           "p50 target", "p99 target", "p50 / in-process compute",
@@ -779,17 +812,21 @@ def main() -> None:
                         f"uptime before: {up_before.strip()}\nuptime after: {up_after.strip()}"
                     )
                     console.print(report[-1])
-                text = httpx.get(f"{bases['recent']}/metrics", timeout=10).text
-                counts = {
-                    line.split(" ")[0]: line.split(" ")[1]
-                    for line in text.splitlines()
-                    if line.startswith("movierec_recs_impressions_")
-                    and "_total" in line
-                    and not line.startswith("#")
-                }
+                counts: dict[str, float] = {}
+                for url in bases["recent"]:
+                    text = httpx.get(f"{url}/metrics", timeout=10).text
+                    for line in text.splitlines():
+                        if (
+                            line.startswith("movierec_recs_impressions_")
+                            and "_total" in line
+                            and not line.startswith("#")
+                        ):
+                            name, value = line.split(" ")[:2]
+                            counts[name] = counts.get(name, 0.0) + float(value)
                 report.append(
-                    "\nImpressions on the recording server (RATED_LOOKUP=recent) after the load: "
-                    + ", ".join(f"{k} = {v}" for k, v in sorted(counts.items()))
+                    f"\nImpressions on the {len(bases['recent'])} recording servers "
+                    "(RATED_LOOKUP=recent) after the load: "
+                    + ", ".join(f"{k} = {v:g}" for k, v in sorted(counts.items()))
                     + "; the `known impressions off` row and the `off` arm are the same load on "
                     "a server with IMPRESSIONS_ENABLED=false."
                 )
