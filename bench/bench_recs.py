@@ -53,6 +53,7 @@ from movierec_common import als, artifacts
 from movierec_common.loader import load_dataset
 from pymongo import MongoClient
 from recommender_api import ranking, service
+from recommender_api.config import RecommenderSettings
 from recommender_api.model_store import load_serving_model
 from recommender_api.movies import MovieCatalog
 from recommender_api.repository import UserRatings
@@ -408,7 +409,9 @@ def timeit_us(fn, repeats: int) -> tuple[float, float]:
 
 
 def in_process(model_dir: Path, mongo_url: str, ratings, known: list[int], folds: list[int]):
-    model = load_serving_model(model_dir, None, "auto", 10)
+    # the served form as the API builds it: its default budget of precomputed user parts
+    parts_bytes = int(RecommenderSettings.model_fields["trained_user_parts_mb"].default * 2**20)
+    model = load_serving_model(model_dir, None, "auto", 10, parts_bytes)
     client = MongoClient(mongo_url)
     db = client[DB]
     docs = list(db.movies.find({}, {"_id": 0}))
@@ -491,7 +494,7 @@ def in_process(model_dir: Path, mongo_url: str, ratings, known: list[int], folds
     rows.append((f"MongoDB: heaviest user ({n_heavy} ratings), ratings since the data", *timeit_us(
         db_heavy_recent, 200)))  # fmt: skip
     rows.append(("model load (verify sha256 + precompute)", *timeit_us(
-        lambda: load_serving_model(model_dir, None, "auto", 10), 5)))  # fmt: skip
+        lambda: load_serving_model(model_dir, None, "auto", 10, parts_bytes), 5)))  # fmt: skip
     client.close()
     return rows
 

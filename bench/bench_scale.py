@@ -268,11 +268,13 @@ def stack_part(args: argparse.Namespace, lines: list[str]) -> None:
         rss_idle = gb(rproc.memory_info().rss) if rproc else None
         ratings = tdata.load_ratings_dir(args.data_dir)
         # Model load (verify sha256 + precompute), in this process, as a replica does it.
+        from recommender_api.config import RecommenderSettings
         from recommender_api.model_store import load_serving_model
 
         model_dir = var_dir / "models"
+        parts_mb = RecommenderSettings.model_fields["trained_user_parts_mb"].default
         t = time.perf_counter()
-        load_serving_model(model_dir, None, "auto", 10)
+        load_serving_model(model_dir, None, "auto", 10, int(parts_mb * 2**20))
         model_load_s = time.perf_counter() - t
         folds = bench_recs.add_fold_in_users(
             f"mongodb://127.0.0.1:{stack.env['MONGO_PORT']}/?directConnection=true", ratings, 20

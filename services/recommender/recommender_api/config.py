@@ -26,14 +26,15 @@ class RecommenderSettings(CommonSettings):
         description="Neighbours: auto = cooccurrence when the artifact carries rated lists, else "
         "blend when it has ranking factors, else explicit (measured in bench/bench_recs.py).",
     )
-    ease_user_parts_mb: float = Field(
+    trained_user_parts_mb: float = Field(
         64.0,
         ge=0,
-        description="Memory per loaded model version (MB) for trained users' EASE products "
-        "x_u·B and d_u·B, computed once at load for the users with the most ratings first (a "
-        "heavy rater's product reads most of B on every request otherwise); ratings made since "
-        "the model are applied as a difference. 2 × n_movies float32 per user: ml-latest-small's "
-        "610 users take 48 MB, at 62k movies 64 MB holds the 128 heaviest. 0 = per request.",
+        description="Memory per loaded model version (MB) for what trained users' lists need "
+        "from their ratings in the model's data, computed once at load for the users with the "
+        "most ratings first: EASE's x_u·B and d_u·B (ratings since the model are applied as a "
+        "difference) and the explanation's W⁻¹ (k² float64). At rank 128: 2 × n_movies float32 "
+        "+ 128 KB per user; 64 MB holds ml-latest-small's 321 heaviest raters of 610, at 62k "
+        "movies the 106 heaviest. 0 = computed on every request.",
     )
     rated_lookup: Literal["recent", "all"] = Field(
         "recent",

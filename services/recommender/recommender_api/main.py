@@ -46,7 +46,7 @@ def create_app(settings: RecommenderSettings | None = None) -> FastAPI:
             settings.model_dir,
             similar_factors=settings.similar_factors,
             similar_min_ratings=settings.similar_min_ratings,
-            ease_parts_bytes=int(settings.ease_user_parts_mb * 2**20),
+            user_parts_bytes=int(settings.trained_user_parts_mb * 2**20),
             debounce_ms=settings.reload_debounce_ms,
             poll_seconds=settings.reload_poll_seconds,
             watch=settings.reload_watch,

@@ -29,7 +29,7 @@ def load_serving_model(
     version: str | None,
     similar_factors: str,
     similar_min_ratings: int,
-    ease_parts_bytes: int = 0,
+    user_parts_bytes: int = 0,
 ) -> ServingModel:
     """Blocking: verify through the artifact reader, then precompute the serving form."""
     start = time.perf_counter()
@@ -51,7 +51,7 @@ def load_serving_model(
         similar_min_ratings=similar_min_ratings,
         loaded_at=time.time(),
         load_seconds=0.0,
-        ease_parts_bytes=ease_parts_bytes,
+        user_parts_bytes=user_parts_bytes,
     )
     total = time.perf_counter() - start
     log.debug("artifact read", extra={"version": loaded_version, "read_s": round(elapsed, 4)})
@@ -70,7 +70,7 @@ class ModelStore:
         *,
         similar_factors: str = "auto",
         similar_min_ratings: int = 10,
-        ease_parts_bytes: int = 0,
+        user_parts_bytes: int = 0,
         debounce_ms: int = 300,
         poll_seconds: float = 5.0,
         watch: bool = True,
@@ -78,7 +78,7 @@ class ModelStore:
         self.model_dir = Path(model_dir)
         self.similar_factors = similar_factors
         self.similar_min_ratings = similar_min_ratings
-        self.ease_parts_bytes = ease_parts_bytes
+        self.user_parts_bytes = user_parts_bytes
         self.debounce_ms = debounce_ms
         self.poll_seconds = poll_seconds
         self.watch = watch
@@ -121,7 +121,7 @@ class ModelStore:
             version,
             self.similar_factors,
             self.similar_min_ratings,
-            self.ease_parts_bytes,
+            self.user_parts_bytes,
         )
         return self.other
 
@@ -148,7 +148,7 @@ class ModelStore:
                     wanted,
                     self.similar_factors,
                     self.similar_min_ratings,
-                    self.ease_parts_bytes,
+                    self.user_parts_bytes,
                 )
             except Exception as exc:
                 self._fail(wanted, f"{type(exc).__name__}: {exc}")

@@ -118,7 +118,7 @@ class ServingModel:
     cooc: CoRated | None = None  # for sim_source == "cooccurrence"
     ease: easelib.EaseModel | None = None  # item-to-item model blended into list and stars
     blend: easelib.BlendParams = easelib.DEFAULT_BLEND
-    ease_parts: TrainedEaseParts | None = None  # trained users' x_u·B, d_u·B, precomputed
+    user_parts: TrainedUserParts | None = None  # trained users' precomputed parts
     loaded_at: float = 0.0
     load_seconds: float = 0.0
 
@@ -290,10 +290,10 @@ def build_serving_model(
     similar_min_ratings: int = 0,
     loaded_at: float = 0.0,
     load_seconds: float = 0.0,
-    ease_parts_bytes: int = 0,
+    user_parts_bytes: int = 0,
 ) -> ServingModel:
     """Derive the serving form (float32 copies, id maps, unit vectors, YᵀY) from artifact
-    arrays; with `ease_parts_bytes` > 0 also the heaviest raters' `TrainedEaseParts` within
+    arrays; with `user_parts_bytes` > 0 also the heaviest raters' `TrainedUserParts` within
     that many bytes."""
     Q64 = np.asarray(arrays["Q"], dtype=np.float64)
     item_bias64 = np.asarray(arrays["item_bias"], dtype=np.float64)
@@ -380,8 +380,8 @@ def build_serving_model(
         loaded_at=loaded_at,
         load_seconds=load_seconds,
     )
-    if ease_parts_bytes > 0 and model.ease is not None:
-        model = dataclasses.replace(model, ease_parts=trained_ease_parts(model, ease_parts_bytes))
+    if user_parts_bytes > 0:
+        model = dataclasses.replace(model, user_parts=trained_user_parts(model, user_parts_bytes))
     return model
 
 
@@ -433,25 +433,35 @@ def with_ease(
 
 
 @dataclass(frozen=True, eq=False)
-class TrainedEaseParts:
-    """`ease_vectors` (x_u·B, d_u·B) of trained users' ratings in the model's data, computed
-    once per model version. A heavy rater's per-request product reads most of B (7 of the
-    15 ms a 2,698-rating user's list cost, measured), and for a trained user it changes only
-    with the ratings made since the model, which `trained_with_ease` applies as a difference
-    (a few rows of B). Rows for the users with the most ratings first, as many as the memory
-    budget holds; `slot[u]` is user row u's row here, or −1 (computed per request)."""
+class TrainedUserParts:
+    """What a trained user's list needs from their ratings in the model's data, computed once
+    per model version instead of on every request:
+
+    - `ease_scores`, `ease_corrections`: `ease_vectors` (x_u·B, d_u·B). A heavy rater's
+      product reads most of B (7 of the 15 ms a 2,698-rating user's list cost, measured); it
+      is linear in the ratings, so `trained_with_ease` adds only the difference the ratings
+      since the model make (a few rows of B).
+    - `w_inv`: W⁻¹ of the ranking model's user half-step over those ratings (Hu, Koren &
+      Volinsky's W = YᵀY + Σ_j (c_j − 1) y_j y_jᵀ + λI), which "because you rated" splits the
+      score with (`ranking_contributions`): O(n_r·k² + k³) per request otherwise.
+
+    Rows for the users with the most ratings first, as many as the memory budget holds;
+    `slot[u]` is user row u's row here, or −1 (computed per request). None where the model has
+    no EASE (scores) or no ranking factors (`w_inv`)."""
 
     slot: np.ndarray  # int32 (n_users,)
-    scores: np.ndarray  # float32 (n_slots, n_items), read-only
-    corrections: np.ndarray  # float32 (n_slots, n_items), read-only
+    ease_scores: np.ndarray | None  # float32 (n_slots, n_items), read-only
+    ease_corrections: np.ndarray | None  # float32 (n_slots, n_items), read-only
+    w_inv: np.ndarray | None  # float64 (n_slots, k, k), read-only
 
     @property
     def n_users(self) -> int:
-        return int(self.scores.shape[0])
+        return int(np.count_nonzero(self.slot >= 0))
 
     @property
     def nbytes(self) -> int:
-        return int(self.scores.nbytes + self.corrections.nbytes + self.slot.nbytes)
+        parts = (self.ease_scores, self.ease_corrections, self.w_inv, self.slot)
+        return int(sum(a.nbytes for a in parts if a is not None))
 
 
 def _data_ratings(model: ServingModel, u: int) -> tuple[np.ndarray, np.ndarray]:
@@ -462,13 +472,18 @@ def _data_ratings(model: ServingModel, u: int) -> tuple[np.ndarray, np.ndarray]:
     return idx, stars[found]
 
 
-def trained_ease_parts(model: ServingModel, budget_bytes: int) -> TrainedEaseParts | None:
-    """`TrainedEaseParts` for the heaviest raters within `budget_bytes` (2 · n_items float32
-    per user), or None without EASE, without rated lists and stars in the artifact, or with
-    a budget under one user. Costs one `ease_vectors` per chosen user (at load, off the loop)."""
-    if model.ease is None or model.rated_stars is None or not model.has_rated:
+def trained_user_parts(model: ServingModel, budget_bytes: int) -> TrainedUserParts | None:
+    """`TrainedUserParts` for the heaviest raters within `budget_bytes` (2 · n_items float32
+    with EASE, k² float64 with ranking factors, per user), or None without rated lists and
+    stars in the artifact, without EASE and ranking factors, or with a budget under one
+    user. Costs one request's worth of those products per chosen user (at load, off the
+    loop)."""
+    with_ease = model.ease is not None
+    with_w = model.Y64 is not None and model.gram is not None
+    if not (with_ease or with_w) or model.rated_stars is None or not model.has_rated:
         return None
-    per_user = 2 * model.n_items * 4
+    k = 0 if model.Y64 is None else model.Y64.shape[1]
+    per_user = (2 * model.n_items * 4 if with_ease else 0) + (k * k * 8 if with_w else 0)
     assert model.rated_indptr is not None
     counts = np.diff(model.rated_indptr)
     n_slots = min(int(budget_bytes // per_user), int(np.count_nonzero(counts)))
@@ -477,16 +492,33 @@ def trained_ease_parts(model: ServingModel, budget_bytes: int) -> TrainedEasePar
     chosen = np.sort(np.argsort(-counts, kind="stable")[:n_slots])
     slot = np.full(counts.size, -1, dtype=np.int32)
     slot[chosen] = np.arange(n_slots, dtype=np.int32)
-    scores = np.zeros((n_slots, model.n_items), dtype=np.float32)
-    corrections = np.zeros((n_slots, model.n_items), dtype=np.float32)
+    scores = np.zeros((n_slots, model.n_items), np.float32) if with_ease else None
+    corrections = np.zeros((n_slots, model.n_items), np.float32) if with_ease else None
+    w_inv = np.zeros((n_slots, k, k), np.float64) if with_w else None
     for row, u in enumerate(chosen.tolist()):
         idx, stars = _data_ratings(model, u)
-        known = np.isfinite(stars)
-        s, c = ease_vectors(model, idx[known], stars[known], float(model.user_bias[u]))
-        assert s is not None and c is not None
-        scores[row], corrections[row] = s, c
-    scores.flags.writeable = corrections.flags.writeable = False
-    return TrainedEaseParts(slot, scores, corrections)
+        if scores is not None and corrections is not None:
+            known = np.isfinite(stars)
+            s, c = ease_vectors(model, idx[known], stars[known], float(model.user_bias[u]))
+            assert s is not None and c is not None
+            scores[row], corrections[row] = s, c
+        if w_inv is not None:
+            w_inv[row] = np.linalg.inv(_normal_matrix(model, idx, stars)[0])
+    for a in (scores, corrections, w_inv):
+        if a is not None:
+            a.flags.writeable = False
+    return TrainedUserParts(slot, scores, corrections, w_inv)
+
+
+def trained_w_inv(model: ServingModel, user_id: int) -> np.ndarray | None:
+    """The precomputed W⁻¹ (k, k) of a trained user's data ratings, or None (not held)."""
+    parts = model.user_parts
+    if parts is None or parts.w_inv is None:
+        return None
+    u = model.users.get(user_id)
+    if u is None or parts.slot[u] < 0:
+        return None
+    return parts.w_inv[parts.slot[u]]
 
 
 def _signal_change(
@@ -528,12 +560,19 @@ def trained_with_ease(
 ) -> UserVectors:
     """`with_ease` for trained user row u: from the precomputed parts of their data's ratings
     plus the difference to their current ratings (item rows, stars; NaN = unknown, left out)
-    when `model.ease_parts` holds them, computed in full otherwise. Same values as `with_ease`
+    when `model.user_parts` holds them, computed in full otherwise. Same values as `with_ease`
     up to float32 rounding."""
-    parts = model.ease_parts
+    parts = model.user_parts
     slot = -1 if parts is None else int(parts.slot[u])
     known = np.isfinite(np.asarray(ratings, dtype=np.float64))
-    if parts is None or slot < 0 or model.ease is None or not known.any():
+    if (
+        parts is None
+        or parts.ease_scores is None
+        or parts.ease_corrections is None
+        or slot < 0
+        or model.ease is None
+        or not known.any()
+    ):
         return with_ease(model, vectors, item_idx, ratings)
     current = (np.asarray(item_idx)[known], np.asarray(ratings)[known])
     data_idx, data_stars = _data_ratings(model, u)
@@ -541,7 +580,7 @@ def trained_with_ease(
     change = _signal_change(
         model, (data_idx[data_known], data_stars[data_known]), current, vectors.b_u
     )
-    s, c = parts.scores[slot], parts.corrections[slot]
+    s, c = parts.ease_scores[slot], parts.ease_corrections[slot]
     if change is not None:
         pos, dx, dd = change
         rows = model.ease.B[pos]
@@ -733,6 +772,7 @@ def explain_ranking(
     rated_idx: np.ndarray,
     stars: np.ndarray,
     top: int = EXPLAIN_TOP,
+    w_inv: np.ndarray | None = None,
 ) -> list[list[tuple[int, float]]]:
     """For each target movie, the rated movies that contributed most to its ranking score.
 
@@ -753,7 +793,7 @@ def explain_ranking(
             ease_contributions(model, targets, rated_idx, stars), rated_idx, top
         )
     return _top_contributions(
-        ranking_contributions(model, targets, rated_idx, stars), rated_idx, top
+        ranking_contributions(model, targets, rated_idx, stars, w_inv), rated_idx, top
     )
 
 
@@ -785,21 +825,23 @@ def explain_blend(
     top: int = EXPLAIN_TOP,
     predicted: np.ndarray | None = None,
     scales: PartScales | None = None,
+    w_inv: np.ndarray | None = None,
 ) -> list[list[tuple[int, float]]]:
     """ "Because you rated …" for the blended order (`ranking_scores` with EASE): each part's
     exact per-rating split (ALS: `ranking_contributions`; EASE: `ease_contributions`; stars:
     `explicit_contributions` plus γ·d_uj·B_ji) weighted as the blend weights it, w / σ of that
     part's scores over the movies, so the shares follow what moved the served score.
     `predicted` is `predicted_ratings(model, user)` and `scales` the `blended_scores` scales
-    when the caller has them already (computed here otherwise)."""
+    when the caller has them already (computed here otherwise); `w_inv` as in
+    `ranking_contributions`."""
     if rated_idx.size == 0 or targets.size == 0 or user.ease_scores is None:
-        return explain_ranking(model, targets, rated_idx, stars, top)
+        return explain_ranking(model, targets, rated_idx, stars, top, w_inv)
     if scales is None:
         _, scales = blended_scores(model, user, predicted)
     assert scales is not None
     total = np.zeros((targets.size, rated_idx.size), dtype=np.float64)
     if scales.als is not None:
-        total += scales.als * ranking_contributions(model, targets, rated_idx, stars)
+        total += scales.als * ranking_contributions(model, targets, rated_idx, stars, w_inv)
     ease_c = ease_contributions(model, targets, rated_idx, stars)
     if scales.ease is not None:
         total += scales.ease * ease_c
@@ -840,16 +882,16 @@ def _ease_residual_contributions(
     return per_b * d[None, :]
 
 
-def ranking_contributions(
-    model: ServingModel, targets: np.ndarray, rated_idx: np.ndarray, stars: np.ndarray
-) -> np.ndarray:
-    """(n_t, n_r) c_j p_j · y_iᵀ W⁻¹ y_j; row i sums to y_iᵀ x_u of the folded-in user."""
-    assert model.Y64 is not None and model.gram is not None
+def _normal_matrix(
+    model: ServingModel, rated_idx: np.ndarray, stars: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(W (k, k) float64, c_j p_j (n_r,), y_r (n_r, k) float32) of the ranking model's user
+    half-step over the rated movies: W = YᵀY + Σ_j (c_j − 1) y_j y_jᵀ + λI."""
+    assert model.Y64 is not None and model.gram is not None and model.Y is not None
     params = model.implicit_params
     signal = als.implicit_signal(np.asarray(stars, np.float32), params.negative_at)
     c = 1.0 + params.alpha * np.abs(signal)
     cp = np.where(signal > 0, c, 0.0)
-    assert model.Y is not None
     # The rank-k update Σ_j (c_j − 1) y_j y_jᵀ is O(n_r·k²), most of a heavy rater's cost:
     # formed in float32 (the factors' own precision) over the ratings with c_j ≠ 1 only, then
     # added to the float64 Gram matrix for the solve.
@@ -859,7 +901,30 @@ def ranking_contributions(
     y_m = y_r[moved]
     update = (y_m * (c[moved] - 1.0).astype(np.float32)[:, None]).T @ y_m
     w = model.gram + update.astype(np.float64) + params.reg * np.eye(k)
-    left = np.linalg.solve(w, model.Y64[targets].T).T.astype(np.float32)  # (n_t, k)
+    return w, cp, y_r
+
+
+def ranking_contributions(
+    model: ServingModel,
+    targets: np.ndarray,
+    rated_idx: np.ndarray,
+    stars: np.ndarray,
+    w_inv: np.ndarray | None = None,
+) -> np.ndarray:
+    """(n_t, n_r) c_j p_j · y_iᵀ W⁻¹ y_j; row i sums to y_iᵀ x_u of the folded-in user.
+    `w_inv`: W⁻¹ of these ratings when precomputed (`trained_w_inv`), else solved here."""
+    assert model.Y64 is not None
+    if w_inv is None:
+        w, cp, y_r = _normal_matrix(model, rated_idx, stars)
+        left = np.linalg.solve(w, model.Y64[targets].T).T.astype(np.float32)  # (n_t, k)
+    else:
+        assert model.Y is not None
+        signal = als.implicit_signal(
+            np.asarray(stars, np.float32), model.implicit_params.negative_at
+        )
+        cp = np.where(signal > 0, 1.0 + model.implicit_params.alpha * np.abs(signal), 0.0)
+        y_r = model.Y[rated_idx]
+        left = (model.Y64[targets] @ w_inv).astype(np.float32)  # W symmetric: (W⁻¹ y_i)ᵀ
     return (left @ y_r.T).astype(np.float64) * cp[None, :]
 
 

@@ -123,18 +123,27 @@ def _because(
     scored: Scored,
     best: np.ndarray,
     rows: tuple[np.ndarray, np.ndarray] | None,
+    w_inv: np.ndarray | None = None,
 ) -> list[list[dict[str, Any]]]:
     """ "Because you rated …" for every listed movie, from the model that ordered the list
-    (`scored`: what `_scores` computed for this user, reused rather than recomputed)."""
+    (`scored`: what `_scores` computed for this user, reused rather than recomputed; `w_inv`
+    the precomputed W⁻¹ of a trained user's `rows`, `ranking.trained_w_inv`)."""
     if rows is None or best.size == 0:
         return [[] for _ in range(int(best.size))]
     idx, stars = rows
     if scored.order == "ranking" and user.ease_scores is not None:
         parts = ranking.explain_blend(
-            model, user, best, idx, stars, predicted=scored.predicted, scales=scored.scales
+            model,
+            user,
+            best,
+            idx,
+            stars,
+            predicted=scored.predicted,
+            scales=scored.scales,
+            w_inv=w_inv,
         )
     elif scored.order == "ranking":
-        parts = ranking.explain_ranking(model, best, idx, stars)
+        parts = ranking.explain_ranking(model, best, idx, stars, w_inv=w_inv)
     else:
         parts = ranking.explain_explicit(model, user, best, idx, stars)
     star_of = dict(zip(idx.tolist(), stars.tolist(), strict=True))
@@ -228,7 +237,10 @@ def recommend(
     best = ranking.top_k(scored.scores, k, exclude=excl_idx, allowed=allowed)
     items = _items(model, catalog, best, scored.scores, scored.predicted, resolved.strategy)
     rows = _rated_rows(model, user_id, resolved, rated)
-    because = _because(model, catalog, resolved.vectors, scored, best, rows)
+    # A trained user's reasons come from their ratings in the model's data (`_rated_rows`),
+    # whose W⁻¹ may be precomputed; a folded-in user's from their current ratings.
+    w_inv = ranking.trained_w_inv(model, user_id) if resolved.strategy == "personalized" else None
+    because = _because(model, catalog, resolved.vectors, scored, best, rows, w_inv)
     for item, reasons in zip(items, because, strict=True):
         item["because"] = reasons
     return {**base, "order": scored.order, "items": items}

@@ -1,12 +1,13 @@
-"""Trained users' EASE parts precomputed at load (ranking.TrainedEaseParts): the served values
-are those computed per request, with and without ratings made since the model, and the memory
-budget holds the heaviest raters first."""
+"""Trained users' parts precomputed at load (ranking.TrainedUserParts: EASE's x_u·B and d_u·B,
+the explanation's W⁻¹): the served values and reasons are those computed per request, with and
+without ratings made since the model, and the memory budget holds the heaviest raters first."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from recommender_api import ranking, service
+from recommender_api.movies import MovieCatalog
 from recommender_api.ranking import build_serving_model
 from recommender_api.repository import UserRatings
 
@@ -30,7 +31,7 @@ def _with_rated_lists(budget_bytes: int):
     manifest = {"params": params}
     plain = build_serving_model(version="v1", manifest=manifest, arrays=arrays)
     parts = build_serving_model(
-        version="v1", manifest=manifest, arrays=arrays, ease_parts_bytes=budget_bytes
+        version="v1", manifest=manifest, arrays=arrays, user_parts_bytes=budget_bytes
     )
     return plain, parts, inter
 
@@ -60,8 +61,8 @@ def _served(model, u: int, rated: UserRatings):
 )
 def test_precomputed_parts_serve_what_the_per_request_product_computes(change) -> None:
     plain, parts, inter = _with_rated_lists(budget_bytes=10**9)
-    assert parts.ease_parts is not None and parts.ease_parts.n_users == inter.n_users
-    assert plain.ease_parts is None
+    assert parts.user_parts is not None and parts.user_parts.n_users == inter.n_users
+    assert plain.user_parts is None
     covered = set(plain.items.ids[plain.ease.items].tolist())
     for u in (3, 17, 29):
         data = dict(
@@ -87,26 +88,27 @@ def test_precomputed_parts_serve_what_the_per_request_product_computes(change) -
 
 def test_the_precomputed_rows_are_never_written_by_a_request() -> None:
     _, parts, _ = _with_rated_lists(budget_bytes=10**9)
-    assert parts.ease_parts is not None
-    before = parts.ease_parts.scores.copy()
+    assert parts.user_parts is not None
+    before = parts.user_parts.ease_scores.copy()
     u = 5
     data = dict(zip(parts.rated_in_data(u).tolist(), parts.stars_in_data(u).tolist(), strict=True))
     new = next(m for m in parts.items.ids[parts.ease.items].tolist() if m not in data)
     _served(parts, u, _current(parts, u, {new: 5.0}))
-    np.testing.assert_array_equal(parts.ease_parts.scores, before)
+    np.testing.assert_array_equal(parts.user_parts.ease_scores, before)
     with pytest.raises(ValueError):
-        parts.ease_parts.scores[0, 0] = 1.0
+        parts.user_parts.ease_scores[0, 0] = 1.0
 
 
 def test_the_budget_holds_the_heaviest_raters_and_the_rest_are_computed_per_request() -> None:
     plain, _, _ = _with_rated_lists(budget_bytes=0)
-    per_user = 2 * plain.n_items * 4
+    k = plain.Y64.shape[1]
+    per_user = 2 * plain.n_items * 4 + k * k * 8
     _, parts, _ = _with_rated_lists(budget_bytes=5 * per_user + per_user // 2)
-    assert parts.ease_parts is not None and parts.ease_parts.n_users == 5
+    assert parts.user_parts is not None and parts.user_parts.n_users == 5
     counts = np.diff(parts.rated_indptr)
-    held = np.flatnonzero(parts.ease_parts.slot >= 0)
+    held = np.flatnonzero(parts.user_parts.slot >= 0)
     assert counts[held].min() >= np.sort(counts)[-5]
-    others = np.flatnonzero(parts.ease_parts.slot < 0)
+    others = np.flatnonzero(parts.user_parts.slot < 0)
     for u in (held[0], others[0]):
         rated = _current(plain, int(u), {})
         np.testing.assert_allclose(
@@ -114,4 +116,32 @@ def test_the_budget_holds_the_heaviest_raters_and_the_rest_are_computed_per_requ
         )
     # less than one user's rows: nothing precomputed
     _, none, _ = _with_rated_lists(budget_bytes=per_user - 1)
-    assert none.ease_parts is None
+    assert none.user_parts is None
+
+
+def test_reasons_from_the_precomputed_inverse_are_the_solved_ones() -> None:
+    plain, parts, _ = _with_rated_lists(budget_bytes=10**9)
+    assert parts.user_parts is not None and parts.user_parts.w_inv is not None
+    catalog = MovieCatalog.from_docs([])
+    for u in (2, 13, 31):
+        user_id = int(plain.users.ids[u])
+        w_inv = ranking.trained_w_inv(parts, user_id)
+        assert w_inv is not None
+        idx, found = plain.items.take(plain.rated_in_data(u))
+        stars = plain.stars_in_data(u)[found]
+        targets = np.arange(plain.n_items)
+        np.testing.assert_allclose(
+            ranking.ranking_contributions(parts, targets, idx, stars, w_inv),
+            ranking.ranking_contributions(plain, targets, idx, stars),
+            rtol=1e-5,
+            atol=1e-6,
+        )
+        rated = _current(plain, u, {})
+        for order in ("ranking", "rating"):
+            got = service.recommend(parts, catalog, user_id, rated, k=8, order=order)
+            want = service.recommend(plain, catalog, user_id, rated, k=8, order=order)
+            assert [i["movieId"] for i in got["items"]] == [i["movieId"] for i in want["items"]]
+            assert [i["because"] for i in got["items"]] == [i["because"] for i in want["items"]]
+            assert any(i["because"] for i in got["items"])  # reasons were given at all
+    # a folded-in user (not in the model) never uses a trained user's inverse
+    assert ranking.trained_w_inv(parts, 10**9) is None
