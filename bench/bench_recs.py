@@ -8,7 +8,7 @@ What runs (all real, nothing mocked):
      exists, else the kernel's local engine + artifacts.save_model (same arrays).
   3. `python -m recommender_api` (uvicorn): `--replicas` processes (default 2, as Compose runs
      RECOMMENDER_REPLICAS=2 behind nginx) for the default lookup, with the load spread over
-     them round-robin as nginx does; the `known, one replica` row is the same load on one.
+     them round-robin as nginx does; the `known one replica` row is the same load on one.
   4. Open-loop load at a fixed rate (default 200 req/s for 15 s per scenario) from a separate
      process: latency is measured from each request's *scheduled* start, so a slow server cannot
      hide queueing (no coordinated omission). Scenarios: known users (k=10), fold-in users
@@ -612,7 +612,7 @@ def main() -> None:
         type=int,
         default=2,
         help="recommender processes behind the round-robin for the default lookup (Compose's "
-        "RECOMMENDER_REPLICAS default); `known, one replica` is always measured on one",
+        "RECOMMENDER_REPLICAS default); `known one replica` is always measured on one",
     )
     ap.add_argument("--mongo-url", help="use this server (loaded by movierec_init) instead")
     ap.add_argument("--skip-load", action="store_true", help="only in-process and similar eval")
@@ -714,7 +714,7 @@ def main() -> None:
                 scenarios = {
                     "known": ("recent", known_paths),
                     "known impressions off": ("recent-off", known_paths),
-                    "known, one replica": ("one", known_paths),
+                    "known one replica": ("one", known_paths),
                     "known, RATED_LOOKUP=all": ("all", known_paths),
                     "fold-in": ("recent", [f"/api/recs/users/{u}?k=10" for u in folds]),
                     "similar": (
@@ -727,7 +727,7 @@ def main() -> None:
                     scenarios = {k: v for k, v in scenarios.items() if k in wanted}
                 t = Table(
                     title=f"HTTP, open loop, {args.duration:.0f} s per row "
-                    "(latency from scheduled start, ms); every row but `known, one replica` and "
+                    "(latency from scheduled start, ms); every row but `known one replica` and "
                     f"`known, RATED_LOOKUP=all` is served by {replicas} recommender processes "
                     "round-robin (Compose's RECOMMENDER_REPLICAS default), CPU summed over them"
                 )
@@ -752,7 +752,7 @@ def main() -> None:
                             strict=True,
                         )
                     )
-                    kind = name.split(",")[0].removesuffix(" impressions off")
+                    kind = name.split(",")[0].split(" ")[0]  # known, fold-in or similar
                     p50_t, p99_t = TARGETS[kind]
                     t.add_row(
                         name,
