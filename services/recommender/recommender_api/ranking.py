@@ -464,10 +464,12 @@ class TrainedUserParts:
         return int(sum(a.nbytes for a in parts if a is not None))
 
 
-def _data_ratings(model: ServingModel, u: int) -> tuple[np.ndarray, np.ndarray]:
-    """(item rows, stars) of user row u's ratings in the model's data (needs rated stars)."""
-    stars = model.stars_in_data(u)
-    assert stars is not None
+def data_ratings(model: ServingModel, u: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(item rows, stars) of user row u's ratings in the model's data, or None when the
+    artifact has no rated lists or no stars."""
+    stars = model.stars_in_data(u) if model.has_rated else None
+    if stars is None:
+        return None
     idx, found = model.items.take(model.rated_in_data(u))
     return idx, stars[found]
 
@@ -496,7 +498,9 @@ def trained_user_parts(model: ServingModel, budget_bytes: int) -> TrainedUserPar
     corrections = np.zeros((n_slots, model.n_items), np.float32) if with_ease else None
     w_inv = np.zeros((n_slots, k, k), np.float64) if with_w else None
     for row, u in enumerate(chosen.tolist()):
-        idx, stars = _data_ratings(model, u)
+        rows = data_ratings(model, u)
+        assert rows is not None  # has_rated and rated_stars checked above
+        idx, stars = rows
         if scores is not None and corrections is not None:
             known = np.isfinite(stars)
             s, c = ease_vectors(model, idx[known], stars[known], float(model.user_bias[u]))
@@ -575,7 +579,9 @@ def trained_with_ease(
     ):
         return with_ease(model, vectors, item_idx, ratings)
     current = (np.asarray(item_idx)[known], np.asarray(ratings)[known])
-    data_idx, data_stars = _data_ratings(model, u)
+    data = data_ratings(model, u)
+    assert data is not None  # parts are only built from rated lists with stars
+    data_idx, data_stars = data
     data_known = np.isfinite(data_stars)
     change = _signal_change(
         model, (data_idx[data_known], data_stars[data_known]), current, vectors.b_u
@@ -882,6 +888,14 @@ def _ease_residual_contributions(
     return per_b * d[None, :]
 
 
+def _confidence(model: ServingModel, stars: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(c_j, c_j p_j) per rating (n_r,): confidence 1 + α·|signal| and its liked part."""
+    params = model.implicit_params
+    signal = als.implicit_signal(np.asarray(stars, np.float32), params.negative_at)
+    c = 1.0 + params.alpha * np.abs(signal)
+    return c, np.where(signal > 0, c, 0.0)
+
+
 def _normal_matrix(
     model: ServingModel, rated_idx: np.ndarray, stars: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -889,9 +903,7 @@ def _normal_matrix(
     half-step over the rated movies: W = YᵀY + Σ_j (c_j − 1) y_j y_jᵀ + λI."""
     assert model.Y64 is not None and model.gram is not None and model.Y is not None
     params = model.implicit_params
-    signal = als.implicit_signal(np.asarray(stars, np.float32), params.negative_at)
-    c = 1.0 + params.alpha * np.abs(signal)
-    cp = np.where(signal > 0, c, 0.0)
+    c, cp = _confidence(model, stars)
     # The rank-k update Σ_j (c_j − 1) y_j y_jᵀ is O(n_r·k²), most of a heavy rater's cost:
     # formed in float32 (the factors' own precision) over the ratings with c_j ≠ 1 only, then
     # added to the float64 Gram matrix for the solve.
@@ -919,10 +931,7 @@ def ranking_contributions(
         left = np.linalg.solve(w, model.Y64[targets].T).T.astype(np.float32)  # (n_t, k)
     else:
         assert model.Y is not None
-        signal = als.implicit_signal(
-            np.asarray(stars, np.float32), model.implicit_params.negative_at
-        )
-        cp = np.where(signal > 0, 1.0 + model.implicit_params.alpha * np.abs(signal), 0.0)
+        cp = _confidence(model, stars)[1]
         y_r = model.Y[rated_idx]
         left = (model.Y64[targets] @ w_inv).astype(np.float32)  # W symmetric: (W⁻¹ y_i)ᵀ
     return (left @ y_r.T).astype(np.float64) * cp[None, :]

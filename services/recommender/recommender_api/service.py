@@ -107,13 +107,7 @@ def _rated_rows(
         idx, found = model.items.take(rated.movie_ids)
         return idx, rated.ratings[found]
     u = model.users.get(user_id)
-    if u is None or not model.has_rated:
-        return None
-    stars = model.stars_in_data(u)
-    if stars is None:
-        return None
-    idx, found = model.items.take(model.rated_in_data(u))
-    return idx, stars[found]
+    return None if u is None else ranking.data_ratings(model, u)
 
 
 def _because(
