@@ -9,8 +9,9 @@ that showed the movie within the window before it (two lists showing the same mo
 This measures positive feedback, like Gorse's online positive-feedback rate, not causality.
 
 Two implementations of one definition: `pipeline` + `from_pipeline` compute it inside MongoDB
-(one `aggregate` on `impressions`: $match, $unwind with the position, a $lookup of the user's
-rating of that movie inside the window, then $facet/$group per version, day, position and arm),
+(one `aggregate` on `ratings` that brings in the impressions' lists with $unionWith, unwinds
+each list's movies with their positions, groups them with the ratings of the same user and
+movie, then $facet/$group per version, day, position and arm),
 which is what the catalog serves, so only the summary crosses the wire; `summarise` is the
 plain-Python reference over documents (tests compare the two on the embedded server).
 """
@@ -22,6 +23,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from . import impressions
 from .data_model import IMPRESSIONS
 from .experiments import ARMS, wilson_interval
 
@@ -173,13 +175,10 @@ def pipeline(
     impression time: the ratings stamped since `since` ($unionWith, the timestamp index) are
     grouped with the impression rows by (userId, movieId) and each row checks the window.
     Needs MongoDB ≥ 4.4 ($unionWith) or SecantusDB (tested)."""
-    match: dict[str, Any] = {"ts": {"$gte": since}}
-    if experiment_id is not None:
-        match["experiment_id"] = experiment_id
     known = {"userId": {"$ne": None}}
     per_list = {
         "$group": {
-            "_id": "$_id",
+            "_id": "$list_id",
             "v": {"$first": "$model_version"},
             "day": {"$first": "$day"},
             "u": {"$first": "$userId"},
@@ -244,9 +243,10 @@ def pipeline(
         ]
     }
     impression_rows = [
-        {"$match": match},
+        *impressions.list_stages(since, experiment_id),
         {
             "$project": {
+                "list_id": 1,
                 "userId": 1,
                 "movieIds": 1,
                 "model_version": 1,

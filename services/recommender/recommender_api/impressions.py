@@ -2,18 +2,13 @@
 
 `ImpressionRecorder.record(...)` builds one small document and puts it on a bounded asyncio
 queue with `put_nowait`; it never awaits and never touches the database. One background task
-takes up to `batch_size` documents at a time and writes them with one unordered `insert_many`,
-bounded by `write_timeout` seconds. When the queue is full (the database is slow or down) the new
-impression is dropped; when a write fails or times out its batch is dropped. Both are counted
-(`movierec_recs_impressions_dropped_total{reason}`), so recording can lose impressions under
-pressure but can never slow or fail a request.
+takes up to `batch_size` lists at a time and writes them as one document (a bucket; one per
+A/B experiment when a batch spans two), bounded by `write_timeout` seconds. When the queue is
+full (the database is slow or down) the new impression is dropped; when a write fails or times
+out its batch is dropped. Both are counted (`movierec_recs_impressions_dropped_total{reason}`),
+so recording can lose impressions under pressure but can never slow or fail a request.
 
-Document (collection `impressions`, one per list):
-  list_id (32 hex chars, also returned in the response), userId (int, or None for an anonymous
-  similar-movies call), kind ("user" | "batch" | "similar"), movieIds (list of int; the position
-  of a movie is its index, 0 = top), model_version, strategy, ts (UTC datetime), and for lists
-  served inside an A/B experiment experiment_id and arm ("control" | "candidate"); for similar
-  lists also source_movieId.
+The documents' shape, and why one per write: movierec_common.impressions.
 """
 
 from __future__ import annotations
@@ -26,6 +21,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from movierec_common import impressions as shape
 from prometheus_client import Counter
 from pymongo.asynchronous.collection import AsyncCollection
 
@@ -55,6 +51,7 @@ class ImpressionRecorder:
         self.written = written
         self.dropped = dropped
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=queue_size)
+        self._writing = False  # lists are taken off the queue and not yet written
         self._task: asyncio.Task[None] | None = None
 
     @staticmethod
@@ -145,11 +142,12 @@ class ImpressionRecorder:
         self._task = None
 
     async def _drain(self) -> None:
-        while not self.queue.empty():
+        while not self.queue.empty() or self._writing:
             await asyncio.sleep(0.05)
 
     async def _next_batch(self) -> list[dict[str, Any]]:
         batch = [await self.queue.get()]
+        self._writing = True  # stop() waits for what is taken to be written
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.flush_seconds
         while len(batch) < self.batch_size:
@@ -171,7 +169,7 @@ class ImpressionRecorder:
             batch = await self._next_batch()
             try:
                 await asyncio.wait_for(
-                    self.collection.insert_many(batch, ordered=False),
+                    self.collection.insert_many(shape.buckets(batch), ordered=False),
                     timeout=self.write_timeout,
                 )
                 self.written.inc(len(batch))
@@ -183,3 +181,5 @@ class ImpressionRecorder:
                     "impressions dropped",
                     extra={"n": len(batch), "error": f"{type(exc).__name__}: {exc}"[:200]},
                 )
+            finally:
+                self._writing = False

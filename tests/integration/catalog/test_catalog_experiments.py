@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 from movierec_common import artifacts, online_metrics
 from movierec_common.experiments import wilson_interval
+from movierec_common.impressions import buckets
 from pymongo import MongoClient
 
 from tests.integration.catalog.conftest import ADMIN_ONLY_PASSWORD
@@ -55,7 +57,33 @@ def db(admin_catalog: CatalogServer):
 
 
 def imp(user, movies, version, ts, **kw) -> dict:
-    return {"userId": user, "movieIds": movies, "model_version": version, "ts": ts, **kw}
+    return {
+        "list_id": uuid.uuid4().hex,
+        "userId": user,
+        "movieIds": movies,
+        "model_version": version,
+        "ts": ts,
+        **kw,
+    }
+
+
+def store(db, lists: list[dict], rng: random.Random | None = None) -> None:
+    """Write lists as the recommender does (bucket documents, movierec_common.impressions): all
+    in one write, or with `rng` in time order in writes of 1-8 lists, about one write in four
+    as one-list documents without list_id, as earlier releases stored them."""
+    if rng is None:
+        db.impressions.insert_many(buckets(lists))
+        return
+    ordered = sorted(lists, key=lambda d: d["ts"])
+    i = 0
+    while i < len(ordered):
+        n = rng.randint(1, 8)
+        chunk, i = ordered[i : i + n], i + n
+        if rng.random() < 0.25:
+            legacy = [{k: v for k, v in d.items() if k != "list_id"} for d in chunk]
+            db.impressions.insert_many(legacy)
+        else:
+            db.impressions.insert_many(buckets(chunk))
 
 
 def rating(user, movie, when: dt.datetime) -> dict:
@@ -71,7 +99,8 @@ def test_hit_counting_on_a_scripted_sequence(api: httpx.Client, admin_token: str
             for m in range(1, 21)
         ]
     )
-    db.impressions.insert_many(
+    store(
+        db,
         [
             imp(1, [10, 11, 12], "A", t0),  # 11 rated 1 h later: hit at position 1
             imp(2, [10, 11, 12], "A", t0),  # 10 rated before the impression: no hit
@@ -80,7 +109,7 @@ def test_hit_counting_on_a_scripted_sequence(api: httpx.Client, admin_token: str
             imp(None, [18, 19], "A", t1),  # anonymous: coverage only
             imp(4, [1, 2], "B", t0),  # 1 rated 2 days later: hit at position 0
             imp(5, [2, 3], "B", t1),  # 5 rated 3 (another user rated 2): no hit
-        ]
+        ],
     )
     db.ratings.insert_many(
         [
@@ -173,11 +202,18 @@ def test_aggregation_equals_the_python_definition(
                 rated[(user, m)] = rng.choice(
                     [int(t) - 1, int(t), int(t) + 60, int(t + 7 * 86400), int(t + 7 * 86400) + 1]
                 )
-    db.impressions.insert_many(imps)
+    store(db, imps, rng)
+    # A write that spans the look-back start: its bucket's ts is inside, its first list is not.
+    hour = dt.timedelta(hours=1)
+    edge = [imp(1, [1, 2], "A", since - 3 * hour), imp(2, [3, 4], "B", since + 3 * hour)]
+    db.impressions.insert_many(buckets(edge))
+    imps += edge
     db.ratings.insert_many(
         [{"userId": u, "movieId": m, "rating": 4.0, "timestamp": t} for (u, m), t in rated.items()]
     )
-    in_range = [i for i in db.impressions.find() if i["ts"] >= since]
+    assert db.impressions.count_documents({"lists": {"$exists": True}}) > 10  # buckets
+    assert db.impressions.count_documents({"lists": {"$exists": False}}) > 10  # one-list docs
+    in_range = [i for i in imps if i["ts"] >= since]
     ratings = list(db.ratings.find())
     expected = online_metrics.summarise(in_range, ratings, window_days=7, catalogue_size=60)
     assert sum(v["hit_lists"] for v in expected["versions"]) > 20  # hits of every kind occur
@@ -251,14 +287,15 @@ def test_experiment_start_metrics_promote(
         ts = ts.replace(tzinfo=dt.UTC)
     later = ts + dt.timedelta(hours=1)
     e = {"experiment_id": exp["id"]}
-    db.impressions.insert_many(
+    store(
+        db,
         [
             imp(1, [1, 2], v1, ts, arm="control", **e),
             imp(2, [1, 2], v1, ts, arm="control", **e),
             imp(2, [3, 4], v1, ts, arm="control", **e),
             imp(3, [1, 2], v2, ts, arm="candidate", **e),
             imp(1, [5, 6], v1, ts),  # outside the experiment
-        ]
+        ],
     )
     db.ratings.insert_many([rating(1, 2, later), rating(3, 1, later), rating(1, 6, later)])
     got = api.get(f"/api/admin/experiments/{exp['id']}", headers=h).json()

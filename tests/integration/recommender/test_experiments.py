@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from movierec_common.experiments import assign_arm
+from movierec_common.impressions import lists_of
 from pymongo import MongoClient
 
 from tests.integration.recommender.support import (
@@ -75,7 +76,8 @@ def test_both_versions_are_served_to_their_arms(
         # Impressions carry the arm (written off the request path: wait, bounded).
         deadline = time.monotonic() + 20
         while True:
-            docs = list(client[db.name].impressions.find({"experiment_id": exp_id, "kind": "user"}))
+            found = client[db.name].impressions.find({"experiment_id": exp_id})
+            docs = [d for d in lists_of(found, experiment_id=exp_id) if d["kind"] == "user"]
             if len(docs) >= len(users) or time.monotonic() > deadline:
                 break
             time.sleep(0.2)

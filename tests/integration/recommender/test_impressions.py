@@ -4,12 +4,18 @@ still answer and the lost impressions are counted; IMPRESSIONS_ENABLED=false wri
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from pymongo import MongoClient
+from movierec_common.impressions import lists_of
+from prometheus_client import CollectorRegistry, Counter
+from pymongo import AsyncMongoClient, MongoClient
+from recommender_api.impressions import ImpressionRecorder
 
 from tests.integration.recommender.support import (
     RecsServer,
@@ -23,12 +29,16 @@ from tests.support import MongoServer
 pytestmark = pytest.mark.timeout(300)
 
 
-def wait_docs(db: SeededDb, query: dict, n: int, timeout: float = 20.0) -> list[dict]:
+def wait_docs(
+    db: SeededDb, keep: Callable[[dict], bool], n: int, timeout: float = 20.0
+) -> list[dict]:
+    """The recorded lists (bucket documents unwound) that `keep` accepts, once there are n of
+    them or after `timeout` seconds."""
     client = MongoClient(db.url)
     try:
         deadline = time.monotonic() + timeout
         while True:
-            docs = list(client[db.name].impressions.find(query, {"_id": 0}))
+            docs = [d for d in lists_of(client[db.name].impressions.find()) if keep(d)]
             if len(docs) >= n or time.monotonic() > deadline:
                 return docs
             time.sleep(0.2)
@@ -60,7 +70,7 @@ def test_every_list_kind_is_recorded_with_positions(recs: RecsServer, recs_db: S
     for res in batch["results"]:
         lists[res["list_id"]] = ("batch", res["userId"], res)
     assert all(re.fullmatch(r"[0-9a-f]{32}", lid) for lid in lists)
-    docs = wait_docs(recs_db, {"list_id": {"$in": list(lists)}}, len(lists))
+    docs = wait_docs(recs_db, lambda d: d["list_id"] in lists, len(lists))
     assert len(docs) == len(lists) == 6
     for doc in docs:
         kind, user_id, body = lists[doc["list_id"]]
@@ -84,7 +94,7 @@ def test_recording_can_be_turned_off(
     assert body["items"] and "list_id" not in body
     time.sleep(1.5)  # longer than a flush: anything queued would have been written
     assert metric(server, "movierec_recs_impressions_written_total") == 0
-    assert not wait_docs(recs_db, {"userId": 7, "kind": "user"}, 1, timeout=0.5)
+    assert not wait_docs(recs_db, lambda d: (d["userId"], d["kind"]) == (7, "user"), 1, timeout=0.5)
 
 
 def test_database_down_requests_answer_and_drops_are_counted(
@@ -110,7 +120,9 @@ def test_database_down_requests_answer_and_drops_are_counted(
     dropped = "movierec_recs_impressions_dropped_total"
     try:
         assert server.client.get("/api/recs/similar/1").status_code == 200
-        assert wait_docs(db, {"kind": "similar"}, 1), "recording works while the database is up"
+        assert wait_docs(db, lambda d: d["kind"] == "similar", 1), (
+            "recording works while the database is up"
+        )
         written = metric(server, "movierec_recs_impressions_written_total")
         mongo.stop()
         n = 200
@@ -135,3 +147,51 @@ def test_database_down_requests_answer_and_drops_are_counted(
         assert server.client.get("/healthz").status_code == 200
     finally:
         mongo.stop()
+
+
+def test_recorder_writes_one_bucket_per_write_and_experiment(mongo_url: str) -> None:
+    """The recorder against the real server: 25 lists queued at once with batch_size 10 are
+    written as buckets of at most 10 lists, a batch that spans an experiment's start is split
+    per experiment, and every list comes back once, in order, through `lists_of`."""
+    name = f"recorder_{uuid.uuid4().hex[:8]}"
+
+    async def run() -> list[dict]:
+        client: AsyncMongoClient = AsyncMongoClient(mongo_url, tz_aware=True)
+        registry = CollectorRegistry()
+        recorder = ImpressionRecorder(
+            client[name].impressions,
+            enabled=True,
+            queue_size=100,
+            batch_size=10,
+            flush_seconds=0.2,
+            write_timeout=5.0,
+            written=Counter("written", "", registry=registry),
+            dropped=Counter("dropped", "", ["reason"], registry=registry),
+        )
+        await recorder.start()
+        for i in range(25):
+            experiment = {"experiment_id": "e1", "arm": "control"} if i >= 22 else {}
+            assert recorder.record(
+                list_id=f"{i:032x}",
+                user_id=i,
+                kind="user",
+                movie_ids=[i, i + 1],
+                model_version="v1",
+                strategy="personalized",
+                **experiment,
+            )
+        await recorder.stop(drain_seconds=5.0)
+        assert registry.get_sample_value("written_total") == 25
+        docs = await client[name].impressions.find().sort("_id", 1).to_list(None)
+        await client.drop_database(name)
+        await client.close()
+        return docs
+
+    docs = asyncio.run(run())
+    assert [d["n"] for d in docs] == [10, 10, 2, 3]
+    assert [d.get("experiment_id") for d in docs] == [None, None, None, "e1"]
+    assert all(d["ts"] == max(x["ts"] for x in d["lists"]) for d in docs)
+    lists = list(lists_of(docs))
+    assert [d["userId"] for d in lists] == list(range(25))
+    assert [d["movieIds"] for d in lists] == [[i, i + 1] for i in range(25)]
+    assert [d.get("arm") for d in lists] == [None] * 22 + ["control"] * 3

@@ -13,20 +13,12 @@ import secrets
 from typing import Any
 
 from movierec_common import data_model, online_metrics
+from movierec_common.impressions import bucket_filter, lists_of
 from pymongo import DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 LOCK_ID = "experiment_running"
-_IMPRESSION_FIELDS = {
-    "_id": 0,
-    "userId": 1,
-    "movieIds": 1,
-    "model_version": 1,
-    "ts": 1,
-    "experiment_id": 1,
-    "arm": 1,
-}
 
 
 class ExperimentConflict(Exception):
@@ -131,17 +123,15 @@ class ExperimentsRepo:
                 catalogue_size=size,
                 experiment_id=experiment_id,
             )
-        flt: dict[str, Any] = {"ts": {"$gte": since}}
-        if experiment_id is not None:
-            flt["experiment_id"] = experiment_id
-        impressions = await self.impressions.find(flt, _IMPRESSION_FIELDS).to_list(None)
+        docs = await self.impressions.find(bucket_filter(since, experiment_id)).to_list(None)
+        lists = list(lists_of(docs, since, experiment_id))
         ratings = await self.ratings.find(
             {"timestamp": {"$gte": int(since.timestamp())}},
             {"_id": 0, "userId": 1, "movieId": 1, "timestamp": 1},
         ).to_list(None)
         return await asyncio.to_thread(
             online_metrics.summarise,
-            impressions,
+            lists,
             ratings,
             window_days=window_days,
             catalogue_size=size,
