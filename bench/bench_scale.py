@@ -45,6 +45,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -735,7 +736,10 @@ def main(argv: list[str] | None = None) -> int:
             part(args, lines)
         except Exception as exc:  # one part's failure is reported; the other still runs
             failures.append(name)
-            lines += [f"Part `{name}` FAILED after {time.monotonic() - t:.0f} s: `{exc!r}`"[:800]]
+            traceback.print_exc()
+            # str(), not repr(): a Py4JJavaError's repr leaves out the Java cause.
+            why = " ".join(f"{type(exc).__name__}: {exc}".split())
+            lines += [f"Part `{name}` FAILED after {time.monotonic() - t:.0f} s: `{why}`"[:1200]]
         lines.append("")
         say(f"{name}: {time.monotonic() - t:.0f} s")
     md = "\n".join(lines).rstrip("\n") + "\n"

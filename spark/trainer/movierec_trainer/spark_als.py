@@ -8,7 +8,9 @@ ids renumbered into `needed`) for the explicit and/or the ranking model — a ha
 arrays per partition, never a Python object per rating.
 
 Blocks stay in the Python workers. `load` uploads the blocks once (an RDD, locally
-checkpointed, kept as the fallback source) and has each partition's task write its block's
+checkpointed, kept as the fallback source; each block reaches its task as a broadcast, because
+a task's own serialized size is capped by spark.rpc.message.maxSize, 128 MiB by default, and
+at 25M ratings on 2 partitions a block was 185 MB) and has each partition's task write its block's
 arrays once into a directory on its host (`block_root()`/<fit token>/<side>-<partition>) and
 keep them memory-mapped in the Python worker process. A half-step never reads a block from the
 JVM again: its job is a `parallelize` of one small payload per block, and the task finds the
@@ -21,7 +23,8 @@ uploaded block RDD, which also writes them to that host for the next half-step.
 
 Half-step payloads: each block gets only the factor rows it reads (`fixed[needed]`, as Spark
 MLlib ships each block only the factors it needs) and its own rows of the current factors (the
-CG warm start); YᵀY for the ranking model (k×k). Nothing is broadcast; the task returns its
+CG warm start); YᵀY for the ranking model (k×k). A payload travels inside its task, or as a
+broadcast when its arrays exceed `INLINE_PAYLOAD_BYTES` (the same cap). The task returns its
 rows' solutions and, for the user half-step, the block's training error (the kernel computes
 it from the rows it already gathered), so the per-iteration train RMSE costs no extra pass.
 Both models can train in the SAME jobs (`SparkALS.fit(explicit, implicit)`). The loop itself
@@ -252,6 +255,28 @@ def _remember(token: str, side: str, part: int, block: Resident) -> None:
     _RESIDENT[(token, side, part)] = block
 
 
+# A payload above this many bytes of arrays is shipped as a broadcast rather than inside its
+# task: Spark refuses a task whose serialized size exceeds spark.rpc.message.maxSize (128 MiB
+# by default), e.g. 162k users' rank-128 factors in float32 are 83 MB.
+INLINE_PAYLOAD_BYTES = 32 << 20
+
+
+def _payload_bytes(payload: dict) -> int:
+    """Bytes of the factor arrays in one half-step payload."""
+    return sum(
+        step.fixed.nbytes + step.current.nbytes
+        for step in (payload["exp"], payload["imp"])
+        if step is not None
+    )
+
+
+def _broadcast_blocks(shipped: list) -> Callable[[int], Block]:
+    def run(part: int) -> Block:
+        return shipped[part].value
+
+    return run
+
+
 def _resident(token: str, side: str, part: int) -> Resident | None:
     block = _RESIDENT.get((token, side, part))
     if block is None:
@@ -303,14 +328,21 @@ def _solve(block: Resident, payload: dict, errors: bool) -> als.StepResult:
     )
 
 
-def _half_step_task(token: str, side: str, errors: bool) -> Callable[[Iterator], Iterable]:
+def _half_step_task(
+    token: str, side: str, errors: bool, shipped: dict[int, Any]
+) -> Callable[[Iterator], Iterable]:
     """The half-step over the payloads: (part, result), or (part, None) when this host does
-    not have the block (the driver then solves it from the uploaded blocks)."""
+    not have the block (the driver then solves it from the uploaded blocks). A payload that is
+    None was shipped as the broadcast `shipped[part]` (broadcasts must travel in the task's
+    closure, not in its data, for the worker to load them)."""
 
-    def run(items: Iterator[tuple[int, dict]]) -> Iterable:
+    def run(items: Iterator[tuple[int, dict | None]]) -> Iterable:
         for part, payload in items:
             block = _resident(token, side, part)
-            yield part, None if block is None else _solve(block, payload, errors)
+            if block is None:
+                yield part, None
+                continue
+            yield part, _solve(block, shipped[part].value if payload is None else payload, errors)
 
     return run
 
@@ -374,6 +406,7 @@ class SparkHalfSteps:
         self.token = uuid.uuid4().hex
         self._holders: set[str] = set()  # block managers alive when the blocks were stored
         self._sides: dict[str, RDD] = {}
+        self._broadcasts: list = []  # the uploaded blocks, destroyed by close()
         self._layout: dict[str, list[tuple[np.ndarray, int, int]]] = {}  # needed, lo, hi
         self._iteration = 0
         self._failed = False
@@ -400,11 +433,20 @@ class SparkHalfSteps:
     def _distribute(self, side: str, blocks: list[Block]) -> RDD:
         from pyspark import StorageLevel
 
-        # parallelize cuts the list into len(blocks) slices: exactly one block per partition.
-        # A parallelized partition carries its data inside every task that reads it, so after
-        # the first materialisation the lineage is cut (localCheckpoint keeps the blocks in the
-        # block manager, on disk only: they are read again only for a block no host keeps).
-        rdd = self.sc.parallelize(blocks, len(blocks)).persist(StorageLevel.DISK_ONLY)
+        # One block per partition. Each block travels as a broadcast (the block manager sends
+        # it in pieces), not inside its task: Spark refuses a task larger than
+        # spark.rpc.message.maxSize. After the first materialisation the lineage is cut
+        # (localCheckpoint keeps the blocks in the block manager, on disk only: they are read
+        # again only for a block no host keeps), so the executors' copies of the broadcasts
+        # are dropped then; the driver's stay until close(), because a later job over this RDD
+        # (the fallback) still serialises them with its lineage.
+        shipped = [self.sc.broadcast(b) for b in blocks]
+        self._broadcasts += shipped
+        rdd = (
+            self.sc.parallelize(range(len(blocks)), len(blocks))
+            .map(_broadcast_blocks(shipped))
+            .persist(StorageLevel.DISK_ONLY)
+        )
         rdd.localCheckpoint()
         self._layout[side] = [
             (
@@ -426,6 +468,10 @@ class SparkHalfSteps:
         except BaseException:
             rdd.unpersist()
             raise
+        finally:
+            for b in shipped:
+                with contextlib.suppress(Exception):
+                    b.unpersist()
         self._holders |= self._block_managers()
         return rdd
 
@@ -492,9 +538,15 @@ class SparkHalfSteps:
         it = self._iteration
         payloads = self._payloads(side, e, i)
         n = len(payloads)
+        large = [
+            self.sc.broadcast(p) if _payload_bytes(p) > INLINE_PAYLOAD_BYTES else None
+            for p in payloads
+        ]
         try:
-            jobs = self.sc.parallelize(list(enumerate(payloads)), n)
-            task = _half_step_task(self.token, side, errors)
+            items = [(p, None if large[p] else payloads[p]) for p in range(n)]
+            jobs = self.sc.parallelize(items, n)
+            shipped = {p: bc for p, bc in enumerate(large) if bc is not None}
+            task = _half_step_task(self.token, side, errors, shipped)
             parts = dict(self._watched(lambda: jobs.mapPartitions(task).collect(), it, side))
             missing = sorted(p for p, res in parts.items() if res is None)
             self.stats["tasks"] += n
@@ -524,6 +576,11 @@ class SparkHalfSteps:
                     "held with it; the job failed and can simply be retried"
                 ) from exc
             raise
+        finally:
+            for bc in large:
+                if bc is not None:
+                    with contextlib.suppress(Exception):
+                        bc.destroy()
         out = als.StepResult()
         if e is not None:
             out.explicit = np.zeros_like(e.current, dtype=np.float64)
@@ -559,6 +616,10 @@ class SparkHalfSteps:
         for rdd in self._sides.values():
             rdd.unpersist()
         self._sides.clear()
+        for bc in self._broadcasts:
+            with contextlib.suppress(Exception):
+                bc.destroy()
+        self._broadcasts.clear()
         if not is_local(self.sc) and not self._failed and self._holders:
             with contextlib.suppress(Exception):
                 n = max(2, 2 * self.sc.defaultParallelism)
