@@ -538,14 +538,14 @@ class SparkHalfSteps:
         it = self._iteration
         payloads = self._payloads(side, e, i)
         n = len(payloads)
-        large = [
-            self.sc.broadcast(p) if _payload_bytes(p) > INLINE_PAYLOAD_BYTES else None
-            for p in payloads
-        ]
+        shipped = {
+            p: self.sc.broadcast(payload)
+            for p, payload in enumerate(payloads)
+            if _payload_bytes(payload) > INLINE_PAYLOAD_BYTES
+        }
         try:
-            items = [(p, None if large[p] else payloads[p]) for p in range(n)]
+            items = [(p, None if p in shipped else payload) for p, payload in enumerate(payloads)]
             jobs = self.sc.parallelize(items, n)
-            shipped = {p: bc for p, bc in enumerate(large) if bc is not None}
             task = _half_step_task(self.token, side, errors, shipped)
             parts = dict(self._watched(lambda: jobs.mapPartitions(task).collect(), it, side))
             missing = sorted(p for p, res in parts.items() if res is None)
@@ -577,10 +577,9 @@ class SparkHalfSteps:
                 ) from exc
             raise
         finally:
-            for bc in large:
-                if bc is not None:
-                    with contextlib.suppress(Exception):
-                        bc.destroy()
+            for bc in shipped.values():
+                with contextlib.suppress(Exception):
+                    bc.destroy()
         out = als.StepResult()
         if e is not None:
             out.explicit = np.zeros_like(e.current, dtype=np.float64)
