@@ -11,9 +11,11 @@ from movierec_trainer.spark_als import (
     SparkALS,
     SparkHalfSteps,
     block_root,
+    distinct_columns,
     load_resident,
     make_blocks,
     save_resident,
+    share_ratings,
     split_rows,
 )
 
@@ -61,6 +63,42 @@ def test_split_rows_balances_ratings_and_covers_every_row() -> None:
     assert max(sizes) <= 60  # 104 ratings in two blocks of ~52, not 50 + 54 rows-wise
     # More blocks than rows degrades to one row per block, never an empty block.
     assert split_rows(np.array([0, 3, 5]), 8) == [(0, 1), (1, 2)]
+
+
+def test_distinct_columns_is_numpys_unique_with_inverse() -> None:
+    rng = np.random.default_rng(3)
+    for n_cols, n in ((1, 5), (50, 1000), (70_000, 20_000), (10, 0)):
+        idx = rng.integers(0, n_cols, n).astype(np.int32)
+        needed, local = distinct_columns(idx, n_cols)
+        want, inverse = np.unique(idx, return_inverse=True)
+        np.testing.assert_array_equal(needed, want)
+        np.testing.assert_array_equal(local, inverse.reshape(-1))
+        assert needed.dtype == np.int64 and local.dtype == np.int32
+
+
+def test_shares_build_exactly_the_blocks_make_blocks_builds(data) -> None:
+    """What the executors build from their shares (Share.block) is, array for array, what
+    make_blocks builds from all the ratings on one machine, for both sides and both models."""
+    train, _ = data
+    implicit = als.implicit_signal(train.rating, 2.5)
+    for rows, cols, n_rows, n_cols in (
+        (train.user_idx, train.item_idx, train.n_users, train.n_items),
+        (train.item_idx, train.user_idx, train.n_items, train.n_users),
+    ):
+        for n_parts in (1, 3):
+            want = make_blocks(rows, cols, n_rows, n_parts, train.rating, implicit, n_cols)
+            shares = share_ratings(rows, cols, n_rows, n_cols, n_parts, train.rating, implicit)
+            assert len(shares) == len(want)
+            assert sum(len(s.rows) for s in shares) == len(train)
+            for share, ref in zip(shares, want, strict=True):
+                got = share.block()
+                for name in ("rows", "indptr", "indices", "needed"):
+                    np.testing.assert_array_equal(getattr(got, name), getattr(ref, name))
+                for plan, ref_plan in ((got.explicit, ref.explicit), (got.implicit, ref.implicit)):
+                    assert plan.n_rows == ref_plan.n_rows
+                    for b, rb in zip(plan.buckets, ref_plan.buckets, strict=True):
+                        for f in ("rows", "cols", "vals", "valid", "counts"):
+                            np.testing.assert_array_equal(getattr(b, f), getattr(rb, f))
 
 
 def test_blocks_hold_each_rating_once(data) -> None:
@@ -207,7 +245,7 @@ def test_blocks_missing_on_a_host_are_solved_from_the_uploaded_ones(
     spark, data, local_models
 ) -> None:
     """A host without a block (another container, files gone) answers "missing"; the driver
-    solves those blocks from the uploaded RDD, and the factors are still the local engine's."""
+    solves those blocks from their broadcasts, and the factors are still the local engine's."""
     train, valid = data
     loc_e, loc_r = local_models
     engine = SparkHalfSteps(spark.sparkContext, train, 3, np.float64)

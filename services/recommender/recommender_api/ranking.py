@@ -70,21 +70,6 @@ class IdIndex:
         return int(idx[0]) if found[0] else None
 
 
-def stable_argsort_rows(rows: np.ndarray) -> np.ndarray:
-    """`np.argsort(rows, kind="stable")` for non-negative row indices below 2³²: NumPy sorts
-    16-bit keys by radix (linear time), so one pass on the low 16 bits and, only when some
-    row is ≥ 2¹⁶, a stable pass on the high 16 bits (LSD radix). 25M rows of 62k movies:
-    1.2 s against 4.6 s for the comparison sort (measured)."""
-    r = np.asarray(rows)
-    if r.size == 0:
-        return np.empty(0, dtype=np.int64)
-    order = np.argsort((r & 0xFFFF).astype(np.uint16), kind="stable")
-    if int(r.max()) > 0xFFFF:
-        high = (r[order] >> 16).astype(np.uint16)
-        order = order[np.argsort(high, kind="stable")]
-    return order
-
-
 @dataclass(frozen=True, eq=False)
 class ServingModel:
     """Everything a request needs from one model version, precomputed once."""
@@ -191,7 +176,7 @@ class CoRated:
         i_ptr = np.zeros(n_items + 1, np.int64)
         counts = np.bincount(rows, minlength=n_items)
         np.cumsum(counts, out=i_ptr[1:])
-        item_users = user_of[stable_argsort_rows(rows)]
+        item_users = user_of[als.stable_argsort_rows(rows)]
         return cls(u_ptr, rows, i_ptr, item_users, counts.astype(np.float64))
 
     def similarity(self, item: int) -> np.ndarray:

@@ -486,3 +486,13 @@ def test_cg_fit_is_close_to_the_exact_fit_and_ends_exact() -> None:
     np.testing.assert_allclose(
         als.naive_solve_explicit(e_cg.Q, *by_user, 0.05, True), e_cg.P, rtol=1e-8
     )
+
+
+def test_stable_argsort_rows_is_numpys_stable_sort_below_and_above_16_bits() -> None:
+    rng = np.random.default_rng(2)
+    for high in (40, 70_000, 5_000_000):
+        rows = rng.integers(0, high, 20_000)
+        np.testing.assert_array_equal(
+            als.stable_argsort_rows(rows), np.argsort(rows, kind="stable")
+        )
+    assert als.stable_argsort_rows(np.empty(0, np.int64)).size == 0

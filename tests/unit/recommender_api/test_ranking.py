@@ -40,16 +40,6 @@ def test_id_index_paths_agree_with_a_dict(ids: np.ndarray) -> None:
     assert rows.dtype == np.int64
 
 
-def test_stable_argsort_rows_is_numpys_stable_sort_below_and_above_16_bits() -> None:
-    rng = np.random.default_rng(2)
-    for high in (40, 70_000, 5_000_000):
-        rows = rng.integers(0, high, 20_000)
-        np.testing.assert_array_equal(
-            ranking.stable_argsort_rows(rows), np.argsort(rows, kind="stable")
-        )
-    assert ranking.stable_argsort_rows(np.empty(0, np.int64)).size == 0
-
-
 def test_id_index_rejects_duplicates() -> None:
     with pytest.raises(ValueError):
         IdIndex(np.array([1, 2, 2]))
