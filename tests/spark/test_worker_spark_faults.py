@@ -4,7 +4,7 @@ A private standalone cluster (master + one worker from the venv's spark-class) s
 its worker cannot disturb the session's shared cluster; a real SecantusDB; a real recommender
 process serving the initial model; the trainer worker as its own process, exactly as in
 production. The training blocks live in the executors' Python workers
-(spark_als.SparkHalfSteps._distribute), and a fit that lost them is not patched: the job must
+(spark_als.SparkHalfSteps.load), and a fit that lost them is not patched: the job must
 end `failed` with a clear reason, CURRENT must
 not move, serving must not notice, and the same trainer worker must run the next job once a
 Spark worker is back.

@@ -162,18 +162,23 @@ def implicit_signal(ratings: np.ndarray, negative_at: float | None) -> np.ndarra
 
 
 def stable_argsort_rows(rows: np.ndarray) -> np.ndarray:
-    """`np.argsort(rows, kind="stable")` in linear time, for non-negative row indices below
-    2³² (shape (n,) → (n,) int64 positions; the caller guarantees the range). NumPy sorts
+    """`np.argsort(rows, kind="stable")` in linear time, for integer row indices in [0, 2³²)
+    (shape (n,) → (n,) int64 positions). NumPy sorts
     16-bit keys by radix, so one stable pass on the low 16 bits and, only when some row is
     ≥ 2¹⁶, a stable pass on the high 16 bits (LSD radix). 25M rows of 62k movies: 1.2 s
     against 4.6 s for the comparison sort; 20M rows of 162k users: 2.5 s with the comparison
     sort (measured). Shared by the CSR grouping of both engines and the recommender's
-    co-rating index."""
+    co-rating index. Raises ValueError on a negative row or one ≥ 2³²."""
     r = np.asarray(rows)
     if r.size == 0:
         return np.empty(0, dtype=np.int64)
+    if r.dtype.itemsize < 4:
+        r = r.astype(np.int64)  # `& 0xFFFF` does not fit the narrower integer types
+    top = int(r.max())
+    if int(r.min()) < 0 or top > 0xFFFFFFFF:
+        raise ValueError("stable_argsort_rows: row indices must lie in [0, 2**32)")
     order = np.argsort((r & 0xFFFF).astype(np.uint16), kind="stable")
-    if int(r.max()) > 0xFFFF:
+    if top > 0xFFFF:
         high = (r[order] >> 16).astype(np.uint16)
         order = order[np.argsort(high, kind="stable")]
     return order

@@ -434,7 +434,8 @@ def _fallback_task(
 
     def run(items: Iterator[Item]) -> Iterable:
         for part, payload in items:
-            b = share.value.block().resident()
+            # This host may have the block after all (the first task ran on another host).
+            b = _resident(token, side, part) or share.value.block().resident()
             with contextlib.suppress(OSError):
                 directory = _block_dir(token, side, part)
                 if not (directory / "rows.npy").exists():
@@ -535,7 +536,8 @@ class SparkHalfSteps:
                 )
                 ranges[side] = [(s.lo, s.hi) for s in shares]
                 self._blocks[side] = shipped = []
-                while shares:  # from here each share lives in its broadcast's file only
+                while shares:  # from here each share lives in its broadcast only (the
+                    # driver's pieces of it, ~16-24 bytes per rating, stay until close())
                     shipped.append(self.sc.broadcast(shares.pop(0)))
             tasks = [
                 (_store_task(self.token, side, bc), p)
@@ -601,13 +603,12 @@ class SparkHalfSteps:
         it = self._iteration
         payloads = self._payloads(side, e, i)
         n = len(payloads)
-        big = {
-            p: self.sc.broadcast(payload)
-            for p, payload in enumerate(payloads)
-            if _payload_bytes(payload) > INLINE_PAYLOAD_BYTES
-        }
-        items = [(p, None if p in big else payload) for p, payload in enumerate(payloads)]
+        big: dict[int, Broadcast] = {}  # destroyed in `finally`, even if a later one fails
         try:
+            for p, payload in enumerate(payloads):
+                if _payload_bytes(payload) > INLINE_PAYLOAD_BYTES:
+                    big[p] = self.sc.broadcast(payload)
+            items = [(p, None if p in big else payload) for p, payload in enumerate(payloads)]
             tasks = [
                 (_half_step_task(self.token, side, errors, big.get(p)), item)
                 for p, item in enumerate(items)
@@ -627,12 +628,12 @@ class SparkHalfSteps:
             self._failed = True
             raise
         except Exception as exc:
-            self._failed = True
-            if _is_linalg_failure(exc):
+            if _is_linalg_failure(exc):  # the executors are fine: close() still cleans up
                 raise als.TrainingDivergedError(
                     f"iteration {it}: {side} solve failed on an executor (singular system); "
                     "increase reg"
                 ) from exc
+            self._failed = True
             if "ExecutorLostFailure" in str(exc):
                 # The blocks kept in its Python workers die with the executor.
                 raise ExecutorLostError(

@@ -496,3 +496,11 @@ def test_stable_argsort_rows_is_numpys_stable_sort_below_and_above_16_bits() -> 
             als.stable_argsort_rows(rows), np.argsort(rows, kind="stable")
         )
     assert als.stable_argsort_rows(np.empty(0, np.int64)).size == 0
+    for dtype in (np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32):
+        rows = rng.integers(0, 100, 1_000).astype(dtype)
+        np.testing.assert_array_equal(
+            als.stable_argsort_rows(rows), np.argsort(rows, kind="stable")
+        )
+    for bad in (np.array([3, -1, 2]), np.array([0, 2**32])):
+        with pytest.raises(ValueError, match="row indices"):
+            als.stable_argsort_rows(bad)
