@@ -163,9 +163,9 @@ def implicit_signal(ratings: np.ndarray, negative_at: float | None) -> np.ndarra
 
 def stable_argsort_rows(rows: np.ndarray) -> np.ndarray:
     """`np.argsort(rows, kind="stable")` in linear time, for integer row indices in [0, 2³²)
-    (shape (n,) → (n,) int64 positions). NumPy sorts
-    16-bit keys by radix, so one stable pass on the low 16 bits and, only when some row is
-    ≥ 2¹⁶, a stable pass on the high 16 bits (LSD radix). 25M rows of 62k movies: 1.2 s
+    (shape (n,) → (n,) int64 positions). NumPy sorts 16-bit keys by radix, so one stable pass
+    on the low 16 bits and, only when some row is ≥ 2¹⁶, a stable pass on the high 16 bits
+    (LSD radix). 25M rows of 62k movies: 1.2 s
     against 4.6 s for the comparison sort; 20M rows of 162k users: 2.5 s with the comparison
     sort (measured). Shared by the CSR grouping of both engines and the recommender's
     co-rating index. Raises ValueError on a negative row or one ≥ 2³²."""
@@ -184,14 +184,22 @@ def stable_argsort_rows(rows: np.ndarray) -> np.ndarray:
     return order
 
 
+def row_pointers(rows: np.ndarray, n_rows: int) -> np.ndarray:
+    """CSR row pointers of entries whose row indices are `rows` (shape (n,), values in
+    [0, n_rows)): (n_rows + 1,) int64, indptr[r + 1] − indptr[r] = entries of row r.
+    Raises ValueError on a negative row (np.bincount)."""
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
+    return indptr
+
+
 def to_csr(
     row_idx: np.ndarray, col_idx: np.ndarray, values: np.ndarray, n_rows: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Group entries by row (stable, so equal input gives equal output): (indptr, indices, data)."""
     row_idx = np.asarray(row_idx)
     order = stable_argsort_rows(row_idx)
-    indptr = np.zeros(n_rows + 1, dtype=np.int64)
-    np.cumsum(np.bincount(row_idx, minlength=n_rows), out=indptr[1:])
+    indptr = row_pointers(row_idx, n_rows)
     return indptr, np.asarray(col_idx)[order].astype(np.int32), np.asarray(values)[order]
 
 

@@ -170,14 +170,10 @@ class CoRated:
         if not found.all():
             user_of = user_of[found]
         del found
-        u_ptr = np.zeros(n_users + 1, np.int64)
-        np.cumsum(np.bincount(user_of, minlength=n_users), out=u_ptr[1:])
-        n_items = len(items)
-        i_ptr = np.zeros(n_items + 1, np.int64)
-        counts = np.bincount(rows, minlength=n_items)
-        np.cumsum(counts, out=i_ptr[1:])
+        u_ptr = als.row_pointers(user_of, n_users)
+        i_ptr = als.row_pointers(rows, len(items))
         item_users = user_of[als.stable_argsort_rows(rows)]
-        return cls(u_ptr, rows, i_ptr, item_users, counts.astype(np.float64))
+        return cls(u_ptr, rows, i_ptr, item_users, np.diff(i_ptr).astype(np.float64))
 
     def similarity(self, item: int) -> np.ndarray:
         users = self.item_users[self.item_indptr[item] : self.item_indptr[item + 1]]

@@ -158,8 +158,7 @@ def make_blocks(
     if n_cols is None:
         n_cols = int(np.max(col_idx)) + 1 if len(col_idx) else 0
     order = als.stable_argsort_rows(row_idx)  # the grouping to_csr does, shared by both
-    indptr = np.zeros(n_rows + 1, dtype=np.int64)
-    np.cumsum(np.bincount(row_idx, minlength=n_rows), out=indptr[1:])
+    indptr = als.row_pointers(row_idx, n_rows)
     indices = np.asarray(col_idx)[order].astype(np.int32)
     ev = None if explicit_values is None else np.asarray(explicit_values, np.float64)[order]
     iv = None if implicit_values is None else np.asarray(implicit_values, np.float64)[order]
@@ -217,8 +216,7 @@ def share_ratings(
     (`split_rows`), in linear time: a bincount, and a stable radix sort by share. `Share.block`
     of each gives exactly the blocks `make_blocks` would (tests/spark/test_spark_als.py)."""
     rows = np.asarray(row_idx)
-    indptr = np.zeros(n_rows + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
+    indptr = als.row_pointers(rows, n_rows)
     ranges = split_rows(indptr, n_parts)
     his = np.array([hi for _, hi in ranges[:-1]], dtype=np.int64)
     order = als.stable_argsort_rows(np.searchsorted(his, rows, side="right"))
@@ -369,6 +367,23 @@ def _sweep_stale(keep: str) -> None:
                 shutil.rmtree(d, ignore_errors=True)
 
 
+def _keep(token: str, side: str, part: int, block: Resident) -> Resident:
+    """Write `block` to this host's directory (unless another worker did) and keep it mapped
+    in this process; returns what is kept. An unwritable temporary directory: this process
+    keeps the block in memory."""
+    directory = _block_dir(token, side, part)
+    mapped = None
+    try:
+        if not (directory / "rows.npy").exists():
+            save_resident(block, directory)
+        mapped = load_resident(directory)
+    except OSError:
+        pass
+    kept = mapped if mapped is not None else block
+    _remember(token, side, part, kept)
+    return kept
+
+
 def _store_task(token: str, side: str, share: Broadcast) -> Callable[[Iterator[int]], Iterable]:
     """The partition given builds its block from its ratings (the broadcast `share`), writes
     it to its host's directory and keeps it mapped; yields (side, part, the block's `needed`)."""
@@ -376,17 +391,9 @@ def _store_task(token: str, side: str, share: Broadcast) -> Callable[[Iterator[i
     def run(parts: Iterator[int]) -> Iterable:
         _sweep_stale(token)
         for part in parts:
-            b = share.value.block().resident()
-            directory = _block_dir(token, side, part)
-            mapped = None
-            try:  # an unwritable temporary directory: this process keeps the block in memory
-                if not (directory / "rows.npy").exists():
-                    save_resident(b, directory)
-                mapped = load_resident(directory)
-            except OSError:
-                pass
-            _remember(token, side, part, mapped if mapped is not None else b)
-            yield side, part, b.needed
+            block = share.value.block().resident()
+            _keep(token, side, part, block)
+            yield side, part, block.needed
 
     return run
 
@@ -435,12 +442,9 @@ def _fallback_task(
     def run(items: Iterator[Item]) -> Iterable:
         for part, payload in items:
             # This host may have the block after all (the first task ran on another host).
-            b = _resident(token, side, part) or share.value.block().resident()
-            with contextlib.suppress(OSError):
-                directory = _block_dir(token, side, part)
-                if not (directory / "rows.npy").exists():
-                    save_resident(b, directory)
-            _remember(token, side, part, b)
+            b = _resident(token, side, part) or _keep(
+                token, side, part, share.value.block().resident()
+            )
             yield part, _solve(b, shipped.value if payload is None else payload, errors)
 
     return run
