@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from movierec_common import als
 
 RELEVANT_MIN = 4.0
 ScoreFn = Callable[[np.ndarray], np.ndarray]
@@ -66,9 +67,7 @@ def _gather_rows(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray):
 
 def _csr(rows: np.ndarray, cols: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
     order = np.lexsort((cols, rows))
-    indptr = np.zeros(n_rows + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
-    return indptr, cols[order].astype(np.int64)
+    return als.row_pointers(rows, n_rows), cols[order].astype(np.int64)
 
 
 def top_k_from_scores(scores: np.ndarray, k: int) -> np.ndarray:

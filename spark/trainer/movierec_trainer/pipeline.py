@@ -392,8 +392,7 @@ def rated_lists(
     keep = (user_ids[pos] == ratings.user_ids) if n else np.zeros(len(ratings), bool)
     u, m = pos[keep], ratings.movie_ids[keep].astype(np.int64)
     order = np.lexsort((m, u))
-    indptr = np.zeros(n + 1, np.int64)
-    np.cumsum(np.bincount(u, minlength=n), out=indptr[1:])
+    indptr = als.row_pointers(u, n)
     newest = int(ratings.timestamps.max()) if len(ratings) else 0
     # Never after the training time, whatever the data's clock says (a timestamp in the
     # future would hide every later rating from the recommender).
