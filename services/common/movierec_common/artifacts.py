@@ -223,6 +223,20 @@ def _even_sample(n: int, k: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, num=min(n, k)).astype(np.int64)) if n else np.arange(0)
 
 
+NORM_SLICE_ROWS = 1 << 16  # rows per float64 slice in _max_row_norm
+
+
+def _max_row_norm(m: np.ndarray) -> float:
+    """The largest Euclidean row norm of a 2-d array, in float64, a slice of rows at a time: a
+    float64 copy of the whole matrix and its square would be two more 166 MB arrays at 25M
+    ratings (rank_X), while a hot reload already holds the old version."""
+    worst = 0.0
+    for start in range(0, m.shape[0], NORM_SLICE_ROWS):
+        block = np.asarray(m[start : start + NORM_SLICE_ROWS], dtype=np.float64)
+        worst = max(worst, float(np.sqrt(np.max(np.einsum("ij,ij->i", block, block)))))
+    return worst
+
+
 def check_sanity(a: dict[str, np.ndarray]) -> None:
     """Refuse a model whose numbers cannot come from training on the star scale.
 
@@ -239,7 +253,7 @@ def check_sanity(a: dict[str, np.ndarray]) -> None:
         raise ArtifactError(f"sanity: global_mean {mu:.4g} is outside the {lo}–{hi} scale")
     for key in ("P", "Q", "rank_X", "rank_Y"):
         if key in a and a[key].size:
-            norm = float(np.max(np.linalg.norm(a[key].astype(np.float64), axis=1)))
+            norm = _max_row_norm(a[key])
             if norm > MAX_FACTOR_NORM:
                 raise ArtifactError(
                     f"sanity: {key} has a factor row of norm {norm:.3g} (> {MAX_FACTOR_NORM:g})"

@@ -19,7 +19,7 @@ import numpy as np
 from movierec_common import artifacts
 from watchfiles import awatch
 
-from .ranking import ServingModel, build_serving_model
+from .ranking import ServingModel, build_serving_model, star_codes
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,9 @@ def load_serving_model(
     for key in ("P", "rank_X"):
         if arrays.get(key) is not None:
             arrays[key] = np.asarray(arrays[key], dtype=np.float32)
+    # Likewise the rated lists' stars, to the 1-byte codes the model keeps (`star_codes`).
+    if arrays.get("rated_stars") is not None:
+        arrays["rated_stars"] = star_codes(arrays["rated_stars"])
     elapsed = time.perf_counter() - start
     model = build_serving_model(
         version=loaded_version,

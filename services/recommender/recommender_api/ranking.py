@@ -97,9 +97,12 @@ class ServingModel:
     sim_unit: np.ndarray = field(default_factory=lambda: np.empty((0, 0), np.float32))
     sim_ok: np.ndarray = field(default_factory=lambda: np.empty(0, bool))
     rated_indptr: np.ndarray | None = None  # CSR over users: movieIds rated in the data
-    rated_movie_ids: np.ndarray | None = None  # int32 or int64, as the artifact stores them
+    # int32 or int64 as the artifact stores them; None when `cooc` holds every rated movie as
+    # a model row (`CoRated.complete`), from which `rated_in_data` reads them instead
+    rated_movie_ids: np.ndarray | None = None
     rated_since: int | None = None  # ratings missing from the CSR are stamped at or after this
-    rated_stars: np.ndarray | None = None  # float32, aligned with rated_movie_ids
+    # aligned with the rated lists: uint8 half-star codes (`star_codes`), or float32 stars
+    rated_stars: np.ndarray | None = None
     cooc: CoRated | None = None  # for sim_source == "cooccurrence"
     ease: easelib.EaseModel | None = None  # item-to-item model blended into list and stars
     blend: easelib.BlendParams = easelib.DEFAULT_BLEND
@@ -122,19 +125,69 @@ class ServingModel:
 
     def rated_in_data(self, u: int) -> np.ndarray:
         """The movieIds user row `u` had rated in the data this model was built from."""
-        assert self.rated_indptr is not None and self.rated_movie_ids is not None
-        return self.rated_movie_ids[self.rated_indptr[u] : self.rated_indptr[u + 1]]
+        assert self.rated_indptr is not None
+        start, end = self.rated_indptr[u], self.rated_indptr[u + 1]
+        if self.rated_movie_ids is not None:
+            return self.rated_movie_ids[start:end]
+        return self.items.ids[self.rated_rows_in_data(u)]
+
+    def rated_rows_in_data(self, u: int) -> np.ndarray | None:
+        """The model rows of `rated_in_data(u)` (int32, same order) when every rated movie is a
+        model item (`CoRated.complete`), else None."""
+        if self.cooc is None or not self.cooc.complete:
+            return None
+        return self.cooc.user_items[self.cooc.user_indptr[u] : self.cooc.user_indptr[u + 1]]
 
     def stars_in_data(self, u: int) -> np.ndarray | None:
-        """The stars aligned with `rated_in_data(u)`, or None for artifacts without them."""
+        """The stars (float32) aligned with `rated_in_data(u)`, or None for artifacts without
+        them."""
         if self.rated_stars is None or self.rated_indptr is None:
             return None
-        return self.rated_stars[self.rated_indptr[u] : self.rated_indptr[u + 1]]
+        stars = self.rated_stars[self.rated_indptr[u] : self.rated_indptr[u + 1]]
+        return stars * np.float32(0.5) if stars.dtype == np.uint8 else stars
+
+
+def star_codes(stars: np.ndarray) -> np.ndarray:
+    """Stars (n,) as uint8 half-star codes 2·r when every one is a multiple of 0.5 in
+    [0, 127.5] (the rating scale's are): 1 byte a rating instead of 4, 75 MB less per model
+    version at 25M ratings; otherwise the stars as float32, unchanged. Codes (uint8) are
+    returned as they are."""
+    if stars.dtype == np.uint8:
+        return stars  # codes already
+    stars = np.asarray(stars, np.float32)
+    codes = stars * np.float32(2.0)
+    if stars.size and not (
+        np.all(codes == np.round(codes)) and codes.min() >= 0 and codes.max() <= 255
+    ):
+        return stars
+    return codes.astype(np.uint8)
 
 
 COOC_SHRINK = 100.0
+TAKE_SLICE = 1 << 20  # ids per IdIndex.take while the co-rating index is built
+TRANSPOSE_SLICE = 1 << 22  # ratings per slice of the co-rating index's item side
 COOC_POWER = 0.7
 COOC_MAX_USERS = 2000
+
+
+def _transpose(rows: np.ndarray, u_ptr: np.ndarray, i_ptr: np.ndarray) -> np.ndarray:
+    """The item side of a user → item-rows CSR (`u_ptr`, `rows`): the users (int32) of each
+    item row in CSR order `i_ptr`, ascending, i.e. `user_of[stable_argsort_rows(rows)]`.
+    Computed over slices of item rows holding at most TRANSPOSE_SLICE entries each (a single
+    larger row is a slice of its own), with each entry's user found from `u_ptr`, so the
+    temporaries are a slice's, not those of all 25M ratings."""
+    out = np.empty(rows.shape[0], np.int32)
+    n_items = i_ptr.shape[0] - 1
+    lo = 0
+    while lo < n_items:
+        hi = int(np.searchsorted(i_ptr, i_ptr[lo] + TRANSPOSE_SLICE, side="right")) - 1
+        hi = min(max(hi, lo + 1), n_items)
+        if i_ptr[hi] > i_ptr[lo]:
+            at = np.flatnonzero((rows >= lo) & (rows < hi))
+            at = at[als.stable_argsort_rows(rows[at] - lo)]
+            out[i_ptr[lo] : i_ptr[hi]] = np.searchsorted(u_ptr, at, side="right") - 1
+        lo = hi
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -157,23 +210,33 @@ class CoRated:
     item_indptr: np.ndarray  # CSR over item rows: user positions
     item_users: np.ndarray  # int32
     counts: np.ndarray  # float64 (n_items,): ratings per movie in the lists
+    complete: bool = False  # every rated movie is a model item: user_items mirrors the lists
 
     @classmethod
     def build(cls, rated_indptr: np.ndarray, rated_movie_ids: np.ndarray, items: IdIndex):
-        # int32 from the start: at 25M ratings every int64 temporary here is 200 MB, and this
-        # runs beside the serving model during a hot reload.
-        rows64, found = items.take(rated_movie_ids)
-        rows = rows64.astype(np.int32)
-        del rows64
+        # int32 from the start and looked up in slices: at 25M ratings every int64 temporary
+        # of the whole list is 200 MB (IdIndex.take makes several), and this runs beside the
+        # serving model during a hot reload.
+        n = int(rated_movie_ids.shape[0])
+        rows = np.empty(n, np.int32)
+        found = np.empty(n, bool)
+        for start in range(0, n, TAKE_SLICE):
+            end = min(n, start + TAKE_SLICE)
+            part, found[start:end] = items.take(rated_movie_ids[start:end])
+            rows[start:end][found[start:end]] = part
         n_users = rated_indptr.shape[0] - 1
-        user_of = np.repeat(np.arange(n_users, dtype=np.int32), np.diff(rated_indptr))
-        if not found.all():
-            user_of = user_of[found]
+        complete = bool(found.all())
+        if complete:
+            u_ptr = np.array(rated_indptr, dtype=np.int64)
+        else:
+            user_of = np.repeat(np.arange(n_users, dtype=np.int32), np.diff(rated_indptr))[found]
+            rows = rows[found]
+            u_ptr = als.row_pointers(user_of, n_users)
+            del user_of
         del found
-        u_ptr = als.row_pointers(user_of, n_users)
         i_ptr = als.row_pointers(rows, len(items))
-        item_users = user_of[als.stable_argsort_rows(rows)]
-        return cls(u_ptr, rows, i_ptr, item_users, np.diff(i_ptr).astype(np.float64))
+        item_users = _transpose(rows, u_ptr, i_ptr)
+        return cls(u_ptr, rows, i_ptr, item_users, np.diff(i_ptr).astype(np.float64), complete)
 
     def similarity(self, item: int) -> np.ndarray:
         users = self.item_users[self.item_indptr[item] : self.item_indptr[item + 1]]
@@ -303,6 +366,7 @@ def build_serving_model(
     )
     rated_indptr, rated_movie_ids = arrays.get("rated_indptr"), arrays.get("rated_movie_ids")
     rated_since = arrays.get("rated_since")
+    stars_in_data = arrays.get("rated_stars")
     items_index = IdIndex(np.asarray(arrays["item_ids"]))
     has_rated = rated_indptr is not None and rated_movie_ids is not None
     source = choose_similar_source(similar_factors, Y is not None, has_rated)
@@ -350,12 +414,13 @@ def build_serving_model(
         sim_ok=sim_ok,
         cooc=cooc,
         rated_indptr=None if rated_indptr is None else np.asarray(rated_indptr, np.int64),
-        # kept in the artifact's integer type (int32: 100 MB less at 25M than an int64 copy)
-        rated_movie_ids=None if rated_movie_ids is None else np.asarray(rated_movie_ids),
+        # kept in the artifact's integer type (int32: 100 MB less at 25M than an int64 copy),
+        # and not at all when the co-rating index holds the same lists as model rows
+        rated_movie_ids=None
+        if rated_movie_ids is None or (cooc is not None and cooc.complete)
+        else np.asarray(rated_movie_ids),
         rated_since=None if rated_since is None else int(np.asarray(rated_since)),
-        rated_stars=None
-        if arrays.get("rated_stars") is None
-        else np.asarray(arrays["rated_stars"], np.float32),
+        rated_stars=None if stars_in_data is None else star_codes(stars_in_data),
         ease=ease_model,
         blend=blend,
         loaded_at=loaded_at,
@@ -451,6 +516,9 @@ def data_ratings(model: ServingModel, u: int) -> tuple[np.ndarray, np.ndarray] |
     stars = model.stars_in_data(u) if model.has_rated else None
     if stars is None:
         return None
+    rows = model.rated_rows_in_data(u)
+    if rows is not None:
+        return rows.astype(np.int64), stars
     idx, found = model.items.take(model.rated_in_data(u))
     return idx, stars[found]
 

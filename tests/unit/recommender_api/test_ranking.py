@@ -331,6 +331,91 @@ def test_co_rating_neighbours_are_the_asymmetric_cosine_and_sampled_for_heavy_mo
     assert not np.allclose(heavy[big], exact[big])  # it did sample
 
 
+@pytest.mark.parametrize("missing", [False, True])
+def test_co_rating_index_in_slices_is_the_one_pass_transpose(
+    monkeypatch: pytest.MonkeyPatch, missing: bool
+) -> None:
+    """The index is built a slice at a time (lookups and the item side); the result is the
+    plain construction's, with or without rated movies the model has no row for."""
+    rng = np.random.default_rng(4)
+    n_users, n_items = 120, 50
+    dense = rng.random((n_users, n_items)) < rng.random(n_items)[None, :] * 0.5
+    dense[7] = False  # a user with no ratings
+    item_ids = np.arange(n_items) * 3 + 1
+    indptr = np.concatenate([[0], np.cumsum(dense.sum(axis=1))]).astype(np.int64)
+    movie_ids = np.concatenate([item_ids[np.flatnonzero(row)] for row in dense]).astype(np.int32)
+    model_ids = item_ids[item_ids % 2 == 1] if missing else item_ids
+    index = IdIndex(model_ids)
+    monkeypatch.setattr(ranking, "TAKE_SLICE", 37)
+    monkeypatch.setattr(ranking, "TRANSPOSE_SLICE", 25)
+    co = ranking.CoRated.build(indptr, movie_ids, index)
+    rows, found = index.take(movie_ids)
+    user_of = np.repeat(np.arange(n_users), np.diff(indptr))[found]
+    assert co.complete is not missing
+    np.testing.assert_array_equal(co.user_items, rows)
+    np.testing.assert_array_equal(co.user_indptr, als.row_pointers(user_of, n_users))
+    np.testing.assert_array_equal(co.item_indptr, als.row_pointers(rows, len(index)))
+    np.testing.assert_array_equal(co.item_users, user_of[np.argsort(rows, kind="stable")])
+
+
+def test_star_codes_keep_half_stars_in_one_byte_and_anything_else_as_float() -> None:
+    stars = np.array([0.5, 1.0, 3.5, 5.0], np.float32)
+    codes = ranking.star_codes(stars)
+    assert codes.dtype == np.uint8 and codes.tolist() == [1, 2, 7, 10]
+    assert ranking.star_codes(codes) is codes
+    for odd in ([3.25, 4.0], [3.0000002, 4.0], [-0.5, 1.0], [200.0]):
+        kept = ranking.star_codes(np.array(odd, np.float32))
+        assert kept.dtype == np.float32 and kept.tolist() == np.float32(odd).tolist()
+    assert ranking.star_codes(np.empty(0, np.float32)).dtype == np.uint8
+
+
+def test_a_model_serves_the_artifacts_rated_lists_and_stars_in_its_compact_form() -> None:
+    """rated_in_data / stars_in_data / data_ratings give the artifact's lists and stars whether
+    the model keeps the movieIds (a rated movie outside the model) or reads them back from the
+    co-rating index (every rated movie a model item), and the stars as half-star codes."""
+    base, _, _, _ = toy_model()
+    rng = np.random.default_rng(1)
+    n_users = len(base.users)
+    counts = rng.integers(0, 6, n_users)
+    for extra in (False, True):
+        lists = [np.sort(rng.choice(base.items.ids, c, replace=False)) for c in counts]
+        if extra:
+            lists[3] = np.append(lists[3], 99_999)  # rated, but not a model item
+        stars = [rng.integers(1, 11, len(x)) / 2 for x in lists]
+
+        model = ranking.build_serving_model(
+            version="v2",
+            manifest={"params": {}},
+            arrays={
+                "P": base.P,
+                "Q": base.Q64,
+                "user_bias": base.user_bias,
+                "item_bias": base.item_bias64,
+                "global_mean": np.asarray(base.mu),
+                "user_ids": base.users.ids,
+                "item_ids": base.items.ids,
+                "item_counts": base.item_counts,
+                "rated_indptr": np.concatenate([[0], np.cumsum([len(x) for x in lists])]),
+                "rated_movie_ids": np.concatenate(lists).astype(np.int32),
+                "rated_since": np.asarray(0),
+                "rated_stars": np.concatenate(stars).astype(np.float32),
+            },
+            similar_factors="cooccurrence",
+        )
+        assert (model.rated_movie_ids is None) is not extra
+        assert model.rated_stars is not None and model.rated_stars.dtype == np.uint8
+        for u in range(n_users):
+            assert model.rated_in_data(u).tolist() == lists[u].tolist()
+            got = model.stars_in_data(u)
+            assert got is not None and got.dtype == np.float32
+            assert got.tolist() == stars[u].tolist()
+            rows = ranking.data_ratings(model, u)
+            assert rows is not None
+            keep = np.isin(lists[u], base.items.ids)
+            assert base.items.ids[rows[0]].tolist() == lists[u][keep].tolist()
+            assert rows[1].tolist() == stars[u][keep].tolist()
+
+
 def test_top_contributions_are_the_largest_positive_shares_ties_to_the_lower_index() -> None:
     """Against the definition (sort each row by value, then rated index), on rows with ties,
     rows with fewer positives than asked, all-negative rows, and a 2,700-rating row."""
