@@ -9,10 +9,11 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from movierec_common.artifacts import VERSION_PATTERN
-from movierec_common.data_model import RATING_MAX, RATING_MIN, RATING_STEP
+from movierec_common.data_model import RATING_MAX, RATING_MIN, RATING_STEP, on_rating_scale
 from movierec_common.password_policy import MAX_LENGTH, password_problem
 from movierec_common.training_params import RetrainParams
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -29,7 +30,7 @@ RESERVED_RE = re.compile(r"ml[0-9]+", re.IGNORECASE)
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class Credentials(Strict):
@@ -102,6 +103,16 @@ class SessionResponse(BaseModel):
     user: MeResponse | None = None
 
 
+def _exactly_on_the_scale(v: float) -> float:
+    """pydantic's `multiple_of` allows a float tolerance (3.0000000000000004 passes it); a
+    stored star must be exactly on the scale, as every reader of the ratings assumes."""
+    if not on_rating_scale(v):
+        raise ValueError(
+            f"rating must be {RATING_MIN:g}–{RATING_MAX:g} in steps of exactly {RATING_STEP:g}"
+        )
+    return v
+
+
 Rating = Annotated[
     float,
     Field(
@@ -111,6 +122,7 @@ Rating = Annotated[
         examples=[4.5],
         description="0.5–5.0, steps of 0.5",
     ),
+    AfterValidator(_exactly_on_the_scale),
 ]
 
 
@@ -211,6 +223,7 @@ class RetrainRequest(RetrainParams):
     model_config = ConfigDict(
         extra="forbid",
         strict=True,
+        allow_inf_nan=False,
         json_schema_extra={"examples": [{"iterations": 20}, {"db_only": True, "rank": 30}]},
     )
 
@@ -262,7 +275,7 @@ class Health(BaseModel):
 
 
 class ExperimentStart(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     candidate: str = Field(
         pattern=VERSION_PATTERN,

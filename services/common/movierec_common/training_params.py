@@ -41,7 +41,7 @@ def validation_message(errors: Sequence[Any]) -> str:
 class TrainingParams(BaseModel):
     """Model settings of a training job (explicit model, then the ranking model's `ranking_*`)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     rank: int | None = Field(None, ge=RANK_MIN, le=RANK_MAX, examples=[20])
     reg: float | None = Field(None, gt=0, le=10, examples=[0.1], description="λ, ×n per row")

@@ -67,7 +67,7 @@ class RecsResponse(BaseModel):
 
 
 class BatchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     userIds: list[StrictId] = Field(
         min_length=1, description="Up to batch_max_users ids: JSON integers 0..2^53."

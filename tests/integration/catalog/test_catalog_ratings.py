@@ -4,6 +4,7 @@ exact stats under 50 concurrent clients over real HTTP."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 
 import httpx
@@ -44,6 +45,9 @@ def test_rating_bodies_validated(catalog, http: httpx.Client):
         {"rating": 0},
         {"rating": 0.3},
         {"rating": 4.25},
+        {"rating": 3.0000000000000004},  # within pydantic's multiple_of tolerance
+        {"rating": 4.50000000001},
+        {"rating": 5.000000000000001},
         {"rating": "4"},
         {"rating": True},
         {"rating": None},
@@ -60,6 +64,17 @@ def test_rating_bodies_validated(catalog, http: httpx.Client):
             "validation_error",
         )
         assert err["details"], body
+    for raw, named in ((b'{"rating": NaN}', "finite"), (b'{"rating": Infinity}', "finite")):
+        err = assert_error(
+            http.put(
+                "/api/movies/1/rating",
+                content=raw,
+                headers={**bearer(token), "Content-Type": "application/json"},
+            ),
+            422,
+            "validation_error",
+        )
+        assert named in json.dumps(err["details"]), err
     r = http.put(
         "/api/movies/1/rating",
         content=b"not json",
