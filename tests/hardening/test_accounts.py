@@ -429,6 +429,21 @@ def test_password_policy_follows_nist_800_63b(stack: Stack) -> None:
         "qwertyuiop",
         "iloveyou",
         "x" * 1025,
+        # invisible, control and blank characters (a tester's reproducers): none of them
+        # counts toward the length, passes for a password, or hides a common one
+        "\u200b" * 8,
+        "\u00ad" * 8,
+        "\ufeff" * 8,
+        "\u0301" * 8,
+        "\u2800" * 8,
+        "\u3164" * 8,
+        "\x00" * 8,
+        "\x7f" * 8,
+        "correct horse\x00battery",
+        "password\u200b",
+        "passw\u200bord",
+        "pass\u00adword1",
+        "abc\u200b\u200b\u200b\u200b\u200b",
     ]
     for password in bad:
         r = HTTP.post(
@@ -438,7 +453,13 @@ def test_password_policy_follows_nist_800_63b(stack: Stack) -> None:
         )
         assert r.status_code == 422, (password, r.text)
         assert "password" in json.dumps(r.json()["error"]["details"]), r.text
-    for password in ("correct horse battery staple", "ü" * 8, "a" * 64 + " long passphrase"):
+    for password in (
+        "correct horse battery staple",
+        "ü" * 8,
+        "a" * 64 + " long passphrase",
+        "tab\tseparated words",
+        "n\u0303o\u0303 c\u0327a\u0301 tilde",  # combining marks on letters are fine
+    ):
         r = HTTP.post(
             f"{stack.catalog.base_url}/api/auth/register",
             json={"username": f"ok{uuid.uuid4().hex[:10]}", "password": password},
