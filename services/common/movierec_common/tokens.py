@@ -18,6 +18,7 @@ there. Demotion, deletion, a password change or a logout therefore end old token
 from __future__ import annotations
 
 import hmac
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -26,6 +27,11 @@ from typing import Literal
 import jwt
 
 ALGORITHM = "HS256"
+# A token names its user by the canonical decimal of a MongoDB int64 ("2002", never "+2002",
+# "002002", "2002 " or other scripts' digits), and its version by an int64 too: anything
+# else is refused as an invalid token rather than reaching a database query.
+_SUB_RE = re.compile(r"(?:0|[1-9][0-9]{0,17})", re.ASCII)
+_INT64_MAX = 2**63 - 1
 ISSUER = "movierec"
 COOKIE_NAME = "movierec_token"
 API_KEY_HEADER = "X-API-Key"
@@ -125,13 +131,12 @@ def decode_token(secret: str, token: str) -> TokenClaims:
     role = claims.get("role")
     if role not in ("user", "admin"):
         raise TokenError("invalid token")
-    try:
-        user_id = int(claims["sub"])
-        version = claims["ver"]
-        if type(version) is not int:
-            raise TypeError("ver")
-    except (TypeError, ValueError) as exc:
-        raise TokenError("invalid token") from exc
+    sub, version = claims["sub"], claims["ver"]
+    if not (isinstance(sub, str) and _SUB_RE.fullmatch(sub)):
+        raise TokenError("invalid token")
+    if type(version) is not int or not 0 <= version <= _INT64_MAX:
+        raise TokenError("invalid token")
+    user_id = int(sub)
     return TokenClaims(
         user_id=user_id, username=claims.get("username"), role=role, token_version=version
     )

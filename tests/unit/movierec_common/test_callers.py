@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 
 import httpx
+import jwt
 import pytest
 from fastapi import FastAPI
 from movierec_common import callers, data_model
@@ -163,6 +164,32 @@ async def test_bad_and_expired_tokens(env) -> None:
         r = await http.get("/any", headers={"Authorization": header, **_cookie(_token(1))})
         _assert_error(r, 401, callers.INVALID_TOKEN)
     _assert_error(await http.get("/any", headers=_cookie("x.y.z")), 401, "invalid_token")
+
+
+async def test_signed_tokens_with_odd_subjects_or_versions_are_invalid_not_500(env) -> None:
+    """Validly signed (the secret is known) but naming no int64 user or version: a 401, never
+    a database query with a number MongoDB cannot hold (that was a 500)."""
+    http, _ = env
+    now = int(time.time())
+    base = {"iss": "movierec", "iat": now, "exp": now + 600, "role": "user", "ver": 0}
+    odd = [
+        {"sub": str(2**63)},
+        {"sub": "9" * 40},
+        {"sub": "+1"},
+        {"sub": "1 "},
+        {"sub": "0001"},
+        {"sub": "\u0661"},  # ARABIC-INDIC DIGIT ONE
+        {"sub": "-1"},
+        {"sub": ""},
+        {"sub": 1},
+        {"sub": "1", "ver": 2**63},
+        {"sub": "1", "ver": -1},
+        {"sub": "1", "ver": 1.0},
+        {"sub": "1", "ver": True},
+    ]
+    for claims in odd:
+        token = jwt.encode({**base, **claims}, SECRET, algorithm="HS256")
+        _assert_error(await http.get("/any", headers=_bearer(token)), 401, callers.INVALID_TOKEN)
 
 
 async def test_before_start_up_the_answer_is_503() -> None:
