@@ -195,3 +195,12 @@ def test_every_operation_refuses_unknown_query_parameters(http: httpx.Client):
     from tests.support.query_params import assert_unknown_params_refused
 
     assert assert_unknown_params_refused(http) >= 15
+
+
+def test_every_operation_refuses_a_repeated_one_value_parameter(http: httpx.Client):
+    """`?genre=Action&genre=Horror` answered for Horror alone (a tester's find): refused now."""
+    from tests.support.query_params import assert_repeated_params_refused
+
+    assert assert_repeated_params_refused(http) >= 10
+    r = http.get("/api/movies", params=[("genre", "Action"), ("genre", "Horror")])
+    assert r.status_code == 422 and r.json()["error"]["code"] == "repeated_parameter", r.text

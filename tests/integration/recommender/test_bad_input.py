@@ -99,6 +99,11 @@ def test_every_operation_refuses_unknown_query_parameters(recs: RecsServer) -> N
     from tests.support.query_params import assert_unknown_params_refused
 
     assert assert_unknown_params_refused(recs.client) >= 6
+    from tests.support.query_params import assert_repeated_params_refused
+
+    assert assert_repeated_params_refused(recs.client) >= 6
+    r = recs.client.get("/api/recs/similar/1", params=[("k", "3"), ("k", "4")])
+    assert r.status_code == 422 and r.json()["error"]["code"] == "repeated_parameter", r.text
     # A documented name is honoured: k changes the list length, a misspelt one is refused.
     r = recs.client.get("/api/recs/similar/1", params={"top_k": 3})
     assert r.status_code == 422 and r.json()["error"]["code"] == "unknown_parameter"
