@@ -292,6 +292,31 @@ def test_oversized_query_strings_are_refused_cleanly(hstack: HStack, user) -> No
     assert httpx.get(f"{hstack.base_url}/api/movies", timeout=30).status_code == 200
 
 
+def test_nginx_own_errors_are_json_too(hstack: HStack) -> None:
+    """A malformed request or a method a static page does not take: nginx's answer keeps the
+    APIs' JSON error shape (it was nginx's HTML page), and an API's own 405 passes through."""
+    for method, path in (("POST", "/"), ("DELETE", "/index.html"), ("PUT", "/assets/app.css")):
+        r = httpx.request(method, f"{hstack.base_url}{path}", timeout=30)
+        assert_error(r, 405, "method_not_allowed")
+    r = httpx.get(f"{hstack.base_url}/api/movies/%00", timeout=30)
+    assert_error(r, 400, "bad_request")
+    r = httpx.request("TRACE", f"{hstack.base_url}/api/auth/login", timeout=30)
+    assert 400 <= r.status_code < 500 and r.headers["content-type"].startswith(
+        "application/json"
+    ), (r.status_code, r.headers, r.text[:200])
+    r = httpx.delete(f"{hstack.base_url}/api/movies", timeout=30)  # the catalog's own 405
+    assert r.status_code == 405 and r.json()["error"], r.text
+    # A trailing slash is a JSON 404 from the API, never a redirect to another host or port.
+    for method, path in (
+        ("GET", "/api/movies/?q=matrix"),
+        ("POST", "/api/auth/login/"),
+        ("GET", "/api/recs/similar/1/"),
+    ):
+        r = httpx.request(method, f"{hstack.base_url}{path}", json={}, timeout=30)
+        assert_error(r, 404)
+        assert "location" not in r.headers, r.headers
+
+
 @pytest.mark.parametrize(
     "path,method",
     [("/api/movies", "GET"), ("/api/movies/1/rating", "PUT"), ("/api/recs/me", "GET")],

@@ -151,6 +151,9 @@ def create_app(settings: CatalogSettings) -> FastAPI:
         dependencies=[Depends(reject_unknown_query_params)],
         docs_url=None,  # movierec_common.docs serves Swagger UI offline
         redoc_url=None,
+        # `/api/movies/` is a JSON 404, not a redirect: behind nginx a redirect's Location
+        # named the upstream's host and port, and a POST's body does not follow one everywhere.
+        redirect_slashes=False,
     )
     install_docs(app)
     app.state.catalog = None
