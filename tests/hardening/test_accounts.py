@@ -582,6 +582,17 @@ def test_apis_send_security_headers_themselves(stack: Stack) -> None:
     login = stack.login("admin", ADMIN_PASSWORD)
     for r in (login, responses["me"]):
         assert r.headers.get("cache-control") == "no-store", r.headers
+    # Neither are answers that depend on the caller (their list, ratings, my_rating), through
+    # nginx too; an anonymous catalogue page stays cacheable, and every answer names the
+    # credentials it may vary with.
+    for base in (None, stack.web_url):
+        for path, url in (("/api/me/ratings", cat), ("/api/movies/1", cat), ("/api/recs/me", recs)):
+            r = HTTP.get(f"{base or url}{path}", headers=bearer(token))
+            assert r.status_code == 200, (path, r.text[:200])
+            assert r.headers.get("cache-control") == "private, no-store", (path, r.headers)
+            assert "Authorization" in r.headers.get("vary", ""), (path, r.headers)
+        r = HTTP.get(f"{base or cat}/api/movies/1")
+        assert "no-store" not in r.headers.get("cache-control", ""), r.headers
     # Through nginx each header arrives once (nginx's values, the apps' copies hidden).
     for path in ("/api/movies", "/api/recs/model", "/api/auth/me"):
         r = HTTP.get(f"{stack.web_url}{path}")

@@ -38,6 +38,17 @@ BASE_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 FRAME_CSP = (b"content-security-policy", b"frame-ancestors 'none'")
 
 
+def _carries_credentials(scope: Scope) -> bool:
+    """Whether the request sends a token, an API key or the session cookie: its answer may
+    depend on who asked."""
+    for name, value in scope.get("headers", ()):
+        if name in (b"authorization", b"x-api-key"):
+            return True
+        if name == b"cookie" and f"{COOKIE_NAME}=".encode() in value:
+            return True
+    return False
+
+
 class SecurityHeaders:
     def __init__(self, app: ASGIApp, no_store_prefixes: tuple[str, ...] = ("/api/auth/",)):
         self.app = app
@@ -48,6 +59,7 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         no_store_path = scope.get("path", "").startswith(self.no_store_prefixes)
+        credentialed = _carries_credentials(scope)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -56,8 +68,14 @@ class SecurityHeaders:
                 headers.extend(h for h in BASE_HEADERS if h[0] not in present)
                 if FRAME_CSP[0] not in present:
                     headers.append(FRAME_CSP)
-                if (no_store_path or b"set-cookie" in present) and b"cache-control" not in present:
-                    headers.append((b"cache-control", b"no-store"))
+                if b"cache-control" not in present:
+                    if no_store_path or b"set-cookie" in present:
+                        headers.append((b"cache-control", b"no-store"))
+                    elif credentialed:
+                        # A caller's own list, ratings or my_rating: never kept by a shared
+                        # cache or served to the next person on the machine.
+                        headers.append((b"cache-control", b"private, no-store"))
+                headers.append((b"vary", b"Authorization, Cookie, X-API-Key"))
                 message["headers"] = headers
             await send(message)
 
