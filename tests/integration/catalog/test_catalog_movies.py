@@ -197,6 +197,22 @@ def test_every_operation_refuses_unknown_query_parameters(http: httpx.Client):
     assert assert_unknown_params_refused(http) >= 15
 
 
+def test_genre_filters_match_the_catalogue_case_insensitively_and_refuse_unknown_ones(
+    http: httpx.Client,
+):
+    """As the recommender does: `action` is Action, `Nope` a 422 naming the known genres
+    (it answered an empty page, indistinguishable from a real empty result)."""
+    for path in ("/api/movies", "/api/movies/popular"):
+        exact = http.get(path, params={"genre": "Action"}).json()
+        folded = http.get(path, params={"genre": "aCTION"}).json()
+        assert folded == exact and exact["items"], path
+        r = http.get(path, params={"genre": "Nope"})
+        assert r.status_code == 422, (path, r.text)
+        err = r.json()["error"]
+        assert err["code"] == "unknown_genre" and "Action" in err["details"]["known"], err
+    assert http.get("/api/movies/popular", params={"genre": "aCTION"}).json()["genre"] == "Action"
+
+
 def test_every_operation_refuses_a_repeated_one_value_parameter(http: httpx.Client):
     """`?genre=Action&genre=Horror` answered for Horror alone (a tester's find): refused now."""
     from tests.support.query_params import assert_repeated_params_refused

@@ -44,6 +44,7 @@ async def list_movies(
     lo, hi = year_min, year_max
     if lo is not None and hi is not None and lo > hi:
         raise ApiError(422, "validation_error", "year_min must not be greater than year_max")
+    genre = await _known_genre(state, genre)
     key = sort or "popularity"
     if key == "year_desc":
         key, order = "year", "desc"
@@ -77,6 +78,7 @@ async def popular(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     min_count: Annotated[int, Query(ge=0, le=100_000)] = 1,
 ) -> PopularResponse:
+    genre = await _known_genre(state, genre)
     items = await state.repos.movies.popular(genre, limit, min_count)
     return PopularResponse(
         items=items,
@@ -84,6 +86,21 @@ async def popular(
         prior_weight=state.repos.movies.prior_weight,
         global_mean=await state.repos.movies.global_mean(),
     )
+
+
+async def _known_genre(state: State, genre: str | None) -> str | None:
+    """The catalogue's spelling of `genre`, matched case-insensitively as the recommender does;
+    None for none. Raises ApiError(422, "unknown_genre") naming the known genres: an unknown
+    one used to answer an empty page that looked like a real result."""
+    if genre is None:
+        return None
+    known = [g["genre"] for g in await state.repos.movies.genres()]
+    canonical = {g.casefold(): g for g in known}.get(genre.strip().casefold())
+    if canonical is None and not known:
+        return genre  # an empty catalogue: every filter is an empty page
+    if canonical is None:
+        raise ApiError(422, "unknown_genre", f"unknown genre {genre[:64]!r}", {"known": known})
+    return canonical
 
 
 @router.get("/genres", response_model=GenresResponse, summary="Genres with movie counts")
