@@ -75,3 +75,59 @@ async def test_failed_stats_update_is_repaired_by_a_recount(mongo_url: str, db_n
         assert await _stats(db, 7) == (2, 5.5, 2, 5.5)
     finally:
         await client.close()
+
+
+class LateIncrement(MoviesRepo):
+    """The real repository whose first counters update waits until released: a PUT that has
+    written its rating but not yet its increment, while a DELETE of that rating overtakes it."""
+
+    def __init__(self, db) -> None:
+        super().__init__(db, prior_weight=20.0, refresh_seconds=5.0)
+        self.hold: asyncio.Event | None = None
+        self.held = asyncio.Event()
+
+    async def apply_rating_delta(self, movie_id, count_delta, sum_delta, op=None):
+        if self.hold is not None and count_delta == 1:
+            hold, self.hold = self.hold, None
+            self.held.set()
+            await hold.wait()
+        return await super().apply_rating_delta(movie_id, count_delta, sum_delta, op)
+
+
+async def test_a_delete_overtaking_its_put_is_acknowledged_and_recounted(
+    mongo_url: str, db_name: str
+) -> None:
+    """Found by an attack run: with concurrent writes of one rating the increments can land out
+    of order, and a decrement would take a movie's counters below zero, which the collection's
+    validator (mongo-init's schema) refuses: the DELETE answered 500 although the rating was
+    gone. Now both writes succeed and the movie converges to the exact recount."""
+    from movierec_init.schema import ensure_schema
+
+    client = make_client(mongo_url, 5000)
+    try:
+        db = client[db_name]
+        await ensure_schema(db)
+        await db.movies.insert_one(
+            {"movieId": 9, "title": "T", "genres": [], "rating_count": 0, "rating_sum": 0.0}
+        )
+        stats = LateIncrement(db)
+        repo = RatingsRepo(db, stats)
+        release = asyncio.Event()
+        stats.hold = release
+        put = asyncio.create_task(repo.upsert(1, 9, 3.0))
+        await asyncio.wait_for(stats.held.wait(), 10)  # the rating is written, +1 not yet
+        deleted = await repo.delete(1, 9)  # its -1 would take the counters below zero
+        assert deleted is not None and deleted["rating"] == 3.0
+        assert await db.ratings.find_one({"userId": 1, "movieId": 9}) is None
+        release.set()
+        doc, _, movie = await asyncio.wait_for(put, 10)
+        assert doc["rating"] == 3.0 and movie is not None
+        for _ in range(100):
+            count, total, n, s = await _stats(db, 9)
+            if (count, total) == (n, s):
+                break
+            await asyncio.sleep(0.1)
+        assert (count, total) == (0, 0.0) == (n, s)
+        assert (await db.movies.find_one({"movieId": 9}))["stats_pending"] == []
+    finally:
+        await client.close()

@@ -8,6 +8,7 @@ from typing import Any
 from movierec_common import data_model as model
 from movierec_common import movie_changes
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import WriteError
 
 from ..core.active_model import ActiveModelItems
 from .movie_cache import MovieCache
@@ -35,6 +36,16 @@ DEFAULT_ORDER = {
     "title": "asc",
     "year": "asc",
 }
+
+
+DOCUMENT_VALIDATION_FAILURE = 121  # MongoDB's error code for a $jsonSchema refusal
+
+
+class StatsDeferred(Exception):
+    """A movie's counters cannot take this change yet: applied now they would go below zero
+    (the collection's validator refuses), because a concurrent change of the same rating has
+    written its rating but not yet its own increment. Nothing was applied; the change's
+    pending entry is still there for the reconciler's exact recount."""
 
 
 class MoviesRepo:
@@ -171,7 +182,12 @@ class MoviesRepo:
         }
         if op is not None:
             update["$pull"] = {"stats_pending": {"op": op}}
-        await self.movies.update_one({**flt, "stats_pending.op": op} if op else flt, update)
+        try:
+            await self.movies.update_one({**flt, "stats_pending.op": op} if op else flt, update)
+        except WriteError as exc:
+            if exc.code == DOCUMENT_VALIDATION_FAILURE:
+                raise StatsDeferred(movie_id) from exc
+            raise
         c = await self.global_mean()
         m = self.prior_weight
         await self.movies.update_one(
@@ -196,7 +212,11 @@ class MoviesRepo:
                 }
             ],
         )
-        movie = await self.movies.find_one(flt, PUBLIC_FIELDS)
+        return await self.current(movie_id)
+
+    async def current(self, movie_id: int) -> dict[str, Any] | None:
+        """The movie's public fields as stored now (also applied to the in-memory snapshot)."""
+        movie = await self.movies.find_one({"movieId": movie_id}, PUBLIC_FIELDS)
         if movie is not None and self.cache.loaded:
             self.cache.apply(movie)
         return movie

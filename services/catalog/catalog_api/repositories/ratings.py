@@ -31,7 +31,7 @@ from movierec_common import data_model as model
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from .movies import MoviesRepo
+from .movies import MoviesRepo, StatsDeferred
 from .stats import StatsReconciler
 
 MAX_ATTEMPTS = 50
@@ -116,7 +116,7 @@ class RatingsRepo:
                 if res.matched_count != 1:
                     continue  # changed or deleted since we read it; re-read
                 count_delta, sum_delta = 0, rating - float(before["rating"])
-            movie = await self.movies.apply_rating_delta(movie_id, count_delta, sum_delta, op)
+            movie = await self._apply(movie_id, count_delta, sum_delta, op)
             return {**key, "rating": rating, "timestamp": now}, before, movie
         raise RatingConflict(f"rating ({user_id}, {movie_id}) kept changing")
 
@@ -148,9 +148,26 @@ class RatingsRepo:
             res = await self.ratings.delete_one({"_id": before["_id"], "v": before.get("v")})
             if res.deleted_count != 1:
                 continue
-            await self.movies.apply_rating_delta(movie_id, -1, -float(before["rating"]), op)
+            await self._apply(movie_id, -1, -float(before["rating"]), op)
             return before
         raise RatingConflict(f"rating {key} kept changing")
+
+    async def _apply(
+        self, movie_id: int, count_delta: int, sum_delta: float, op: str
+    ) -> dict[str, Any] | None:
+        """Step (3): the movie's counters, or, when concurrent changes of one rating arrive out
+        of order and this one would take them below zero (`StatsDeferred`), the rating stays
+        written and acknowledged and the movie is left to the reconciler's recount, as after a
+        failed request (it was a 500 although the rating had changed). Returns the movie."""
+        try:
+            return await self.movies.apply_rating_delta(movie_id, count_delta, sum_delta, op)
+        except StatsDeferred:
+            log.warning(
+                "movie stats deferred to a recount",
+                extra={"movieId": movie_id, "op": op, "count_delta": count_delta},
+            )
+            self._repair_later(movie_id, op)
+            return await self.movies.current(movie_id)
 
     def _repair_later(self, movie_id: int, op: str) -> None:
         """The request failed after its change was recorded: mark the change dead and let the
