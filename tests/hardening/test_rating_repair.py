@@ -36,6 +36,16 @@ async def _stats(db, movie_id: int) -> tuple[int, float, int, float]:
     return m["rating_count"], m["rating_sum"], len(docs), sum(d["rating"] for d in docs)
 
 
+async def _converged(db, movie_id: int, tries: int) -> tuple[int, float, int, float]:
+    """`_stats` once the movie's counters equal the recount, or after `tries` × 0.1 s."""
+    for _ in range(tries):
+        stats = await _stats(db, movie_id)
+        if stats[:2] == stats[2:]:
+            break
+        await asyncio.sleep(0.1)
+    return stats
+
+
 async def test_failed_stats_update_is_repaired_by_a_recount(mongo_url: str, db_name: str) -> None:
     client = make_client(mongo_url, 5000)
     try:
@@ -52,22 +62,14 @@ async def test_failed_stats_update_is_repaired_by_a_recount(mongo_url: str, db_n
             await repo.upsert(2, 7, 4.5)
         assert await db.ratings.find_one({"userId": 2, "movieId": 7}) is not None
         # ... and the movie is recounted in the background: count 2, sum 7.5.
-        for _ in range(50):
-            count, total, n, s = await _stats(db, 7)
-            if (count, total) == (n, s):
-                break
-            await asyncio.sleep(0.1)
+        count, total, n, s = await _converged(db, 7, 50)
         assert (count, total) == (2, 7.5) == (n, s)
 
         # The same for a delete whose decrement fails.
         stats.fail_next = 1
         with pytest.raises(AutoReconnect):
             await repo.delete(1, 7)
-        for _ in range(50):
-            count, total, n, s = await _stats(db, 7)
-            if (count, total) == (n, s):
-                break
-            await asyncio.sleep(0.1)
+        count, total, n, s = await _converged(db, 7, 50)
         assert (count, total) == (1, 4.5) == (n, s)
 
         # Without a failure nothing extra happens: exact deltas as before.
@@ -122,11 +124,7 @@ async def test_a_delete_overtaking_its_put_is_acknowledged_and_recounted(
         release.set()
         doc, _, movie = await asyncio.wait_for(put, 10)
         assert doc["rating"] == 3.0 and movie is not None
-        for _ in range(100):
-            count, total, n, s = await _stats(db, 9)
-            if (count, total) == (n, s):
-                break
-            await asyncio.sleep(0.1)
+        count, total, n, s = await _converged(db, 9, 100)
         assert (count, total) == (0, 0.0) == (n, s)
         assert (await db.movies.find_one({"movieId": 9}))["stats_pending"] == []
     finally:
