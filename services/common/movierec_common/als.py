@@ -165,10 +165,10 @@ def stable_argsort_rows(rows: np.ndarray) -> np.ndarray:
     """`np.argsort(rows, kind="stable")` in linear time, for integer row indices in [0, 2³²)
     (shape (n,) → (n,) int64 positions). NumPy sorts 16-bit keys by radix, so one stable pass
     on the low 16 bits and, only when some row is ≥ 2¹⁶, a stable pass on the high 16 bits
-    (LSD radix). 25M rows of 62k movies: 1.2 s
-    against 4.6 s for the comparison sort; 20M rows of 162k users: 2.5 s with the comparison
-    sort (measured). Shared by the CSR grouping of both engines and the recommender's
-    co-rating index. Raises ValueError on a negative row or one ≥ 2³²."""
+    (LSD radix). 25M rows of 62k movies: 1.2 s against 4.6 s for the comparison sort; 20M
+    rows of 162k users: 2.5 s with the comparison sort (measured). Shared by the CSR grouping
+    of both engines and the recommender's co-rating index. Raises ValueError on a negative row
+    or one ≥ 2³²."""
     r = np.asarray(rows)
     if r.size == 0:
         return np.empty(0, dtype=np.int64)

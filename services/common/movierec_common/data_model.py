@@ -62,6 +62,12 @@ def on_rating_scale(stars: _Stars) -> bool | np.ndarray:
     return bool(ok) if np.ndim(ok) == 0 else ok
 
 
+def genre_key(name: str) -> str:
+    """How both APIs match a genre a client names to the catalogue's spelling: trimmed and
+    case-insensitive (`genre=action` is Action)."""
+    return name.strip().lower()
+
+
 def fold(text: str) -> str:
     """Lower-case and strip accents, so 'Amélie' is found by typing 'amelie'."""
     decomposed = unicodedata.normalize("NFKD", text)

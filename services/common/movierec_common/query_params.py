@@ -24,8 +24,8 @@ from fastapi.routing import APIRoute
 
 from movierec_common.api_errors import ApiError
 
-_ALLOWED: dict[int, tuple[str, ...]] = {}
-_MANY: dict[int, frozenset[str]] = {}
+# id(route) → (declared query names in declaration order, those that take several values)
+_DECLARED: dict[int, tuple[tuple[str, ...], frozenset[str]]] = {}
 
 
 def _takes_many(annotation: Any) -> bool:
@@ -38,7 +38,9 @@ def _takes_many(annotation: Any) -> bool:
     return isinstance(origin, type) and issubclass(origin, (list, tuple, set, frozenset, Sequence))
 
 
-def _collect(route: APIRoute) -> None:
+def _declared(route: APIRoute) -> tuple[tuple[str, ...], frozenset[str]]:
+    if id(route) in _DECLARED:
+        return _DECLARED[id(route)]
     names: list[str] = []
     many: set[str] = set()
     stack: list[Dependant] = [route.dependant]
@@ -49,22 +51,18 @@ def _collect(route: APIRoute) -> None:
             if _takes_many(p.field_info.annotation):
                 many.add(p.alias)
         stack.extend(dep.dependencies)
-    _ALLOWED[id(route)] = tuple(dict.fromkeys(names))
-    _MANY[id(route)] = frozenset(many)
+    _DECLARED[id(route)] = (tuple(dict.fromkeys(names)), frozenset(many))
+    return _DECLARED[id(route)]
 
 
 def declared_query_params(route: APIRoute) -> tuple[str, ...]:
     """The query parameter names (aliases) `route` declares, in declaration order; cached."""
-    if id(route) not in _ALLOWED:
-        _collect(route)
-    return _ALLOWED[id(route)]
+    return _declared(route)[0]
 
 
 def list_query_params(route: APIRoute) -> frozenset[str]:
     """The declared query parameters of `route` that take several values; cached."""
-    if id(route) not in _MANY:
-        _collect(route)
-    return _MANY[id(route)]
+    return _declared(route)[1]
 
 
 async def reject_unknown_query_params(request: Request) -> None:

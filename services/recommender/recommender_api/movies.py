@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from movierec_common.data_model import genre_key
 from movierec_common.movie_changes import FULL_RELOAD_SECONDS, ChangeMark
 from movierec_common.movie_tags import normalise_tag
 
@@ -92,7 +93,7 @@ def _genre_index(meta: dict[int, MovieMeta]) -> dict[str, np.ndarray]:
 @dataclass(frozen=True)
 class MovieCatalog:
     meta: dict[int, MovieMeta] = field(default_factory=dict)
-    genre_names: dict[str, str] = field(default_factory=dict)  # lower-case → canonical
+    genre_names: dict[str, str] = field(default_factory=dict)  # genre_key → canonical
     genre_ids: dict[str, np.ndarray] = field(default_factory=dict)  # canonical → movieIds
     popular_ids: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     loaded_at: float = 0.0
@@ -115,7 +116,7 @@ class MovieCatalog:
         genre_ids = _genre_index(meta) if genre_ids is None else genre_ids
         return cls(
             meta=meta,
-            genre_names={g.lower(): g for g in genre_ids},
+            genre_names={genre_key(g): g for g in genre_ids},
             genre_ids=genre_ids,
             popular_ids=_popular_order(meta),
             loaded_at=time.time(),
@@ -138,7 +139,7 @@ class MovieCatalog:
         return self._build(meta, None if genres_changed else self.genre_ids)
 
     def resolve_genre(self, genre: str) -> str | None:
-        return self.genre_names.get(genre.strip().lower())
+        return self.genre_names.get(genre_key(genre))
 
 
 class MovieCache:

@@ -126,10 +126,9 @@ class ServingModel:
     def rated_in_data(self, u: int) -> np.ndarray:
         """The movieIds user row `u` had rated in the data this model was built from."""
         assert self.rated_indptr is not None
-        start, end = self.rated_indptr[u], self.rated_indptr[u + 1]
-        if self.rated_movie_ids is not None:
-            return self.rated_movie_ids[start:end]
-        return self.items.ids[self.rated_rows_in_data(u)]
+        if self.rated_movie_ids is None:  # held by the co-rating index as model rows
+            return self.items.ids[self.rated_rows_in_data(u)]
+        return self.rated_movie_ids[self.rated_indptr[u] : self.rated_indptr[u + 1]]
 
     def rated_rows_in_data(self, u: int) -> np.ndarray | None:
         """The model rows of `rated_in_data(u)` (int32, same order) when every rated movie is a
@@ -366,7 +365,7 @@ def build_serving_model(
     )
     rated_indptr, rated_movie_ids = arrays.get("rated_indptr"), arrays.get("rated_movie_ids")
     rated_since = arrays.get("rated_since")
-    stars_in_data = arrays.get("rated_stars")
+    rated_stars = arrays.get("rated_stars")
     items_index = IdIndex(np.asarray(arrays["item_ids"]))
     has_rated = rated_indptr is not None and rated_movie_ids is not None
     source = choose_similar_source(similar_factors, Y is not None, has_rated)
@@ -420,7 +419,7 @@ def build_serving_model(
         if rated_movie_ids is None or (cooc is not None and cooc.complete)
         else np.asarray(rated_movie_ids),
         rated_since=None if rated_since is None else int(np.asarray(rated_since)),
-        rated_stars=None if stars_in_data is None else star_codes(stars_in_data),
+        rated_stars=None if rated_stars is None else star_codes(rated_stars),
         ease=ease_model,
         blend=blend,
         loaded_at=loaded_at,

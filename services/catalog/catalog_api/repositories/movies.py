@@ -128,6 +128,12 @@ class MoviesRepo:
         await self._ensure_cache()
         return self.cache.genres()
 
+    async def resolve_genre(self, genre: str) -> str | None:
+        """The catalogue's spelling of `genre` (matched by `data_model.genre_key`, as the
+        recommender does), or None when no movie has it."""
+        names = {model.genre_key(g["genre"]): g["genre"] for g in await self.genres()}
+        return names.get(model.genre_key(genre))
+
     async def _ensure_cache(self) -> None:
         if not self.cache.loaded:
             await self.cache.full_load(await self.global_mean())

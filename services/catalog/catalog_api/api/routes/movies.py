@@ -89,18 +89,18 @@ async def popular(
 
 
 async def _known_genre(state: State, genre: str | None) -> str | None:
-    """The catalogue's spelling of `genre`, matched case-insensitively as the recommender does;
-    None for none. Raises ApiError(422, "unknown_genre") naming the known genres: an unknown
-    one used to answer an empty page that looked like a real result."""
+    """The catalogue's spelling of `genre` (`MoviesRepo.resolve_genre`), None for none. Raises
+    ApiError(422, "unknown_genre") naming the known genres: an unknown one used to answer an
+    empty page that looked like a real result."""
     if genre is None:
         return None
+    canonical = await state.repos.movies.resolve_genre(genre)
+    if canonical is not None:
+        return canonical
     known = [g["genre"] for g in await state.repos.movies.genres()]
-    canonical = {g.casefold(): g for g in known}.get(genre.strip().casefold())
-    if canonical is None and not known:
+    if not known:
         return genre  # an empty catalogue: every filter is an empty page
-    if canonical is None:
-        raise ApiError(422, "unknown_genre", f"unknown genre {genre[:64]!r}", {"known": known})
-    return canonical
+    raise ApiError(422, "unknown_genre", f"unknown genre {genre[:64]!r}", {"known": known})
 
 
 @router.get("/genres", response_model=GenresResponse, summary="Genres with movie counts")
