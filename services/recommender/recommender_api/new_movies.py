@@ -41,6 +41,7 @@ import threading
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -74,6 +75,19 @@ class ContentItems:
     item_bias: np.ndarray  # float32 (n,)
     Y: np.ndarray | None  # float32 (n, k_rank)
     sim_unit: np.ndarray  # float32 (n, d)
+
+    @cached_property
+    def index(self) -> ranking.IdIndex:
+        """movieId → row of `ids`."""
+        return ranking.IdIndex(self.ids)
+
+    def rows_not_in(self, *movie_ids: np.ndarray | list[int]) -> np.ndarray:
+        """(n,) bool: True where the movie is in none of `movie_ids` (each looked up, not
+        sorted: O(len) per list)."""
+        keep = np.ones(self.ids.shape, dtype=bool)
+        for ids in movie_ids:
+            keep[self.index.take(ids)[0]] = False
+        return keep
 
 
 def _block(
@@ -226,20 +240,18 @@ def offer_in_list(
         return
     predicted = content.Q @ user.p_u + content.item_bias + np.float32(model.mu + user.b_u)
     keep = predicted >= min_predicted
-    blocked = np.union1d(rated_ids, np.asarray(exclude or [], np.int64))
-    keep &= ~np.isin(content.ids, blocked)
-    keep &= ~np.isin(content.ids, [it["movieId"] for it in items])
+    keep &= content.rows_not_in(rated_ids, exclude or [], [it["movieId"] for it in items])
     if genre is not None:
         keep &= np.isin(content.ids, catalog.genre_ids.get(genre, np.empty(0, np.int64)))
     if not keep.any():
         return
-    order_used = result.get("order")
-    if order_used == "ranking" and content.Y is not None and user.x_u is not None:
-        scores = content.Y @ user.x_u
-    else:
-        scores = predicted
     cand = np.flatnonzero(keep)
     best = cand[np.lexsort((cand, -predicted[cand]))][: min(slots, len(items))]
+    if result.get("order") == "ranking" and content.Y is not None and user.x_u is not None:
+        scores = np.zeros(predicted.shape, np.float32)
+        scores[best] = content.Y[best] @ user.x_u  # only the offered movies' scores are shown
+    else:
+        scores = predicted
     strategy = result.get("strategy")
     offered = [
         _item(

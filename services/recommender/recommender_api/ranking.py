@@ -9,6 +9,7 @@ store's reference meanwhile.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -92,6 +93,9 @@ class ServingModel:
     Y64: np.ndarray | None = None
     gram: np.ndarray | None = None  # YᵀY in float64, shared by every implicit fold-in
     x_mean: np.ndarray | None = None  # float64 (k_rank,), the average trained user's x_u
+    y_mean: np.ndarray | None = None  # float64 (k_rank,), the average movie's y_i
+    y_norms: np.ndarray | None = None  # float64 (n_items,), ‖y_i‖ (`ranked_top_k`'s bound)
+    y_longest: np.ndarray | None = None  # int64, the BOUND_HEAD_MAX longest y_i, longest first
     implicit_params: Any = None
     sim_source: SimilarSource = "explicit"
     sim_unit: np.ndarray = field(default_factory=lambda: np.empty((0, 0), np.float32))
@@ -344,10 +348,13 @@ def build_serving_model(
     explicit_params = _params_from(als.ExplicitParams, params.get("explicit"), als.DEFAULT_EXPLICIT)
     X = arrays.get("rank_X")
     Y = arrays.get("rank_Y")
-    Y64 = gram = implicit_params = x_mean = None
+    Y64 = gram = implicit_params = x_mean = y_mean = y_norms = y_longest = None
     if Y is not None and X is not None:
         Y64 = np.asarray(Y, dtype=np.float64)
         gram = Y64.T @ Y64
+        y_mean = Y64.mean(axis=0)
+        y_norms = np.sqrt(np.einsum("ij,ij->i", Y64, Y64))
+        y_longest = np.argsort(-y_norms, kind="stable")[:BOUND_HEAD_MAX]
         x_mean = np.asarray(X).mean(axis=0, dtype=np.float64)  # no float64 copy of X
         implicit_params = _params_from(
             als.ImplicitParams, params.get("ranking"), als.DEFAULT_IMPLICIT
@@ -407,6 +414,9 @@ def build_serving_model(
         Y64=Y64,
         gram=gram,
         x_mean=x_mean,
+        y_mean=y_mean,
+        y_norms=y_norms,
+        y_longest=y_longest,
         implicit_params=implicit_params,
         sim_source=source,
         sim_unit=sim_unit,
@@ -800,6 +810,112 @@ def top_k(
         part = np.arange(vals.size)
     best = part[np.lexsort((part, -vals[part]))]
     return best if cand is None else cand[best]
+
+
+@dataclass(frozen=True)
+class RankedTop:
+    """`ranked_top_k`'s answer: the listed movies (item indices, best first), their ranking
+    scores (float32, as `ranking_scores` gives them) and the blend's `PartScales` (None when
+    the order is the ranking factors alone)."""
+
+    best: np.ndarray
+    scores: np.ndarray
+    scales: PartScales | None
+
+
+BOUND_MIN_ITEMS = 4096  # below this many movies every x_u·y_i is computed
+BOUND_HEAD = 8  # the first k-th best is taken among the max(BOUND_HEAD·k, 512) longest y_i
+BOUND_HEAD_MAX = 4096  # at most this many of them (ServingModel.y_longest)
+BOUND_SLACK = 1e-4  # float32 rounding room in the bound, relative to the ALS part's range
+
+
+def ranked_top_k(
+    model: ServingModel,
+    user: UserVectors,
+    k: int,
+    *,
+    predicted: np.ndarray | None = None,
+    exclude: np.ndarray | None = None,
+    allowed: np.ndarray | None = None,
+) -> RankedTop:
+    """`top_k(ranking_scores(model, user), k, exclude, allowed)` with those scores, computing
+    x_u·y_i only for the movies that can reach the list.
+
+    Each movie's blended score is a·(x_u·y_i) + r_i, where r_i holds the EASE and stars parts
+    and the ALS part's centring (all cheap) and a = w_als/σ_als > 0; since x_u·y_i ≤
+    ‖x_u‖‖y_i‖ (Cauchy–Schwarz), r_i + a‖x_u‖‖y_i‖ bounds it. The exact scores of the movies
+    with the longest y_i (the popular ones, where lists come from: a threshold as good as the
+    highest bounds', measured, without an O(n) selection) give a k-th best t, and only the
+    movies whose bound reaches t are scored: the length-based pruning of LEMP (Teflioudi, Gemulla &
+    Mykytiuk, "LEMP: Fast Retrieval of Large Entries in a Matrix Product", SIGMOD 2015). The
+    ALS part's mean and σ over all n movies come from ȳ and YᵀY (mean x_u·ȳ, variance
+    x_uᵀ(YᵀY/n)x_u − mean²), not from n products. Same list as the full computation, scores
+    equal to float32 rounding. At 50,906 movies × rank 128 a list scores a median of 1,368
+    movies (90th percentile 4,569) instead of 50,906.
+
+    `predicted` is `predicted_ratings(model, user)` when the caller has it. Raises ValueError
+    when the model has neither ranking factors nor EASE (as `blended_scores`).
+    """
+    x = user.x_u
+    blend = model.blend
+    if (
+        model.Y is None
+        or x is None
+        or model.y_norms is None
+        or model.y_mean is None
+        or model.y_longest is None
+        or model.gram is None
+        or model.n_items < BOUND_MIN_ITEMS
+        or (user.ease_scores is not None and blend.als == 0)
+    ):
+        scores, scales = blended_scores(model, user, predicted)
+        best = top_k(scores, k, exclude=exclude, allowed=allowed)
+        return RankedTop(best, scores[best], scales)
+    if k <= 0:
+        return RankedTop(np.empty(0, np.int64), np.empty(0, np.float32), None)
+    x64 = x.astype(np.float64)
+    n = model.n_items
+    if user.ease_scores is None:
+        a, rest, scales = 1.0, np.zeros(n), None
+    else:
+        mean = float(model.y_mean @ x64)
+        var = float(x64 @ model.gram @ x64) / n - mean * mean
+        a = blend.als / (math.sqrt(var) if var > 0 else 1.0)
+        stars = predicted_ratings(model, user) if predicted is None else predicted
+        if blend.ease == 0 and blend.stars == 0:
+            rest, ease_s, stars_s = np.zeros(n), None, None
+        else:
+            rest, (_, ease_v, stars_v) = easelib.blend_with_scales(
+                None, user.ease_scores, stars, blend
+            )
+            ease_s, stars_s = (None if v is None else float(v[0]) for v in (ease_v, stars_v))
+        rest = rest - a * mean
+        scales = PartScales(a, ease_s, stars_s)
+    reach = a * float(np.linalg.norm(x64))
+    bound = rest + reach * model.y_norms
+    if allowed is not None:
+        outside = np.ones(n, dtype=bool)
+        outside[np.asarray(allowed, dtype=np.int64)] = False
+        bound[outside] = -np.inf
+    if exclude is not None and exclude.size:
+        bound[exclude] = -np.inf
+
+    def exact(idx: np.ndarray) -> np.ndarray:
+        s = a * (model.Y[idx] @ x).astype(np.float64) + rest[idx]
+        return s.astype(np.float32)
+
+    head = model.y_longest[: max(BOUND_HEAD * k, 512)]
+    head = head[np.isfinite(bound[head])]
+    if head.size >= k:
+        head_scores = exact(head)
+        t = float(np.partition(head_scores, head.size - k)[head.size - k])
+        slack = BOUND_SLACK * (abs(t) + reach * float(model.y_norms[model.y_longest[0]]))
+        cand = np.flatnonzero(bound >= t - slack)
+    else:  # a filter that leaves few popular movies: score every allowed one
+        cand = np.flatnonzero(np.isfinite(bound))
+    scores = exact(cand)
+    local = top_k(scores, k)
+    return RankedTop(cand[local], scores[local], scales)
 
 
 def similar(

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import ranking
+from . import new_movies, ranking
 from .movies import MovieCatalog
 from .ranking import ServingModel, UserVectors
 from .repository import UserRatings
@@ -79,24 +79,47 @@ def _base(
 
 
 @dataclass(frozen=True)
-class Scored:
-    """One user's scores over every movie: the order-by scores, the predicted stars, which
-    order was used, and the blend's part scales (for the explanation; None unblended)."""
+class NewMovieOffer:
+    """Movies added since the model was trained (issue 17): up to `slots` of them, predicted
+    at `min_predicted` stars or more, take a personalised list's last positions."""
 
+    content: new_movies.ContentItems
+    slots: int
+    min_predicted: float
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One user's list: the listed movies (item indices, best first) and their order-by
+    scores, the predicted stars of every movie, which order was used, and the blend's part
+    scales (for the explanation; None unblended)."""
+
+    best: np.ndarray
     scores: np.ndarray
     predicted: np.ndarray
     order: Literal["ranking", "rating"]
     scales: ranking.PartScales | None = None
 
 
-def _scores(model: ServingModel, user: UserVectors, order: OrderRequest) -> Scored:
-    """The ranking model's order when asked and present, else the predicted stars'."""
+def _scores(
+    model: ServingModel,
+    user: UserVectors,
+    order: OrderRequest,
+    k: int,
+    exclude: np.ndarray | None = None,
+    allowed: np.ndarray | None = None,
+) -> Scored:
+    """The k best by the ranking model's order when asked and present, else by the predicted
+    stars; never an `exclude`d movie, only `allowed` ones (item indices)."""
     predicted = ranking.predicted_ratings(model, user)
     can_rank = (model.Y is not None and user.x_u is not None) or user.ease_scores is not None
     if order == "ranking" and model.has_ranking and can_rank:
-        scores, scales = ranking.blended_scores(model, user, predicted)
-        return Scored(scores, predicted, "ranking", scales)
-    return Scored(predicted, predicted, "rating")
+        top = ranking.ranked_top_k(
+            model, user, k, predicted=predicted, exclude=exclude, allowed=allowed
+        )
+        return Scored(top.best, top.scores, predicted, "ranking", top.scales)
+    best = ranking.top_k(predicted, k, exclude=exclude, allowed=allowed)
+    return Scored(best, predicted[best], predicted, "rating")
 
 
 def _rated_rows(
@@ -115,13 +138,13 @@ def _because(
     catalog: MovieCatalog,
     user: UserVectors,
     scored: Scored,
-    best: np.ndarray,
     rows: tuple[np.ndarray, np.ndarray] | None,
     w_inv: np.ndarray | None = None,
 ) -> list[list[dict[str, Any]]]:
     """ "Because you rated …" for every listed movie, from the model that ordered the list
     (`scored`: what `_scores` computed for this user, reused rather than recomputed; `w_inv`
     the precomputed W⁻¹ of a trained user's `rows`, `ranking.trained_w_inv`)."""
+    best = scored.best
     if rows is None or best.size == 0:
         return [[] for _ in range(int(best.size))]
     idx, stars = rows
@@ -185,14 +208,10 @@ def _allowed(model: ServingModel, catalog: MovieCatalog, genre: str | None) -> n
 
 
 def _items(
-    model: ServingModel,
-    catalog: MovieCatalog,
-    best: np.ndarray,
-    scores: np.ndarray,
-    predicted: np.ndarray,
-    strategy: str,
+    model: ServingModel, catalog: MovieCatalog, scored: Scored, strategy: str
 ) -> list[dict[str, Any]]:
-    clipped = ranking.clip_rating(predicted[best])
+    best = scored.best
+    clipped = ranking.clip_rating(scored.predicted[best])
     return [
         {
             **_meta(catalog, int(mid)),
@@ -200,7 +219,7 @@ def _items(
             "score": float(s),
             "strategy": strategy,
         }
-        for mid, p, s in zip(model.items.ids[best], clipped, scores[best], strict=True)
+        for mid, p, s in zip(model.items.ids[best], clipped, scored.scores, strict=True)
     ]
 
 
@@ -214,8 +233,10 @@ def recommend(
     genre: str | None = None,
     exclude: list[int] | None = None,
     order: OrderRequest = "ranking",
+    new: NewMovieOffer | None = None,
 ) -> dict[str, Any]:
-    """One user's list from all of their ratings (fold-in, popular, batch)."""
+    """One user's list from all of their ratings (fold-in, popular, batch), with `new`
+    movies offered in a personalised list's last slots."""
     excluded_ids = rated.movie_ids
     if exclude:
         excluded_ids = np.union1d(excluded_ids, np.asarray(exclude, np.int64))
@@ -225,19 +246,32 @@ def recommend(
         items = _popular(model, catalog, k, genre, excluded_ids)
         return {**base, "order": "popularity", "items": items}
     assert model is not None
-    scored = _scores(model, resolved.vectors, order)
     excl_idx, _ = model.items.take(excluded_ids)
     allowed = _allowed(model, catalog, genre)
-    best = ranking.top_k(scored.scores, k, exclude=excl_idx, allowed=allowed)
-    items = _items(model, catalog, best, scored.scores, scored.predicted, resolved.strategy)
+    scored = _scores(model, resolved.vectors, order, k, excl_idx, allowed)
+    items = _items(model, catalog, scored, resolved.strategy)
     rows = _rated_rows(model, user_id, resolved, rated)
     # A trained user's reasons come from their ratings in the model's data (`_rated_rows`),
     # whose W⁻¹ may be precomputed; a folded-in user's from their current ratings.
     w_inv = ranking.trained_w_inv(model, user_id) if resolved.strategy == "personalized" else None
-    because = _because(model, catalog, resolved.vectors, scored, best, rows, w_inv)
+    because = _because(model, catalog, resolved.vectors, scored, rows, w_inv)
     for item, reasons in zip(items, because, strict=True):
         item["because"] = reasons
-    return {**base, "order": scored.order, "items": items}
+    result = {**base, "order": scored.order, "items": items}
+    if new is not None:
+        new_movies.offer_in_list(
+            result,
+            model,
+            catalog,
+            new.content,
+            resolved.vectors,
+            rated.movie_ids,
+            slots=new.slots,
+            min_predicted=new.min_predicted,
+            genre=genre,
+            exclude=exclude,
+        )
+    return result
 
 
 def _popular(

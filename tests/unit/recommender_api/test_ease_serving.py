@@ -157,14 +157,18 @@ def test_ease_without_ranking_factors_orders_by_rating_when_no_star_is_known() -
     unknown = UserRatings(rated.movie_ids, np.full(len(rated), np.nan, np.float32))
     user = service.resolve_user(only_ease, int(only_ease.users.ids[3]), unknown).vectors
     assert user is not None
-    scored = service._scores(only_ease, user, "ranking")
-    assert scored.order == "rating" and np.array_equal(scored.scores, scored.predicted)
+    n = only_ease.n_items
+    scored = service._scores(only_ease, user, "ranking", n)
+    assert scored.order == "rating"
+    assert scored.best.tolist() == ranking.top_k(scored.predicted, n).tolist()
+    assert np.array_equal(scored.scores, scored.predicted[scored.best])
     known = service.resolve_user(only_ease, int(only_ease.users.ids[3]), rated).vectors
     assert known is not None
-    scored = service._scores(only_ease, known, "ranking")
+    scored = service._scores(only_ease, known, "ranking", n)
     assert scored.order == "ranking"
     want = ease.blend_ranking(None, known.ease_scores, scored.predicted, only_ease.blend)
-    np.testing.assert_allclose(scored.scores, want, atol=1e-4)
+    np.testing.assert_allclose(scored.scores, want[scored.best], atol=1e-4)
+    assert scored.best.tolist() == np.argsort(-want, kind="stable").tolist()
 
 
 @pytest.mark.parametrize("n_rated", [2, 14], ids=["gathered rows of B", "all of B"])

@@ -93,35 +93,13 @@ def _resolve_genre(state: AppState, genre: str | None) -> str | None:
     return canonical
 
 
-def _offer_new_movies(
-    state: AppState,
-    result: dict,
-    model: ServingModel | None,
-    user_id: int,
-    rated: UserRatings,
-    genre: str | None,
-    exclude: list[int] | None,
-) -> None:
-    """Movies added since the model was trained may take the list's last slots (issue 17)."""
-    if result["strategy"] not in ("personalized", "fold-in") or not state.settings.new_movie_slots:
-        return
-    catalog = state.movies.catalog
-    content = state.content.get(model, catalog)
+def _new_movie_offer(state: AppState, model: ServingModel | None) -> service.NewMovieOffer | None:
+    """What `service.recommend` may offer of the movies added since `model` (issue 17)."""
+    slots = state.settings.new_movie_slots
+    content = state.content.get(model, state.movies.catalog) if slots else None
     if content is None:
-        return
-    user = service.resolve_user(model, user_id, rated).vectors
-    new_movies.offer_in_list(
-        result,
-        model,
-        catalog,
-        content,
-        user,
-        rated.movie_ids,
-        slots=state.settings.new_movie_slots,
-        min_predicted=state.settings.new_movie_min_predicted,
-        genre=genre,
-        exclude=exclude,
-    )
+        return None
+    return service.NewMovieOffer(content, slots, state.settings.new_movie_min_predicted)
 
 
 async def _user_list(
@@ -147,8 +125,8 @@ async def _user_list(
         genre=canonical,
         exclude=excluded,
         order=strategy,
+        new=_new_movie_offer(state, model),
     )
-    _offer_new_movies(state, result, model, user_id, rated, canonical, excluded)
     state.metrics.strategy.labels(result["strategy"]).inc()
     state.impressions.record_result(
         result,
@@ -222,8 +200,8 @@ async def batch_recs(body: BatchRequest, caller: CurrentCaller, state: State) ->
             k=body.k or state.settings.default_k,
             genre=canonical,
             order=body.strategy,
+            new=_new_movie_offer(state, assigned[u].model),
         )
-        _offer_new_movies(state, result, assigned[u].model, u, rated[u], canonical, None)
         return result
 
     def _run() -> list[dict]:
