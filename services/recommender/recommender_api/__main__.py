@@ -14,6 +14,7 @@ import sys
 
 from movierec_common.cli import settings_parser
 from movierec_common.logs import setup_logging
+from movierec_common.malloc import keep_freed_memory
 from movierec_common.tokens import InsecureSecret
 
 from .config import RecommenderSettings
@@ -26,6 +27,8 @@ def main(argv: list[str] | None = None) -> None:
         "RECOMMENDER_HOST:RECOMMENDER_PORT.",
         RecommenderSettings,
     ).parse_args(argv)
+    # Score vectors are rebuilt per request: keep their pages instead of mapping them anew.
+    keep_freed_memory()
     # The server and the app are imported only now, so --help answers at once.
     import uvicorn
 
