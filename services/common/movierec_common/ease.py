@@ -170,18 +170,26 @@ def contributions(
     return model.items[pos], (x * model.B[pos, t]).astype(np.float32)
 
 
-def _mean_and_spread(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, std) along the last axis, keepdims; a zero std is returned as 1, so rows with
-    zero spread stay centred rather than divided by zero."""
-    sd = s.std(axis=-1, keepdims=True)
-    return s.mean(axis=-1, keepdims=True), np.where(sd > 0, sd, 1.0)
+def _centred_and_spread(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(s − mean, std) along the last axis (float64, std keepdims, population std); a zero std
+    is returned as 1, so rows with zero spread stay centred rather than divided by zero. The
+    centred copy is the caller's to scale in place; the sum of squares is one dot product per
+    row (`ndarray.std` makes three more passes over n_items and two temporaries: 3× slower
+    per served list at 51k movies)."""
+    c = np.asarray(s, dtype=np.float64) - np.mean(s, axis=-1, keepdims=True, dtype=np.float64)
+    if c.ndim == 1:
+        sumsq = np.array([np.dot(c, c)])
+    else:
+        sumsq = np.einsum("...i,...i->...", c, c)[..., None]
+    sd = np.sqrt(sumsq / max(c.shape[-1], 1))
+    return c, np.where(sd > 0, sd, 1.0)
 
 
 def standardize(scores: np.ndarray) -> np.ndarray:
     """(s − mean)/std along the last axis (float64; rows with zero spread stay centred)."""
-    s = np.asarray(scores, dtype=np.float64)
-    mu, sd = _mean_and_spread(s)
-    return (s - mu) / sd
+    c, sd = _centred_and_spread(scores)
+    c /= sd
+    return c
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,11 +249,13 @@ def blend_with_scales(
         if s is None or w == 0:
             scales.append(None)
             continue
-        x = np.asarray(s, dtype=np.float64)
-        mu, sd = _mean_and_spread(x)
+        part, sd = _centred_and_spread(s)
         scale = w / sd
-        part = (x - mu) * scale
-        out = part if out is None else out + part
+        part *= scale
+        if out is None:
+            out = part
+        else:
+            out += part
         scales.append(scale)
     if out is None:
         raise ValueError("nothing to blend")
