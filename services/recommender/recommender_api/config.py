@@ -32,9 +32,9 @@ class RecommenderSettings(CommonSettings):
         description="Memory per loaded model version (MB) for what trained users' lists need "
         "from their ratings in the model's data, computed once at load for the users with the "
         "most ratings first: EASE's x_u·B and d_u·B (ratings since the model are applied as a "
-        "difference) and the explanation's W⁻¹ (k² float64). At rank 128: 2 × n_movies float32 "
-        "+ 128 KB per user; 64 MB holds ml-latest-small's 321 heaviest raters of 610, at 62k "
-        "movies the 106 heaviest. 0 = computed on every request.",
+        "difference) and the explanation's W⁻¹ (k² float64). At rank 128: 2 × (movies EASE "
+        "covers) float32 + 128 KB per user; 64 MB holds ml-latest-small's 427 heaviest raters "
+        "of 610, at 62k movies the 374 heaviest. 0 = computed on every request.",
     )
     rated_lookup: Literal["recent", "all"] = Field(
         "recent",

@@ -492,7 +492,8 @@ class TrainedUserParts:
     """What a trained user's list needs from their ratings in the model's data, computed once
     per model version instead of on every request:
 
-    - `ease_scores`, `ease_corrections`: `ease_vectors` (x_u·B, d_u·B). A heavy rater's
+    - `ease_scores`, `ease_corrections`: `ease_vectors` (x_u·B, d_u·B) over the movies EASE
+      covers (`model.ease.items`; both are 0 elsewhere, so not stored). A heavy rater's
       product reads most of B (7 of the 15 ms a 2,698-rating user's list cost, measured); it
       is linear in the ratings, so `trained_with_ease` adds only the difference the ratings
       since the model make (a few rows of B).
@@ -505,8 +506,8 @@ class TrainedUserParts:
     no EASE (scores) or no ranking factors (`w_inv`)."""
 
     slot: np.ndarray  # int32 (n_users,)
-    ease_scores: np.ndarray | None  # float32 (n_slots, n_items), read-only
-    ease_corrections: np.ndarray | None  # float32 (n_slots, n_items), read-only
+    ease_scores: np.ndarray | None  # float32 (n_slots, len(ease.items)), read-only
+    ease_corrections: np.ndarray | None  # float32 (n_slots, len(ease.items)), read-only
     w_inv: np.ndarray | None  # float64 (n_slots, k, k), read-only
 
     @property
@@ -533,17 +534,21 @@ def data_ratings(model: ServingModel, u: int) -> tuple[np.ndarray, np.ndarray] |
 
 
 def trained_user_parts(model: ServingModel, budget_bytes: int) -> TrainedUserParts | None:
-    """`TrainedUserParts` for the heaviest raters within `budget_bytes` (2 · n_items float32
-    with EASE, k² float64 with ranking factors, per user), or None without rated lists and
+    """`TrainedUserParts` for the heaviest raters within `budget_bytes` (2 · len(ease.items)
+    float32 with EASE, k² float64 with ranking factors, per user), or None without rated lists and
     stars in the artifact, without EASE and ranking factors, or with a budget under one
     user. Costs one request's worth of those products per chosen user (at load, off the
     loop)."""
-    with_ease = model.ease is not None
+    covered = None if model.ease is None else model.ease.items
+    with_ease = covered is not None
     with_w = model.Y64 is not None and model.gram is not None
     if not (with_ease or with_w) or model.rated_stars is None or not model.has_rated:
         return None
     k = 0 if model.Y64 is None else model.Y64.shape[1]
-    per_user = (2 * model.n_items * 4 if with_ease else 0) + (k * k * 8 if with_w else 0)
+    m = 0 if covered is None else covered.size
+    per_user = 2 * m * 4 + (k * k * 8 if with_w else 0)
+    if per_user == 0:
+        return None
     assert model.rated_indptr is not None
     counts = np.diff(model.rated_indptr)
     n_slots = min(int(budget_bytes // per_user), int(np.count_nonzero(counts)))
@@ -552,8 +557,8 @@ def trained_user_parts(model: ServingModel, budget_bytes: int) -> TrainedUserPar
     chosen = np.sort(np.argsort(-counts, kind="stable")[:n_slots])
     slot = np.full(counts.size, -1, dtype=np.int32)
     slot[chosen] = np.arange(n_slots, dtype=np.int32)
-    scores = np.zeros((n_slots, model.n_items), np.float32) if with_ease else None
-    corrections = np.zeros((n_slots, model.n_items), np.float32) if with_ease else None
+    scores = np.zeros((n_slots, m), np.float32) if with_ease else None
+    corrections = np.zeros((n_slots, m), np.float32) if with_ease else None
     w_inv = np.zeros((n_slots, k, k), np.float64) if with_w else None
     for row, u in enumerate(chosen.tolist()):
         rows = data_ratings(model, u)
@@ -563,7 +568,7 @@ def trained_user_parts(model: ServingModel, budget_bytes: int) -> TrainedUserPar
             known = np.isfinite(stars)
             s, c = ease_vectors(model, idx[known], stars[known], float(model.user_bias[u]))
             assert s is not None and c is not None
-            scores[row], corrections[row] = s, c
+            scores[row], corrections[row] = s[covered], c[covered]
         if w_inv is not None:
             w_inv[row] = np.linalg.inv(_normal_matrix(model, idx, stars)[0])
     for a in (scores, corrections, w_inv):
@@ -644,13 +649,14 @@ def trained_with_ease(
     change = _signal_change(
         model, (data_idx[data_known], data_stars[data_known]), current, vectors.b_u
     )
-    s, c = parts.ease_scores[slot], parts.ease_corrections[slot]
+    s_cov, c_cov = parts.ease_scores[slot], parts.ease_corrections[slot]
     if change is not None:
         pos, dx, dd = change
         rows = model.ease.B[pos]
-        s, c = s.copy(), c.copy()
-        s[model.ease.items] += dx @ rows
-        c[model.ease.items] += dd @ rows
+        s_cov, c_cov = s_cov + dx @ rows, c_cov + dd @ rows
+    s = np.zeros(model.n_items, np.float32)
+    c = np.zeros(model.n_items, np.float32)
+    s[model.ease.items], c[model.ease.items] = s_cov, c_cov
     return dataclasses.replace(vectors, ease_scores=s, ease_correction=c)
 
 

@@ -14,9 +14,18 @@ from recommender_api.repository import UserRatings
 from tests.unit.recommender_api.test_ease_serving import _toy
 
 
-def _with_rated_lists(budget_bytes: int):
-    """The toy EASE model with the artifact's rated lists (movieIds and stars per user)."""
+def _with_rated_lists(budget_bytes: int, every_other: bool = False):
+    """The toy EASE model with the artifact's rated lists (movieIds and stars per user); with
+    `every_other`, EASE's weights cut to every other movie it covers (the rest uncovered, as
+    in a catalogue larger than EASE's cap)."""
     model, inter, *_, arrays, params = _toy()
+    if every_other:
+        keep = np.arange(0, np.asarray(arrays["ease_items"]).size, 2)
+        arrays = {
+            **arrays,
+            "ease_B": np.asarray(arrays["ease_B"])[np.ix_(keep, keep)],
+            "ease_items": np.asarray(arrays["ease_items"])[keep],
+        }
     u, i, r = inter.user_idx, inter.item_idx, inter.rating
     order = np.lexsort((model.items.ids[i], u))
     indptr = np.zeros(inter.n_users + 1, np.int64)
@@ -59,9 +68,12 @@ def _served(model, u: int, rated: UserRatings):
         {"new": 1.0, "liked->disliked": 0.5},
     ],
 )
-def test_precomputed_parts_serve_what_the_per_request_product_computes(change) -> None:
-    plain, parts, inter = _with_rated_lists(budget_bytes=10**9)
+@pytest.mark.parametrize("every_other", [False, True], ids=["EASE covers all", "every other"])
+def test_precomputed_parts_serve_what_the_per_request_product_computes(change, every_other) -> None:
+    plain, parts, inter = _with_rated_lists(budget_bytes=10**9, every_other=every_other)
     assert parts.user_parts is not None and parts.user_parts.n_users == inter.n_users
+    assert parts.user_parts.ease_scores.shape[1] == plain.ease.items.size
+    assert (plain.ease.items.size < plain.n_items) == every_other
     assert plain.user_parts is None
     covered = set(plain.items.ids[plain.ease.items].tolist())
     for u in (3, 17, 29):
@@ -102,9 +114,11 @@ def test_the_precomputed_rows_are_never_written_by_a_request() -> None:
 def test_the_budget_holds_the_heaviest_raters_and_the_rest_are_computed_per_request() -> None:
     plain, _, _ = _with_rated_lists(budget_bytes=0)
     k = plain.Y64.shape[1]
-    per_user = 2 * plain.n_items * 4 + k * k * 8
+    # EASE's two vectors are held over the movies it covers only (0 elsewhere)
+    per_user = 2 * plain.ease.items.size * 4 + k * k * 8
     _, parts, _ = _with_rated_lists(budget_bytes=5 * per_user + per_user // 2)
     assert parts.user_parts is not None and parts.user_parts.n_users == 5
+    assert parts.user_parts.ease_scores.shape == (5, plain.ease.items.size)
     counts = np.diff(parts.rated_indptr)
     held = np.flatnonzero(parts.user_parts.slot >= 0)
     assert counts[held].min() >= np.sort(counts)[-5]
