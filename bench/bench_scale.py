@@ -151,17 +151,18 @@ class Stack:
     proc: subprocess.Popen
     env: dict[str, str]
     log: Path
-    import_samples: list[tuple[float, int, float]] = field(default_factory=list)
-    import_done: bool = False
+    # (monotonic s, server CPU s, "ratings import started" logged, "ratings imported" logged)
+    import_samples: list[tuple[float, float, bool, bool]] = field(default_factory=list)
 
-    def server_us_per_rating(self) -> float | None:
-        """The database server's CPU µs per inserted rating over the sampled import."""
-        s = [x for x in self.import_samples if x[1] > 0]
-        if len(s) < 2 or s[-1][1] <= s[0][1]:
+    def server_us_per_rating(self, n_ratings: int | None) -> float | None:
+        """The database server's CPU µs per inserted rating: its CPU time from the last sample
+        before the importer logged the ratings' start to the first after it logged their end
+        (±1 sample interval of CPU over the whole import)."""
+        before = [x for x in self.import_samples if not x[2]]
+        after = [x for x in self.import_samples if x[3]]
+        if not n_ratings or not before or not after:
             return None
-        # Up to the first sample at the final count: later ones are the index builds.
-        last = next(x for x in s if x[1] == s[-1][1])
-        return 1e6 * (last[2] - s[0][2]) / (last[1] - s[0][1])
+        return 1e6 * (after[0][1] - before[-1][1]) / n_ratings
 
     def url(self, port_key: str) -> str:
         return f"http://127.0.0.1:{self.env[port_key]}"
@@ -208,31 +209,27 @@ def start_stack(var_dir: Path, data_dir: Path, api_key: str, db: str, timeout: f
     )
     stack = Stack(proc, env, log)
     deadline = time.monotonic() + timeout
-    import pymongo
-
-    client = pymongo.MongoClient(
-        f"mongodb://127.0.0.1:{env['MONGO_PORT']}/?directConnection=true",
-        serverSelectionTimeoutMS=1000,
-    )
     server: psutil.Process | None = None
+    # No database queries while waiting: SecantusDB answers a count by scanning the collection,
+    # so polling the ratings count every 2 s cost more server CPU than the import itself.
     try:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(f"the stack exited ({proc.returncode}); see {log}")
-            if "MovieRec is up." in log.read_text(errors="replace"):
+            text = log.read_text(errors="replace")
+            if "MovieRec is up." in text:
                 return stack
-            # What bounds the import: the server's CPU per inserted rating (load-independent).
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(psutil.Error):
                 server = server or listening_process(int(env["MONGO_PORT"]))
-                n = client[db].ratings.estimated_document_count()
-                if server is not None and n > 0 and not stack.import_done:
+                if server is not None and not any(x[3] for x in stack.import_samples):
                     t = server.cpu_times()
-                    stack.import_samples.append((time.monotonic(), n, t.user + t.system))
-                    if "ratings imported" in log.read_text(errors="replace"):
-                        stack.import_done = True
+                    stack.import_samples.append((time.monotonic(), t.user + t.system,
+                                                 "ratings import started" in text,
+                                                 "ratings imported" in text))  # fmt: skip
             time.sleep(2)
-    finally:
-        client.close()
+    except BaseException:  # Ctrl-C or SIGTERM while waiting: no stack left behind
+        stack.stop()
+        raise
     stack.stop()
     raise RuntimeError(f"the stack was not up after {timeout:.0f} s; see {log}")
 
@@ -322,7 +319,7 @@ def stack_part(args: argparse.Namespace, lines: list[str]) -> None:
         stack.stop()
         shutil.rmtree(var_dir, ignore_errors=True)
 
-    us = stack.server_us_per_rating()
+    us = stack.server_us_per_rating(n_imp)
     imp_target = verdict(imp_rate, TARGETS["import_rps"], higher_is_better=True)
     lines += [
         "### Import and a serving stack",
@@ -722,6 +719,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=OUT / "scale.md")
     ap.add_argument("--no-report", action="store_true")
     args = ap.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the stack and the Spark cluster are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args.data_dir = args.data_dir.resolve()
     if not (args.data_dir / "ratings.csv").exists() and not any(args.data_dir.glob("ratings.*")):
         print(f"error: no ratings in {args.data_dir} (make data DATASET=...)", file=sys.stderr)

@@ -302,6 +302,7 @@ async def import_movielens(
     movies_inserted = await insert_ignoring_duplicates(
         db[model.MOVIES], movie_docs, batch_size, progress, "movies", movie_changes.stamp
     )
+    log.info("ratings import started: %d ratings", len(rating_docs))
     t0 = time.perf_counter()
     ratings_inserted = await insert_ignoring_duplicates(
         db[model.RATINGS], rating_docs, batch_size, progress, "ratings"
