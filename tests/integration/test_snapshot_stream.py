@@ -6,7 +6,7 @@ import datetime as dt
 
 import numpy as np
 import pymongo
-from movierec_trainer.snapshot import _Columns, read_db_ratings
+from movierec_trainer.snapshot import _Columns, expected_ratings, read_db_ratings
 
 
 def test_db_ratings_stream_into_columns_in_chunks(mongo_url: str, db_name: str) -> None:
@@ -54,3 +54,27 @@ def test_columns_grow_past_an_underestimated_count() -> None:
         cols.append([ids, ids, [0.5] * k, ids])
     r = cols.ratings()
     assert len(r) == 1000 and r.user_ids.tolist() == list(range(1000))
+
+
+def test_the_read_is_sized_from_the_movies_rating_counts(mongo_url: str, db_name: str) -> None:
+    client = pymongo.MongoClient(mongo_url, serverSelectionTimeoutMS=10_000)
+    try:
+        db = client[db_name]
+        assert expected_ratings(db) == 0  # no movies yet
+        db["movies"].insert_many(
+            [
+                {"movieId": 1, "rating_count": 120},
+                {"movieId": 2, "rating_count": 0},
+                {"movieId": 3},  # a movie the catalog has not counted yet
+                {"movieId": 4, "rating_count": 7},
+            ]
+        )
+        assert expected_ratings(db) == 127
+        db["ratings"].insert_many(
+            [{"userId": u, "movieId": 1, "rating": 3.0, "timestamp": u} for u in range(300)]
+        )
+        # An underestimate (the counts lag a burst of writes) only grows the columns.
+        got = read_db_ratings(db, batch_size=64, expected=expected_ratings(db))
+        assert sorted(got.user_ids.tolist()) == list(range(300))
+    finally:
+        client.close()

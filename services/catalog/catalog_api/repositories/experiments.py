@@ -139,4 +139,6 @@ class ExperimentsRepo:
         )
 
     async def catalogue_size(self) -> int:
-        return await self.movies.count_documents({})
+        """The number of movies (estimated: SecantusDB scans keys only, where an exact
+        count_documents({}) decodes each of the 62k documents at ml-25m's size)."""
+        return await self.movies.estimated_document_count()
