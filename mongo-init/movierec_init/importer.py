@@ -14,9 +14,11 @@ unique (userId, movieId)) are ignored, so existing rows are kept (the database w
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -100,6 +102,19 @@ class RatingDocs(Sequence[dict[str, Any]]):
         ]
 
 
+async def _insert_batch(coll: AsyncCollection, batch: Sequence[dict[str, Any]]) -> int:
+    """One unordered `insert_many`; returns how many documents it inserted, duplicates of the
+    unique indexes not counted and not raised."""
+    try:
+        result = await coll.insert_many(batch, ordered=False)
+        return len(result.inserted_ids)
+    except BulkWriteError as exc:
+        other = [e for e in exc.details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY]
+        if other:
+            raise
+        return int(exc.details.get("nInserted", 0))
+
+
 async def insert_ignoring_duplicates(
     coll: AsyncCollection,
     docs: Sequence[dict[str, Any]],
@@ -107,30 +122,46 @@ async def insert_ignoring_duplicates(
     progress: Progress | None = None,
     label: str = "",
     fields_at_write: Callable[[], dict[str, Any]] | None = None,
+    in_flight: int = 2,
 ) -> int:
     """Unordered batched inserts; rows already present (unique-index hits) are left as they are.
-    `fields_at_write()` (e.g. `movie_changes.stamp`) is added to each batch's documents just
-    before the batch is written."""
+
+    Up to `in_flight` batches are sent at once, so the client builds and encodes the next batch
+    while the server stores the previous one (the embedded server is the import's bound and
+    otherwise idles for each round trip). `fields_at_write()` (e.g. `movie_changes.stamp`) is
+    added to each batch's documents just before the batch is written, and such batches go one
+    at a time: a stamp must never be committed after a later one. The first failing batch's
+    error is raised once the batches already sent have finished."""
+    if fields_at_write is not None:
+        in_flight = 1
     task = progress.add_task(label, total=len(docs)) if progress is not None else None
     inserted = 0
-    for start in range(0, len(docs), batch_size):
-        batch = docs[start : start + batch_size]
-        if fields_at_write is not None:
-            extra = fields_at_write()
-            for d in batch:
-                d.update(extra)
-        try:
-            result = await coll.insert_many(batch, ordered=False)
-            inserted += len(result.inserted_ids)
-        except BulkWriteError as exc:
-            other = [
-                e for e in exc.details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY
-            ]
-            if other:
-                raise
-            inserted += int(exc.details.get("nInserted", 0))
+    pending: deque[tuple[asyncio.Task[int], int]] = deque()
+
+    async def finish_oldest() -> int:
+        done, size = pending.popleft()
+        n = await done
         if progress is not None and task is not None:
-            progress.advance(task, len(batch))
+            progress.advance(task, size)
+        return n
+
+    try:
+        for start in range(0, len(docs), batch_size):
+            if len(pending) >= max(in_flight, 1):
+                inserted += await finish_oldest()
+            batch = docs[start : start + batch_size]
+            if fields_at_write is not None:
+                extra = fields_at_write()
+                for d in batch:
+                    d.update(extra)
+            pending.append((asyncio.create_task(_insert_batch(coll, batch)), len(batch)))
+        while pending:
+            inserted += await finish_oldest()
+    finally:
+        # On a failure: let the batches already sent finish (they are acknowledged writes the
+        # re-run skips as duplicates), without masking the first error.
+        if pending:
+            await asyncio.gather(*(t for t, _ in pending), return_exceptions=True)
     return inserted
 
 
