@@ -754,8 +754,11 @@ def main(argv: list[str] | None = None) -> int:
             lines += [f"Part `{name}` FAILED after {time.monotonic() - t:.0f} s: `{why}`"[:1200]]
         lines.append("")
         say(f"{name}: {time.monotonic() - t:.0f} s")
+        # Written after each part too: a 25M run takes hours, and a stopped train part must
+        # not lose the stack part's tables.
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text("\n".join(lines).rstrip("\n") + "\n")
     md = "\n".join(lines).rstrip("\n") + "\n"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(md)
     print(md)
     if not args.no_report:
