@@ -4,10 +4,17 @@
     make bench-scale SCALE_DATASET=synthetic-1m        # the same table at 1M ratings
     make bench-scale SCALE_DATASET=ml-25m              # the real release, once in data/ml-25m
     .venv/bin/python bench/bench_scale.py --data-dir data/synthetic-1m --skip stack
+    make bench-scale BENCH_SCALE_ARGS="--var-dir var/scale-25m"   # keep the imported database
+
+At 25M ratings the embedded server's import and indexes take about two hours of its CPU. With
+`--var-dir` the stack's VAR_DIR is kept, and the import's figures are saved in it as soon as
+they are measured (bench-import.json); a later run on the same directory skips the import and
+reports those figures, saying which run measured them.
 
 Two parts, each in its own processes so one part's memory is not the other's:
 
-  stack   `make run`'s stack (scripts/run_stack.py) on the data set, from an empty VAR_DIR:
+  stack   `make run`'s stack (scripts/run_stack.py) on the data set, from an empty VAR_DIR
+          (or `--var-dir`'s):
           mongo-init's import rate into the embedded SecantusDB (its own log line) and the time
           to a serving stack ("MovieRec is up."); one retrain through the admin API (snapshot of
           every rating from MongoDB, Spark fit, POST → the new version served); the
@@ -49,6 +56,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -164,6 +172,22 @@ class Stack:
             return None
         return 1e6 * (after[0][1] - before[-1][1]) / n_ratings
 
+    def import_record(self) -> dict[str, Any] | None:
+        """What the import measured, from the stack log: ratings, seconds, rate, the server's
+        µs per rating and each late index's build seconds (None before the import ended)."""
+        text = self.log.read_text(errors="replace")
+        m = re.search(r"ratings imported: (\d+) in ([\d.]+) s \((\d+) ratings/s\)", text)
+        if not m:
+            return None
+        idx = re.findall(r"index \w+\.(\w+) ready \((\d+) documents, ([\d.]+) s\)", text)
+        return {
+            "ratings": int(m[1]),
+            "seconds": float(m[2]),
+            "rate": float(m[3]),
+            "server_us_per_rating": self.server_us_per_rating(int(m[1])),
+            "index_seconds": {name: float(sec) for name, _n, sec in idx},
+        }
+
     def url(self, port_key: str) -> str:
         return f"http://127.0.0.1:{self.env[port_key]}"
 
@@ -218,6 +242,7 @@ def start_stack(var_dir: Path, data_dir: Path, api_key: str, db: str, timeout: f
                 raise RuntimeError(f"the stack exited ({proc.returncode}); see {log}")
             text = log.read_text(errors="replace")
             if "MovieRec is up." in text:
+                save_import_record(var_dir, stack)
                 return stack
             with contextlib.suppress(psutil.Error):
                 server = server or listening_process(int(env["MONGO_PORT"]))
@@ -226,12 +251,34 @@ def start_stack(var_dir: Path, data_dir: Path, api_key: str, db: str, timeout: f
                     stack.import_samples.append((time.monotonic(), t.user + t.system,
                                                  "ratings import started" in text,
                                                  "ratings imported" in text))  # fmt: skip
+            if "ready (" in text or "MovieRec is up." in text:
+                save_import_record(var_dir, stack)
             time.sleep(2)
     except BaseException:  # Ctrl-C or SIGTERM while waiting: no stack left behind
         stack.stop()
         raise
     stack.stop()
     raise RuntimeError(f"the stack was not up after {timeout:.0f} s; see {log}")
+
+
+IMPORT_RECORD = "bench-import.json"
+
+
+def save_import_record(var_dir: Path, stack: Stack) -> None:
+    """Keep the import's figures in VAR_DIR (with the date, commit and load), so a later run
+    on the same `--var-dir`, which skips the import, still reports them."""
+    rec = stack.import_record()
+    if rec is None:
+        return
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip()  # fmt: skip
+    rec |= {"measured": f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC", "commit": commit,
+            "load": load()}  # fmt: skip
+    path = var_dir / IMPORT_RECORD
+    if path.exists() and json.loads(path.read_text()).get("ratings") == rec["ratings"]:
+        old = json.loads(path.read_text())
+        rec["measured"], rec["commit"], rec["load"] = old["measured"], old["commit"], old["load"]
+    path.write_text(json.dumps(rec, indent=1))
 
 
 def listening_process(port: int) -> psutil.Process | None:
@@ -246,15 +293,27 @@ def stack_part(args: argparse.Namespace, lines: list[str]) -> None:
     from movierec_trainer import data as tdata
     from run_all import bench_retrain
 
-    var_dir = Path(tempfile.mkdtemp(prefix="bench-scale-var-", dir=args.scratch))
+    if args.var_dir is not None:  # kept, and reused: a run on it skips what is done
+        var_dir = args.var_dir.resolve()
+        var_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        var_dir = Path(tempfile.mkdtemp(prefix="bench-scale-var-", dir=args.scratch))
     say(f"stack: make run's stack on {args.data_dir} (VAR_DIR {var_dir}) …")
     t0 = time.monotonic()
     load_start = load()
-    stack = start_stack(var_dir, args.data_dir, bench_recs.API_KEY, bench_recs.DB, args.timeout)
+    try:
+        stack = start_stack(var_dir, args.data_dir, bench_recs.API_KEY, bench_recs.DB,
+                            args.timeout)  # fmt: skip
+    except BaseException:
+        if args.var_dir is None:
+            shutil.rmtree(var_dir, ignore_errors=True)
+        raise
     up_s = time.monotonic() - t0
-    text = stack.log.read_text(errors="replace")
-    m = re.search(r"ratings imported: (\d+) in ([\d.]+) s \((\d+) ratings/s\)", text)
-    n_imp, imp_s, imp_rate = (int(m[1]), float(m[2]), float(m[3])) if m else (None, None, None)
+    rec = stack.import_record()
+    earlier = rec is None and (var_dir / IMPORT_RECORD).exists()
+    if earlier:
+        rec = json.loads((var_dir / IMPORT_RECORD).read_text())
+    n_imp, imp_s, imp_rate = (rec["ratings"], rec["seconds"], rec["rate"]) if rec else (None,) * 3
     try:
         token = httpx.post(
             f"{stack.url('CATALOG_PORT')}/api/auth/login",
@@ -317,15 +376,25 @@ def stack_part(args: argparse.Namespace, lines: list[str]) -> None:
     finally:
         say("stopping the stack …")
         stack.stop()
-        shutil.rmtree(var_dir, ignore_errors=True)
+        if args.var_dir is None:
+            shutil.rmtree(var_dir, ignore_errors=True)
 
-    us = stack.server_us_per_rating(n_imp)
+    us = rec.get("server_us_per_rating") if rec else None
+    index_s = rec.get("index_seconds", {}) if rec else {}
+    where = "from an empty VAR_DIR"
+    up_what = "empty VAR_DIR → serving stack (import, accounts, first model, Spark, APIs, nginx)"
+    if earlier and rec:
+        where = (
+            f"the import was measured by an earlier run on this VAR_DIR ({rec['measured']}, "
+            f"commit {rec['commit']}, load average {rec['load']}), which this run reused"
+        )
+        up_what = "imported VAR_DIR → serving stack (init re-check, first model, APIs)"
     imp_target = verdict(imp_rate, TARGETS["import_rps"], higher_is_better=True)
     lines += [
         "### Import and a serving stack",
         "",
-        f"`make run`'s stack (scripts/run_stack.py) from an empty VAR_DIR; load average at "
-        f"start {load_start}, after {load()}.",
+        f"`make run`'s stack (scripts/run_stack.py); {where}; load average at start "
+        f"{load_start}, after {load()}.",
         "",
         "| what | value | target | verdict |",
         "|---|---:|---:|---|",
@@ -335,8 +404,10 @@ def stack_part(args: argparse.Namespace, lines: list[str]) -> None:
         f"| what bounds it: the embedded server's CPU per inserted rating (independent of the "
         f"load) | {'–' if us is None else f'{us:.0f} µs'} → at most "
         f"{'–' if not us else f'{1e6 / us:,.0f}'} ratings/s on one idle core | | |",
-        f"| empty VAR_DIR → serving stack (import, accounts, first model, Spark, APIs, nginx) "
-        f"| {up_s:.0f} s | | |",
+        "| read-only indexes built after the import, s | "
+        + (", ".join(f"{k} {v:.0f}" for k, v in index_s.items()) or "–")
+        + " | | |",
+        f"| {up_what} | {up_s:.0f} s | | |",
         f"| recommender model load (verify sha256 + precompute), one replica | "
         f"{model_load_s:.2f} s | | |",
         f"| recommender resident memory, idle / after the load | "
@@ -716,6 +787,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=15.0)
     ap.add_argument("--timeout", type=float, default=4 * 3600.0)
     ap.add_argument("--scratch", type=Path, default=None, help="where VAR_DIR goes (default tmp)")
+    ap.add_argument(
+        "--var-dir",
+        type=Path,
+        default=None,
+        help="the stack's VAR_DIR, kept afterwards; a run on one already imported skips the "
+        "import and reports the figures the importing run saved in it (a 25M import takes over "
+        "an hour of the embedded server's CPU)",
+    )
     ap.add_argument("--out", type=Path, default=OUT / "scale.md")
     ap.add_argument("--no-report", action="store_true")
     args = ap.parse_args(argv)
