@@ -43,6 +43,19 @@ def master_reachable(url: str, timeout: float = 3.0) -> bool:
         return False
 
 
+# The Spark training's bound grows with the data: it evaluates on a holdout, then refits on
+# every rating, and on 2 workers × 1 core a 25M set (a 680 MB ratings.csv) was still in its
+# first fit after 900 s, where ml-latest-small's whole run takes 1-2 minutes.
+SPARK_SECONDS_PER_MB = 2.0
+
+
+def spark_bound(data_dir: Path, floor: float) -> float:
+    """Seconds before a Spark training is abandoned: `floor` plus SPARK_SECONDS_PER_MB per MB
+    of the data set's ratings file(s) (~38 minutes in all at 25M ratings)."""
+    size = sum(p.stat().st_size for p in data_dir.glob("ratings.*") if p.is_file())
+    return floor + SPARK_SECONDS_PER_MB * size / 2**20
+
+
 def run_bounded(cmd: list[str], timeout: float) -> int:
     """Run cmd; past the timeout, end its whole process group (driver JVM included).
 
@@ -100,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         "--spark-timeout",
         type=float,
         default=900.0,
-        help="seconds before a Spark training is abandoned for the local engine",
+        help="seconds before a Spark training is abandoned for the local engine, plus "
+        f"{SPARK_SECONDS_PER_MB:g} s per MB of the ratings file",
     )
     ap.add_argument("--python", default=sys.executable, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -121,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     elif args.spark_master:
         print(f"model: none in {args.output}; training on Spark at {args.spark_master}", flush=True)
-        rc = run_bounded(train_command(args, "spark"), args.spark_timeout)
+        rc = run_bounded(
+            train_command(args, "spark"), spark_bound(args.data_dir, args.spark_timeout)
+        )
         if rc == 0 and active_version(args.output):
             return 0
         print(
