@@ -169,3 +169,32 @@ def test_merge_db_wins_and_fingerprint_is_order_free() -> None:
     perm = np.array([3, 1, 0, 2])
     assert tdata.fingerprint(m) == tdata.fingerprint(tdata.subset(m, perm))
     assert tdata.fingerprint(m) != tdata.fingerprint(csv)
+
+
+def test_topn_is_taken_over_a_seeded_sample_of_users_past_the_cap() -> None:
+    rng = np.random.default_rng(3)
+    n_users, n_items = 300, 40
+    test_user = np.arange(n_users)  # one relevant test rating each: all 300 are eligible
+    test_item = rng.integers(0, n_items, n_users)
+    args = (n_users, n_items, np.array([0]), np.array([0]), test_user, test_item)
+    stars = np.full(n_users, 5.0)
+    capped = Evaluator(*args, stars, k=5, max_users=120)
+    again = Evaluator(*args, stars, k=5, max_users=120)
+    whole = Evaluator(*args, stars, k=5, max_users=None)
+    assert capped.n_eligible == whole.n_eligible == n_users
+    assert len(capped.eval_users) == 120 and np.array_equal(capped.eval_users, again.eval_users)
+    assert np.all(np.diff(capped.eval_users) > 0)
+    # A model that finds exactly the sampled users' movies scores 1 on the sample...
+    perfect_for = set(capped.eval_users.tolist())
+
+    def score(users: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(users), n_items))
+        for row, u in enumerate(users):
+            if int(u) in perfect_for:
+                out[row, test_item[u]] = 1.0
+        return out
+
+    assert capped.topn(score).ndcg_at_k == pytest.approx(1.0)
+    assert capped.topn(score).n_users == 120
+    # ...and only on them: over every user it scores 120/300 (the others' lists are arbitrary).
+    assert whole.topn(score).ndcg_at_k < 0.5
