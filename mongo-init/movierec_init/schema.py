@@ -186,15 +186,32 @@ async def ensure_late_indexes(db: AsyncDatabase) -> dict[str, int]:
     """Build the read-only indexes after the bulk import, one command per index (a no-op for an
     index that exists), each bounded by `late_index_timeout` of its collection's size.
 
+    Each finished build is recorded in `meta` (LATE_INDEXES_ID). An index that exists but is
+    not recorded is dropped and built again: SecantusDB writes an index's catalogue entry
+    before its 25M entries, so an init stopped mid-build (Ctrl-C, `docker compose down`, a
+    crash) could leave a partial index that every later query trusts.
+
     Returns each collection's document count (estimated: SecantusDB counts by scanning, ~7 µs
     per document, so it is done once here and reused by the init's summary)."""
     counted: dict[str, int] = {}
+    record = await db[model.META].find_one({"_id": model.LATE_INDEXES_ID}) or {}
+    built = set(record.get("built", []))
     for name, indexes in LATE_INDEXES.items():
         n_docs = counted[name] = await db[name].estimated_document_count()
+        existing = {ix["name"] async for ix in await db[name].list_indexes()}
         for index in indexes:
+            key = f"{name}.{index.document['name']}"
+            if index.document["name"] in existing and key not in built:
+                log.warning("index %s: not recorded as built whole; dropping and rebuilding", key)
+                await db[name].drop_index(index.document["name"])
             started = time.perf_counter()
             with pymongo.timeout(late_index_timeout(n_docs)):
                 await db[name].create_indexes([index])
+            if key not in built:
+                await db[model.META].update_one(
+                    {"_id": model.LATE_INDEXES_ID}, {"$addToSet": {"built": key}}, upsert=True
+                )
+                built.add(key)
             log.info(
                 "index %s.%s ready (%d documents, %.1f s)",
                 name,

@@ -49,3 +49,45 @@ def test_each_late_index_is_built_and_a_rerun_is_a_no_op(
     assert wanted <= names and "user_movie" in names
     built = [r.getMessage() for r in caplog.records if "ready (200 documents" in r.getMessage()]
     assert len(built) == 2 * len(wanted)
+
+
+def test_an_index_not_recorded_as_built_whole_is_rebuilt_once(
+    mongo_url: str, db_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A late index that exists without mongo-init's record (an init stopped mid-build) may be
+    partial: it is dropped and built again, and once recorded it is left alone."""
+
+    async def run() -> tuple[dict, int]:
+        client = AsyncMongoClient(mongo_url, serverSelectionTimeoutMS=10_000)
+        try:
+            db = client[db_name]
+            await ensure_schema(db)
+            await db[model.RATINGS].insert_many(
+                [
+                    {"userId": u, "movieId": 1, "rating": 3.0, "timestamp": 1_600_000_000 + u}
+                    for u in range(1, 31)
+                ]
+            )
+            # What a build cut short leaves: the index in the catalogue, no record of it.
+            await db[model.RATINGS].create_index("timestamp", name="timestamp")
+            await ensure_late_indexes(db)
+            await ensure_late_indexes(db)
+            record = await db[model.META].find_one({"_id": model.LATE_INDEXES_ID})
+            late = await db[model.RATINGS].count_documents(
+                {"timestamp": {"$gte": 1_600_000_021}}, hint="timestamp"
+            )
+            return record or {}, late
+        finally:
+            await client.close()
+
+    with caplog.at_level("INFO", logger="movierec_init.schema"):
+        record, late = asyncio.run(run())
+    rebuilt = [
+        r.getMessage() for r in caplog.records if "dropping and rebuilding" in r.getMessage()
+    ]
+    assert rebuilt == [
+        "index ratings.timestamp: not recorded as built whole; dropping and rebuilding"
+    ]
+    wanted = {f"ratings.{ix.document['name']}" for ix in LATE_INDEXES[model.RATINGS]}
+    assert set(record["built"]) == wanted
+    assert late == 10

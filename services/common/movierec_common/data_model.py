@@ -33,6 +33,7 @@ EXPERIMENTS = "experiments"
 
 RATINGS_STATS_ID = "ratings_stats"  # {_id, global_mean, prior_weight, n_ratings}
 IMPORT_MARKER_ID = "movielens_import"  # {_id, fingerprint, counts, finished_at}
+LATE_INDEXES_ID = "late_indexes"  # {_id, built: [names of read-only indexes built whole]}
 TAGS_MARKER_ID = "movielens_tags"  # {_id, fingerprint of the tags file, movies, finished_at}
 USER_ID_COUNTER = "userId"  # counters doc {_id: "userId", seq: <last id handed out>}
 
