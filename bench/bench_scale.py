@@ -251,7 +251,7 @@ def start_stack(var_dir: Path, data_dir: Path, api_key: str, db: str, timeout: f
                     stack.import_samples.append((time.monotonic(), t.user + t.system,
                                                  "ratings import started" in text,
                                                  "ratings imported" in text))  # fmt: skip
-            if "ready (" in text or "MovieRec is up." in text:
+            if "ratings imported" in text:  # saved at once, and again as each index is ready
                 save_import_record(var_dir, stack)
             time.sleep(2)
     except BaseException:  # Ctrl-C or SIGTERM while waiting: no stack left behind
@@ -389,6 +389,8 @@ def stack_part(args: argparse.Namespace, lines: list[str]) -> None:
             f"commit {rec['commit']}, load average {rec['load']}), which this run reused"
         )
         up_what = "imported VAR_DIR → serving stack (init re-check, first model, APIs)"
+        if rec.get("note"):
+            where += f" (note saved with it: {rec['note']})"
     imp_target = verdict(imp_rate, TARGETS["import_rps"], higher_is_better=True)
     lines += [
         "### Import and a serving stack",
