@@ -234,6 +234,7 @@ def start_stack(var_dir: Path, data_dir: Path, api_key: str, db: str, timeout: f
     stack = Stack(proc, env, log)
     deadline = time.monotonic() + timeout
     server: psutil.Process | None = None
+    saved: dict[str, Any] | None = None
     # No database queries while waiting: SecantusDB answers a count by scanning the collection,
     # so polling the ratings count every 2 s cost more server CPU than the import itself.
     try:
@@ -241,8 +242,12 @@ def start_stack(var_dir: Path, data_dir: Path, api_key: str, db: str, timeout: f
             if proc.poll() is not None:
                 raise RuntimeError(f"the stack exited ({proc.returncode}); see {log}")
             text = log.read_text(errors="replace")
+            if "ratings imported" in text:  # saved at once, and again as each index is ready
+                rec = stack.import_record()
+                if rec is not None and rec != saved:
+                    save_import_record(var_dir, rec)
+                    saved = rec
             if "MovieRec is up." in text:
-                save_import_record(var_dir, stack)
                 return stack
             with contextlib.suppress(psutil.Error):
                 server = server or listening_process(int(env["MONGO_PORT"]))
@@ -251,8 +256,6 @@ def start_stack(var_dir: Path, data_dir: Path, api_key: str, db: str, timeout: f
                     stack.import_samples.append((time.monotonic(), t.user + t.system,
                                                  "ratings import started" in text,
                                                  "ratings imported" in text))  # fmt: skip
-            if "ratings imported" in text:  # saved at once, and again as each index is ready
-                save_import_record(var_dir, stack)
             time.sleep(2)
     except BaseException:  # Ctrl-C or SIGTERM while waiting: no stack left behind
         stack.stop()
@@ -264,20 +267,22 @@ def start_stack(var_dir: Path, data_dir: Path, api_key: str, db: str, timeout: f
 IMPORT_RECORD = "bench-import.json"
 
 
-def save_import_record(var_dir: Path, stack: Stack) -> None:
-    """Keep the import's figures in VAR_DIR (with the date, commit and load), so a later run
-    on the same `--var-dir`, which skips the import, still reports them."""
-    rec = stack.import_record()
-    if rec is None:
-        return
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()  # fmt: skip
-    rec |= {"measured": f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC", "commit": commit,
-            "load": load()}  # fmt: skip
+def git_commit() -> str:
+    """This checkout's short commit id (what the report and the import record name)."""
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+
+
+def save_import_record(var_dir: Path, rec: dict[str, Any]) -> None:
+    """Keep the import's figures (`Stack.import_record`) in VAR_DIR with the date, commit and
+    load, so a later run on the same `--var-dir`, which skips the import, still reports them.
+    A record of the same import keeps when and where it was first measured."""
     path = var_dir / IMPORT_RECORD
-    if path.exists() and json.loads(path.read_text()).get("ratings") == rec["ratings"]:
-        old = json.loads(path.read_text())
-        rec["measured"], rec["commit"], rec["load"] = old["measured"], old["commit"], old["load"]
+    old = json.loads(path.read_text()) if path.exists() else {}
+    if old.get("ratings") != rec["ratings"]:
+        old = {"measured": f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
+               "commit": git_commit(), "load": load()}  # fmt: skip
+    rec = rec | {k: old[k] for k in ("measured", "commit", "load")}
     path.write_text(json.dumps(rec, indent=1))
 
 
@@ -807,8 +812,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no ratings in {args.data_dir} (make data DATASET=...)", file=sys.stderr)
         return 2
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()  # fmt: skip
+    commit = git_commit()
     lines = [
         SECTION,
         "",

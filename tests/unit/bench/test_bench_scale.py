@@ -72,7 +72,7 @@ def test_import_record_is_parsed_from_the_stack_log_and_kept_in_var_dir(tmp_path
         "server_us_per_rating": 200.0,
         "index_seconds": {"user_time": 0.6},
     }
-    save_import_record(tmp_path, stack)
+    save_import_record(tmp_path, stack.import_record())
     first = json.loads((tmp_path / IMPORT_RECORD).read_text())
     assert first["ratings"] == 20000 and first["commit"] and first["measured"].endswith("UTC")
     # A later save (another index done) keeps when and where the import was measured.
@@ -82,7 +82,7 @@ def test_import_record_is_parsed_from_the_stack_log_and_kept_in_var_dir(tmp_path
         )
     first["measured"] = "2000-01-01 00:00 UTC"
     (tmp_path / IMPORT_RECORD).write_text(json.dumps(first))
-    save_import_record(tmp_path, stack)
+    save_import_record(tmp_path, stack.import_record())
     again = json.loads((tmp_path / IMPORT_RECORD).read_text())
     assert again["measured"] == "2000-01-01 00:00 UTC"
     assert again["index_seconds"] == {"user_time": 0.6, "timestamp": 0.4}
