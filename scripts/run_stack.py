@@ -59,6 +59,13 @@ SECRET_NAMES = ("JWT_SECRET", "ADMIN_PASSWORD", "DEMO_PASSWORD", "API_KEY", "SPA
 # caller's environment (or .env) sets them; honcho passes the environment through.
 PASSTHROUGH = frozenset({"JWT_TTL_SECONDS", "POPULARITY_PRIOR_WEIGHT", "SIGNUP_MAX_PER_CLIENT"})
 INFRA_WAIT_S = 120.0
+# The embedded MongoDB-wire server reads every stored document when it opens (SecantusDB
+# 0.7's Storage._scan_max_nat_seq recovers its record counter by walking each document
+# table): an empty store opens in about a second, the 8.5 GB of a 25M-rating import took
+# 102-115 s (~12-14 s per GB). A fixed 60 s wait made every make run on such a store fail.
+MONGO_OPEN_FLOOR_S = 60.0
+MONGO_OPEN_SECONDS_PER_GB = 30.0  # about twice the measured rate
+WAIT_HEARTBEAT_S = 30.0  # a line every this often while a wait goes on
 GRACE_S = 30.0
 RESTART_FIRST_S = 1.0  # back-off before restarting a crashed service, doubled per crash ...
 RESTART_MAX_S = 30.0  # ... up to this, and reset once the service ran RESTART_RESET_S
@@ -473,13 +480,32 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
 
 
 def wait_until(what: str, ok: Callable[[], bool], sup: Supervisor, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Poll ok() until it is true; StartupError past timeout seconds or if a child stops.
+    Says it is still waiting every WAIT_HEARTBEAT_S, so a long wait is never silent."""
+    start = time.monotonic()
+    next_heartbeat = start + WAIT_HEARTBEAT_S
+    while (now := time.monotonic()) < start + timeout:
         sup.check_alive()
         if ok():
             return
+        if now >= next_heartbeat:
+            say(f"still waiting for {what} ({now - start:.0f}s of at most {timeout:.0f}s)")
+            next_heartbeat += WAIT_HEARTBEAT_S
         time.sleep(0.3)
     raise StartupError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def size_gb(directory: Path) -> float:
+    """GiB of the files directly in `directory` (0 if it does not exist)."""
+    if not directory.is_dir():
+        return 0.0
+    return sum(p.stat().st_size for p in directory.iterdir() if p.is_file()) / 2**30
+
+
+def mongo_open_bound(store_gb: float) -> float:
+    """Seconds to wait for the embedded server to open a store of `store_gb` GiB:
+    MONGO_OPEN_FLOOR_S plus MONGO_OPEN_SECONDS_PER_GB per GiB (its open time grows with it)."""
+    return MONGO_OPEN_FLOOR_S + MONGO_OPEN_SECONDS_PER_GB * store_gb
 
 
 def spark_workers_alive(host: str, ui_port: int) -> bool:
@@ -651,8 +677,16 @@ def start(s: StackSettings, sup: Supervisor, values: dict[str, str], spec: Stack
     if s.mongo_url:
         say("using the external MongoDB from MONGO_URL")
     else:
+        storage = Path(values["VAR_DIR"]) / "mongo"
+        store_gb = size_gb(storage)
+        bound = mongo_open_bound(store_gb)
+        if store_gb >= 1.0:
+            say(
+                f"the embedded MongoDB reads every stored document when it opens "
+                f"({store_gb:.1f} GB in {storage}): allowing it {bound:.0f}s"
+            )
         wait_until(
-            f"MongoDB on port {s.mongo_port}", lambda: port_open(host, s.mongo_port), sup, 60
+            f"MongoDB on port {s.mongo_port}", lambda: port_open(host, s.mongo_port), sup, bound
         )
     say(f"MongoDB ready in {time.monotonic() - t0:.1f}s")
     spark = SparkWait(host, s.spark_ui_port, sup)

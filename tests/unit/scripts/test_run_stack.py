@@ -4,6 +4,8 @@ honour is reported (scripts/run_stack.py)."""
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -81,3 +83,32 @@ def test_compose_only_dotenv_values_are_reported_not_dropped(monkeypatch, tmp_pa
     names = [line.split("=", 1)[0] for line in ignored]
     assert names == ["TRUST_FORWARDED_FOR", "DEMO_ACCOUNTS", "MODEL_DIR"]
     assert "make run uses 'true'" in ignored[0]
+
+
+def test_the_wait_for_the_embedded_mongodb_grows_with_its_store(tmp_path) -> None:
+    """The embedded server reads every document when it opens (102-115 s for the 8.5 GB of a
+    25M-rating import); a fixed 60 s wait failed every make run on such a store."""
+    assert run_stack.size_gb(tmp_path / "absent") == 0.0
+    assert run_stack.mongo_open_bound(run_stack.size_gb(tmp_path)) == run_stack.MONGO_OPEN_FLOOR_S
+    (tmp_path / "secantus_documents_sh0.wt").touch()
+    os.truncate(tmp_path / "secantus_documents_sh0.wt", 3 * 2**30)  # sparse: no disk used
+    (tmp_path / "WiredTigerLog.0000000001").write_bytes(b"x" * 2**20)
+    gb = run_stack.size_gb(tmp_path)
+    assert 3.0 < gb < 3.01
+    assert run_stack.mongo_open_bound(gb) > run_stack.MONGO_OPEN_FLOOR_S + 3 * 14
+    assert run_stack.mongo_open_bound(8.5) >= 1.5 * 115
+
+
+class _AliveSupervisor:
+    def check_alive(self) -> None:
+        pass
+
+
+def test_a_long_wait_says_it_is_still_waiting_and_ends_at_its_bound(monkeypatch, capsys) -> None:
+    monkeypatch.setattr(run_stack, "WAIT_HEARTBEAT_S", 0.2)
+    ready_at = time.monotonic() + 0.8
+    run_stack.wait_until("the thing", lambda: time.monotonic() >= ready_at, _AliveSupervisor(), 5)
+    out = capsys.readouterr().out
+    assert "still waiting for the thing (" in out and "of at most 5s)" in out
+    with pytest.raises(run_stack.StartupError, match="timed out after 1s waiting for the thing"):
+        run_stack.wait_until("the thing", lambda: False, _AliveSupervisor(), 1)
