@@ -298,7 +298,7 @@ def test_admin_retrain_publishes_new_version(
             return Boolean(ph)
                 && !document.querySelector('#job-progress .job-iteration')
                 && Boolean(document.querySelector('#job-progress progress:indeterminate'))
-                && /^Step [12] of 6: .+ · \\d+ s$/.test(ph.textContent);
+                && /^Step [12] of 7: .+ · \\d+ s$/.test(ph.textContent);
         }""",
         timeout=RETRAIN_TIMEOUT_MS,
         polling=100,

@@ -48,7 +48,11 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--partitions", type=int, default=None, help="Spark blocks per side")
     p.add_argument("--rank", type=int, default=None, help=f"default {d.rank}")
     p.add_argument(
-        "--reg", type=float, default=None, help=f"λ, scaled by each row's count (default {d.reg})"
+        "--reg",
+        type=float,
+        default=None,
+        help="λ, scaled by each row's count (default: chosen on validation data carved from "
+        "the training ratings, among movierec_trainer.tune.REG_CANDIDATES)",
     )
     p.add_argument("--bias-reg", type=float, default=None, help=f"default {d.bias_reg}")
     p.add_argument("--iterations", type=int, default=None, help=f"default {d.iterations}")

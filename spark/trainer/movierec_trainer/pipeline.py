@@ -63,6 +63,9 @@ class TrainConfig:
     publish_full: bool = False
     num_partitions: int | None = None
     broadcast_dtype: str = "float32"  # precision of the half-steps, both engines
+    # λ candidates for the explicit model, chosen on validation carved from the training
+    # ratings by `train_job` (movierec_trainer.tune); None: `explicit.reg` as given.
+    reg_candidates: tuple[float, ...] | None = None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -76,6 +79,7 @@ class TrainConfig:
             "publish_full": self.publish_full,
             "num_partitions": self.num_partitions,
             "broadcast_dtype": self.broadcast_dtype,
+            "reg_candidates": None if self.reg_candidates is None else list(self.reg_candidates),
         }
 
 
@@ -442,6 +446,19 @@ def train_job(
         split_info = {"protocol": "none", "fraction": 0.0, "n_train": len(ratings), "n_test": 0}
     phases["split_s"] = time.perf_counter() - t0
 
+    tuning: dict[str, Any] = {}
+    if cfg.reg_candidates:
+        from movierec_trainer.tune import choose_explicit_reg
+
+        announce("tune")
+        t0 = time.perf_counter()
+        search = choose_explicit_reg(
+            train, cfg, cfg.reg_candidates, spark_context=spark_context, progress=progress
+        )
+        cfg = replace(cfg, explicit=replace(cfg.explicit, reg=search.reg))
+        tuning["explicit_reg"] = search.describe()
+        phases["tune_s"] = time.perf_counter() - t0
+
     announce("train")
     t0 = time.perf_counter()
     fit = fit_models(train, cfg, valid=test, spark_context=spark_context, progress=progress)
@@ -505,6 +522,7 @@ def train_job(
             ),
         },
         "metrics": metrics,
+        "tuning": tuning,
         "history": _history(fit),
     }
     arrays = model_arrays(publish_fit)

@@ -29,6 +29,7 @@ from movierec_trainer.snapshot import (
     remove_snapshot,
     take_snapshot,
 )
+from movierec_trainer.tune import REG_CANDIDATES
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ def config_from_params(
         split_seed=d.seed if params.seed is None else params.seed,
         publish_full=settings.publish_full if params.publish_full is None else params.publish_full,
         num_partitions=settings.spark_partitions,
+        # λ given → used as given; left unset → chosen on validation data at every run.
+        reg_candidates=REG_CANDIDATES if params.reg is None else None,
     )
 
 
@@ -70,10 +73,11 @@ def config_from_params(
 class Reporter:
     """Where a run reports to: the job document (worker) or the console (retrain CLI).
 
-    `progress(model, entry)` gets one fit-history entry per iteration (model "explicit" or
-    "ranking"; entry keys iteration, of, train_rmse, valid_rmse, seconds) and may raise to stop
-    the run between iterations; `phase(name)` is called at each phase (snapshot, train,
-    validate, publish); `log(line)` gets human-readable lines."""
+    `progress(model, entry)` gets one fit-history entry per iteration (model "explicit",
+    "ranking", or "explicit λ <value>" during the λ search; entry keys iteration, of,
+    train_rmse, valid_rmse, seconds) and may raise to stop the run between iterations;
+    `phase(name)` is called at each phase (snapshot, tune, train, validate, refit, publish);
+    `log(line)` gets human-readable lines."""
 
     progress: Callable[[str, dict], None] = lambda _m, _e: None
     phase: Callable[[str], None] = lambda _p: None
@@ -177,6 +181,7 @@ def _train_gate_publish(
         source={**snap.source, "snapshot": str(snap.path)},
         phase=reporter.phase,
     )
+    phases["tune_s"] = outcome.phases.get("tune_s", 0.0)
     phases["train_s"] = outcome.phases.get("train_s", 0.0) + outcome.phases.get("refit_s", 0.0)
     phases["validate_s"] = outcome.phases.get("validate_s", 0.0)
     m = outcome.metrics

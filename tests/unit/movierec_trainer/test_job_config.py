@@ -9,6 +9,7 @@ from movierec_common.training_params import RetrainParams, TrainingParams
 from movierec_trainer.config import TrainerSettings
 from movierec_trainer.pipeline import TrainConfig
 from movierec_trainer.retrain import config_from_params
+from movierec_trainer.tune import REG_CANDIDATES
 
 
 def _settings(**values) -> TrainerSettings:
@@ -24,6 +25,8 @@ def test_empty_parameters_give_the_kernel_and_trainer_defaults() -> None:
         assert cfg.explicit == als.DEFAULT_EXPLICIT and cfg.ranking == als.DEFAULT_IMPLICIT
         assert cfg.holdout == 0.2 and cfg.split_seed == als.DEFAULT_EXPLICIT.seed
         assert cfg.publish_full is publish_full and cfg.num_partitions is None
+        # λ left unset is chosen on validation data at every run, among tune's candidates.
+        assert cfg.reg_candidates == REG_CANDIDATES and als.DEFAULT_EXPLICIT.reg in REG_CANDIDATES
 
 
 def test_job_values_win_and_settings_fill_the_rest() -> None:
@@ -35,6 +38,7 @@ def test_job_values_win_and_settings_fill_the_rest() -> None:
     assert cfg.engine == "spark" and cfg.num_partitions == 3 and cfg.publish_full is True
     e = cfg.explicit
     assert (e.rank, e.reg, e.iterations, e.seed) == (8, 0.3, 4, 7)
+    assert cfg.reg_candidates is None  # a λ the job gives is used as given
     assert cfg.split_seed == 7 and cfg.holdout == 0.1
     assert cfg.ranking is not None and cfg.ranking.seed == 7
     # The job's own publish_full beats the setting; no_ranking drops the ranking model.

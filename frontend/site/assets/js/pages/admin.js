@@ -203,6 +203,7 @@ function versionsPanel(versions, reload) {
 const PHASES = [
   ["starting", "Starting"],
   ["snapshot", "Snapshot of the ratings (MongoDB + CSV)"],
+  ["tune", "Choosing the regularization on validation data"],
   ["train", "Training"],
   ["validate", "Validating against the active model"],
   ["refit", "Refitting on all ratings"],
@@ -238,7 +239,7 @@ function jobProgress(job) {
       { class: "flex flex-wrap items-center gap-2 text-sm" },
       statusPill(job.status),
       p.phase ? h("span", { class: "job-phase font-medium", dataset: { phase: p.phase } }, phaseLabel(job, p)) : null,
-      of ? h("span", { class: "job-iteration tabular-nums" }, `iteration ${it} of ${of}`) : null,
+      of ? h("span", { class: "job-iteration tabular-nums" }, `${p.model ? `${p.model}: ` : ""}iteration ${it} of ${of}`) : null,
       p.train_rmse !== undefined && p.train_rmse !== null ? h("span", { class: "tabular-nums text-slate-600 dark:text-slate-400" }, `train RMSE ${fmt(p.train_rmse, 4)}`) : null,
       p.valid_rmse !== undefined && p.valid_rmse !== null ? h("span", { class: "tabular-nums text-slate-600 dark:text-slate-400" }, `validation RMSE ${fmt(p.valid_rmse, 4)}`) : null,
     ),
