@@ -108,7 +108,7 @@ def choose_explicit_reg(
         )
         relay = None if progress is None else (lambda _m, e, n=name: progress(n, e))
         t0 = time.perf_counter()
-        fit = fit_models(fit_part, trial, spark_context=spark_context, progress=relay)
+        fit = fit_models(fit_part, trial, valid=valid, spark_context=spark_context, progress=relay)
         u = np.searchsorted(fit.user_ids, valid.user_ids)
         i = np.searchsorted(fit.item_ids, valid.movie_ids)
         valid_rmse = rmse(predict_clipped(fit.explicit, u, i), valid.ratings)

@@ -29,8 +29,11 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory):
 
 def test_the_lowest_validation_rmse_wins_and_every_candidate_is_reported(synthetic) -> None:
     seen: list[str] = []
+    entries: list[dict] = []
     search = tune.choose_explicit_reg(
-        synthetic, EXPLICIT_ONLY, progress=lambda model, _entry: seen.append(model)
+        synthetic,
+        EXPLICIT_ONLY,
+        progress=lambda model, entry: (seen.append(model), entries.append(entry)),
     )
     regs = [row["reg"] for row in search.rows]
     assert regs == sorted(tune.REG_CANDIDATES)
@@ -38,6 +41,7 @@ def test_the_lowest_validation_rmse_wins_and_every_candidate_is_reported(synthet
     assert search.reg == best["reg"]
     # Each candidate's iterations were reported under its own name (the job API, the console).
     assert seen.count(f"explicit λ {regs[0]:g}") == tune.SEARCH_ITERATIONS
+    assert all(e["valid_rmse"] is not None for e in entries)  # each iteration's validation
     assert search.n_valid >= tune.MIN_VALID_RATINGS and search.skipped is None
     assert search.describe()["chosen"] == search.reg
 
