@@ -13,7 +13,7 @@ from movierec_init.schema import (
     ensure_schema,
     late_index_timeout,
 )
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 
 
 def test_bound_grows_with_the_collection_and_has_a_floor() -> None:
@@ -57,8 +57,23 @@ def test_an_index_not_recorded_as_built_whole_is_rebuilt_once(
     """A late index that exists without mongo-init's record (an init stopped mid-build) may be
     partial: it is dropped and built again, and once recorded it is left alone."""
 
+    drops: list[dict] = []
+
+    class Drops(monitoring.CommandListener):
+        def started(self, event: monitoring.CommandStartedEvent) -> None:
+            if event.command_name == "dropIndexes":
+                drops.append(dict(event.command))
+
+        def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+            pass
+
+        def failed(self, event: monitoring.CommandFailedEvent) -> None:
+            pass
+
     async def run() -> tuple[dict, int]:
-        client = AsyncMongoClient(mongo_url, serverSelectionTimeoutMS=10_000)
+        client = AsyncMongoClient(
+            mongo_url, serverSelectionTimeoutMS=10_000, event_listeners=[Drops()]
+        )
         try:
             db = client[db_name]
             await ensure_schema(db)
@@ -91,3 +106,8 @@ def test_an_index_not_recorded_as_built_whole_is_rebuilt_once(
     wanted = {f"ratings.{ix.document['name']}" for ix in LATE_INDEXES[model.RATINGS]}
     assert set(record["built"]) == wanted
     assert late == 10
+    # The drop carries the build's bound, not the client's 300 s socket timeout: dropping
+    # deletes the entries one by one, and at 25M ratings it outlasted that timeout.
+    assert [d["index"] for d in drops] == ["timestamp"]
+    bound_ms = late_index_timeout(30) * 1000
+    assert 0.9 * bound_ms < drops[0]["maxTimeMS"] <= bound_ms
