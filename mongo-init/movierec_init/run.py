@@ -6,6 +6,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import pymongo
 from argon2 import PasswordHasher
 from movierec_common import data_model as model
 from movierec_common.loader import MalformedRowError, detect_layout
@@ -27,7 +28,7 @@ from rich.text import Text
 from movierec_init import accounts
 from movierec_init.config import InitSettings
 from movierec_init.importer import import_movielens
-from movierec_init.schema import ensure_late_indexes, ensure_schema
+from movierec_init.schema import ensure_late_indexes, ensure_schema, late_index_timeout
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +139,11 @@ async def run_init(settings: InitSettings, console: Console | None = None) -> In
             {"rating_count": {"$gt": 0}}
         )
         # Everything written above is on disk before make run / compose records the database
-        # as initialised (SecantusDB: a checkpoint; mongod: a flush).
-        await client.admin.command("fsync")
+        # as initialised (SecantusDB: a checkpoint; mongod: a flush). After a large import and
+        # its index builds the checkpoint writes gigabytes: bounded like an index build, not by
+        # the 300 s socket timeout.
+        with pymongo.timeout(late_index_timeout(sum(summary.counts.values()))):
+            await client.admin.command("fsync")
     finally:
         await client.close()
 
