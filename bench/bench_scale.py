@@ -572,12 +572,34 @@ def train_part(args: argparse.Namespace, lines: list[str]) -> None:
     parts = args.partitions
     me = psutil.Process()
     rows: list[tuple[str, float, float | None, float, dict[str, float]]] = []
+    reg_note: list[str] = []
 
     def read() -> tuple[als.Interactions, als.Interactions]:
+        nonlocal ep
         say(f"train: reading {args.data_dir} …")
         r = tdata.load_ratings_dir(args.data_dir)
         split = tdata.random_holdout(r, 0.2, 42)
         del r
+        if args.reg is None:  # what `train` does without --reg: λ chosen on validation
+            from movierec_trainer.pipeline import TrainConfig
+            from movierec_trainer.tune import choose_explicit_reg
+
+            say("train: choosing λ on validation carved from the training part (local engine) …")
+            t = time.perf_counter()
+            search = choose_explicit_reg(
+                split.train, TrainConfig(explicit=ep, ranking=None, ease=None), say=say
+            )
+            ep = replace(ep, reg=search.reg)
+            reg_note.append(
+                f"λ {search.reg:g} for both of our engines, chosen as `train` does without "
+                f"`--reg` (`movierec_trainer.tune`, local engine, {search.iterations} "
+                f"iterations per candidate, {time.perf_counter() - t:.0f} s, not in the fit "
+                "times): validation RMSE "
+                + ", ".join(f"{row['reg']:g} → {row['valid_rmse']:.4f}" for row in search.rows)
+                + "."
+            )
+        else:
+            ep = replace(ep, reg=args.reg)
         train, users, items = als.index_ratings(
             split.train.user_ids, split.train.movie_ids, split.train.ratings
         )
@@ -719,7 +741,7 @@ def train_part(args: argparse.Namespace, lines: list[str]) -> None:
         f"{len(train):,} training ratings ({train.n_users:,} users × {train.n_items:,} movies), "
         f"{len(test):,} test. Peak RSS sampled every 0.2 s: driver = this process + its JVM; "
         f"executor = its JVM + Python daemon + workers. Load average at start {load_start}, "
-        f"after {load()}.",
+        f"after {load()}. Ours: {reg_note[0] if reg_note else f'λ {ep.reg:g} (--reg)'}",
         "",
         "| engine | fit s | × MLlib | test RMSE | test MAE | driver peak GB | "
         + " | ".join(f"{k} peak GB" for k in ours_row[4] if k != "driver")
@@ -782,6 +804,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--worker-memory", default="6g")
     ap.add_argument("--executor-memory", default="4g")
     ap.add_argument("--driver-memory", default="4g")
+    ap.add_argument(
+        "--reg", type=float, default=None,
+        help="our explicit λ (default: chosen on validation, as `train` does without --reg)",
+    )  # fmt: skip
     ap.add_argument("--mllib-reg", type=float, default=0.1)
     ap.add_argument(
         "--baseline-rev",
