@@ -119,7 +119,7 @@ function activeModelPanel(ctx, active, served) {
         data.n_users !== undefined && `${Number(data.n_users).toLocaleString()} users`,
         data.n_items !== undefined && `${Number(data.n_items).toLocaleString()} movies`,
         params.rank !== undefined && `rank ${params.rank}`,
-        params.reg !== undefined && `λ ${params.reg}`,
+        params.reg !== undefined && `λ ${params.reg}${m.tuning?.explicit_reg?.candidates?.length ? " (chosen on validation)" : ""}`,
         params.iterations !== undefined && `${params.iterations} iterations`,
       ]
         .filter(Boolean)
