@@ -633,16 +633,18 @@ def train_part(args: argparse.Namespace, lines: list[str]) -> None:
                 if time.monotonic() > deadline:
                     raise RuntimeError("executors did not register")
                 time.sleep(0.5)
-            # Both engines fit on warm executors, as in a trainer worker that has run a job
-            # before: one small Python job starts every executor's Python daemon and worker
-            # (MLlib, which fits second, would otherwise get the executors our fit warmed).
-            # Measured at 25M: the first task on a cold executor spends ~2.5 s starting up.
-            n_warm = 2 * args.workers
-            sc.parallelize(range(n_warm), n_warm).map(str).collect()
             # The data is read once the cluster is up, as the trainer worker does (its Spark
             # session starts with the worker): arrays left idle while the JVMs start were
             # measured to cost the first pass over them several seconds on this VM.
             train, test = read()
+            # Both engines fit on warm executors, as in a trainer worker that has run a job
+            # before: one small Python job starts every executor's Python daemon and worker
+            # (MLlib, which fits second, would otherwise get the executors our fit warmed).
+            # Measured at 25M: the first task on a cold executor spends ~2.5 s starting up.
+            # After read(): its λ search takes minutes at 25M, and Spark retires Python
+            # workers idle for a minute.
+            n_warm = 2 * args.workers
+            sc.parallelize(range(n_warm), n_warm).map(str).collect()
 
             def groups() -> dict[str, Callable[[], list[psutil.Process]]]:
                 g: dict[str, Callable[[], list[psutil.Process]]] = {

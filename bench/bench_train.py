@@ -395,8 +395,10 @@ def ranking_table(spark, ds: Dataset, args) -> tuple[list[dict], dict]:
     counts = np.bincount(tr.item_idx, minlength=tr.n_items)
 
     def shipped() -> tuple:
-        # Exactly what `train` fits (pipeline.fit_models, local engine, float32 half-steps):
-        # the explicit and ranking ALS models in one loop, then EASE.
+        # What `train` fits (pipeline.fit_models, local engine, float32 half-steps): the
+        # explicit and ranking ALS models in one loop, then EASE. `train` also chooses the
+        # explicit λ on validation (movierec_trainer.tune); on ml-latest-small it picks the
+        # default 0.18 used here (tests/unit/movierec_trainer/test_tune.py checks that).
         em, im = als.fit_als(als.LocalHalfSteps(tr), tr, als.DEFAULT_EXPLICIT, rp, dtype=np.float32)
         xm = ease.fit_ease(tr, ease.DEFAULT_EASE)
         return em, im, xm, pipeline.capped_rating_weight(tr, em, xm, ease.DEFAULT_BLEND)
@@ -593,7 +595,8 @@ def main() -> None:
         f"Python {platform.python_version()}, NumPy {np.__version__}, pyspark "
         f"{__import__('pyspark').__version__}, Spark local[2]. Rank {args.rank}, "
         f"{args.iterations} iterations; ours: λ={als.DEFAULT_EXPLICIT.reg} scaled by each row's "
-        "rating count, bias λ 10. RMSE/MAE of predictions clipped to 0.5–5 for every engine. "
+        "rating count (what `train`'s λ search picks on ml-latest-small), bias λ 10. "
+        "RMSE/MAE of predictions clipped to 0.5–5 for every engine. "
         "Peak RSS = this process + the JVM + Spark's Python workers.",
         "",
     ]

@@ -287,6 +287,7 @@ def bench_retrain(stack: Stack, token: str, timeout: float = 1800) -> str:
     rows = [
         ("queue (created → claimed)", phases.get("queue_s")),
         ("snapshot (MongoDB + CSV → Parquet)", phases.get("snapshot_s")),
+        ("tune (the explicit λ on validation, 5 × 8 iterations)", phases.get("tune_s")),
         ("train (Spark ALS, reference)", train_s),
         ("validate", phases.get("validate_s")),
         ("publish", phases.get("publish_s")),

@@ -225,7 +225,7 @@ def test_worse_model_is_rejected_and_current_unchanged(env: Env) -> None:
 
 def test_killed_worker_lease_expires_and_job_does_not_stay_running(env: Env) -> None:
     env.load_csv_into_db()
-    job = new_job({**FAST, "iterations": 400, "ranking_iterations": 400})
+    job = new_job({**FAST, "reg": 0.18, "iterations": 400, "ranking_iterations": 400})
     env.db.jobs.insert_one(job)
     w = env.start_worker("doomed", LEASE_SECONDS="4", HEARTBEAT_SECONDS="1")
     deadline = time.monotonic() + 180
@@ -253,7 +253,9 @@ def test_cancel_requested_stops_a_running_job(tmp_path: Path, mongo_url: str, db
     e = Env(tmp_path, mongo_url, db_name, "local[1]")
     try:
         e.load_csv_into_db()
-        job = new_job({**FAST, "iterations": 400, "ranking_iterations": 400})
+        # λ given, so the 400 iterations are the main fit's (no λ search before them; a cancel
+        # during the search is tests/unit/movierec_trainer/test_tune.py's, through train_job)
+        job = new_job({**FAST, "reg": 0.18, "iterations": 400, "ranking_iterations": 400})
         e.db.jobs.insert_one(job)
         w = e.start_worker("canceller")
         e.wait_iterating(job["_id"], w, timeout=180)

@@ -206,7 +206,8 @@ def test_spark_worker_killed_mid_retrain_fails_clearly_and_serving_is_unaffected
         poller = RecsPoller(url, 1)
         poller.start()
 
-        job = new_job({**FAST, "iterations": 400, "ranking_iterations": 400})
+        # λ given, so the 400 iterations are the main fit's (no λ search before it)
+        job = new_job({**FAST, "reg": 0.18, "iterations": 400, "ranking_iterations": 400})
         e.db.jobs.insert_one(job)
         trainer = e.start_worker("spark-fault")
         doc = e.wait_iterating(job["_id"], trainer, timeout=150)

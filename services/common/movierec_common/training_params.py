@@ -8,8 +8,9 @@ A bad value is refused everywhere with the same message, `validation_message`, e
 "invalid request: rank: Input should be greater than or equal to 2".
 
 Every field is optional: None means "the trainer's default" (`als.DEFAULT_EXPLICIT`,
-`als.DEFAULT_IMPLICIT`). `to_explicit()` / `to_ranking()` are the one conversion to the
-kernel's parameter objects.
+`als.DEFAULT_IMPLICIT`), except `reg`: None means "chosen at every run on validation data
+carved from the training ratings" (`movierec_trainer.tune`). `to_explicit()` /
+`to_ranking()` are the one conversion to the kernel's parameter objects.
 
 Bounds: rank 2–200 (rank 1 has no room for taste; 200 already costs ~25 MB of factors per
 100k users), iterations 1–1000 (the trainer's own long-running tests use 400), regularisation
@@ -44,7 +45,13 @@ class TrainingParams(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     rank: int | None = Field(None, ge=RANK_MIN, le=RANK_MAX, examples=[20])
-    reg: float | None = Field(None, gt=0, le=10, examples=[0.1], description="λ, ×n per row")
+    reg: float | None = Field(
+        None,
+        gt=0,
+        le=10,
+        examples=[0.1],
+        description="λ, ×n per row; unset: chosen on validation data at every run",
+    )
     bias_reg: float | None = Field(None, ge=0, le=1000)
     iterations: int | None = Field(None, ge=1, le=ITERATIONS_MAX, examples=[20])
     seed: int | None = Field(None, ge=0, le=2**31 - 1)

@@ -1,5 +1,6 @@
-"""One training job: split → fit both models → evaluate → (optionally refit on all) → arrays and
-manifest ready for `movierec_common.artifacts.save_model`.
+"""One training job: split → choose the explicit λ on validation carved from the training part
+(`movierec_trainer.tune`, when `TrainConfig.reg_candidates`) → fit both models → evaluate →
+(optionally refit on all) → arrays and manifest ready for `movierec_common.artifacts.save_model`.
 
 The CLI (`train`, `retrain`) and the worker all call `train_job`; they differ only in where the
 ratings come from and what happens to the outcome (publish now, or pass a validation gate first).
@@ -433,7 +434,8 @@ def train_job(
     source: dict[str, Any] | None = None,
     phase: Callable[[str], None] | None = None,
 ) -> TrainOutcome:
-    """Split, fit, evaluate, and build the artifact. `phase(name)` announces each phase."""
+    """Split, choose λ (if `cfg.reg_candidates`), fit, evaluate, and build the artifact; the
+    refit with `publish_full` uses the chosen λ. `phase(name)` announces each phase."""
     phases: dict[str, float] = {}
     announce = phase or (lambda _name: None)
     t0 = time.perf_counter()

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+from movierec_common import als
 from movierec_common.movielens import Ratings
 
 from movierec_trainer import data as tdata
@@ -43,12 +44,12 @@ MIN_VALID_RATINGS = 1000
 
 @dataclass(frozen=True)
 class RegSearch:
-    """The outcome: `reg` the chosen λ; `rows` one {reg, valid_rmse, train_rmse, seconds} per
-    candidate in the order fitted (empty when `skipped` says why none was fitted); sizes of the
-    carved fit / validation parts."""
+    """The outcome: `reg` the chosen λ; `rows` one {reg, valid_rmse, train_rmse, seconds} (or
+    {reg, error} for a candidate that diverged) per candidate in the order fitted, empty when
+    `skipped` says why none was fitted; sizes of the carved fit / validation parts."""
 
     reg: float
-    rows: list[dict[str, float]]
+    rows: list[dict[str, Any]]
     n_fit: int
     n_valid: int
     iterations: int
@@ -84,8 +85,9 @@ def choose_explicit_reg(
     RMSE. Uses `cfg`'s engine, rank, bias shrinkage and seed; the ranking model and EASE are not
     fitted. `progress` gets each candidate's iterations as model "explicit λ <value>" (it may
     raise to cancel). With fewer than MIN_VALID_RATINGS validation ratings, `cfg.explicit.reg`
-    is kept and nothing is fitted. Raises ValueError when `candidates` is empty;
-    TrainingDivergedError as `fit_models`."""
+    is kept and nothing is fitted. A candidate that diverges is skipped (its row says why).
+    Raises ValueError when `candidates` is empty; TrainingDivergedError when every one
+    diverges."""
     if not candidates:
         raise ValueError("no λ candidates to choose from")
     split = tdata.random_holdout(ratings, VALID_FRACTION, cfg.split_seed)
@@ -97,7 +99,8 @@ def choose_explicit_reg(
         return RegSearch(
             cfg.explicit.reg, [], len(fit_part), len(valid), iterations, cfg.split_seed, why
         )
-    rows: list[dict[str, float]] = []
+    rows: list[dict[str, Any]] = []
+    scored: list[tuple[float, float]] = []  # (validation RMSE unrounded, λ)
     for reg in sorted(candidates):
         name = f"explicit λ {reg:g}"
         trial = replace(
@@ -108,7 +111,14 @@ def choose_explicit_reg(
         )
         relay = None if progress is None else (lambda _m, e, n=name: progress(n, e))
         t0 = time.perf_counter()
-        fit = fit_models(fit_part, trial, valid=valid, spark_context=spark_context, progress=relay)
+        try:
+            fit = fit_models(
+                fit_part, trial, valid=valid, spark_context=spark_context, progress=relay
+            )
+        except als.TrainingDivergedError as exc:  # that λ only: the others may still fit
+            rows.append({"reg": reg, "error": str(exc)[:200]})
+            say(f"{name}: diverged ({exc}); skipped")
+            continue
         u = np.searchsorted(fit.user_ids, valid.user_ids)
         i = np.searchsorted(fit.item_ids, valid.movie_ids)
         valid_rmse = rmse(predict_clipped(fit.explicit, u, i), valid.ratings)
@@ -120,9 +130,10 @@ def choose_explicit_reg(
             "seconds": round(time.perf_counter() - t0, 2),
         }
         rows.append(row)
+        scored.append((valid_rmse, reg))
         say(f"{name}: validation RMSE {valid_rmse:.4f} ({row['seconds']:.1f}s)")
-    best = min(rows, key=lambda r: r["valid_rmse"])
-    say(f"explicit λ {best['reg']:g} chosen (validation RMSE {best['valid_rmse']:.4f})")
-    return RegSearch(
-        float(best["reg"]), rows, len(fit_part), len(valid), iterations, cfg.split_seed
-    )
+    if not scored:
+        raise als.TrainingDivergedError(f"every λ candidate diverged: {rows}")
+    best_rmse, best_reg = min(scored)
+    say(f"explicit λ {best_reg:g} chosen (validation RMSE {best_rmse:.4f})")
+    return RegSearch(float(best_reg), rows, len(fit_part), len(valid), iterations, cfg.split_seed)

@@ -43,7 +43,6 @@ def test_the_lowest_validation_rmse_wins_and_every_candidate_is_reported(synthet
     assert seen.count(f"explicit λ {regs[0]:g}") == tune.SEARCH_ITERATIONS
     assert all(e["valid_rmse"] is not None for e in entries)  # each iteration's validation
     assert search.n_valid >= tune.MIN_VALID_RATINGS and search.skipped is None
-    assert search.describe()["chosen"] == search.reg
 
 
 def test_on_synthetic_data_a_smaller_lambda_keeps_the_factors_alive(synthetic) -> None:
@@ -74,15 +73,38 @@ def test_too_few_ratings_keep_the_given_lambda_and_say_why() -> None:
     assert search.reg == 0.3 and search.rows == [] and "validation ratings" in search.skipped
 
 
-def test_a_cancel_during_the_search_stops_it(synthetic) -> None:
+def test_a_cancel_during_the_search_stops_the_job_before_the_fit(synthetic) -> None:
     class Cancelled(Exception):
         pass
 
-    def cancel(_model: str, _entry: dict) -> None:
-        raise Cancelled
+    def cancel(model: str, entry: dict) -> None:
+        if model == "explicit λ 0.09" and entry["iteration"] == 2:
+            raise Cancelled
 
+    cfg = replace(EXPLICIT_ONLY, reg_candidates=tune.REG_CANDIDATES)
+    phases: list[str] = []
     with pytest.raises(Cancelled):
-        tune.choose_explicit_reg(synthetic, EXPLICIT_ONLY, progress=cancel)
+        train_job(synthetic, cfg, progress=cancel, phase=phases.append)
+    assert phases == ["tune"]  # the model fit never started
+
+
+def test_a_candidate_that_diverges_is_skipped_not_fatal(synthetic, monkeypatch) -> None:
+    real = tune.fit_models
+
+    def diverging_at_smallest(ratings, cfg, **kw):
+        if cfg.explicit.reg == min(tune.REG_CANDIDATES):
+            raise als.TrainingDivergedError("factors exploded at iteration 3 (injected)")
+        return real(ratings, cfg, **kw)
+
+    monkeypatch.setattr(tune, "fit_models", diverging_at_smallest)
+    search = tune.choose_explicit_reg(synthetic, EXPLICIT_ONLY)
+    assert "injected" in search.rows[0]["error"] and search.reg != min(tune.REG_CANDIDATES)
+    assert len([r for r in search.rows if "valid_rmse" in r]) == len(tune.REG_CANDIDATES) - 1
+    monkeypatch.setattr(
+        tune, "fit_models", lambda *_a, **_k: (_ for _ in ()).throw(als.TrainingDivergedError("x"))
+    )
+    with pytest.raises(als.TrainingDivergedError, match="every λ candidate diverged"):
+        tune.choose_explicit_reg(synthetic, EXPLICIT_ONLY)
 
 
 def test_train_job_publishes_the_chosen_lambda_and_the_search(synthetic) -> None:
@@ -99,5 +121,7 @@ def test_train_job_publishes_the_chosen_lambda_and_the_search(synthetic) -> None
     # The search carves its validation part from the training part only: the evaluation
     # holdout (20 % of all ratings) is never among the ratings it fits or scores.
     assert tuning["n_fit"] + tuning["n_valid"] <= 0.8 * len(synthetic) + 1
-    given = train_job(synthetic, EXPLICIT_ONLY)
-    assert given.manifest["tuning"] == {} and given.manifest["params"]["explicit"]["reg"] == 0.18
+    # A λ the caller gives (config_from_params leaves reg_candidates None then) is used as is.
+    given = train_job(synthetic, replace(EXPLICIT_ONLY, explicit=given_reg))
+    assert given.manifest["tuning"] == {} and given.manifest["params"]["explicit"]["reg"] == 0.5
+    assert "tune_s" not in given.phases
