@@ -11,9 +11,10 @@ leaves λ to the caller (`regParam`, with `CrossValidator`); Surprise and implic
 Protocol: `tdata.random_holdout(ratings, VALID_FRACTION, seed)` splits the ratings the model is
 about to be trained on (never the evaluation holdout); each candidate is fitted on the rest for
 SEARCH_ITERATIONS iterations from the same start, with the configured engine, and scored by
-the RMSE of its clipped predictions on the carved part; the lowest wins. SEARCH_ITERATIONS is
-fewer than a full fit: the validation RMSE is flat from about iteration 3 and the candidates'
-order at 8 iterations matched the order at 20 on ml-latest-small and synthetic-1m.
+the RMSE of its clipped predictions on the carved part; the lowest wins. A best at an end of
+the grid is followed beyond it (synthetic-10m chose the smallest candidate). SEARCH_ITERATIONS
+is fewer than a full fit: the validation RMSE is flat from about iteration 3 and the
+candidates' order at 8 iterations matched the order at 20 on ml-latest-small and synthetic-1m.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 REG_CANDIDATES: tuple[float, ...] = (0.064, 0.09, 0.127, 0.18, 0.255)
 """λ candidates, a factor √2 apart around ml-latest-small's 0.18 (count-scaled, as `reg`)."""
 SEARCH_ITERATIONS = 8
+MAX_EXTENSIONS = 4
+"""At most this many candidates added beyond an end of the grid when the best lies there."""
 VALID_FRACTION = 0.2
 MIN_VALID_RATINGS = 1000
 """Below this many carved validation ratings the RMSE differences are noise: λ is kept."""
@@ -85,7 +88,9 @@ def choose_explicit_reg(
     RMSE. Uses `cfg`'s engine, rank, bias shrinkage and seed; the ranking model and EASE are not
     fitted. `progress` gets each candidate's iterations as model "explicit λ <value>" (it may
     raise to cancel). With fewer than MIN_VALID_RATINGS validation ratings, `cfg.explicit.reg`
-    is kept and nothing is fitted. A candidate that diverges is skipped (its row says why).
+    is kept and nothing is fitted. When the best is at an end of the grid, candidates beyond
+    it (by the grid's ratio) are added while they improve, at most MAX_EXTENSIONS. A candidate
+    that diverges is skipped (its row says why).
     Raises ValueError when `candidates` is empty; TrainingDivergedError when every one
     diverges."""
     if not candidates:
@@ -101,7 +106,9 @@ def choose_explicit_reg(
         )
     rows: list[dict[str, Any]] = []
     scored: list[tuple[float, float]] = []  # (validation RMSE unrounded, λ)
-    for reg in sorted(candidates):
+
+    def score(reg: float) -> bool:
+        """Fit and score one candidate; False if it diverged."""
         name = f"explicit λ {reg:g}"
         trial = replace(
             cfg,
@@ -109,7 +116,7 @@ def choose_explicit_reg(
             ranking=None,
             ease=None,
         )
-        relay = None if progress is None else (lambda _m, e, n=name: progress(n, e))
+        relay = None if progress is None else (lambda _m, e: progress(name, e))
         t0 = time.perf_counter()
         try:
             fit = fit_models(
@@ -118,20 +125,42 @@ def choose_explicit_reg(
         except als.TrainingDivergedError as exc:  # that λ only: the others may still fit
             rows.append({"reg": reg, "error": str(exc)[:200]})
             say(f"{name}: diverged ({exc}); skipped")
-            continue
+            return False
         u = np.searchsorted(fit.user_ids, valid.user_ids)
         i = np.searchsorted(fit.item_ids, valid.movie_ids)
         valid_rmse = rmse(predict_clipped(fit.explicit, u, i), valid.ratings)
         last = fit.explicit.history[-1] if fit.explicit.history else {}
-        row = {
-            "reg": reg,
-            "valid_rmse": round(valid_rmse, 5),
-            "train_rmse": round(float(last.get("train_rmse", float("nan"))), 5),
-            "seconds": round(time.perf_counter() - t0, 2),
-        }
-        rows.append(row)
+        rows.append(
+            {
+                "reg": reg,
+                "valid_rmse": round(valid_rmse, 5),
+                "train_rmse": round(float(last.get("train_rmse", float("nan"))), 5),
+                "seconds": round(time.perf_counter() - t0, 2),
+            }
+        )
         scored.append((valid_rmse, reg))
-        say(f"{name}: validation RMSE {valid_rmse:.4f} ({row['seconds']:.1f}s)")
+        say(f"{name}: validation RMSE {valid_rmse:.4f} ({rows[-1]['seconds']:.1f}s)")
+        return True
+
+    grid = sorted(set(candidates))
+    for reg in grid:
+        score(reg)
+    # The best at an end of the grid: the optimum may lie beyond it (on synthetic-10m the
+    # smallest candidate won). Step on by the grid's own ratio while it keeps improving.
+    step = grid[1] / grid[0] if len(grid) > 1 else 2**0.5
+    for _ in range(MAX_EXTENSIONS):
+        if not scored:
+            break
+        best_reg = min(scored)[1]
+        lo, hi = min(r["reg"] for r in rows), max(r["reg"] for r in rows)
+        if best_reg == lo:
+            beyond = round(lo / step, 6)
+        elif best_reg == hi:
+            beyond = round(hi * step, 6)
+        else:
+            break
+        if not score(beyond):
+            break
     if not scored:
         raise als.TrainingDivergedError(f"every λ candidate diverged: {rows}")
     best_rmse, best_reg = min(scored)

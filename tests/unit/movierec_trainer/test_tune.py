@@ -5,6 +5,7 @@ alone."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def test_the_lowest_validation_rmse_wins_and_every_candidate_is_reported(synthet
         progress=lambda model, entry: (seen.append(model), entries.append(entry)),
     )
     regs = [row["reg"] for row in search.rows]
-    assert regs == sorted(tune.REG_CANDIDATES)
+    assert regs[: len(tune.REG_CANDIDATES)] == sorted(tune.REG_CANDIDATES)
     best = min(search.rows, key=lambda row: row["valid_rmse"])
     assert search.reg == best["reg"]
     # Each candidate's iterations were reported under its own name (the job API, the console).
@@ -52,6 +53,19 @@ def test_on_synthetic_data_a_smaller_lambda_keeps_the_factors_alive(synthetic) -
     assert search.reg < als.DEFAULT_EXPLICIT.reg
     assert by_reg[search.reg]["valid_rmse"] < by_reg[0.18]["valid_rmse"] - 0.005
     assert by_reg[search.reg]["train_rmse"] < by_reg[0.18]["train_rmse"] - 0.02
+
+
+def test_a_best_at_the_end_of_the_grid_is_followed_beyond_it(synthetic) -> None:
+    """Only the two largest candidates given: the search steps down by their ratio while the
+    validation RMSE improves, and stops at the first step that does not."""
+    search = tune.choose_explicit_reg(synthetic, EXPLICIT_ONLY, (0.18, 0.255))
+    regs = [row["reg"] for row in search.rows]
+    assert regs[:2] == [0.18, 0.255] and len(regs) > 3
+    assert all(a > b for a, b in itertools.pairwise(regs[2:]))  # downwards, in order
+    assert search.reg < 0.18 and search.reg in regs[2:]
+    rmse = {row["reg"]: row["valid_rmse"] for row in search.rows}
+    if len(regs) < 2 + tune.MAX_EXTENSIONS:  # stopped early: the last step did not improve
+        assert rmse[regs[-1]] >= rmse[search.reg]
 
 
 def test_ml_latest_small_keeps_the_lambda_chosen_there(movielens_dir: Path) -> None:
@@ -114,7 +128,7 @@ def test_train_job_publishes_the_chosen_lambda_and_the_search(synthetic) -> None
     out = train_job(synthetic, cfg, phase=phases.append)
     tuning = out.manifest["tuning"]["explicit_reg"]
     assert phases[:2] == ["tune", "train"]
-    assert [row["reg"] for row in tuning["candidates"]] == [0.09, 0.18]
+    assert [row["reg"] for row in tuning["candidates"]][:2] == [0.09, 0.18]
     best = min(tuning["candidates"], key=lambda row: row["valid_rmse"])["reg"]
     assert out.manifest["params"]["explicit"]["reg"] == tuning["chosen"] == best
     assert out.phases["tune_s"] > 0
