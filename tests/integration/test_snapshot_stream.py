@@ -3,16 +3,68 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import defaultdict
+from typing import Any
 
+import bson
 import numpy as np
 import pymongo
+import pytest
 from movierec_trainer.snapshot import _Columns, expected_ratings, read_db_ratings
+from pymongo import monitoring
+
+USER_MOVIE = [("userId", pymongo.ASCENDING), ("movieId", pymongo.ASCENDING)]
+#: A userId of every kind the collection validator refuses: each must be read once, as malformed.
+ODD_USER_IDS: list[Any] = [
+    -3,
+    2.5,
+    1e30,
+    float("inf"),
+    float("-inf"),
+    float("nan"),
+    "x",
+    None,
+    {"a": 1},
+    [7, 300],  # an array has an index key per element: read once, not twice
+    True,
+    dt.datetime(2020, 1, 2),
+    bson.ObjectId(),
+    b"xx",
+]
 
 
-def test_db_ratings_stream_into_columns_in_chunks(mongo_url: str, db_name: str) -> None:
+class RangeSizes(monitoring.CommandListener):
+    """Rows each `find` of ratings returned, over its first batch and getMores."""
+
+    def __init__(self) -> None:
+        self.rows: dict[int, int] = defaultdict(int)
+        self.finds: list[int] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        pass
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        cursor = event.reply.get("cursor") if event.command_name in ("find", "getMore") else None
+        if cursor is None:
+            return
+        batch = cursor.get("firstBatch", cursor.get("nextBatch", []))
+        if event.command_name == "find":
+            self.finds.append(event.operation_id)
+        self.rows[event.operation_id] += len(batch)
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@pytest.mark.parametrize("indexed", [True, False], ids=["by-user-ranges", "one-cursor"])
+def test_db_ratings_stream_into_columns_in_chunks(
+    mongo_url: str, db_name: str, indexed: bool
+) -> None:
     client = pymongo.MongoClient(mongo_url, serverSelectionTimeoutMS=10_000)
     try:
         db = client[db_name]
+        if indexed:
+            db["ratings"].create_index(USER_MOVIE, name="user_movie")
         rng = np.random.default_rng(4)
         n = 2537
         users = rng.integers(1, 400, n)
@@ -31,7 +83,7 @@ def test_db_ratings_stream_into_columns_in_chunks(mongo_url: str, db_name: str) 
         docs[11] = {"userId": "x", "movieId": 3, "rating": 4.0, "timestamp": 0}  # malformed
         docs[13]["userId"] = 1e30  # a double beyond int64: malformed, not a crash
         db["ratings"].insert_many(docs)
-        got = read_db_ratings(db, batch_size=100)  # 26 chunks
+        got = read_db_ratings(db, batch_size=100, range_rows=150)  # 26 chunks
         assert len(got) == n
         order = np.lexsort((got.timestamps, got.movie_ids, got.user_ids))
         want_u = np.array([d["userId"] if isinstance(d["userId"], int) else -1 for d in docs])
@@ -42,6 +94,59 @@ def test_db_ratings_stream_into_columns_in_chunks(mongo_url: str, db_name: str) 
         bad = got.user_ids[order] == -1
         assert int(bad.sum()) == 2 and np.isnan(got.ratings[order][bad]).all()
         assert np.isclose(np.nansum(got.ratings), sum(d["rating"] for d in docs) - 4.0 - stars[13])
+    finally:
+        client.close()
+
+
+def test_user_ranges_read_every_row_once_in_bounded_ranges(mongo_url: str, db_name: str) -> None:
+    """The range read returns exactly what one cursor returns, whatever the userIds are: dense,
+    sparse with gaps up to 2^62, beyond int64 or of another BSON type; and over dense ids each
+    range stays near its target size (what bounds the embedded server's stall)."""
+    sizes = RangeSizes()
+    client = pymongo.MongoClient(
+        mongo_url, serverSelectionTimeoutMS=10_000, event_listeners=[sizes]
+    )
+    try:
+        coll = client[db_name]["ratings"]
+        rng = np.random.default_rng(11)
+        dense = [
+            {"userId": u, "movieId": int(m), "rating": 3.0, "timestamp": 1_600_000_000 + u}
+            for u in range(0, 600)
+            for m in rng.choice(5000, int(rng.integers(1, 40)), replace=False)
+        ]
+        coll.insert_many(dense)
+        coll.create_index(USER_MOVIE, name="user_movie")
+        sizes.rows.clear()
+        sizes.finds.clear()
+        dense_read = read_db_ratings(client[db_name], batch_size=64, range_rows=200)
+        assert len(dense_read) == len(dense)
+        per_find = [sizes.rows[op] for op in sizes.finds]
+        assert len(per_find) > len(dense) / 400, per_find  # many ranges, not one cursor
+        assert max(per_find) <= 3 * 200, per_find
+        # Sparse and odd ids: the same rows, once each, as the one-cursor read of the same data.
+        odd = [
+            {"userId": u, "movieId": 1, "rating": 4.0, "timestamp": 1_600_000_000}
+            for u in (10**6, 10**6 + 1, 2**40, 2**62, 2**63 - 1)
+        ] + [
+            {"userId": u, "movieId": 2, "rating": 4.0, "timestamp": 1_600_000_000}
+            for u in ODD_USER_IDS
+        ]
+        odd.append({"movieId": 2, "rating": 4.0, "timestamp": 0})  # no userId at all
+        coll.insert_many(odd)
+        coll.create_index(USER_MOVIE, name="user_movie")
+        ranged = read_db_ratings(client[db_name], batch_size=64, range_rows=200)
+        coll.drop_indexes()
+        whole = read_db_ratings(client[db_name], batch_size=64)
+        assert len(ranged) == len(whole) == len(dense) + len(odd)
+
+        def rows(r: Any) -> list[tuple]:
+            cols = (r.user_ids, r.movie_ids, r.timestamps)
+            return sorted(zip(*(c.tolist() for c in cols), strict=True))
+
+        assert rows(ranged) == rows(whole)
+        # Refused as malformed: every odd id but -3 (an int, refused later by valid_rows) and
+        # the row with no userId at all.
+        assert int((ranged.user_ids == -1).sum()) == len(ODD_USER_IDS) - 1 + 1
     finally:
         client.close()
 

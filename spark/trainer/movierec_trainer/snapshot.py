@@ -1,25 +1,31 @@
 """The retrain data snapshot: MongoDB ratings merged over the MovieLens file, written once as
 Parquet, then read back by Spark.
 
-MongoDB is read in one pass with a projection (no per-row round trips) straight into columnar
-arrays. Both sources go through the one loader's cleaning (`movierec_common.loader`): the file
-with its malformed-row rule, the database rows with the same field checks, then one rating per
-(userId, movieId) with the latest timestamp (the database row on a tie), ratings of movies that
-are not in the `movies` collection dropped, and recorded deletions (`rating_deletions`) applied
-to the file rows, so a rating a user deleted never comes back from the file. The load summary
-goes into the job record. The Parquet file is the job's frozen input: the model, its
-fingerprint and any later re-run all see exactly the same ratings even while users keep rating.
+MongoDB is read by ranges of userId of ~5,000 ratings each on the (userId, movieId) index, with
+a projection, straight into columnar arrays: the embedded server holds its storage lock while it
+gathers a query's whole result, and one cursor over 25M ratings held it for minutes, so serving
+stalled while a retrain read. Both sources go through the one loader's cleaning
+(`movierec_common.loader`): the file with its malformed-row rule, the database rows with the
+same field checks, then one rating per (userId, movieId) with the latest timestamp (the database
+row on a tie), ratings of movies that are not in the `movies` collection dropped, and recorded
+deletions (`rating_deletions`) applied to the file rows, so a rating a user deleted never comes
+back from the file. The load summary goes into the job record. The Parquet file is the job's
+frozen input: the model, its fingerprint and any later re-run all see exactly the same ratings
+even while users keep rating.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import bson
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -94,8 +100,94 @@ def expected_ratings(db: Any) -> int:
     return max((int(d["n"]) for d in rows), default=0)
 
 
-def read_db_ratings(db: Any, batch_size: int = 50_000, expected: int | None = None) -> Ratings:
+#: Rows per range read (target): the embedded server (SecantusDB) holds its storage lock while
+#: it gathers a whole query result, so one range of ~5,000 rows stalls other clients for ~0.1 s
+#: where one cursor over 25M ratings stalled them for minutes (measured: bench/REPORT.md).
+RANGE_ROWS = 5_000
+_INT64_MAX = 2**63 - 1
+_PROJECTION = {"_id": 1, "userId": 1, "movieId": 1, "rating": 1, "timestamp": 1}
+#: One range per BSON type beyond the numbers (a comparison matches its own type only): a row the
+#: collection validator would refuse (null or missing, NaN, string, object, binary, ObjectId, bool,
+#: date userId) is still read, and then refused as malformed by `valid_rows`.
+_OTHER_TYPE_BRACKETS: tuple[dict[str, Any], ...] = (
+    {"$eq": None},
+    {"$eq": float("nan")},
+    {"$gte": ""},
+    {"$gte": {}},
+    {"$gte": b""},
+    {"$gte": bson.ObjectId("0" * 24)},
+    {"$gte": False},
+    {"$gte": dt.datetime.min},
+)
+
+
+def _user_index(coll: Any) -> bool:
+    """Whether an index leads with userId (mongo-init's `user_movie`): without one a range
+    query is a collection scan, and one cursor is the cheaper read."""
+    specs = coll.index_information().values()
+    return any(next(iter(dict(s["key"])), None) == "userId" for s in specs)
+
+
+def _user_ranges(coll: Any, rows: int) -> Iterator[dict[str, Any]]:
+    """Documents of `coll` read by ranges of userId on its index, each sized to ~`rows` rows.
+
+    The numeric ids are walked from 0 up to 2^63 in half-open ranges whose width follows the
+    rows the last range returned (at most doubling, so a dense run after a gap is entered with
+    a width near the one that fit before it; empty ranges double it, so the walk past the
+    last id takes ~60 cheap empty lookups). Ids below 0 and beyond int64 (doubles), and every
+    other BSON type, are read by one range each. A row is read once: an array-valued userId
+    (several index keys) is returned only the first time its `_id` is seen."""
+    seen_odd: set[Any] = set()
+
+    def emit(flt: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        for doc in coll.find({"userId": flt}, _PROJECTION).batch_size(rows + rows // 2 + 100):
+            u = doc.get("userId")
+            if not isinstance(u, int) or isinstance(u, bool):  # may have several index keys
+                if doc["_id"] in seen_odd:
+                    continue
+                seen_odd.add(doc["_id"])
+            yield doc
+
+    yield from emit({"$lt": 0})
+    lo, width = 0, max(1, rows // 100)  # ~100 ratings per user to begin with
+    while lo <= _INT64_MAX:
+        hi = lo + width
+        if hi > _INT64_MAX:
+            yield from emit({"$gte": lo})  # the rest, with doubles beyond int64
+            break
+        n = 0
+        for doc in emit({"$gte": lo, "$lt": hi}):
+            n += 1
+            yield doc
+        width = width * 2 if n == 0 else max(1, min(width * 2, width * rows // n))
+        lo = hi
+    for flt in _OTHER_TYPE_BRACKETS:
+        yield from emit(flt)
+
+
+def _as_id(value: Any) -> int:
+    """An id field as an int: an int, or a double with an integral value (what a shell or
+    mongoimport writes). Raises TypeError for a bool or any other type and ValueError for a
+    fractional, infinite or NaN double, so 2.5 or true is never read as user 2 or 1."""
+    if isinstance(value, int) and not isinstance(value, bool):  # int, or bson's Int64
+        return int(value)
+    if type(value) is float and value.is_integer():
+        return int(value)
+    raise TypeError(f"not an id: {value!r}") if type(value) is not float else ValueError(value)
+
+
+def read_db_ratings(
+    db: Any,
+    batch_size: int = 50_000,
+    expected: int | None = None,
+    range_rows: int | None = RANGE_ROWS,
+) -> Ratings:
     """All ratings of the `ratings` collection as columnar arrays (sync pymongo database).
+
+    Read by userId ranges of ~`range_rows` rows on the (userId, movieId) index (`_user_ranges`),
+    or with one cursor when the collection has no such index or `range_rows` is None. A range
+    read is not one point-in-time view: a rating written while the read runs is in it or not,
+    as with any cursor on MongoDB; every rating committed before the read began is in it.
 
     Streamed: documents are converted a chunk of `batch_size` at a time into arrays sized from
     `expected` (1% headroom; grown by doubling past it, or from 1M rows without it), so 25M
@@ -103,15 +195,17 @@ def read_db_ratings(db: Any, batch_size: int = 50_000, expected: int | None = No
     the arrays made from it."""
     cols = _Columns(int(expected * 1.01) + 1024 if expected is not None else 1 << 20)
     chunk: list[list] = [[], [], [], []]
-    cursor = (
-        db[data_model.RATINGS]
-        .find({}, {"_id": 0, "userId": 1, "movieId": 1, "rating": 1, "timestamp": 1})
-        .batch_size(batch_size)
-    )
+    coll = db[data_model.RATINGS]
+    if range_rows is not None and _user_index(coll):
+        docs: Iterator[dict[str, Any]] = _user_ranges(coll, range_rows)
+    else:
+        if range_rows is not None:
+            log.warning("ratings has no index on userId: read with one cursor")
+        docs = iter(coll.find({}, _PROJECTION).batch_size(batch_size))
     users, movies, values, stamps = chunk
-    for doc in cursor:
+    for doc in docs:
         try:
-            u, m, r = int(doc["userId"]), int(doc["movieId"]), float(doc["rating"])
+            u, m, r = _as_id(doc["userId"]), _as_id(doc["movieId"]), float(doc["rating"])
             ts = doc.get("timestamp", 0)
             t = int(ts.timestamp()) if hasattr(ts, "timestamp") else int(ts or 0)
             if not -(2**63) <= u < 2**63 or not -(2**63) <= m < 2**63 or not -(2**63) <= t < 2**63:
