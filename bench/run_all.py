@@ -259,8 +259,19 @@ def bench_retrain(stack: Stack, token: str, timeout: float = 1800) -> str:
     job_id = job["id"]
     served_at = None
     finished_at = None
+    missed: list[str] = []  # polls the stack did not answer: a stall is a result, not a crash
+
+    def poll(path: str, **kw: object) -> dict | None:
+        try:
+            r = httpx.get(f"{stack.base}{path}", timeout=30, **kw)  # type: ignore[arg-type]
+            r.raise_for_status()
+            return r.json()
+        except httpx.HTTPError as exc:
+            missed.append(f"{path}: {type(exc).__name__}")
+            return None
+
     while time.monotonic() - t0 < timeout:
-        job = httpx.get(f"{stack.base}/api/admin/jobs/{job_id}", headers=auth, timeout=30).json()
+        job = poll(f"/api/admin/jobs/{job_id}", headers=auth) or job
         if finished_at is None and job["status"] in (
             "succeeded",
             "failed",
@@ -271,7 +282,7 @@ def bench_retrain(stack: Stack, token: str, timeout: float = 1800) -> str:
             if job["status"] != "succeeded":
                 break
         if finished_at is not None:
-            version = httpx.get(f"{stack.base}/api/recs/model", timeout=30).json().get("version")
+            version = (poll("/api/recs/model") or {}).get("version")
             if version == job.get("model_version"):
                 served_at = time.monotonic()
                 break
@@ -311,6 +322,11 @@ def bench_retrain(stack: Stack, token: str, timeout: float = 1800) -> str:
         )
     if job["status"] != "succeeded":
         lines.append(f"\nError: `{str(job.get('error'))[:300]}`")
+    if missed:
+        lines.append(
+            f"\n{len(missed)} status polls (every 0.5 s, 30 s timeout) went unanswered, "
+            f"first: `{missed[0]}`."
+        )
     lines.append(f"\nTotal measured: {total:.1f} s.")
     return "\n".join(lines) + "\n"
 
