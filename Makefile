@@ -9,7 +9,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: bench-scale help venv install data java-check system-check test test-fast lint format run bench bench-train clean css css-check bench-recs bench-catalog audit test-compose bench-kernel
+.PHONY: bench-snapshot bench-scale help venv install data java-check system-check test test-fast lint format run bench bench-train clean css css-check bench-recs bench-catalog audit test-compose bench-kernel
 
 help:
 	@echo "make run    start the whole stack on this machine (no Docker needed)"
@@ -130,6 +130,11 @@ audit: install
 bench-kernel: install data
 	$(PIP) install -q implicit==0.7.3
 	$(PY) bench/bench_kernel.py $(BENCH_KERNEL_ARGS)
+
+# The retrain snapshot's MongoDB read: one cursor against userId ranges, and the stall another
+# client of the embedded server sees meanwhile; writes bench/out/snapshot_read.md.
+bench-snapshot: install
+	$(PY) bench/bench_snapshot_read.py $(BENCH_SNAPSHOT_ARGS)
 
 # MovieLens-25M scale, end to end (issue 16): import, a serving stack, retrain, recommender and
 # catalog latency, our Spark engine vs MLlib on a 2-worker standalone cluster, local engine vs
