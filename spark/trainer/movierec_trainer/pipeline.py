@@ -1,5 +1,6 @@
-"""One training job: split → choose the explicit λ on validation carved from the training part
-(`movierec_trainer.tune`, when `TrainConfig.reg_candidates`) → fit both models → evaluate →
+"""One training job: split → choose the explicit λ, then the EASE rating term's weight, on
+validation carved from the training part (`movierec_trainer.tune`, when
+`TrainConfig.reg_candidates`) → fit both models → evaluate →
 (optionally refit on all) → arrays and manifest ready for `movierec_common.artifacts.save_model`.
 
 The CLI (`train`, `retrain`) and the worker all call `train_job`; they differ only in where the
@@ -67,6 +68,9 @@ class TrainConfig:
     # λ candidates for the explicit model, chosen on validation carved from the training
     # ratings by `train_job` (movierec_trainer.tune); None: `explicit.reg` as given.
     reg_candidates: tuple[float, ...] | None = None
+    # False once `blend.rating` was chosen on validation (movierec_trainer.tune): the
+    # training-fit cap (`capped_rating_weight`) is for a weight that was not.
+    cap_rating_weight: bool = True
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -81,6 +85,7 @@ class TrainConfig:
             "num_partitions": self.num_partitions,
             "broadcast_dtype": self.broadcast_dtype,
             "reg_candidates": None if self.reg_candidates is None else list(self.reg_candidates),
+            "cap_rating_weight": self.cap_rating_weight,
         }
 
 
@@ -175,7 +180,7 @@ def fit_models(
             ease_model.seconds,
         )
     blend = cfg.blend
-    if ease_model is not None and blend.rating > 0:
+    if ease_model is not None and blend.rating > 0 and cfg.cap_rating_weight:
         blend = capped_rating_weight(inter, emodel, ease_model, blend)
     ease_seconds = time.perf_counter() - ease_start
     seconds = time.perf_counter() - start
@@ -450,7 +455,7 @@ def train_job(
 
     tuning: dict[str, Any] = {}
     if cfg.reg_candidates:
-        from movierec_trainer.tune import choose_explicit_reg
+        from movierec_trainer.tune import choose_explicit_reg, choose_rating_weight
 
         announce("tune")
         t0 = time.perf_counter()
@@ -459,6 +464,13 @@ def train_job(
         )
         cfg = replace(cfg, explicit=replace(cfg.explicit, reg=search.reg))
         tuning["explicit_reg"] = search.describe()
+        gamma = choose_rating_weight(search, cfg)
+        if gamma is not None:
+            cfg = replace(
+                cfg, blend=replace(cfg.blend, rating=gamma.rating), cap_rating_weight=False
+            )
+            tuning["ease_rating_weight"] = gamma.describe()
+        del search  # the candidate's fit and the carved split: not needed past here
         phases["tune_s"] = time.perf_counter() - t0
 
     announce("train")

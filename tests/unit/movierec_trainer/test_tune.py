@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from movierec_common import als
+from movierec_common import ease as easelib
 from movierec_trainer import data as tdata
 from movierec_trainer import tune
 from movierec_trainer.pipeline import TrainConfig, train_job
@@ -139,3 +140,39 @@ def test_train_job_publishes_the_chosen_lambda_and_the_search(synthetic) -> None
     given = train_job(synthetic, replace(EXPLICIT_ONLY, explicit=given_reg))
     assert given.manifest["tuning"] == {} and given.manifest["params"]["explicit"]["reg"] == 0.5
     assert "tune_s" not in given.phases
+
+
+def test_the_ease_rating_weight_is_chosen_on_the_same_validation(synthetic) -> None:
+    """The served stars' EASE term (r̂ + γ·(d_u·B)_i): on the synthetic data, where it does
+    not help, γ ends far below ml-latest-small's 4.5 and never scores worse than no term."""
+    cfg = TrainConfig(reg_candidates=tune.REG_CANDIDATES)
+    search = tune.choose_explicit_reg(synthetic, cfg)
+    choice = tune.choose_rating_weight(search, cfg)
+    assert choice is not None
+    rmse = {row["rating"]: row["valid_rmse"] for row in choice.rows}
+    assert 0.0 in rmse and choice.rating in rmse
+    assert rmse[choice.rating] == min(rmse.values()) <= rmse[0.0]
+    assert choice.rating <= 1.5 * choice.least_squares + 1e-9
+    assert choice.rating < 1.0 < easelib.DEFAULT_BLEND.rating
+    assert choice.n_valid == search.n_valid and choice.ease_items > 0
+    # Nothing to choose without EASE, or when the search was skipped (too little data).
+    assert tune.choose_rating_weight(search, replace(cfg, ease=None)) is None
+    assert tune.choose_rating_weight(replace(search, fit=None), cfg) is None
+
+
+def test_ml_latest_small_keeps_the_rating_weight_chosen_there(movielens_dir: Path) -> None:
+    """On ml-latest-small's training part the least-squares γ lands where the validation
+    study put it (4.5, bench/tune_models.py): the shipped served RMSE stands."""
+    ratings = tdata.load_ratings_dir(movielens_dir)
+    train = tdata.random_holdout(ratings, 0.2, 42).train
+    cfg = TrainConfig(reg_candidates=tune.REG_CANDIDATES)
+    choice = tune.choose_rating_weight(tune.choose_explicit_reg(train, cfg), cfg)
+    assert choice is not None and 4.0 <= choice.rating <= 5.0
+
+
+def test_train_job_serves_the_chosen_rating_weight_uncapped(synthetic) -> None:
+    cfg = TrainConfig(reg_candidates=(0.09, 0.18), ranking=replace(als.DEFAULT_IMPLICIT, rank=8))
+    out = train_job(synthetic, cfg)
+    chosen = out.manifest["tuning"]["ease_rating_weight"]["chosen"]
+    assert out.manifest["params"]["blend"]["rating"] == chosen  # not re-capped by the fit
+    assert out.metrics["rmse"] <= out.metrics["explicit_only_rmse"] + 0.002
