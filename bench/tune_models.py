@@ -62,8 +62,7 @@ def fit_parts(
 
 
 def scorer(fit: pipeline.FitResult, valid: Ratings) -> tuple[Evaluator, np.ndarray, np.ndarray]:
-    u = np.searchsorted(fit.user_ids, valid.user_ids).astype(np.int32)
-    i = np.searchsorted(fit.item_ids, valid.movie_ids).astype(np.int32)
+    u, i = fit.index(valid)
     ev = Evaluator(
         fit.inter.n_users,
         fit.inter.n_items,

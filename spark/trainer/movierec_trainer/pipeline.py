@@ -89,6 +89,18 @@ class TrainConfig:
         }
 
 
+def index_pairs(
+    user_ids: np.ndarray, item_ids: np.ndarray, r: Ratings
+) -> tuple[np.ndarray, np.ndarray]:
+    """The model indices (int32, shape (len(r),) each) of `r`'s (userId, movieId) pairs in a
+    fit's sorted id arrays. Every id must be among them: the holdout splits
+    (`tdata.random_holdout`) keep each user and movie of the held-out part in the fitted part."""
+    return (
+        np.searchsorted(user_ids, r.user_ids).astype(np.int32),
+        np.searchsorted(item_ids, r.movie_ids).astype(np.int32),
+    )
+
+
 @dataclass
 class FitResult:
     explicit: als.ExplicitModel
@@ -101,6 +113,10 @@ class FitResult:
     ease: easelib.EaseModel | None = None
     blend: easelib.BlendParams = easelib.DEFAULT_BLEND
     ease_seconds: float = 0.0
+
+    def index(self, r: Ratings) -> tuple[np.ndarray, np.ndarray]:
+        """`index_pairs` of `r` in this fit: (user indices, item indices)."""
+        return index_pairs(self.user_ids, self.item_ids, r)
 
 
 @dataclass
@@ -130,8 +146,7 @@ def fit_models(
     valid_inter = None
     if valid is not None and len(valid):
         valid_inter = als.Interactions(
-            np.searchsorted(user_ids, valid.user_ids).astype(np.int32),
-            np.searchsorted(item_ids, valid.movie_ids).astype(np.int32),
+            *index_pairs(user_ids, item_ids, valid),
             valid.ratings.astype(np.float32),
             inter.n_users,
             inter.n_items,
@@ -320,8 +335,7 @@ def served_scores(fit: FitResult) -> ScoreFn:
 
 def evaluate_fit(fit: FitResult, test: Ratings, *, bench: bool = False) -> dict[str, Any]:
     """Holdout metrics for a fit; `bench=True` adds the explicit-order and blended rankings."""
-    u = np.searchsorted(fit.user_ids, test.user_ids).astype(np.int32)
-    i = np.searchsorted(fit.item_ids, test.movie_ids).astype(np.int32)
+    u, i = fit.index(test)
     pred_raw = served_predictions(fit, u, i)
     pred = np.clip(pred_raw, RATING_MIN, RATING_MAX)
     out: dict[str, Any] = {

@@ -152,8 +152,7 @@ def choose_explicit_reg(
             rows.append({"reg": reg, "error": str(exc)[:200]})
             say(f"{name}: diverged ({exc}); skipped")
             return False
-        u = np.searchsorted(fit.user_ids, valid.user_ids)
-        i = np.searchsorted(fit.item_ids, valid.movie_ids)
+        u, i = fit.index(valid)
         valid_rmse = rmse(predict_clipped(fit.explicit, u, i), valid.ratings)
         last = fit.explicit.history[-1] if fit.explicit.history else {}
         rows.append(
@@ -260,8 +259,7 @@ def choose_rating_weight(
         return None
     t0 = time.perf_counter()
     model = easelib.fit_ease(fit.inter, cfg.ease)
-    u = np.searchsorted(fit.user_ids, valid.user_ids)
-    i = np.searchsorted(fit.item_ids, valid.movie_ids)
+    u, i = fit.index(valid)
     base = als.predict_explicit(fit.explicit, u, i)
     with_term = replace(fit, ease=model, blend=replace(cfg.blend, rating=1.0))
     corr = served_predictions(with_term, u, i) - base
