@@ -200,7 +200,8 @@ def train_model(data_dir: Path, model_dir: Path) -> tuple[str, str]:
 
 
 def add_fold_in_users(mongo_url: str, ratings, n: int) -> list[int]:
-    """Copy n median-sized MovieLens users under new ids: same ratings, not in the model."""
+    """Copy n median-sized MovieLens users under new ids: same ratings, not in the model, stamped
+    now (a timestamp of 0 made the next retrain refuse every copied rating as malformed)."""
     users, counts = np.unique(ratings.user_ids, return_counts=True)
     order = np.argsort(np.abs(counts - np.median(counts)))[:n]
     client = MongoClient(mongo_url)
@@ -210,9 +211,10 @@ def add_fold_in_users(mongo_url: str, ratings, n: int) -> list[int]:
             mask = ratings.user_ids == src
             uid = FOLD_IN_BASE + int(src)
             client[DB].ratings.delete_many({"userId": uid})
+            now = int(time.time())
             client[DB].ratings.insert_many(
                 [
-                    {"userId": uid, "movieId": int(m), "rating": float(r), "timestamp": 0}
+                    {"userId": uid, "movieId": int(m), "rating": float(r), "timestamp": now}
                     for m, r in zip(ratings.movie_ids[mask], ratings.ratings[mask], strict=True)
                 ]
             )
