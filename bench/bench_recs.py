@@ -201,7 +201,9 @@ def train_model(data_dir: Path, model_dir: Path) -> tuple[str, str]:
 
 def add_fold_in_users(mongo_url: str, ratings, n: int) -> list[int]:
     """Copy n median-sized MovieLens users under new ids: same ratings, not in the model, stamped
-    now (a timestamp of 0 made the next retrain refuse every copied rating as malformed)."""
+    now. `remove_fold_in_users` takes them out again before anything retrains: a model trained
+    on them would make them known users on the next run (with a timestamp of 0, as before, a
+    retrain refused every copied rating as malformed instead)."""
     users, counts = np.unique(ratings.user_ids, return_counts=True)
     order = np.argsort(np.abs(counts - np.median(counts)))[:n]
     client = MongoClient(mongo_url)
@@ -222,6 +224,16 @@ def add_fold_in_users(mongo_url: str, ratings, n: int) -> list[int]:
     finally:
         client.close()
     return new_ids
+
+
+def remove_fold_in_users(mongo_url: str, ids: list[int]) -> int:
+    """Delete the ratings `add_fold_in_users` wrote; returns how many."""
+    client = MongoClient(mongo_url)
+    try:
+        gone = client[DB].ratings.delete_many({"userId": {"$in": [int(u) for u in ids]}})
+        return gone.deleted_count
+    finally:
+        client.close()
 
 
 # ------------------------------------------------------------------------------------------

@@ -338,9 +338,8 @@ def stack_part(args: argparse.Namespace, lines: list[str]) -> None:
         t = time.perf_counter()
         load_serving_model(model_dir, None, "auto", 10, int(parts_mb * 2**20))
         model_load_s = time.perf_counter() - t
-        folds = bench_recs.add_fold_in_users(
-            f"mongodb://127.0.0.1:{stack.env['MONGO_PORT']}/?directConnection=true", ratings, 20
-        )
+        mongo_url = f"mongodb://127.0.0.1:{stack.env['MONGO_PORT']}/?directConnection=true"
+        folds = bench_recs.add_fold_in_users(mongo_url, ratings, 20)
         rng = np.random.default_rng(1)
         users = np.unique(ratings.user_ids)
         known = [f"/api/recs/users/{u}?k=10" for u in rng.permutation(users)[:5000]]
@@ -362,6 +361,7 @@ def stack_part(args: argparse.Namespace, lines: list[str]) -> None:
             if res["p99"] > TARGETS["p99_ms"] or res["errors"]:
                 break
             rate *= 2
+        bench_recs.remove_fold_in_users(mongo_url, folds)  # never trained on: see there
         held = max((r for r, x in ladder if x["p99"] <= TARGETS["p99_ms"] and not x["errors"]),
                    default=None)  # fmt: skip
         rss_after = gb(rproc.memory_info().rss) if rproc else None
