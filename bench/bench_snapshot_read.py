@@ -3,8 +3,9 @@ the server's other clients.
 
 What runs (all real): an embedded SecantusDB daemon on a free port in a temp directory, a
 `ratings` collection with mongo-init's own validator and indexes, N generated MovieLens-shaped
-ratings (~150 per user), then `movierec_trainer.snapshot.read_db_ratings` twice: with one
-cursor (`range_rows=None`, the read before 7f3fcd6) and by userId ranges (the default). While
+ratings (~150 per user), then `movierec_trainer.snapshot.read_db_ratings` three times: with one
+cursor (`range_rows=None`, the read before 7f3fcd6), by userId ranges unpaced, and by userId
+ranges paced as the retrain reads them (`SNAPSHOT_PAUSE_RATIO`). While
 each read runs, a second client sends `find_one` on another collection every 20 ms and times
 it: the stall a catalog or recommender request sees during a retrain.
 
@@ -28,7 +29,8 @@ import numpy as np
 from bench_catalog import free_port, spawn, stop, wait_port
 from movierec_common import data_model
 from movierec_init.schema import INDEXES, VALIDATORS
-from movierec_trainer.snapshot import RANGE_ROWS, read_db_ratings
+from movierec_trainer.config import TrainerSettings
+from movierec_trainer.snapshot import RANGE_ROWS, ReadPacing, read_db_ratings
 from pymongo import MongoClient
 from rich.console import Console
 from rich.table import Table
@@ -70,6 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ratings", type=int, default=300_000)
     ap.add_argument("--range-rows", type=int, default=RANGE_ROWS)
+    ap.add_argument(
+        "--pause-ratio",
+        type=float,
+        default=TrainerSettings.model_fields["snapshot_pause_ratio"].default,
+        help="the paced row's SNAPSHOT_PAUSE_RATIO",
+    )
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     console = Console()
@@ -115,12 +123,18 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(2)
         idle = probe.take()
         rows = []
-        for label, range_rows in (
-            ("one cursor (before 7f3fcd6)", None),
-            (f"userId ranges of ~{args.range_rows:,} rows", args.range_rows),
+        ranges = f"userId ranges of ~{args.range_rows:,} rows"
+        for label, range_rows, pause in (
+            ("one cursor (before 7f3fcd6)", None, 0.0),
+            (f"{ranges}, unpaced", args.range_rows, 0.0),
+            (
+                f"{ranges}, paced {args.pause_ratio:g} (the retrain's default)",
+                args.range_rows,
+                args.pause_ratio,
+            ),
         ):
             t0 = time.perf_counter()
-            got = read_db_ratings(db, range_rows=range_rows)
+            got = read_db_ratings(db, range_rows=range_rows, pacing=ReadPacing(pause))
             secs = time.perf_counter() - t0
             ms = probe.take()
             assert len(got) == n, (label, len(got))

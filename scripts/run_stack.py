@@ -57,7 +57,9 @@ VENV_BIN = Path(sys.executable).parent
 SECRET_NAMES = ("JWT_SECRET", "ADMIN_PASSWORD", "DEMO_PASSWORD", "API_KEY", "SPARK_AUTH_SECRET")
 # Settings some service reads that make run leaves at the service's own default unless the
 # caller's environment (or .env) sets them; honcho passes the environment through.
-PASSTHROUGH = frozenset({"JWT_TTL_SECONDS", "POPULARITY_PRIOR_WEIGHT", "SIGNUP_MAX_PER_CLIENT"})
+PASSTHROUGH = frozenset(
+    {"JWT_TTL_SECONDS", "POPULARITY_PRIOR_WEIGHT", "SIGNUP_MAX_PER_CLIENT", "SNAPSHOT_PAUSE_RATIO"}
+)
 INFRA_WAIT_S = 120.0
 # The embedded MongoDB-wire server reads every stored document when it opens (SecantusDB
 # 0.7's Storage._scan_max_nat_seq recovers its record counter by walking each document

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import bson
 import numpy as np
 import pymongo
 import pytest
+from movierec_trainer import retrain, snapshot
+from movierec_trainer.config import TrainerSettings
 from movierec_trainer.snapshot import _Columns, expected_ratings, read_db_ratings
 from pymongo import monitoring
 
@@ -181,5 +184,93 @@ def test_the_read_is_sized_from_the_movies_rating_counts(mongo_url: str, db_name
         # An underestimate (the counts lag a burst of writes) only grows the columns.
         got = read_db_ratings(db, batch_size=64, expected=expected_ratings(db))
         assert sorted(got.user_ids.tolist()) == list(range(300))
+    finally:
+        client.close()
+
+
+class Cancelled(Exception):
+    pass
+
+
+def _dense_ratings(coll: Any, n_users: int = 300, per_user: int = 10) -> int:
+    coll.insert_many(
+        [
+            {"userId": u, "movieId": m, "rating": 3.5, "timestamp": 1_600_000_000 + m}
+            for u in range(1, n_users + 1)
+            for m in range(1, per_user + 1)
+        ]
+    )
+    coll.create_index(USER_MOVIE, name="user_movie")
+    return n_users * per_user
+
+
+def test_a_paced_read_pauses_reports_progress_and_stops_on_a_cancel(
+    mongo_url: str, db_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = pymongo.MongoClient(mongo_url, serverSelectionTimeoutMS=10_000)
+    try:
+        db = client[db_name]
+        n = _dense_ratings(db["ratings"])
+        pauses: list[float] = []
+        real_sleep = snapshot._pause
+        monkeypatch.setattr(snapshot, "_pause", lambda s: (pauses.append(s), real_sleep(s)))
+        seen: list[int] = []
+        paced = snapshot.ReadPacing(pause_ratio=0.5, on_range=seen.append)
+        got = read_db_ratings(db, range_rows=200, pacing=paced)
+        assert len(got) == n and seen[-1] == n and seen == sorted(seen) and len(seen) > n / 400
+        assert len(pauses) == len(seen) and all(p > 0 for p in pauses)  # after every range
+        pauses.clear()
+        unpaced = read_db_ratings(db, range_rows=200)
+        assert len(unpaced) == n and pauses == []  # pause_ratio 0: no sleeping
+
+        def cancel_at_third(total: int) -> None:
+            seen.append(total)
+            if len(seen) == 3:
+                raise Cancelled
+
+        seen.clear()
+        with pytest.raises(Cancelled):
+            read_db_ratings(
+                db, range_rows=200, pacing=snapshot.ReadPacing(on_range=cancel_at_third)
+            )
+        assert len(seen) == 3 and seen[-1] < n
+    finally:
+        client.close()
+
+
+def test_a_retrain_reports_the_read_and_a_cancel_stops_it_before_training(
+    mongo_url: str, db_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = pymongo.MongoClient(mongo_url, serverSelectionTimeoutMS=10_000)
+    try:
+        db = client[db_name]
+        _dense_ratings(db["ratings"])
+        monkeypatch.setattr(retrain, "SNAPSHOT_REPORT_SECONDS", 0.0)
+        lines: list[str] = []
+        steps: list[dict] = []
+        phases: list[str] = []
+
+        def step(fields: dict) -> None:
+            steps.append(fields)
+            if fields["progress.read"] > 0:
+                raise Cancelled
+
+        settings = TrainerSettings(
+            work_dir=tmp_path / "work", model_dir=tmp_path / "models", snapshot_pause_ratio=0.2
+        )
+        with pytest.raises(Cancelled):
+            retrain.run_retrain(
+                db,
+                settings,
+                {"db_only": True},
+                name="job-x",
+                model_dir=tmp_path / "models",
+                spark=None,
+                reporter=retrain.Reporter(phase=phases.append, log=lines.append, step=step),
+            )
+        assert phases == ["snapshot"]  # stopped inside the read: no training phase began
+        assert any("ratings read from MongoDB" in line for line in lines)
+        assert steps[-1]["progress.read"] > 0 and "progress.expected" in steps[-1]
+        assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
     finally:
         client.close()

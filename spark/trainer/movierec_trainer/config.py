@@ -82,6 +82,14 @@ class TrainerSettings(CommonSettings):
     )
     log_tail_lines: int = Field(40, ge=1, description="Log lines kept in a job document.")
     keep_versions: int = Field(5, ge=1, description="Model versions kept on disk.")
+    snapshot_pause_ratio: float = Field(
+        1.0,
+        ge=0,
+        le=10,
+        description="The retrain's MongoDB read sleeps this many times the server's time for "
+        "each range of ratings before the next: the embedded server answers one query at a time, "
+        "so at 0 a 25M read leaves the APIs' queries queued behind it for 20 minutes.",
+    )
     snapshot_min_age_seconds: float = Field(
         600.0,
         ge=0,

@@ -250,6 +250,11 @@ class JobLease:
         self.check(self.write({"$set": {"progress.phase": name}}))
         self.say(f"phase {name}")
 
+    def step(self, fields: dict[str, Any]) -> None:
+        """Record a long phase's progress `fields` (set on the job, e.g. `progress.read`); may
+        raise like `check`, so a cancel stops the phase between two steps."""
+        self.check(self.write({"$set": fields}))
+
     def progress(self, model: str, entry: dict) -> None:
         """Record one fit iteration (`entry`: iteration, of, train_rmse, valid_rmse, seconds)
         in `progress` and the log_tail; non-finite RMSEs are stored as null. May raise like

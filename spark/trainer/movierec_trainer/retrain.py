@@ -23,6 +23,7 @@ from movierec_trainer.config import TrainerSettings
 from movierec_trainer.gate import active_model_info, best_accepted, gate
 from movierec_trainer.pipeline import TrainConfig, TrainOutcome, train_job
 from movierec_trainer.snapshot import (
+    ReadPacing,
     Snapshot,
     prune_snapshots,
     read_snapshot_local,
@@ -77,11 +78,35 @@ class Reporter:
     "ranking", or "explicit λ <value>" during the λ search; entry keys iteration, of,
     train_rmse, valid_rmse, seconds) and may raise to stop the run between iterations;
     `phase(name)` is called at each phase (snapshot, tune, train, validate, refit, publish);
-    `log(line)` gets human-readable lines."""
+    `log(line)` gets human-readable lines; `step(fields)` a long phase's progress as job fields
+    (`progress.read`, `progress.expected` during the snapshot's MongoDB read) and may raise
+    like `progress`."""
 
     progress: Callable[[str, dict], None] = lambda _m, _e: None
     phase: Callable[[str], None] = lambda _p: None
     log: Callable[[str], None] = lambda msg: log.info("%s", msg)
+    step: Callable[[dict], None] = lambda _f: None
+
+
+SNAPSHOT_REPORT_SECONDS = 10.0
+"""How often the snapshot's MongoDB read reports its progress (a log line and the job fields)."""
+
+
+def snapshot_pacing(settings: TrainerSettings, reporter: Reporter, expected: int) -> ReadPacing:
+    """The snapshot read's pacing (`settings.snapshot_pause_ratio`) and its progress: every
+    SNAPSHOT_REPORT_SECONDS a line "read N of ~M ratings" and `reporter.step` (which checks for
+    a cancel, so a cancel stops a 20-minute read within a range, not after it)."""
+    last = [time.monotonic()]
+
+    def on_range(n: int) -> None:
+        if time.monotonic() - last[0] < SNAPSHOT_REPORT_SECONDS:
+            return
+        last[0] = time.monotonic()
+        of = f" of ~{expected:,} ({100 * n / expected:.0f} %)" if expected else ""
+        reporter.log(f"snapshot: {n:,}{of} ratings read from MongoDB")
+        reporter.step({"progress.read": n, "progress.expected": expected})
+
+    return ReadPacing(settings.snapshot_pause_ratio, on_range)
 
 
 def run_retrain(
@@ -131,6 +156,7 @@ def run_retrain(
         csv_path=params.csv_path,
         data_dir=settings.data_dir,
         strict=settings.strict_load,
+        pacing=lambda expected: snapshot_pacing(settings, reporter, expected),
     )
     for line in snap.summary.lines():
         reporter.log(f"load: {line}")

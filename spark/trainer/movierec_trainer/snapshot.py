@@ -20,7 +20,7 @@ import datetime as dt
 import logging
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,7 +129,22 @@ def _user_index(coll: Any) -> bool:
     return any(next(iter(dict(s["key"])), None) == "userId" for s in specs)
 
 
-def _user_ranges(coll: Any, rows: int) -> Iterator[dict[str, Any]]:
+_pause = time.sleep  # the pacing's sleep (one name, so a test can watch it)
+
+
+@dataclass(frozen=True)
+class ReadPacing:
+    """How a range read shares the database. After each range it sleeps `pause_ratio` times
+    the seconds the server took to answer it (to its first batch: SecantusDB gathers the whole
+    range under its lock before answering), so at 1.0 the read holds the server at most about
+    half the time and other clients' queries are not queued behind range after range. Then it
+    calls `on_range(rows read so far)`, which may raise to stop the read (a cancel)."""
+
+    pause_ratio: float = 0.0
+    on_range: Callable[[int], None] | None = None
+
+
+def _user_ranges(coll: Any, rows: int, pacing: ReadPacing = ReadPacing()) -> Iterator[dict]:
     """Documents of `coll` read by ranges of userId on its index, each sized to ~`rows` rows.
 
     The numeric ids are walked from 0 up to 2^63 in half-open ranges whose width follows the
@@ -138,17 +153,28 @@ def _user_ranges(coll: Any, rows: int) -> Iterator[dict[str, Any]]:
     last id takes ~60 cheap empty lookups). Ids below 0 and beyond int64 (doubles), and the
     other scalar BSON types, are read by one range each (`_OTHER_TYPE_BRACKETS`). A row is
     read once: an array-valued userId (several index keys) is returned only the first time its
-    `_id` is seen."""
+    `_id` is seen. Between ranges, `pacing` (see `ReadPacing`)."""
     seen_odd: set[Any] = set()
+    total = 0
 
     def emit(flt: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        nonlocal total
+        started = time.monotonic()
+        answered = None
         for doc in coll.find({"userId": flt}, _PROJECTION).batch_size(rows + rows // 2 + 100):
+            if answered is None:
+                answered = time.monotonic() - started
             u = doc.get("userId")
             if not isinstance(u, int) or isinstance(u, bool):  # may have several index keys
                 if doc["_id"] in seen_odd:
                     continue
                 seen_odd.add(doc["_id"])
+            total += 1
             yield doc
+        if pacing.pause_ratio > 0:
+            _pause(pacing.pause_ratio * (answered or time.monotonic() - started))
+        if pacing.on_range is not None:
+            pacing.on_range(total)
 
     yield from emit({"$lt": 0})
     lo, width = 0, max(1, rows // 100)  # ~100 ratings per user to begin with
@@ -183,6 +209,7 @@ def read_db_ratings(
     batch_size: int = 50_000,
     expected: int | None = None,
     range_rows: int | None = RANGE_ROWS,
+    pacing: ReadPacing = ReadPacing(),
 ) -> Ratings:
     """All ratings of the `ratings` collection as columnar arrays (sync pymongo database).
 
@@ -190,6 +217,7 @@ def read_db_ratings(
     or with one cursor when the collection has no such index or `range_rows` is None. A range
     read is not one point-in-time view: a rating written while the read runs is in it or not,
     as with any cursor on MongoDB; every rating committed before the read began is in it.
+    `pacing` paces the range read and reports its progress (`ReadPacing`).
 
     Streamed: documents are converted a chunk of `batch_size` at a time into arrays sized from
     `expected` (1% headroom; grown by doubling past it, or from 1M rows without it), so 25M
@@ -199,7 +227,7 @@ def read_db_ratings(
     chunk: list[list] = [[], [], [], []]
     coll = db[data_model.RATINGS]
     if range_rows is not None and _user_index(coll):
-        docs: Iterator[dict[str, Any]] = _user_ranges(coll, range_rows)
+        docs: Iterator[dict[str, Any]] = _user_ranges(coll, range_rows, pacing)
     else:
         if range_rows is not None:
             log.warning("ratings has no index on userId: read with one cursor")
@@ -296,11 +324,16 @@ def take_snapshot(
     csv_path: str | None,
     data_dir: Path,
     strict: bool = False,
+    pacing: Callable[[int], ReadPacing] | None = None,
 ) -> Snapshot:
+    """Read, merge, clean and write the snapshot. `pacing(expected ratings)` gives the MongoDB
+    read's pacing and progress (`ReadPacing`); None: unpaced, silent."""
     started = int(time.time())  # every rating committed before this is in the read
     summary = LoadSummary()
+    expected = expected_ratings(db)
+    paced = ReadPacing() if pacing is None else pacing(expected)
     db_r = valid_rows(
-        read_db_ratings(db, expected=expected_ratings(db)), DB_SOURCE, summary, now=started
+        read_db_ratings(db, expected=expected, pacing=paced), DB_SOURCE, summary, now=started
     )
     known = read_db_movie_ids(db)
     source: dict[str, Any] = {

@@ -77,7 +77,9 @@ class Worker:
                     name=f"job-{job_id}",
                     model_dir=self.settings.model_dir,
                     spark=spark,
-                    reporter=Reporter(progress=lease.progress, phase=lease.phase, log=lease.say),
+                    reporter=Reporter(
+                        progress=lease.progress, phase=lease.phase, log=lease.say, step=lease.step
+                    ),
                 )
                 if lease.lost.is_set():
                     raise LeaseLost("lease lost during publish")

@@ -226,9 +226,13 @@ function jobProgress(job) {
   const p = job.progress || {};
   const of = Number(p.of) || 0;
   const it = Number(p.iteration) || 0;
-  const pct = job.status === "succeeded" ? 100 : of ? Math.min(100, Math.round((100 * it) / of)) : 0;
-  // Phases without iterations (snapshot, validate, publish) show a moving bar, not an empty one.
-  const working = !TERMINAL.has(job.status) && !of;
+  // The snapshot's MongoDB read reports ratings read of the expected count.
+  const expected = p.phase === "snapshot" ? Number(p.expected) || 0 : 0;
+  const read = Number(p.read) || 0;
+  const share = of ? it / of : expected ? read / expected : 0;
+  const pct = job.status === "succeeded" ? 100 : Math.min(100, Math.round(100 * share));
+  // Phases without iterations (validate, publish) show a moving bar, not an empty one.
+  const working = !TERMINAL.has(job.status) && !of && !expected;
   const bar = working
     ? h("progress", { class: "progress w-full", max: "100", "aria-label": "Training progress", "aria-valuetext": p.phase || job.status }, "working")
     : h("progress", { class: "progress w-full", max: "100", value: String(pct), "aria-label": "Training progress" }, `${pct}%`);
@@ -242,6 +246,7 @@ function jobProgress(job) {
       statusPill(job.status),
       p.phase ? h("span", { class: "job-phase font-medium", dataset: { phase: p.phase } }, phaseLabel(job, p)) : null,
       of ? h("span", { class: "job-iteration tabular-nums" }, `${p.model ? `${p.model}: ` : ""}iteration ${it} of ${of}`) : null,
+      expected ? h("span", { class: "job-read tabular-nums" }, `${read.toLocaleString()} of ~${expected.toLocaleString()} ratings read`) : null,
       p.train_rmse !== undefined && p.train_rmse !== null ? h("span", { class: "tabular-nums text-slate-600 dark:text-slate-400" }, `train RMSE ${fmt(p.train_rmse, 4)}`) : null,
       p.valid_rmse !== undefined && p.valid_rmse !== null ? h("span", { class: "tabular-nums text-slate-600 dark:text-slate-400" }, `validation RMSE ${fmt(p.valid_rmse, 4)}`) : null,
     ),
