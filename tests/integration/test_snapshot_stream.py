@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -37,23 +36,34 @@ ODD_USER_IDS: list[Any] = [
 
 
 class RangeSizes(monitoring.CommandListener):
-    """Rows each `find` of ratings returned, over its first batch and getMores."""
+    """Rows each `find` returned, over its first batch and its getMores (matched by cursor id):
+    `sizes()` in the order the finds ran."""
 
     def __init__(self) -> None:
-        self.rows: dict[int, int] = defaultdict(int)
-        self.finds: list[int] = []
+        self.rows: list[int] = []
+        self._cursor_find: dict[int, int] = {}  # cursor id → index into rows
+        self._more: dict[int, int] = {}  # getMore request id → its cursor id
+
+    def clear(self) -> None:
+        self.rows.clear()
+        self._cursor_find.clear()
+        self._more.clear()
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        pass
+        if event.command_name == "getMore":
+            self._more[event.request_id] = int(event.command["getMore"])
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         cursor = event.reply.get("cursor") if event.command_name in ("find", "getMore") else None
         if cursor is None:
             return
-        batch = cursor.get("firstBatch", cursor.get("nextBatch", []))
         if event.command_name == "find":
-            self.finds.append(event.operation_id)
-        self.rows[event.operation_id] += len(batch)
+            self.rows.append(len(cursor.get("firstBatch", [])))
+            if cursor.get("id"):
+                self._cursor_find[int(cursor["id"])] = len(self.rows) - 1
+        else:
+            find = self._cursor_find[self._more.pop(event.request_id)]
+            self.rows[find] += len(cursor.get("nextBatch", []))
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         pass
@@ -119,11 +129,11 @@ def test_user_ranges_read_every_row_once_in_bounded_ranges(mongo_url: str, db_na
         ]
         coll.insert_many(dense)
         coll.create_index(USER_MOVIE, name="user_movie")
-        sizes.rows.clear()
-        sizes.finds.clear()
+        sizes.clear()
         dense_read = read_db_ratings(client[db_name], batch_size=64, range_rows=200)
         assert len(dense_read) == len(dense)
-        per_find = [sizes.rows[op] for op in sizes.finds]
+        per_find = list(sizes.rows)
+        assert sum(per_find) == len(dense)  # the listener saw every row, getMores included
         assert len(per_find) > len(dense) / 400, per_find  # many ranges, not one cursor
         assert max(per_find) <= 3 * 200, per_find
         # Sparse and odd ids: the same rows, once each, as the one-cursor read of the same data.
@@ -274,3 +284,58 @@ def test_a_retrain_reports_the_read_and_a_cancel_stops_it_before_training(
         assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
     finally:
         client.close()
+
+
+@pytest.mark.parametrize(
+    "user_ids",
+    [
+        list(range(1, 21)) + list(range(10**6, 10**6 + 400)),  # a gap, then a dense run
+        list(range(10**9, 10**9 + 400)),  # ids that start high: a gap from 0
+    ],
+    ids=["gap", "offset"],
+)
+def test_the_last_models_users_cut_the_ranges_a_gap_would_merge(
+    mongo_url: str, db_name: str, user_ids: list[int]
+) -> None:
+    """Empty ranges double the walk's width, so the first range past a gap can swallow a
+    whole dense run. With the last model's users and counts (`range_cuts`) no range crosses a
+    cut, and the rows read are the same."""
+    sizes = RangeSizes()
+    client = pymongo.MongoClient(
+        mongo_url, serverSelectionTimeoutMS=10_000, event_listeners=[sizes]
+    )
+    try:
+        db = client[db_name]
+        db["ratings"].insert_many(
+            [
+                {"userId": u, "movieId": m, "rating": 4.0, "timestamp": 1_600_000_000}
+                for u in user_ids
+                for m in range(1, 6)
+            ]
+        )
+        db["ratings"].create_index(USER_MOVIE, name="user_movie")
+
+        def largest_range(**kw: Any) -> tuple[int, Any]:
+            sizes.clear()
+            got = read_db_ratings(db, range_rows=50, **kw)
+            assert sum(sizes.rows) == len(got)  # every row seen by the listener
+            return max(sizes.rows), got
+
+        walked, plain = largest_range()
+        assert walked > 10 * 50  # the fault: one range holds many targets' worth
+        counts = np.full(len(user_ids), 5, np.int64)
+        cuts = snapshot.range_cuts(np.array(user_ids, np.int64), counts, 50)
+        bounded, cut = largest_range(cuts=cuts)
+        assert bounded <= 3 * 50, bounded
+        assert sorted(cut.user_ids.tolist()) == sorted(plain.user_ids.tolist())
+        assert len(cut) == 5 * len(user_ids)
+    finally:
+        client.close()
+
+
+def test_range_cuts_split_the_known_ratings_into_target_sized_runs() -> None:
+    users = np.array([1, 2, 3, 4, 5, 6], np.int64)
+    assert snapshot.range_cuts(users, np.full(6, 3), 5).tolist() == [3, 5, 6]
+    assert snapshot.range_cuts(users[:3], np.full(3, 10), 5).tolist() == [2, 3]
+    assert snapshot.range_cuts(users[:1], np.array([10]), 5).size == 0
+    assert snapshot.range_cuts(users[:0], users[:0], 5).size == 0

@@ -567,17 +567,35 @@ def _load_version(root: Path, version: str) -> ModelArtifact:
     )
 
 
-def item_ids(model_dir: str | Path, version: str) -> np.ndarray:
-    """The movieIds a version has factors for (int64, shape (n_items,)), read from its
-    factors.npz without loading or verifying the rest (the version was verified when it was
-    activated). Raises ArtifactError when the version or its item_ids cannot be read."""
+def _read_arrays(model_dir: str | Path, version: str, names: tuple[str, ...]) -> list[np.ndarray]:
+    """Named arrays of a version's factors.npz, read without loading or verifying the rest (the
+    version was verified when it was activated). Raises ArtifactError when the version or one
+    of the arrays cannot be read."""
     check_version_name(version)
     path = Path(model_dir) / VERSIONS / version / FACTORS
     try:
         with np.load(path, allow_pickle=False) as npz:
-            return np.asarray(npz["item_ids"], np.int64)
+            return [np.asarray(npz[name]) for name in names]
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise ArtifactError(f"{version}: cannot read item_ids from {FACTORS}: {exc}") from exc
+        raise ArtifactError(
+            f"{version}: cannot read {', '.join(names)} from {FACTORS}: {exc}"
+        ) from exc
+
+
+def item_ids(model_dir: str | Path, version: str) -> np.ndarray:
+    """The movieIds a version has factors for (int64, shape (n_items,)); raises ArtifactError
+    (see `_read_arrays`)."""
+    return _read_arrays(model_dir, version, ("item_ids",))[0].astype(np.int64)
+
+
+def user_rating_counts(model_dir: str | Path, version: str) -> tuple[np.ndarray, np.ndarray]:
+    """(user_ids int64 (n_users,) sorted, each user's number of ratings in the data the version
+    was built from int64 (n_users,)), from its rated lists; raises ArtifactError (see
+    `_read_arrays`), also for a version without rated lists."""
+    users, indptr = _read_arrays(model_dir, version, ("user_ids", "rated_indptr"))
+    if indptr.shape != (users.shape[0] + 1,):
+        raise ArtifactError(f"{version}: rated_indptr does not match user_ids")
+    return users.astype(np.int64), np.diff(indptr).astype(np.int64)
 
 
 def _version_dirs(root: Path) -> list[Path]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from movierec_common import als, artifacts
 from movierec_common.training_params import RetrainParams, TrainingParams
 
@@ -88,6 +89,22 @@ class Reporter:
     step: Callable[[dict], None] = lambda _f: None
 
 
+def _known_users(
+    model_dir: Path, active: Mapping[str, Any] | None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The active model's users and their rating counts, which place the snapshot read's
+    range cuts; None (the read walks without them) when there is no model or it has no rated
+    lists."""
+    version = None if active is None else active.get("version")
+    if not version:
+        return None
+    try:
+        return artifacts.user_rating_counts(model_dir, str(version))
+    except artifacts.ArtifactError as exc:
+        log.info("snapshot read without the model's user counts: %s", exc)
+        return None
+
+
 SNAPSHOT_REPORT_SECONDS = 10.0
 """How often the snapshot's MongoDB read reports its progress (a log line and the job fields)."""
 
@@ -157,6 +174,7 @@ def run_retrain(
         data_dir=settings.data_dir,
         strict=settings.strict_load,
         pacing=lambda expected: snapshot_pacing(settings, reporter, expected),
+        known_users=_known_users(model_dir, active),
     )
     for line in snap.summary.lines():
         reporter.log(f"load: {line}")

@@ -144,7 +144,20 @@ class ReadPacing:
     on_range: Callable[[int], None] | None = None
 
 
-def _user_ranges(coll: Any, rows: int, pacing: ReadPacing = ReadPacing()) -> Iterator[dict]:
+def range_cuts(user_ids: np.ndarray, counts: np.ndarray, rows: int) -> np.ndarray:
+    """userIds at which a range read should start a new range so that each holds ~`rows` of
+    the ratings counted (`user_ids` sorted, `counts` each user's ratings; e.g. the last model's,
+    `artifacts.user_rating_counts`): sorted int64. Empty for no users."""
+    if user_ids.size == 0:
+        return np.empty(0, np.int64)
+    before = np.concatenate(([0], np.cumsum(counts)[:-1]))  # ratings before each user
+    starts = np.flatnonzero(np.diff(before // max(rows, 1), prepend=-1) > 0)
+    return np.asarray(user_ids, np.int64)[starts[1:]] if starts.size > 1 else np.empty(0, np.int64)
+
+
+def _user_ranges(
+    coll: Any, rows: int, pacing: ReadPacing = ReadPacing(), cuts: np.ndarray | None = None
+) -> Iterator[dict]:
     """Documents of `coll` read by ranges of userId on its index, each sized to ~`rows` rows.
 
     The numeric ids are walked from 0 up to 2^63 in half-open ranges whose width follows the
@@ -153,7 +166,12 @@ def _user_ranges(coll: Any, rows: int, pacing: ReadPacing = ReadPacing()) -> Ite
     last id takes ~60 cheap empty lookups). Ids below 0 and beyond int64 (doubles), and the
     other scalar BSON types, are read by one range each (`_OTHER_TYPE_BRACKETS`). A row is
     read once: an array-valued userId (several index keys) is returned only the first time its
-    `_id` is seen. Between ranges, `pacing` (see `ReadPacing`)."""
+    `_id` is seen. Between ranges, `pacing` (see `ReadPacing`).
+
+    The walk alone cannot see a gap's far side: after k empty ranges the width is 2^k times
+    the last that fit, so the first range past a gap (or past 0, when the ids start high)
+    could hold a whole dense run. `cuts` (`range_cuts` of the last model's users) bound that:
+    no range crosses a cut, and cuts sit every ~`rows` ratings of the users known then."""
     seen_odd: set[Any] = set()
     total = 0
 
@@ -178,8 +196,12 @@ def _user_ranges(coll: Any, rows: int, pacing: ReadPacing = ReadPacing()) -> Ite
 
     yield from emit({"$lt": 0})
     lo, width = 0, max(1, rows // 100)  # ~100 ratings per user to begin with
+    cuts = np.empty(0, np.int64) if cuts is None else np.asarray(cuts, np.int64)
     while lo <= _INT64_MAX:
         hi = lo + width
+        nxt = int(np.searchsorted(cuts, lo, side="right"))
+        if nxt < cuts.size and hi > int(cuts[nxt]):
+            hi = int(cuts[nxt])  # never past a known dense run's first cut
         if hi > _INT64_MAX:
             yield from emit({"$gte": lo})  # the rest, with doubles beyond int64
             break
@@ -187,7 +209,8 @@ def _user_ranges(coll: Any, rows: int, pacing: ReadPacing = ReadPacing()) -> Ite
         for doc in emit({"$gte": lo, "$lt": hi}):
             n += 1
             yield doc
-        width = width * 2 if n == 0 else max(1, min(width * 2, width * rows // n))
+        span = hi - lo  # the width this range had (a cut may have shortened it)
+        width = span * 2 if n == 0 else max(1, min(span * 2, span * rows // n))
         lo = hi
     for flt in _OTHER_TYPE_BRACKETS:
         yield from emit(flt)
@@ -210,6 +233,7 @@ def read_db_ratings(
     expected: int | None = None,
     range_rows: int | None = RANGE_ROWS,
     pacing: ReadPacing = ReadPacing(),
+    cuts: np.ndarray | None = None,
 ) -> Ratings:
     """All ratings of the `ratings` collection as columnar arrays (sync pymongo database).
 
@@ -217,7 +241,8 @@ def read_db_ratings(
     or with one cursor when the collection has no such index or `range_rows` is None. A range
     read is not one point-in-time view: a rating written while the read runs is in it or not,
     as with any cursor on MongoDB; every rating committed before the read began is in it.
-    `pacing` paces the range read and reports its progress (`ReadPacing`).
+    `pacing` paces the range read and reports its progress (`ReadPacing`); `cuts` bound its
+    ranges where the last model saw dense runs of users (`range_cuts`).
 
     Streamed: documents are converted a chunk of `batch_size` at a time into arrays sized from
     `expected` (1% headroom; grown by doubling past it, or from 1M rows without it), so 25M
@@ -227,7 +252,7 @@ def read_db_ratings(
     chunk: list[list] = [[], [], [], []]
     coll = db[data_model.RATINGS]
     if range_rows is not None and _user_index(coll):
-        docs: Iterator[dict[str, Any]] = _user_ranges(coll, range_rows, pacing)
+        docs: Iterator[dict[str, Any]] = _user_ranges(coll, range_rows, pacing, cuts)
     else:
         if range_rows is not None:
             log.warning("ratings has no index on userId: read with one cursor")
@@ -325,15 +350,25 @@ def take_snapshot(
     data_dir: Path,
     strict: bool = False,
     pacing: Callable[[int], ReadPacing] | None = None,
+    known_users: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Snapshot:
     """Read, merge, clean and write the snapshot. `pacing(expected ratings)` gives the MongoDB
-    read's pacing and progress (`ReadPacing`); None: unpaced, silent."""
+    read's pacing and progress (`ReadPacing`); None: unpaced, silent. `known_users` (user_ids,
+    rating counts) of the last model place the read's range cuts (`range_cuts`)."""
     started = int(time.time())  # every rating committed before this is in the read
     summary = LoadSummary()
     expected = expected_ratings(db)
     paced = ReadPacing() if pacing is None else pacing(expected)
     db_r = valid_rows(
-        read_db_ratings(db, expected=expected, pacing=paced), DB_SOURCE, summary, now=started
+        read_db_ratings(
+            db,
+            expected=expected,
+            pacing=paced,
+            cuts=None if known_users is None else range_cuts(*known_users, RANGE_ROWS),
+        ),
+        DB_SOURCE,
+        summary,
+        now=started,
     )
     known = read_db_movie_ids(db)
     source: dict[str, Any] = {
