@@ -110,7 +110,11 @@ _PROJECTION = {"_id": 1, "userId": 1, "movieId": 1, "rating": 1, "timestamp": 1}
 #: collection validator would refuse (null or missing, NaN, string, binary, ObjectId, bool or
 #: date userId) is still read, and then refused as malformed by `valid_rows`. Not an embedded
 #: document: SecantusDB compares every index key to answer `{$gte: {}}` (1.4 s per 100k
-#: ratings, all of it under its lock), so a userId that is an object is not read.
+#: ratings, all of it under its lock), so a userId that is an object is not read; nor one that
+#: is a Timestamp, regex, code, MinKey/MaxKey, an array of arrays or documents, or a positive
+#: double below 2^-128 (SecantusDB's index keys sort those above every number, then its matcher
+#: drops them from both numeric ranges). A valid rating is none of these (the validator: int
+#: userId ≥ 1); only the load summary's malformed count can miss such a row.
 _OTHER_TYPE_BRACKETS: tuple[dict[str, Any], ...] = (
     {"$eq": None},
     {"$eq": float("nan")},

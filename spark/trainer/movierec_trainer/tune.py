@@ -163,7 +163,7 @@ def choose_explicit_reg(
                 "seconds": round(time.perf_counter() - t0, 2),
             }
         )
-        if not scored or valid_rmse < min(scored)[0]:
+        if not scored or (valid_rmse, reg) < min(scored):  # the order `min(scored)` picks by
             best[:] = [fit]
         scored.append((valid_rmse, reg))
         say(f"{name}: validation RMSE {valid_rmse:.4f} ({rows[-1]['seconds']:.1f}s)")
@@ -265,7 +265,8 @@ def choose_rating_weight(
     corr = served_predictions(with_term, u, i) - base
     resid = valid.ratings.astype(np.float64) - base
     den = float(corr @ corr)
-    least_squares = max(float(resid @ corr) / den, 0.0) if den > 0 else 0.0
+    fitted = float(resid @ corr) / den if den > 0 else 0.0
+    least_squares = fitted if np.isfinite(fitted) and fitted > 0 else 0.0
     rows: list[dict[str, float]] = []
     for gamma in sorted({round(least_squares * m, 4) for m in RATING_WEIGHT_MULTIPLES}):
         pred = np.clip(base + gamma * corr, 0.5, 5.0)
