@@ -324,8 +324,8 @@ def test_the_last_models_users_cut_the_ranges_a_gap_would_merge(
         walked, plain = largest_range()
         assert walked > 10 * 50  # the fault: one range holds many targets' worth
         counts = np.full(len(user_ids), 5, np.int64)
-        cuts = snapshot.range_cuts(np.array(user_ids, np.int64), counts, 50)
-        bounded, cut = largest_range(cuts=cuts)
+        known = (np.array(user_ids, np.int64), counts)
+        bounded, cut = largest_range(known_users=known)
         assert bounded <= 3 * 50, bounded
         assert sorted(cut.user_ids.tolist()) == sorted(plain.user_ids.tolist())
         assert len(cut) == 5 * len(user_ids)

@@ -237,7 +237,7 @@ def read_db_ratings(
     expected: int | None = None,
     range_rows: int | None = RANGE_ROWS,
     pacing: ReadPacing = ReadPacing(),
-    cuts: np.ndarray | None = None,
+    known_users: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Ratings:
     """All ratings of the `ratings` collection as columnar arrays (sync pymongo database).
 
@@ -245,8 +245,9 @@ def read_db_ratings(
     or with one cursor when the collection has no such index or `range_rows` is None. A range
     read is not one point-in-time view: a rating written while the read runs is in it or not,
     as with any cursor on MongoDB; every rating committed before the read began is in it.
-    `pacing` paces the range read and reports its progress (`ReadPacing`); `cuts` bound its
-    ranges where the last model saw dense runs of users (`range_cuts`).
+    `pacing` paces the range read and reports its progress (`ReadPacing`); `known_users`
+    (user_ids, rating counts, e.g. the last model's) place cuts every ~`range_rows` of their
+    ratings that no range crosses (`range_cuts`).
 
     Streamed: documents are converted a chunk of `batch_size` at a time into arrays sized from
     `expected` (1% headroom; grown by doubling past it, or from 1M rows without it), so 25M
@@ -256,6 +257,7 @@ def read_db_ratings(
     chunk: list[list] = [[], [], [], []]
     coll = db[data_model.RATINGS]
     if range_rows is not None and _user_index(coll):
+        cuts = None if known_users is None else range_cuts(*known_users, range_rows)
         docs: Iterator[dict[str, Any]] = _user_ranges(coll, range_rows, pacing, cuts)
     else:
         if range_rows is not None:
@@ -368,7 +370,7 @@ def take_snapshot(
             db,
             expected=expected,
             pacing=paced,
-            cuts=None if known_users is None else range_cuts(*known_users, RANGE_ROWS),
+            known_users=known_users,
         ),
         DB_SOURCE,
         summary,
