@@ -199,20 +199,27 @@ def standardize(scores: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class BlendParams:
-    """How the served list and the served stars use EASE (chosen on validation carved from the
-    training part, bench/tune_models.py).
+    """How the served list and the served stars use EASE. The defaults were chosen on
+    ml-latest-small (validation carved from the training part, bench/tune_models.py); the
+    trainer chooses the weights again on every data set it tunes on (movierec_trainer.tune).
 
-    Ranking order: als·z(x_u·y_i) + ease·z(x_u·B) + stars·z(r̂_ui), each z standardised per
-    user over the model's items (`blend_ranking`). Stars: r̂_ui = μ + b_u + b_i + p_u·q_i +
-    rating·(d_u·B)_i with d_uj = r_uj − μ − b_u − b_j over the user's covered ratings
-    (`rating_correction`): EASE's item-to-item weights applied to what the biases leave, a
-    neighbourhood term in the spirit of Koren's (2008) integrated model. The trainer caps
-    `rating` at twice its fit on the training residuals (movierec_trainer.pipeline)."""
+    Ranking order: als·z(x_u·y_i) + ease·z(x_u·B) + stars·z(r̂_ui) + popularity·z(log(1 + n_i)),
+    each z standardised per user over the model's items (`blend_ranking`); n_i is the movie's
+    number of training ratings, the same for every user (where which movies a person rates
+    carries little of their taste, the prior that a movie gets rated at all is most of the
+    signal: on synthetic-1m the validation choice weighs it 0.2).
+
+    Stars: r̂_ui = μ + b_u + b_i + p_u·q_i + rating·(d_u·B)_i with d_uj = r_uj − μ − b_u − b_j
+    over the user's covered ratings (`rating_correction`): EASE's item-to-item weights applied
+    to what the biases leave, a neighbourhood term in the spirit of Koren's (2008) integrated
+    model. The trainer caps `rating` at twice its fit on the training residuals
+    (movierec_trainer.pipeline) unless it chose it on validation."""
 
     als: float = 0.8
     ease: float = 0.2
     stars: float = 0.4
     rating: float = 4.5
+    popularity: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -226,10 +233,13 @@ def blend_ranking(
     ease_scores: np.ndarray | None,
     stars: np.ndarray | None,
     params: BlendParams = DEFAULT_BLEND,
+    *,
+    log_counts: np.ndarray | None = None,
 ) -> np.ndarray:
     """The served order's score (…, n_items) float64 from whichever parts exist (None = that
-    model is absent, its weight dropped); standardised along the last axis."""
-    return blend_with_scales(als_scores, ease_scores, stars, params)[0]
+    model is absent, its weight dropped); standardised along the last axis. `log_counts`
+    (n_items,) is log(1 + training ratings) per movie, the popularity part."""
+    return blend_with_scales(als_scores, ease_scores, stars, params, log_counts=log_counts)[0]
 
 
 def blend_with_scales(
@@ -237,12 +247,15 @@ def blend_with_scales(
     ease_scores: np.ndarray | None,
     stars: np.ndarray | None,
     params: BlendParams = DEFAULT_BLEND,
+    *,
+    log_counts: np.ndarray | None = None,
 ) -> tuple[np.ndarray, tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]]:
-    """`blend_ranking` and, per part (ALS, EASE, stars), the factor w/σ (…, 1) its raw scores
-    enter the blend with (None where the part is absent or weighted 0): an exact split of a
-    part's raw score, times that factor, is its split of the blended score (the serving
-    explanation uses them rather than recomputing each part and its spread). Raises
-    ValueError when no part is left."""
+    """`blend_ranking` and, per personal part (ALS, EASE, stars), the factor w/σ (…, 1) its
+    raw scores enter the blend with (None where the part is absent or weighted 0): an exact
+    split of a part's raw score, times that factor, is its split of the blended score (the
+    serving explanation uses them rather than recomputing each part and its spread). The
+    popularity part (`log_counts`, weighted `params.popularity`) is added to every row and
+    has no split over a user's ratings. Raises ValueError when no personal part is left."""
     out: np.ndarray | None = None
     scales: list[np.ndarray | None] = []
     for w, s in ((params.als, als_scores), (params.ease, ease_scores), (params.stars, stars)):
@@ -259,7 +272,17 @@ def blend_with_scales(
         scales.append(scale)
     if out is None:
         raise ValueError("nothing to blend")
+    if log_counts is not None and params.popularity != 0:
+        out += popularity_part(log_counts, params.popularity)
     return out, (scales[0], scales[1], scales[2])
+
+
+def popularity_part(log_counts: np.ndarray, weight: float) -> np.ndarray:
+    """weight·z(log(1 + n_i)): the blend's popularity part (n_items,) float64, the same for
+    every user (`BlendParams.popularity`)."""
+    pop, sd = _centred_and_spread(np.asarray(log_counts, dtype=np.float64))
+    pop *= weight / sd
+    return pop
 
 
 def residual_signal(

@@ -60,12 +60,25 @@ def _full(model, vectors, k, exclude=None, allowed=None):
     return best, scores[best], scales
 
 
+BLENDS = {
+    "ALS + EASE + stars": ease.DEFAULT_BLEND,
+    "ALS + EASE + stars + popularity": dataclasses.replace(ease.DEFAULT_BLEND, popularity=0.3),
+    "ALS + EASE + stars − popularity": dataclasses.replace(ease.DEFAULT_BLEND, popularity=-0.2),
+    "ALS + popularity": ease.BlendParams(als=0.8, ease=0.0, stars=0.0, popularity=0.5),
+    "ALS alone": None,
+}
+
+
 @pytest.mark.parametrize("k", [1, 10, 60])
-@pytest.mark.parametrize("blended", [True, False], ids=["ALS + EASE + stars", "ALS alone"])
-def test_the_bounded_list_is_the_full_list(k: int, blended: bool) -> None:
+@pytest.mark.parametrize("blend", BLENDS.values(), ids=BLENDS.keys())
+def test_the_bounded_list_is_the_full_list(k: int, blend: ease.BlendParams | None) -> None:
     model, inter = _model()
-    if not blended:
-        model = dataclasses.replace(model, ease=None)
+    blended = blend is not None
+    model = (
+        dataclasses.replace(model, blend=blend)
+        if blended
+        else dataclasses.replace(model, ease=None)
+    )
     for u in range(0, N_USERS, 7):
         vectors, rated = _user(model, inter, u)
         assert (vectors.ease_scores is not None) == blended
@@ -77,6 +90,14 @@ def test_the_bounded_list_is_the_full_list(k: int, blended: bool) -> None:
             assert got.scales is not None and want_scales is not None
             for name in ("als", "ease", "stars"):
                 assert getattr(got.scales, name) == pytest.approx(getattr(want_scales, name))
+            if blend.popularity:  # the full order's popularity part is really there
+                without = dataclasses.replace(model, blend=dataclasses.replace(blend, popularity=0))
+                gap = (
+                    ranking.blended_scores(model, vectors)[0]
+                    - ranking.blended_scores(without, vectors)[0]
+                )
+                pop = ease.standardize(np.log1p(model.item_counts.astype(np.float64)))
+                np.testing.assert_allclose(gap, blend.popularity * pop, atol=1e-4)
         else:
             assert got.scales is None
 
