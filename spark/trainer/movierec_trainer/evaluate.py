@@ -143,20 +143,32 @@ class Evaluator:
         if len(users) == 0:
             return TopNMetrics(float("nan"), float("nan"), float("nan"), 0.0, 0, self.k)
         recs = self.recommend(score_fn, users)
-        keys = users[:, None] * self.n_items + recs
-        hit = np.isin(keys, self._rel_keys)
+        hit = self._hits(users, recs)
         n_hits = hit.sum(axis=1)
         n_rel = self.n_relevant[users]
-        dcg = (hit * self._discount[: recs.shape[1]]).sum(axis=1)
-        idcg = self._ideal[np.minimum(n_rel, self.k) - 1]
         return TopNMetrics(
             precision_at_k=float(np.mean(n_hits / self.k)),
             recall_at_k=float(np.mean(n_hits / n_rel)),
-            ndcg_at_k=float(np.mean(dcg / idcg)),
+            ndcg_at_k=float(np.mean(self._ndcg(users, recs, hit))),
             coverage_at_k=float(len(np.unique(recs)) / self.n_items),
             n_users=len(users),
             k=self.k,
         )
+
+    def user_ndcg(self, score_fn: ScoreFn, users: np.ndarray) -> np.ndarray:
+        """NDCG@k of each of `users` (evaluation users: at least one relevant test rating),
+        shape (len(users),) float64; `topn`'s ndcg_at_k is their mean. Paired per-user values
+        let a caller tell a real difference between two models from noise."""
+        users = np.asarray(users, np.int64)
+        recs = self.recommend(score_fn, users)
+        return self._ndcg(users, recs, self._hits(users, recs))
+
+    def _hits(self, users: np.ndarray, recs: np.ndarray) -> np.ndarray:
+        return np.isin(users[:, None] * self.n_items + recs, self._rel_keys)
+
+    def _ndcg(self, users: np.ndarray, recs: np.ndarray, hit: np.ndarray) -> np.ndarray:
+        dcg = (hit * self._discount[: recs.shape[1]]).sum(axis=1)
+        return dcg / self._ideal[np.minimum(self.n_relevant[users], self.k) - 1]
 
     def popularity_scores(self) -> ScoreFn:
         """The baseline: the most-rated training movies, the same list for everybody."""

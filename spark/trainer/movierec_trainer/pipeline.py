@@ -1,6 +1,7 @@
-"""One training job: split → choose the explicit λ, then the EASE rating term's weight, on
-validation carved from the training part (`movierec_trainer.tune`, when
-`TrainConfig.reg_candidates`) → fit both models → evaluate →
+"""One training job: split → choose the explicit λ, the EASE rating term's weight, the ranking
+model's λ and the served blend's weights, on validation carved from the training part
+(`movierec_trainer.tune`, when `TrainConfig.reg_candidates` / `ranking_reg_candidates`) → fit
+both models → evaluate →
 (optionally refit on all) → arrays and manifest ready for `movierec_common.artifacts.save_model`.
 
 The CLI (`train`, `retrain`) and the worker all call `train_job`; they differ only in where the
@@ -68,6 +69,10 @@ class TrainConfig:
     # λ candidates for the explicit model, chosen on validation carved from the training
     # ratings by `train_job` (movierec_trainer.tune); None: `explicit.reg` as given.
     reg_candidates: tuple[float, ...] | None = None
+    # The ranking model's λ candidates, searched on the same split when `reg_candidates` is
+    # set too; the served blend's weights are then chosen on it as well. None: `ranking.reg`
+    # and `blend` as given.
+    ranking_reg_candidates: tuple[float, ...] | None = None
     # False once `blend.rating` was chosen on validation (movierec_trainer.tune): the
     # training-fit cap (`capped_rating_weight`) is for a weight that was not.
     cap_rating_weight: bool = True
@@ -85,6 +90,9 @@ class TrainConfig:
             "num_partitions": self.num_partitions,
             "broadcast_dtype": self.broadcast_dtype,
             "reg_candidates": None if self.reg_candidates is None else list(self.reg_candidates),
+            "ranking_reg_candidates": (
+                None if self.ranking_reg_candidates is None else list(self.ranking_reg_candidates)
+            ),
             "cap_rating_weight": self.cap_rating_weight,
         }
 
@@ -131,6 +139,35 @@ def _finite_or_none(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
+def run_als(
+    inter: als.Interactions,
+    cfg: TrainConfig,
+    explicit: als.ExplicitParams | None,
+    ranking: als.ImplicitParams | None,
+    valid_inter: als.Interactions | None = None,
+    spark_context: Any = None,
+    progress: ProgressFn | None = None,
+) -> tuple[als.ExplicitModel | None, als.ImplicitModel | None]:
+    """`als.fit_als` of the requested models on `cfg.engine` (the Spark engine needs
+    `spark_context`), at `cfg.broadcast_dtype`. Raises ValueError without a SparkContext for
+    the Spark engine, and what `als.fit_als` raises."""
+    # One precision for both engines: the factors the half-steps see (Spark's broadcast, and
+    # the arithmetic of the conjugate-gradient steps on either engine).
+    dtype = np.dtype(cfg.broadcast_dtype).type
+    if cfg.engine == "spark":
+        from movierec_trainer.spark_als import SparkALS
+
+        if spark_context is None:
+            raise ValueError("the spark engine needs a SparkContext")
+        engine = SparkALS(
+            spark_context, inter, num_partitions=cfg.num_partitions, broadcast_dtype=dtype
+        )
+        return engine.fit(explicit, ranking, valid_inter, progress)
+    return als.fit_als(
+        als.LocalHalfSteps(inter), inter, explicit, ranking, valid_inter, progress, dtype=dtype
+    )
+
+
 def fit_models(
     ratings: Ratings,
     cfg: TrainConfig,
@@ -152,28 +189,9 @@ def fit_models(
             inter.n_items,
         )
     start = time.perf_counter()
-    # One precision for both engines: the factors the half-steps see (Spark's broadcast, and
-    # the arithmetic of the conjugate-gradient steps on either engine).
-    dtype = np.dtype(cfg.broadcast_dtype).type
-    if cfg.engine == "spark":
-        from movierec_trainer.spark_als import SparkALS
-
-        if spark_context is None:
-            raise ValueError("the spark engine needs a SparkContext")
-        engine = SparkALS(
-            spark_context, inter, num_partitions=cfg.num_partitions, broadcast_dtype=dtype
-        )
-        emodel, rmodel = engine.fit(cfg.explicit, cfg.ranking, valid_inter, progress)
-    else:
-        emodel, rmodel = als.fit_als(
-            als.LocalHalfSteps(inter),
-            inter,
-            cfg.explicit,
-            cfg.ranking,
-            valid_inter,
-            progress,
-            dtype=dtype,
-        )
+    emodel, rmodel = run_als(
+        inter, cfg, cfg.explicit, cfg.ranking, valid_inter, spark_context, progress
+    )
     assert emodel is not None
     ease_model = None
     ease_start = time.perf_counter()
@@ -300,9 +318,9 @@ def served_predictions(fit: FitResult, u: np.ndarray, i: np.ndarray) -> np.ndarr
 
 
 def served_scores(fit: FitResult) -> ScoreFn:
-    """The served list's order for blocks of users: `easelib.blend_ranking` of the ranking model,
-    EASE and the served stars (only the ranking model when EASE is off; the explicit model's
-    stars when neither ranking model exists)."""
+    """The served list's order for blocks of users: `easelib.blend_ranking` of the ranking
+    model, EASE, the served stars and popularity (only the ranking model when EASE is off; the
+    explicit model's stars when neither ranking model exists)."""
     e = fit.explicit
     by_rating = explicit_scores(e.mu, e.user_bias, e.item_bias, e.P, e.Q)
     if fit.ease is None:
@@ -314,6 +332,7 @@ def served_scores(fit: FitResult) -> ScoreFn:
     )
     model, blend = fit.ease, fit.blend
     ranking = fit.ranking
+    log_counts = np.log1p(fit.item_counts.astype(np.float64))
 
     def fn(users: np.ndarray) -> np.ndarray:
         e_scores, corr = easelib.batch_scores(
@@ -328,7 +347,7 @@ def served_scores(fit: FitResult) -> ScoreFn:
         assert corr is not None
         rated = by_rating(users) + blend.rating * corr
         a_scores = None if ranking is None else ranking.X[users] @ ranking.Y.T
-        return easelib.blend_ranking(a_scores, e_scores, rated, blend)
+        return easelib.blend_ranking(a_scores, e_scores, rated, blend, log_counts=log_counts)
 
     return fn
 
@@ -444,6 +463,52 @@ def _history(fit: FitResult) -> list[dict]:
     ]
 
 
+def choose_on_validation(
+    train: Ratings,
+    cfg: TrainConfig,
+    *,
+    spark_context: Any = None,
+    progress: ProgressFn | None = None,
+) -> tuple[TrainConfig, dict[str, Any]]:
+    """`cfg` with the settings chosen on validation carved from `train` (the training ratings,
+    never an evaluation holdout), and the manifest's `tuning` record of each choice: the
+    explicit λ (`cfg.reg_candidates`), the EASE rating term's weight γ, then, with
+    `cfg.ranking_reg_candidates`, the ranking model's λ and the served blend's weights, all
+    on the explicit λ search's split (`movierec_trainer.tune`). `cfg` unchanged and {} without
+    `reg_candidates`. Raises what the searches raise (TrainingDivergedError when every
+    candidate diverges; a `progress` exception to cancel)."""
+    if not cfg.reg_candidates:
+        return cfg, {}
+    from movierec_trainer import tune
+
+    tuning: dict[str, Any] = {}
+    search = tune.choose_explicit_reg(
+        train, cfg, cfg.reg_candidates, spark_context=spark_context, progress=progress
+    )
+    cfg = replace(cfg, explicit=replace(cfg.explicit, reg=search.reg))
+    tuning["explicit_reg"] = search.describe()
+    gamma = tune.choose_rating_weight(search, cfg)
+    if gamma is not None:
+        cfg = replace(cfg, blend=replace(cfg.blend, rating=gamma.rating), cap_rating_weight=False)
+        tuning["ease_rating_weight"] = gamma.describe()
+    if cfg.ranking_reg_candidates and cfg.ranking is not None:
+        ranked = tune.choose_ranking_reg(
+            search,
+            cfg,
+            cfg.ranking_reg_candidates,
+            spark_context=spark_context,
+            progress=progress,
+        )
+        if ranked is not None:
+            cfg = replace(cfg, ranking=replace(cfg.ranking, reg=ranked.reg))
+            tuning["ranking_reg"] = ranked.describe()
+            chosen = tune.choose_blend(search, ranked, cfg, None if gamma is None else gamma.model)
+            if chosen is not None:
+                cfg = replace(cfg, blend=chosen.blend)
+                tuning["blend"] = chosen.describe()
+    return cfg, tuning
+
+
 def train_job(
     ratings: Ratings,
     cfg: TrainConfig,
@@ -469,22 +534,11 @@ def train_job(
 
     tuning: dict[str, Any] = {}
     if cfg.reg_candidates:
-        from movierec_trainer.tune import choose_explicit_reg, choose_rating_weight
-
         announce("tune")
         t0 = time.perf_counter()
-        search = choose_explicit_reg(
-            train, cfg, cfg.reg_candidates, spark_context=spark_context, progress=progress
+        cfg, tuning = choose_on_validation(
+            train, cfg, spark_context=spark_context, progress=progress
         )
-        cfg = replace(cfg, explicit=replace(cfg.explicit, reg=search.reg))
-        tuning["explicit_reg"] = search.describe()
-        gamma = choose_rating_weight(search, cfg)
-        if gamma is not None:
-            cfg = replace(
-                cfg, blend=replace(cfg.blend, rating=gamma.rating), cap_rating_weight=False
-            )
-            tuning["ease_rating_weight"] = gamma.describe()
-        del search  # the candidate's fit and the carved split: not needed past here
         phases["tune_s"] = time.perf_counter() - t0
 
     announce("train")

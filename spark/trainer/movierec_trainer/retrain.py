@@ -31,7 +31,7 @@ from movierec_trainer.snapshot import (
     remove_snapshot,
     take_snapshot,
 )
-from movierec_trainer.tune import REG_CANDIDATES
+from movierec_trainer.tune import RANKING_REG_CANDIDATES, REG_CANDIDATES
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,11 @@ def config_from_params(
         num_partitions=settings.spark_partitions,
         # λ given → used as given; left unset → chosen on validation data at every run.
         reg_candidates=REG_CANDIDATES if params.reg is None else None,
+        # Likewise the ranking model's λ (and with it the served blend's weights), on the same
+        # validation split, so only when the explicit λ is chosen too.
+        ranking_reg_candidates=(
+            RANKING_REG_CANDIDATES if params.reg is None and params.ranking_reg is None else None
+        ),
     )
 
 
@@ -76,8 +81,9 @@ class Reporter:
     """Where a run reports to: the job document (worker) or the console (retrain CLI).
 
     `progress(model, entry)` gets one fit-history entry per iteration (model "explicit",
-    "ranking", or "explicit λ <value>" during the λ search; entry keys iteration, of,
-    train_rmse, valid_rmse, seconds) and may raise to stop the run between iterations;
+    "ranking", or "explicit λ <value>" / "ranking λ <value>" during the λ searches; entry
+    keys iteration, of, train_rmse, valid_rmse, seconds) and may raise to stop the run between
+    iterations;
     `phase(name)` is called at each phase (snapshot, tune, train, validate, refit, publish);
     `log(line)` gets human-readable lines; `step(fields)` a long phase's progress as job fields
     (`progress.read`, `progress.expected` during the snapshot's MongoDB read) and may raise

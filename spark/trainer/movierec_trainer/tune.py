@@ -32,13 +32,14 @@ from movierec_common import ease as easelib
 from movierec_common.movielens import Ratings
 
 from movierec_trainer import data as tdata
-from movierec_trainer.evaluate import rmse
+from movierec_trainer.evaluate import Evaluator, factor_scores, rmse
 from movierec_trainer.pipeline import (
     FitResult,
     ProgressFn,
     TrainConfig,
     fit_models,
     predict_clipped,
+    run_als,
     served_predictions,
 )
 
@@ -78,6 +79,8 @@ class RegSearch:
     """The chosen candidate's fit on the carved fit part (None when skipped)."""
     valid: Ratings | None = field(default=None, repr=False, compare=False)
     """The carved validation ratings (None when skipped)."""
+    fit_part: Ratings | None = field(default=None, repr=False, compare=False)
+    """The carved fit part's ratings (None when skipped)."""
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -169,25 +172,7 @@ def choose_explicit_reg(
         say(f"{name}: validation RMSE {valid_rmse:.4f} ({rows[-1]['seconds']:.1f}s)")
         return True
 
-    grid = sorted(set(candidates))
-    for reg in grid:
-        score(reg)
-    # The best at an end of the grid: the optimum may lie beyond it (on synthetic-10m the
-    # smallest candidate won). Step on by the grid's own ratio while it keeps improving.
-    step = grid[1] / grid[0] if len(grid) > 1 else 2**0.5
-    for _ in range(MAX_EXTENSIONS):
-        if not scored:
-            break
-        best_reg = min(scored)[1]
-        lo, hi = min(r["reg"] for r in rows), max(r["reg"] for r in rows)
-        if best_reg == lo:
-            beyond = round(lo / step, 6)
-        elif best_reg == hi:
-            beyond = round(hi * step, 6)
-        else:
-            break
-        if not score(beyond):
-            break
+    walk_grid(candidates, score, lambda: min(scored)[1] if scored else None)
     if not scored:
         raise als.TrainingDivergedError(f"every λ candidate diverged: {rows}")
     best_rmse, best_reg = min(scored)
@@ -201,7 +186,44 @@ def choose_explicit_reg(
         cfg.split_seed,
         fit=best[0],
         valid=valid,
+        fit_part=fit_part,
     )
+
+
+def walk_grid(
+    candidates: tuple[float, ...],
+    score: Callable[[float], bool],
+    best: Callable[[], float | None],
+) -> list[float]:
+    """Score every candidate (ascending), then, while the best (`best()`, None when nothing
+    scored) is at an end of the values tried, step beyond it by the grid's own ratio (√2 for
+    a single candidate), at most MAX_EXTENSIONS times. `score(value)` returns False when the
+    value could not be scored (diverged), which ends the walk outwards. Returns the values
+    tried, in order. Raises ValueError when `candidates` is empty."""
+    grid = sorted(set(candidates))
+    if not grid:
+        raise ValueError("no candidates to choose from")
+    tried = list(grid)
+    for value in grid:
+        score(value)
+    # The best at an end of the grid: the optimum may lie beyond it (on synthetic-10m the
+    # smallest λ candidate won). Step on by the grid's own ratio while it keeps improving.
+    step = grid[1] / grid[0] if len(grid) > 1 else 2**0.5
+    for _ in range(MAX_EXTENSIONS):
+        chosen = best()
+        if chosen is None:
+            break
+        lo, hi = min(tried), max(tried)
+        if chosen == lo:
+            beyond = round(lo / step, 6)
+        elif chosen == hi:
+            beyond = round(hi * step, 6)
+        else:
+            break
+        tried.append(beyond)
+        if not score(beyond):
+            break
+    return tried
 
 
 RATING_WEIGHT_MULTIPLES = (0.0, 0.5, 0.75, 1.0, 1.25, 1.5)
@@ -212,7 +234,8 @@ validation residuals (clipping makes the RMSE optimum differ a little from that 
 @dataclass(frozen=True)
 class RatingWeightChoice:
     """The EASE rating term's weight γ chosen on the λ search's validation part: `rows` one
-    {rating, valid_rmse} per candidate, `least_squares` the unclipped fit."""
+    {rating, valid_rmse} per candidate, `least_squares` the unclipped fit; `model` the EASE
+    fit on the search's fit part (the blend choice scores it)."""
 
     rating: float
     least_squares: float
@@ -220,6 +243,7 @@ class RatingWeightChoice:
     n_valid: int
     ease_items: int
     seconds: float
+    model: easelib.EaseModel | None = field(default=None, repr=False, compare=False)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -278,5 +302,283 @@ def choose_rating_weight(
         f"RMSE {min(r['valid_rmse'] for r in rows):.4f}; {model.items.size} movies, {secs}s)"
     )
     return RatingWeightChoice(
-        float(chosen), round(least_squares, 4), rows, len(valid), int(model.items.size), secs
+        float(chosen),
+        round(least_squares, 4),
+        rows,
+        len(valid),
+        int(model.items.size),
+        secs,
+        model,
+    )
+
+
+RANKING_REG_CANDIDATES: tuple[float, ...] = (30.0, 100.0, 300.0)
+"""The ranking model's λ candidates, a factor ~3 apart from ml-latest-small's 30 upwards.
+Its λ does not carry over between data sets: the data term of a movie's half-step grows with
+its ratings, and on synthetic-1m (270 ratings per movie against ml-latest-small's 10) λ 30 left
+the ranking model below popularity (validation NDCG@10 0.0352 against 0.0401), where λ 300
+scores 0.0645."""
+RANKING_SEARCH_ITERATIONS = 8
+
+
+@dataclass(frozen=True)
+class RankingRegSearch:
+    """The ranking model's λ chosen on the λ search's split: `rows` one {reg, valid_ndcg,
+    seconds} (or {reg, error}) per candidate in the order fitted; `model` the chosen
+    candidate's fit on the fit part, in the same index as `RegSearch.fit`."""
+
+    reg: float
+    rows: list[dict[str, Any]]
+    n_users: int
+    iterations: int
+    model: als.ImplicitModel | None = field(default=None, repr=False, compare=False)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "parameter": "ranking.reg",
+            "chosen": self.reg,
+            "candidates": self.rows,
+            "protocol": (
+                f"the explicit λ search's split; {self.iterations} iterations per candidate, "
+                f"NDCG@{TOP_K} of the ranking model alone over {self.n_users} validation users"
+            ),
+        }
+
+
+TOP_K = 10
+
+
+def validation_evaluator(search: RegSearch, max_users: int | None = None) -> Evaluator:
+    """The top-N evaluator of the λ search's validation part over its fit part's index
+    (`max_users` a seeded sample of the evaluation users). Raises ValueError when the search
+    was skipped."""
+    fit, valid = search.fit, search.valid
+    if fit is None or valid is None:
+        raise ValueError("the λ search was skipped: no validation part")
+    u, i = fit.index(valid)
+    inter = fit.inter
+    return Evaluator(
+        inter.n_users,
+        inter.n_items,
+        inter.user_idx,
+        inter.item_idx,
+        u,
+        i,
+        valid.ratings,
+        k=TOP_K,
+        max_users=max_users,
+    )
+
+
+def choose_ranking_reg(
+    search: RegSearch,
+    cfg: TrainConfig,
+    candidates: tuple[float, ...] = RANKING_REG_CANDIDATES,
+    *,
+    spark_context: Any = None,
+    progress: ProgressFn | None = None,
+    say: Callable[[str], None] = log.info,
+) -> RankingRegSearch | None:
+    """Fit the ranking model (`cfg.ranking` at each λ of `candidates`, RANKING_SEARCH_ITERATIONS
+    iterations, `cfg`'s engine) on the λ search's fit part and keep the λ whose x_u·y_i
+    ranks the validation part best (NDCG@10 over the evaluation users, the trainer's
+    protocol, `evaluate.Evaluator`); beyond an end of the grid as `walk_grid`. `progress` gets
+    each candidate's iterations as model "ranking λ <value>" (it may raise to cancel).
+    Returns None when there is no ranking model or the search was skipped. Raises
+    TrainingDivergedError when every candidate diverges."""
+    if cfg.ranking is None or search.fit is None or search.valid is None:
+        return None
+    inter = search.fit.inter
+    ev = validation_evaluator(search)
+    iterations = min(RANKING_SEARCH_ITERATIONS, cfg.ranking.iterations)
+    rows: list[dict[str, Any]] = []
+    scored: list[tuple[float, float]] = []  # (−NDCG, λ): the lowest wins
+    best: list[als.ImplicitModel] = []
+
+    def score(reg: float) -> bool:
+        name = f"ranking λ {reg:g}"
+        params = replace(cfg.ranking, reg=reg, iterations=iterations)  # type: ignore[arg-type]
+        relay = None if progress is None else (lambda _m, e: progress(name, e))
+        t0 = time.perf_counter()
+        try:
+            _, model = run_als(inter, cfg, None, params, None, spark_context, relay)
+        except als.TrainingDivergedError as exc:
+            rows.append({"reg": reg, "error": str(exc)[:200]})
+            say(f"{name}: diverged ({exc}); skipped")
+            return False
+        assert model is not None
+        ndcg = ev.topn(factor_scores(model.X, model.Y)).ndcg_at_k
+        secs = round(time.perf_counter() - t0, 2)
+        rows.append({"reg": reg, "valid_ndcg": round(ndcg, 5), "seconds": secs})
+        if not scored or (-ndcg, reg) < min(scored):
+            best[:] = [model]
+        scored.append((-ndcg, reg))
+        say(f"{name}: validation NDCG@{TOP_K} {ndcg:.4f} ({secs:.1f}s)")
+        return True
+
+    walk_grid(candidates, score, lambda: min(scored)[1] if scored else None)
+    if not scored:
+        raise als.TrainingDivergedError(f"every ranking λ candidate diverged: {rows}")
+    neg, reg = min(scored)
+    say(f"ranking λ {reg:g} chosen (validation NDCG@{TOP_K} {-neg:.4f})")
+    return RankingRegSearch(float(reg), rows, len(ev.eval_users), iterations, best[0])
+
+
+BLEND_PARTS = ("als", "ease", "stars", "popularity")
+BLEND_BOUNDS = {
+    "als": (0.0, 2.0),
+    "ease": (0.0, 2.0),
+    "stars": (0.0, 2.0),
+    "popularity": (-1.0, 1.0),
+}
+BLEND_STEP = 0.1
+BLEND_MAX_ROUNDS = 40
+BLEND_GATE = 1.0
+"""A move is taken only when its mean NDCG gain over the validation users exceeds this many
+standard errors of the paired per-user differences: on ml-latest-small no move clears it
+(the best, +0.0003 at popularity 0.1, has a standard error of 0.0007), so its shipped weights
+stand; on synthetic-1m every step of the path does."""
+BLEND_MAX_USERS = 2000
+BLEND_PART_BYTES = 1 << 30
+"""The standardised parts of the sampled users are held in float32 (4 parts × users × movies);
+fewer users are sampled where the catalogue is large (~1,100 at 59k movies)."""
+
+
+@dataclass(frozen=True)
+class BlendChoice:
+    """The served list's blend weights chosen on the λ search's validation part: `path` one
+    {weights, valid_ndcg, gain, se} per accepted move from `start`."""
+
+    blend: easelib.BlendParams
+    start: dict[str, float]
+    start_ndcg: float
+    chosen_ndcg: float
+    path: list[dict[str, Any]]
+    n_users: int
+    seconds: float
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "parameter": "blend",
+            "chosen": {k: getattr(self.blend, k) for k in BLEND_PARTS},
+            "start": self.start,
+            "start_ndcg": round(self.start_ndcg, 5),
+            "valid_ndcg": round(self.chosen_ndcg, 5),
+            "path": self.path,
+            "protocol": (
+                f"coordinate ascent in steps of {BLEND_STEP:g} from the shipped weights; a "
+                f"move needs a mean NDCG@{TOP_K} gain over {BLEND_GATE:g} standard error of "
+                f"the paired per-user differences, {self.n_users} validation users; models "
+                "fitted on the λ search's fit part"
+            ),
+            "n_users": self.n_users,
+            "seconds": self.seconds,
+        }
+
+
+def _standardised(x: np.ndarray) -> np.ndarray:
+    return easelib.standardize(x).astype(np.float32)
+
+
+def choose_blend(
+    search: RegSearch,
+    ranking: RankingRegSearch,
+    cfg: TrainConfig,
+    ease_model: easelib.EaseModel | None = None,
+    *,
+    say: Callable[[str], None] = log.info,
+) -> BlendChoice | None:
+    """The served list's weights (`BlendParams` als, ease, stars, popularity) chosen on the
+    validation part the λ search carved, from the models fitted on its fit part: the explicit
+    model at the chosen λ (`search.fit`), the ranking model at its chosen λ (`ranking.model`)
+    and EASE (`ease_model`, fitted here when None), with `cfg.blend.rating` in the stars.
+
+    Coordinate ascent from `cfg.blend`: each round scores every weight ±BLEND_STEP (within
+    BLEND_BOUNDS, at least one personal part left) over a seeded sample of the validation
+    users and takes the best move if it clears BLEND_GATE standard errors; at most
+    BLEND_MAX_ROUNDS rounds. Each part is standardised per user once (`easelib.standardize`,
+    as served), so a round costs one weighted sum and top-k per candidate. Returns None
+    without EASE or a ranking model in `cfg`, or without a fit."""
+    fit, model_r = search.fit, ranking.model
+    if fit is None or search.valid is None or model_r is None or cfg.ease is None:
+        return None
+    t0 = time.perf_counter()
+    if ease_model is None:
+        ease_model = easelib.fit_ease(fit.inter, cfg.ease)
+    inter, e = fit.inter, fit.explicit
+    n_items = inter.n_items
+    max_users = max(1, min(BLEND_MAX_USERS, BLEND_PART_BYTES // (16 * max(n_items, 1))))
+    ev = validation_evaluator(search, max_users)
+    users = ev.eval_users
+    if users.size < 2:
+        return None
+    indptr, indices, stars = als.to_csr(inter.user_idx, inter.item_idx, inter.rating, inter.n_users)
+    parts = np.empty((len(BLEND_PARTS), users.size, n_items), dtype=np.float32)
+    parts[3] = _standardised(np.log1p(fit.item_counts.astype(np.float64)))
+    for s in range(0, users.size, 256):
+        block = users[s : s + 256]
+        e_scores, corr = easelib.batch_scores(
+            ease_model, block, indptr, indices, stars, n_items, (e.mu, e.user_bias, e.item_bias)
+        )
+        assert corr is not None
+        rated = (
+            e.mu + e.user_bias[block][:, None] + e.item_bias[None, :] + e.P[block] @ e.Q.T
+        ) + cfg.blend.rating * corr
+        parts[0, s : s + block.size] = _standardised(model_r.X[block] @ model_r.Y.T)
+        parts[1, s : s + block.size] = _standardised(e_scores)
+        parts[2, s : s + block.size] = _standardised(rated)
+
+    def ndcg(weights: tuple[float, ...]) -> np.ndarray:
+        w = np.asarray(weights, dtype=np.float32)
+
+        def fn(block: np.ndarray) -> np.ndarray:
+            pos = np.searchsorted(users, block)
+            return np.tensordot(w, parts[:, pos], axes=1)
+
+        return ev.user_ndcg(fn, users)
+
+    start = tuple(float(getattr(cfg.blend, k)) for k in BLEND_PARTS)
+    weights, current = start, ndcg(start)
+    path: list[dict[str, Any]] = []
+    for _ in range(BLEND_MAX_ROUNDS):
+        moves: list[tuple[float, ...]] = []
+        for c, name in enumerate(BLEND_PARTS):
+            lo, hi = BLEND_BOUNDS[name]
+            for d in (-BLEND_STEP, BLEND_STEP):
+                w = list(weights)
+                w[c] = round(min(hi, max(lo, w[c] + d)), 4)
+                if tuple(w) != weights and sum(w[:3]) > 0 and tuple(w) not in moves:
+                    moves.append(tuple(w))
+        scored = [(ndcg(w), w) for w in moves]
+        best_u, best_w = max(scored, key=lambda t: (float(t[0].mean()), t[1]))
+        diff = best_u - current
+        gain = float(diff.mean())
+        se = float(diff.std(ddof=1) / np.sqrt(diff.size))
+        if not gain > BLEND_GATE * se:
+            break
+        weights, current = best_w, best_u
+        path.append(
+            {
+                "weights": dict(zip(BLEND_PARTS, best_w, strict=True)),
+                "valid_ndcg": round(float(best_u.mean()), 5),
+                "gain": round(gain, 5),
+                "se": round(se, 5),
+            }
+        )
+    start_ndcg = float(ndcg(start).mean()) if path else float(current.mean())
+    blend = replace(cfg.blend, **dict(zip(BLEND_PARTS, weights, strict=True)))
+    secs = round(time.perf_counter() - t0, 2)
+    say(
+        f"blend weights {dict(zip(BLEND_PARTS, weights, strict=True))} chosen in {len(path)} "
+        f"moves (validation NDCG@{TOP_K} {start_ndcg:.4f} → {float(current.mean()):.4f}, "
+        f"{users.size} users, {secs}s)"
+    )
+    return BlendChoice(
+        blend,
+        dict(zip(BLEND_PARTS, start, strict=True)),
+        start_ndcg,
+        float(current.mean()),
+        path,
+        int(users.size),
+        secs,
     )

@@ -9,7 +9,7 @@ from movierec_common.training_params import RetrainParams, TrainingParams
 from movierec_trainer.config import TrainerSettings
 from movierec_trainer.pipeline import TrainConfig
 from movierec_trainer.retrain import config_from_params
-from movierec_trainer.tune import REG_CANDIDATES
+from movierec_trainer.tune import RANKING_REG_CANDIDATES, REG_CANDIDATES
 
 
 def _settings(**values) -> TrainerSettings:
@@ -27,6 +27,9 @@ def test_empty_parameters_give_the_kernel_and_trainer_defaults() -> None:
         assert cfg.publish_full is publish_full and cfg.num_partitions is None
         # λ left unset is chosen on validation data at every run, among tune's candidates.
         assert cfg.reg_candidates == REG_CANDIDATES and als.DEFAULT_EXPLICIT.reg in REG_CANDIDATES
+        # So are the ranking λ (and with it the list's blend weights).
+        assert cfg.ranking_reg_candidates == RANKING_REG_CANDIDATES
+        assert als.DEFAULT_IMPLICIT.reg in RANKING_REG_CANDIDATES
 
 
 def test_job_values_win_and_settings_fill_the_rest() -> None:
@@ -39,6 +42,10 @@ def test_job_values_win_and_settings_fill_the_rest() -> None:
     e = cfg.explicit
     assert (e.rank, e.reg, e.iterations, e.seed) == (8, 0.3, 4, 7)
     assert cfg.reg_candidates is None  # a λ the job gives is used as given
+    assert cfg.ranking_reg_candidates is None  # no explicit search: no split to search on
+    only_ranking = config_from_params(TrainingParams(ranking_reg=50), settings, "local")
+    assert only_ranking.reg_candidates == REG_CANDIDATES
+    assert only_ranking.ranking_reg_candidates is None and only_ranking.ranking.reg == 50
     assert cfg.split_seed == 7 and cfg.holdout == 0.1
     assert cfg.ranking is not None and cfg.ranking.seed == 7
     # The job's own publish_full beats the setting; no_ranking drops the ranking model.
