@@ -11,7 +11,7 @@ For each data set (ml-latest-small; a seeded synthetic 10M-rating set from bench
     with fit seconds, test RMSE/MAE (predictions clipped to 0.5–5 for every model) and the peak
     RSS of the whole process tree (this Python driver + the JVM + its Python workers), sampled
     every 50 ms by psutil;
-  * a ranking table: popularity, explicit-by-rating, blended, ranking model, served default
+  * a ranking table: popularity, explicit-by-rating, blended, ranking model, EASE, served
     (ranking model's top-10 with the explicit model's stars) — NDCG@10, P@10, R@10, coverage@10
     and fit seconds.
 
@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 from movierec_common import als, ease
+from movierec_common.movielens import Ratings
 from rich.console import Console
 from rich.table import Table
 
@@ -47,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from movierec_trainer import data as tdata  # noqa: E402
-from movierec_trainer import pipeline  # noqa: E402
+from movierec_trainer import pipeline, tune  # noqa: E402
 from movierec_trainer.evaluate import (  # noqa: E402
     Evaluator,
     blended_scores,
@@ -125,6 +126,7 @@ class Dataset:
     train: als.Interactions
     test: als.Interactions
     n_ratings: int
+    train_ratings: Ratings  # the training part as the trainer reads it (same row order)
 
 
 def _clip(x: np.ndarray) -> np.ndarray:
@@ -159,7 +161,7 @@ def load_dataset(size: str, data_dir: Path) -> Dataset:
         inter.n_users,
         inter.n_items,
     )
-    return Dataset(name, inter, test, len(r))
+    return Dataset(name, inter, test, len(r), split.train)
 
 
 def score(model: als.ExplicitModel, test: als.Interactions) -> tuple[float, float]:
@@ -380,6 +382,11 @@ def accuracy_table(spark, ds: Dataset, args) -> list[Row]:
     return rows
 
 
+def fit_ranking_reg(tuning: dict) -> float:
+    """The ranking λ the served model was fitted with (the default when it was not chosen)."""
+    return float(tuning.get("ranking_reg", {}).get("chosen", als.DEFAULT_IMPLICIT.reg))
+
+
 def ranking_table(spark, ds: Dataset, args) -> tuple[list[dict], dict]:
     ep = replace(als.DEFAULT_EXPLICIT, rank=args.rank, iterations=args.iterations)
     rp = als.DEFAULT_IMPLICIT
@@ -395,26 +402,25 @@ def ranking_table(spark, ds: Dataset, args) -> tuple[list[dict], dict]:
     counts = np.bincount(tr.item_idx, minlength=tr.n_items)
 
     def shipped() -> tuple:
-        # What `train` fits (pipeline.fit_models, local engine, float32 half-steps): the
-        # explicit and ranking ALS models in one loop, then EASE. `train` also chooses the
-        # explicit λ on validation (movierec_trainer.tune); on ml-latest-small it picks the
-        # default 0.18 used here (tests/unit/movierec_trainer/test_tune.py checks that).
-        em, im = als.fit_als(als.LocalHalfSteps(tr), tr, als.DEFAULT_EXPLICIT, rp, dtype=np.float32)
-        xm = ease.fit_ease(tr, ease.DEFAULT_EASE)
-        return em, im, xm, pipeline.capped_rating_weight(tr, em, xm, ease.DEFAULT_BLEND)
+        # What `train` does (`pipeline.choose_on_validation`, then `pipeline.fit_models`,
+        # local engine, float32 half-steps): the explicit λ, EASE's rating weight γ, the ranking
+        # λ and the blend weights chosen on validation carved from this training part, then
+        # the explicit and ranking ALS models in one loop, and EASE.
+        cfg = pipeline.TrainConfig(
+            reg_candidates=tune.REG_CANDIDATES,
+            ranking_reg_candidates=tune.RANKING_REG_CANDIDATES,
+        )
+        t0 = time.perf_counter()
+        cfg, tuning = pipeline.choose_on_validation(ds.train_ratings, cfg)
+        tune_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        fit = pipeline.fit_models(ds.train_ratings, cfg)
+        return fit, tuning, tune_s, time.perf_counter() - t0
 
-    (s_em, s_im, s_ease, s_blend), served_secs, _ = timed(shipped)
-    fit = pipeline.FitResult(
-        s_em,
-        s_im,
-        np.arange(tr.n_users),
-        np.arange(tr.n_items),
-        counts,
-        tr,
-        served_secs,
-        s_ease,
-        s_blend,
-    )
+    (fit, tuning, tune_secs, served_secs), _, _ = timed(shipped)
+    # The same ratings indexed the same way: the bench's index is the fit's.
+    assert (fit.inter.n_users, fit.inter.n_items) == (tr.n_users, tr.n_items)
+    s_em, s_ease, s_blend = fit.explicit, fit.ease, fit.blend
     served_rmse = rmse(_clip(pipeline.served_predictions(fit, te.user_idx, te.item_idx)), te.rating)
     ease_only = replace(fit, blend=ease.BlendParams(als=0.0, ease=1.0, stars=0.0))
     cases = [
@@ -424,7 +430,8 @@ def ranking_table(spark, ds: Dataset, args) -> tuple[list[dict], dict]:
         ("ranking model (implicit ALS) alone", factor_scores(rmodel.X, rmodel.Y), r_secs),
         ("EASE alone", pipeline.served_scores(ease_only), s_ease.seconds),
         (
-            "served default (blend of ALS, EASE and the served stars; fit s = all three models)",
+            "served (blend of ALS, EASE, the served stars and popularity, settings chosen on "
+            "validation carved from train; fit s = all three models, tuning apart)",
             pipeline.served_scores(fit),
             served_secs,
         ),
@@ -449,6 +456,9 @@ def ranking_table(spark, ds: Dataset, args) -> tuple[list[dict], dict]:
         "served_ease_s": s_ease.seconds,
         "served_rmse": served_rmse,
         "served_blend": s_blend,
+        "served_tune_s": tune_secs,
+        "served_tuning": tuning,
+        "served_ranking_reg": fit_ranking_reg(tuning),
         "served_explicit_rmse": rmse(
             _clip(als.predict_explicit(s_em, te.user_idx, te.item_idx)), te.rating
         ),
@@ -549,11 +559,13 @@ def peer_section(spark, ds: Dataset, rows: list[Row], ranking: list[dict], costs
         *peers.render_peers(peer, served["ndcg"], costs["served_rmse"], costs["served_s"]),
         "",
         f"MovieRec served: the list is the blend {costs['served_blend']} of the ranking ALS "
-        f"(rank {als.DEFAULT_IMPLICIT.rank}, {als.DEFAULT_IMPLICIT.iterations} it.), EASE "
-        f"(λ {ease.DEFAULT_EASE.reg:g}, movies with ≥ {ease.DEFAULT_EASE.min_count} ratings) and "
-        f"the served stars; the stars are the explicit ALS (test RMSE alone "
-        f"{costs['served_explicit_rmse']:.4f}) plus γ·(d_u·B), γ = the default "
-        f"{ease.DEFAULT_BLEND.rating:g} capped at 2× its training fit. "
+        f"(rank {als.DEFAULT_IMPLICIT.rank}, {als.DEFAULT_IMPLICIT.iterations} it., λ "
+        f"{costs['served_ranking_reg']:g}), EASE (λ {ease.DEFAULT_EASE.reg:g}, movies with "
+        f"≥ {ease.DEFAULT_EASE.min_count} ratings), the served stars and popularity; the stars "
+        f"are the explicit ALS (test RMSE alone {costs['served_explicit_rmse']:.4f}) plus "
+        f"γ·(d_u·B). The explicit λ, γ, the ranking λ and the blend weights were chosen as "
+        f"`train` chooses them, on validation carved from the training part "
+        f"({costs['served_tune_s']:.1f} s, not in fit s). "
         f"Fit s = explicit + ranking ALS + EASE, local engine, float32 half-steps, one BLAS "
         f"thread (EASE {costs['served_ease_s']:.2f} s of it).",
         "",

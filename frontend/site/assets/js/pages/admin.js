@@ -123,6 +123,9 @@ function activeModelPanel(ctx, active, served) {
         params.iterations !== undefined && `${params.iterations} iterations`,
         m.params?.blend?.rating !== undefined &&
           `stars' EASE weight γ ${Number(m.params.blend.rating).toFixed(2)}${m.tuning?.ease_rating_weight ? " (chosen on validation)" : ""}`,
+        m.params?.ranking?.reg !== undefined &&
+          `ranking λ ${Number(Number(m.params.ranking.reg).toPrecision(3))}${m.tuning?.ranking_reg ? " (chosen on validation)" : ""}`,
+        m.params?.blend?.als !== undefined && blendLine(m.params.blend, Boolean(m.tuning?.blend)),
       ]
         .filter(Boolean)
         .join(" · "),
@@ -131,6 +134,18 @@ function activeModelPanel(ctx, active, served) {
     h("h3", { class: "pt-2 text-sm font-semibold" }, "Training curve"),
     chart || h("p", { class: "text-sm text-slate-600 dark:text-slate-400" }, "This version has no per-iteration history."),
   );
+}
+
+// The served list's blend weights, e.g. "list = 0.8·ALS + 0.2·EASE + 0.4·stars + 0.1·popularity".
+function blendLine(blend, chosen) {
+  const parts = [
+    ["ALS", blend.als],
+    ["EASE", blend.ease],
+    ["stars", blend.stars],
+    ["popularity", blend.popularity ?? 0],
+  ].filter(([, w]) => Number(w) !== 0);
+  const sum = parts.map(([name, w], i) => `${i && Number(w) > 0 ? "+ " : i ? "− " : ""}${i ? Math.abs(Number(w)) : Number(w)}·${name}`).join(" ");
+  return `list = ${sum}${chosen ? " (chosen on validation)" : ""}`;
 }
 
 function versionsPanel(versions, reload) {
