@@ -9,6 +9,7 @@ store's reference meanwhile.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -17,6 +18,8 @@ import numpy as np
 from movierec_common import als
 from movierec_common import ease as easelib
 from movierec_common.data_model import RATING_MAX, RATING_MIN
+
+log = logging.getLogger(__name__)
 
 SimilarSource = Literal["explicit", "ranking", "blend", "cooccurrence"]
 
@@ -272,10 +275,15 @@ class UserVectors:
 
 
 def _params_from(cls: type, values: dict[str, Any] | None, fallback: Any) -> Any:
-    """Rebuild kernel params from a manifest, ignoring keys this kernel version does not know."""
+    """Rebuild kernel params from a manifest, ignoring (with a warning: the model was trained
+    by a newer trainer, and this recommender serves it without those settings) keys this
+    kernel version does not know."""
     if not values:
         return fallback
     names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        log.warning("%s: manifest keys %s unknown to this version, ignored", cls.__name__, unknown)
     return dataclasses.replace(fallback, **{k: v for k, v in values.items() if k in names})
 
 

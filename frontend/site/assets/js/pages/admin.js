@@ -125,7 +125,7 @@ function activeModelPanel(ctx, active, served) {
           `stars' EASE weight γ ${Number(m.params.blend.rating).toFixed(2)}${m.tuning?.ease_rating_weight ? " (chosen on validation)" : ""}`,
         m.params?.ranking?.reg !== undefined &&
           `ranking λ ${Number(Number(m.params.ranking.reg).toPrecision(3))}${m.tuning?.ranking_reg ? " (chosen on validation)" : ""}`,
-        m.params?.blend?.als !== undefined && blendLine(m.params.blend, Boolean(m.tuning?.blend)),
+        m.params?.ease && m.params?.blend?.als !== undefined && blendLine(m.params.blend, Boolean(m.tuning?.blend)),
       ]
         .filter(Boolean)
         .join(" · "),
