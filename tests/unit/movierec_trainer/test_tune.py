@@ -220,8 +220,12 @@ def test_the_ranking_lambda_is_chosen_by_validation_ndcg(synthetic_search) -> No
     assert ranked is not None and ranked.model is not None
     ndcg = {row["reg"]: row["valid_ndcg"] for row in ranked.rows}
     assert list(ndcg)[:3] == list(tune.RANKING_REG_CANDIDATES)
-    assert ndcg[ranked.reg] == max(ndcg.values()) > ndcg[30.0] + 0.005
-    assert ranked.reg > 30.0
+    top = max(ndcg.values())
+    assert top > ndcg[30.0] + 0.005 and ranked.reg > 30.0
+    # The chosen λ is the one nearest the given 30 among those within the tolerance of the
+    # best (a plateau of equal scores does not walk λ outwards).
+    near = [reg for reg, nd in ndcg.items() if nd >= top * (1 - tune.RANKING_TOLERANCE)]
+    assert ranked.reg == min(near, key=lambda reg: abs(np.log(reg / 30.0)))
     assert seen.count("ranking λ 30") == tune.RANKING_SEARCH_ITERATIONS
     # The kept fit is the chosen candidate's: it scores the reported NDCG again.
     ev = tune.validation_evaluator(synthetic_search)
