@@ -382,11 +382,6 @@ def accuracy_table(spark, ds: Dataset, args) -> list[Row]:
     return rows
 
 
-def fit_ranking_reg(tuning: dict) -> float:
-    """The ranking λ the served model was fitted with (the default when it was not chosen)."""
-    return float(tuning.get("ranking_reg", {}).get("chosen", als.DEFAULT_IMPLICIT.reg))
-
-
 def ranking_table(spark, ds: Dataset, args) -> tuple[list[dict], dict]:
     ep = replace(als.DEFAULT_EXPLICIT, rank=args.rank, iterations=args.iterations)
     rp = als.DEFAULT_IMPLICIT
@@ -411,13 +406,13 @@ def ranking_table(spark, ds: Dataset, args) -> tuple[list[dict], dict]:
             ranking_reg_candidates=tune.RANKING_REG_CANDIDATES,
         )
         t0 = time.perf_counter()
-        cfg, tuning = pipeline.choose_on_validation(ds.train_ratings, cfg)
+        cfg, _ = pipeline.choose_on_validation(ds.train_ratings, cfg)
         tune_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         fit = pipeline.fit_models(ds.train_ratings, cfg)
-        return fit, tuning, tune_s, time.perf_counter() - t0
+        return fit, cfg, tune_s, time.perf_counter() - t0
 
-    (fit, tuning, tune_secs, served_secs), _, _ = timed(shipped)
+    (fit, served_cfg, tune_secs, served_secs), _, _ = timed(shipped)
     # The same ratings indexed the same way: the bench's index is the fit's.
     assert (fit.inter.n_users, fit.inter.n_items) == (tr.n_users, tr.n_items)
     s_em, s_ease, s_blend = fit.explicit, fit.ease, fit.blend
@@ -457,8 +452,7 @@ def ranking_table(spark, ds: Dataset, args) -> tuple[list[dict], dict]:
         "served_rmse": served_rmse,
         "served_blend": s_blend,
         "served_tune_s": tune_secs,
-        "served_tuning": tuning,
-        "served_ranking_reg": fit_ranking_reg(tuning),
+        "served_ranking_reg": served_cfg.ranking.reg,
         "served_explicit_rmse": rmse(
             _clip(als.predict_explicit(s_em, te.user_idx, te.item_idx)), te.rating
         ),

@@ -234,12 +234,12 @@ def blend_ranking(
     stars: np.ndarray | None,
     params: BlendParams = DEFAULT_BLEND,
     *,
-    log_counts: np.ndarray | None = None,
+    popularity: np.ndarray | None = None,
 ) -> np.ndarray:
     """The served order's score (…, n_items) float64 from whichever parts exist (None = that
-    model is absent, its weight dropped); standardised along the last axis. `log_counts`
-    (n_items,) is log(1 + training ratings) per movie, the popularity part."""
-    return blend_with_scales(als_scores, ease_scores, stars, params, log_counts=log_counts)[0]
+    model is absent, its weight dropped); standardised along the last axis. `popularity`
+    (n_items,) is the popularity part as `popularity_scores` gives it."""
+    return blend_with_scales(als_scores, ease_scores, stars, params, popularity=popularity)[0]
 
 
 def blend_with_scales(
@@ -248,14 +248,15 @@ def blend_with_scales(
     stars: np.ndarray | None,
     params: BlendParams = DEFAULT_BLEND,
     *,
-    log_counts: np.ndarray | None = None,
+    popularity: np.ndarray | None = None,
 ) -> tuple[np.ndarray, tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]]:
     """`blend_ranking` and, per personal part (ALS, EASE, stars), the factor w/σ (…, 1) its
     raw scores enter the blend with (None where the part is absent or weighted 0): an exact
     split of a part's raw score, times that factor, is its split of the blended score (the
     serving explanation uses them rather than recomputing each part and its spread). The
-    popularity part (`log_counts`, weighted `params.popularity`) is added to every row and
-    has no split over a user's ratings. Raises ValueError when no personal part is left."""
+    popularity part (`popularity`, `popularity_scores` of the model's rating counts, weighted
+    `params.popularity`) is added to every row and has no split over a user's ratings.
+    Raises ValueError when no personal part is left."""
     out: np.ndarray | None = None
     scales: list[np.ndarray | None] = []
     for w, s in ((params.als, als_scores), (params.ease, ease_scores), (params.stars, stars)):
@@ -272,17 +273,16 @@ def blend_with_scales(
         scales.append(scale)
     if out is None:
         raise ValueError("nothing to blend")
-    if log_counts is not None and params.popularity != 0:
-        out += popularity_part(log_counts, params.popularity)
+    if popularity is not None and params.popularity != 0:
+        out += params.popularity * popularity
     return out, (scales[0], scales[1], scales[2])
 
 
-def popularity_part(log_counts: np.ndarray, weight: float) -> np.ndarray:
-    """weight·z(log(1 + n_i)): the blend's popularity part (n_items,) float64, the same for
-    every user (`BlendParams.popularity`)."""
-    pop, sd = _centred_and_spread(np.asarray(log_counts, dtype=np.float64))
-    pop *= weight / sd
-    return pop
+def popularity_scores(item_counts: np.ndarray) -> np.ndarray:
+    """z(log(1 + n_i)) over the movies, (n_items,) float64 from their training rating counts:
+    the blend's popularity part before its weight (`BlendParams.popularity`), the same for
+    every user, so computed once per model rather than per list."""
+    return standardize(np.log1p(np.asarray(item_counts, dtype=np.float64)))
 
 
 def residual_signal(

@@ -113,7 +113,7 @@ class ServingModel:
     cooc: CoRated | None = None  # for sim_source == "cooccurrence"
     ease: easelib.EaseModel | None = None  # item-to-item model blended into list and stars
     blend: easelib.BlendParams = easelib.DEFAULT_BLEND
-    log_counts: np.ndarray | None = None  # float64 (n_items,) log(1 + item_counts): popularity
+    popularity: np.ndarray | None = None  # float64 (n_items,) `easelib.popularity_scores`
     user_parts: TrainedUserParts | None = None  # trained users' precomputed parts
     loaded_at: float = 0.0
     load_seconds: float = 0.0
@@ -417,7 +417,7 @@ def build_serving_model(
         Q64=Q64,
         item_bias64=item_bias64,
         item_counts=item_counts,
-        log_counts=np.log1p(item_counts.astype(np.float64)),
+        popularity=easelib.popularity_scores(item_counts),
         explicit_params=explicit_params,
         X=None if X is None else np.ascontiguousarray(X, dtype=np.float32),
         Y=None if Y is None else np.ascontiguousarray(Y, dtype=np.float32),
@@ -767,7 +767,7 @@ def blended_scores(
         return als_part, None
     stars = predicted_ratings(model, user) if predicted is None else predicted
     scores, scales = easelib.blend_with_scales(
-        als_part, user.ease_scores, stars, model.blend, log_counts=model.log_counts
+        als_part, user.ease_scores, stars, model.blend, popularity=model.popularity
     )
     als_s, ease_s, stars_s = (None if x is None else float(x[0]) for x in scales)
     return scores.astype(np.float32), PartScales(als_s, ease_s, stars_s)
@@ -907,8 +907,8 @@ def ranked_top_k(
                 None, user.ease_scores, stars, blend
             )
             ease_s, stars_s = (None if v is None else float(v[0]) for v in (ease_v, stars_v))
-        if blend.popularity != 0 and model.log_counts is not None:
-            rest = rest + easelib.popularity_part(model.log_counts, blend.popularity)
+        if blend.popularity != 0 and model.popularity is not None:
+            rest = rest + blend.popularity * model.popularity
         rest = rest - a * mean
         scales = PartScales(a, ease_s, stars_s)
     reach = a * float(np.linalg.norm(x64))

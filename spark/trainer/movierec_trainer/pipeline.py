@@ -317,24 +317,26 @@ def served_predictions(fit: FitResult, u: np.ndarray, i: np.ndarray) -> np.ndarr
     return out
 
 
-def served_scores(fit: FitResult) -> ScoreFn:
-    """The served list's order for blocks of users: `easelib.blend_ranking` of the ranking
-    model, EASE, the served stars and popularity (only the ranking model when EASE is off; the
-    explicit model's stars when neither ranking model exists)."""
+PartsFn = Callable[[np.ndarray], tuple[np.ndarray | None, np.ndarray, np.ndarray]]
+"""Maps user indices to the blend's personal parts for them, each (len(users), n_items):
+(x_u·y_i or None without a ranking model, EASE's x_u·B, the served stars)."""
+
+
+def served_parts(fit: FitResult) -> PartsFn:
+    """The personal parts the served list blends (`easelib.blend_ranking`), for blocks of
+    users of a fit with EASE: the ranking model's scores, EASE's, and the served stars
+    (explicit model + `fit.blend.rating`·(d_u·B)_i, as `served_predictions`). Raises
+    ValueError when the fit has no EASE."""
+    if fit.ease is None:
+        raise ValueError("the fit has no EASE: its list is one model's order")
     e = fit.explicit
     by_rating = explicit_scores(e.mu, e.user_bias, e.item_bias, e.P, e.Q)
-    if fit.ease is None:
-        if fit.ranking is None:
-            return by_rating
-        return factor_scores(fit.ranking.X, fit.ranking.Y)
     indptr, indices, stars = als.to_csr(
         fit.inter.user_idx, fit.inter.item_idx, fit.inter.rating, fit.inter.n_users
     )
-    model, blend = fit.ease, fit.blend
-    ranking = fit.ranking
-    log_counts = np.log1p(fit.item_counts.astype(np.float64))
+    model, rating, ranking = fit.ease, fit.blend.rating, fit.ranking
 
-    def fn(users: np.ndarray) -> np.ndarray:
+    def parts(users: np.ndarray) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
         e_scores, corr = easelib.batch_scores(
             model,
             users,
@@ -345,11 +347,24 @@ def served_scores(fit: FitResult) -> ScoreFn:
             (e.mu, e.user_bias, e.item_bias),
         )
         assert corr is not None
-        rated = by_rating(users) + blend.rating * corr
         a_scores = None if ranking is None else ranking.X[users] @ ranking.Y.T
-        return easelib.blend_ranking(a_scores, e_scores, rated, blend, log_counts=log_counts)
+        return a_scores, e_scores, by_rating(users) + rating * corr
 
-    return fn
+    return parts
+
+
+def served_scores(fit: FitResult) -> ScoreFn:
+    """The served list's order for blocks of users: `easelib.blend_ranking` of the ranking
+    model, EASE, the served stars and popularity (`served_parts`; only the ranking model when
+    EASE is off; the explicit model's stars when neither ranking model exists)."""
+    if fit.ease is None:
+        if fit.ranking is None:
+            e = fit.explicit
+            return explicit_scores(e.mu, e.user_bias, e.item_bias, e.P, e.Q)
+        return factor_scores(fit.ranking.X, fit.ranking.Y)
+    parts, blend = served_parts(fit), fit.blend
+    popularity = easelib.popularity_scores(fit.item_counts)
+    return lambda users: easelib.blend_ranking(*parts(users), blend, popularity=popularity)
 
 
 def evaluate_fit(fit: FitResult, test: Ratings, *, bench: bool = False) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from movierec_trainer.pipeline import (
     fit_models,
     predict_clipped,
     run_als,
+    served_parts,
     served_predictions,
 )
 
@@ -516,10 +517,6 @@ class BlendChoice:
         }
 
 
-def _standardised(x: np.ndarray) -> np.ndarray:
-    return easelib.standardize(x).astype(np.float32)
-
-
 @dataclass(frozen=True)
 class BlendParts:
     """The four standardised parts (ALS, EASE, stars, popularity) of the sampled validation
@@ -529,25 +526,23 @@ class BlendParts:
     users: np.ndarray
     parts: np.ndarray
 
-    def ndcg(self, weights: tuple[float, ...], rows: np.ndarray | None = None) -> np.ndarray:
-        """Per-user NDCG@10 (len(rows),) of the list Σ_p weights[p]·parts[p], for the users at
-        positions `rows` (ascending; default all)."""
-        rows = np.arange(self.users.size) if rows is None else np.asarray(rows, np.int64)
+    def ndcg(self, weights: tuple[float, ...]) -> np.ndarray:
+        """Per-user NDCG@10 (n_users,) of the list Σ_p weights[p]·parts[p]."""
         w = [float(x) for x in weights]
         parts, users = self.parts, self.users
 
         def fn(block: np.ndarray) -> np.ndarray:
-            pos = np.searchsorted(users, block)
-            lo, hi = int(pos[0]), int(pos[-1]) + 1
-            # Consecutive rows (the usual case): a view, no copy of the parts.
-            view = parts[:, lo:hi] if hi - lo == block.size else parts[:, pos]
+            # The evaluator scores `users` in order, a block of consecutive rows at a time:
+            # a view of the parts, no copy.
+            lo = int(np.searchsorted(users, block[0]))
+            view = parts[:, lo : lo + block.size]
             out = view[0] * np.float32(w[0])
             for p in range(1, len(w)):
                 if w[p]:
                     out += view[p] * np.float32(w[p])
             return out
 
-        return self.ev.user_ndcg(fn, users[rows])
+        return self.ev.user_ndcg(fn, users)
 
 
 def blend_parts(
@@ -559,31 +554,23 @@ def blend_parts(
     """`BlendParts` of a seeded sample of the validation users (≤ BLEND_MAX_USERS, fewer when
     BLEND_PART_BYTES would not hold them), from the models fitted on the search's fit part;
     the stars include `cfg.blend.rating`·(d_u·B). None with fewer than MIN_TOPN_USERS."""
-    fit, model_r = search.fit, ranking.model
-    if fit is None or model_r is None:
+    if search.fit is None or ranking.model is None:
         return None
-    inter, e = fit.inter, fit.explicit
-    n_items = inter.n_items
+    fit = replace(search.fit, ranking=ranking.model, ease=ease_model, blend=cfg.blend)
+    n_items = fit.inter.n_items
     max_users = max(1, min(BLEND_MAX_USERS, BLEND_PART_BYTES // (16 * max(n_items, 1))))
     ev = validation_evaluator(search, max_users, chunk=BLEND_CHUNK)
     users = ev.eval_users
     if users.size < MIN_TOPN_USERS:
         return None
-    indptr, indices, stars = als.to_csr(inter.user_idx, inter.item_idx, inter.rating, inter.n_users)
+    served = served_parts(fit)
     parts = np.empty((len(BLEND_PARTS), users.size, n_items), dtype=np.float32)
-    parts[3] = _standardised(np.log1p(fit.item_counts.astype(np.float64)))
+    parts[3] = easelib.popularity_scores(fit.item_counts)
     for s in range(0, users.size, 256):
         block = users[s : s + 256]
-        e_scores, corr = easelib.batch_scores(
-            ease_model, block, indptr, indices, stars, n_items, (e.mu, e.user_bias, e.item_bias)
-        )
-        assert corr is not None
-        rated = (
-            e.mu + e.user_bias[block][:, None] + e.item_bias[None, :] + e.P[block] @ e.Q.T
-        ) + cfg.blend.rating * corr
-        parts[0, s : s + block.size] = _standardised(model_r.X[block] @ model_r.Y.T)
-        parts[1, s : s + block.size] = _standardised(e_scores)
-        parts[2, s : s + block.size] = _standardised(rated)
+        for p, raw in enumerate(served(block)):
+            assert raw is not None  # the ranking model is there
+            parts[p, s : s + block.size] = easelib.standardize(raw)
     return BlendParts(ev, users, parts)
 
 

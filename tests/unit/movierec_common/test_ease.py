@@ -144,14 +144,14 @@ def test_the_popularity_part_is_the_same_standardised_log_count_for_every_user()
     counts = rng.integers(0, 500, 30)
     p = ease.BlendParams(als=0.7, ease=0.3, stars=0.5, popularity=0.25)
     base = ease.blend_ranking(a, e, s, replace(p, popularity=0.0))
-    got = ease.blend_ranking(a, e, s, p, log_counts=np.log1p(counts))
+    got = ease.blend_ranking(a, e, s, p, popularity=ease.popularity_scores(counts))
     want = 0.25 * ease.standardize(np.log1p(counts))
     np.testing.assert_allclose(got - base, np.broadcast_to(want, (3, 30)))
-    np.testing.assert_allclose(ease.popularity_part(np.log1p(counts), 0.25), (got - base)[0])
+    np.testing.assert_allclose(0.25 * ease.popularity_scores(counts), (got - base)[0])
     # Without the counts (or at weight 0) the part is absent, and it never blends alone.
     np.testing.assert_allclose(ease.blend_ranking(a, e, s, p), base)
     with pytest.raises(ValueError, match="nothing to blend"):
-        ease.blend_ranking(None, None, None, p, log_counts=np.log1p(counts))
+        ease.blend_ranking(None, None, None, p, popularity=ease.popularity_scores(counts))
 
 
 def test_blend_scales_turn_each_parts_raw_differences_into_blend_differences() -> None:
