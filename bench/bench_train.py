@@ -398,12 +398,13 @@ def ranking_table(spark, ds: Dataset, args) -> tuple[list[dict], dict]:
 
     def shipped() -> tuple:
         # What `train` does (`pipeline.choose_on_validation`, then `pipeline.fit_models`,
-        # local engine, float32 half-steps): the explicit λ, EASE's rating weight γ, the ranking
-        # λ and the blend weights chosen on validation carved from this training part, then
+        # local engine, float32 half-steps): the explicit λ, EASE's λ and rating weight γ, the
+        # ranking λ and the blend weights chosen on validation carved from this training part, then
         # the explicit and ranking ALS models in one loop, and EASE.
         cfg = pipeline.TrainConfig(
             reg_candidates=tune.REG_CANDIDATES,
             ranking_reg_candidates=tune.RANKING_REG_CANDIDATES,
+            ease_reg_candidates=tune.EASE_REG_CANDIDATES,
         )
         t0 = time.perf_counter()
         cfg, _ = pipeline.choose_on_validation(ds.train_ratings, cfg)
@@ -453,6 +454,7 @@ def ranking_table(spark, ds: Dataset, args) -> tuple[list[dict], dict]:
         "served_blend": s_blend,
         "served_tune_s": tune_secs,
         "served_ranking_reg": served_cfg.ranking.reg,
+        "served_ease_reg": served_cfg.ease.reg,
         "served_explicit_rmse": rmse(
             _clip(als.predict_explicit(s_em, te.user_idx, te.item_idx)), te.rating
         ),
@@ -554,11 +556,11 @@ def peer_section(spark, ds: Dataset, rows: list[Row], ranking: list[dict], costs
         "",
         f"MovieRec served: the list is the blend {costs['served_blend']} of the ranking ALS "
         f"(rank {als.DEFAULT_IMPLICIT.rank}, {als.DEFAULT_IMPLICIT.iterations} it., λ "
-        f"{costs['served_ranking_reg']:g}), EASE (λ {ease.DEFAULT_EASE.reg:g}, movies with "
+        f"{costs['served_ranking_reg']:g}), EASE (λ {costs['served_ease_reg']:g}, movies with "
         f"≥ {ease.DEFAULT_EASE.min_count} ratings), the served stars and popularity; the stars "
         f"are the explicit ALS (test RMSE alone {costs['served_explicit_rmse']:.4f}) plus "
-        f"γ·(d_u·B). The explicit λ, γ, the ranking λ and the blend weights were chosen as "
-        f"`train` chooses them, on validation carved from the training part "
+        f"γ·(d_u·B). The explicit λ, EASE's λ, γ, the ranking λ and the blend weights were "
+        f"chosen as `train` chooses them, on validation carved from the training part "
         f"({costs['served_tune_s']:.1f} s, not in fit s). "
         f"Fit s = explicit + ranking ALS + EASE, local engine, float32 half-steps, one BLAS "
         f"thread (EASE {costs['served_ease_s']:.2f} s of it).",

@@ -309,11 +309,12 @@ def test_admin_retrain_publishes_new_version(
     assert new_version and new_version != stack.initial_version
 
     expect(active).to_have_text(new_version)
-    # The retrain chose both λs, the stars' EASE weight and the list's blend weights on
+    # The retrain chose the three λs, the stars' EASE weight and the list's blend weights on
     # validation, and the page says so.
     expect(page.locator("#active-model")).to_contain_text(
         re.compile(
-            r"λ [\d.]+ \(chosen on validation\).*EASE weight γ \d+\.\d\d \(chosen on validation\)"
+            r"λ [\d.]+ \(chosen on validation\).*EASE λ \d+ \(chosen on validation\)"
+            r".*EASE weight γ \d+\.\d\d \(chosen on validation\)"
             r".*ranking λ [\d.]+ \(chosen on validation\)"
             r".*list = [\d.]+·\w+.*\(chosen on validation\)"
         )

@@ -83,21 +83,16 @@ def like_signal(ratings: np.ndarray, params: EaseParams) -> np.ndarray:
     return np.where(r > params.negative_at, 1.0, -params.negative_weight).astype(np.float32)
 
 
-def fit_ease(inter: Interactions, params: EaseParams = DEFAULT_EASE) -> EaseModel:
-    """The closed form on the likes of `inter` (items outside `covered_items` ignored).
-
-    Returns an EaseModel with B of shape (m, m), m = len(covered items) (m = 0 gives an empty
-    model). Raises ValueError when reg ≤ 0 (G may be singular) and numpy.linalg.LinAlgError if
-    the inversion fails anyway.
-    """
-    if params.reg <= 0:
-        raise ValueError(f"EASE needs reg > 0, got {params.reg}")
-    t0 = time.perf_counter()
+def item_gram(
+    inter: Interactions, params: EaseParams = DEFAULT_EASE
+) -> tuple[np.ndarray, np.ndarray]:
+    """(G = XᵀX (m, m) float64, items (m,) int64): the co-occurrence of the likes of `inter`
+    over the movies EASE covers (`covered_items`; X the users × covered movies 0/1 matrix of
+    likes), accumulated `params.user_chunk` users at a time. G does not depend on λ, so a λ
+    search builds it once and solves it per candidate (`solve_ease`)."""
     counts = np.bincount(inter.item_idx, minlength=inter.n_items)
     items = covered_items(counts, params)
     m = int(items.size)
-    if m == 0:
-        return EaseModel(np.zeros((0, 0), np.float32), items, params, time.perf_counter() - t0)
     col = np.full(inter.n_items, -1, dtype=np.int64)
     col[items] = np.arange(m)
     x = like_signal(inter.rating, params)
@@ -107,6 +102,8 @@ def fit_ease(inter: Interactions, params: EaseParams = DEFAULT_EASE) -> EaseMode
     order = np.argsort(u, kind="stable")
     u, c = u[order], c[order]
     g = np.zeros((m, m), dtype=np.float64)
+    if m == 0:
+        return g, items
     bounds = np.searchsorted(u, np.arange(0, inter.n_users + params.user_chunk, params.user_chunk))
     for s, e in itertools.pairwise(bounds):
         if e <= s:
@@ -115,12 +112,48 @@ def fit_ease(inter: Interactions, params: EaseParams = DEFAULT_EASE) -> EaseMode
         dense = np.zeros((int(rows[-1]) + 1, m), dtype=np.float32)
         dense[rows, c[s:e]] = 1.0
         g += (dense.T @ dense).astype(np.float64)
+    return g, items
+
+
+def solve_ease(
+    gram: np.ndarray, items: np.ndarray, params: EaseParams, *, overwrite: bool = False
+) -> EaseModel:
+    """EASE's closed form from `item_gram`'s G (m, m): P = (G + λI)⁻¹, B = I − P·diag(1/diag P)
+    with a zero diagonal (Steck 2019, "Embarrassingly Shallow Autoencoders for Sparse Data",
+    eq. 8). G is left unchanged (a copy of 8·m² bytes while it inverts) unless `overwrite`,
+    which adds λ to G's diagonal in place (a single fit's memory). Raises ValueError when
+    reg ≤ 0 and numpy.linalg.LinAlgError if the inversion fails."""
+    if params.reg <= 0:
+        raise ValueError(f"EASE needs reg > 0, got {params.reg}")
+    t0 = time.perf_counter()
+    m = int(items.size)
+    if m == 0:
+        return EaseModel(np.zeros((0, 0), np.float32), items, params, time.perf_counter() - t0)
+    g = gram if overwrite else gram.copy()
     g[np.diag_indices(m)] += params.reg
     p = np.linalg.inv(g)
     del g
     b = p / (-np.diag(p))[None, :]
     b[np.diag_indices(m)] = 0.0
     return EaseModel(b.astype(np.float32), items, params, time.perf_counter() - t0)
+
+
+def fit_ease(inter: Interactions, params: EaseParams = DEFAULT_EASE) -> EaseModel:
+    """The closed form on the likes of `inter` (items outside `covered_items` ignored):
+    `item_gram` then `solve_ease`.
+
+    Returns an EaseModel with B of shape (m, m), m = len(covered items) (m = 0 gives an empty
+    model); `seconds` covers both. Raises ValueError when reg ≤ 0 (G may be singular) and
+    numpy.linalg.LinAlgError if the inversion fails anyway.
+    """
+    if params.reg <= 0:
+        raise ValueError(f"EASE needs reg > 0, got {params.reg}")
+    t0 = time.perf_counter()
+    gram, items = item_gram(inter, params)
+    model = solve_ease(gram, items, params, overwrite=True)
+    del gram
+    model.seconds = time.perf_counter() - t0
+    return model
 
 
 def covered_positions(model: EaseModel, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -73,6 +73,9 @@ class TrainConfig:
     # set too; the served blend's weights are then chosen on it as well. None: `ranking.reg`
     # and `blend` as given.
     ranking_reg_candidates: tuple[float, ...] | None = None
+    # EASE's λ candidates, searched on the same split when `reg_candidates` is set too (before
+    # the EASE rating weight γ and the blend, which are chosen with that EASE). None: as given.
+    ease_reg_candidates: tuple[float, ...] | None = None
     # False once `blend.rating` was chosen on validation (movierec_trainer.tune): the
     # training-fit cap (`capped_rating_weight`) is for a weight that was not.
     cap_rating_weight: bool = True
@@ -92,6 +95,9 @@ class TrainConfig:
             "reg_candidates": None if self.reg_candidates is None else list(self.reg_candidates),
             "ranking_reg_candidates": (
                 None if self.ranking_reg_candidates is None else list(self.ranking_reg_candidates)
+            ),
+            "ease_reg_candidates": (
+                None if self.ease_reg_candidates is None else list(self.ease_reg_candidates)
             ),
             "cap_rating_weight": self.cap_rating_weight,
         }
@@ -487,7 +493,8 @@ def choose_on_validation(
 ) -> tuple[TrainConfig, dict[str, Any]]:
     """`cfg` with the settings chosen on validation carved from `train` (the training ratings,
     never an evaluation holdout), and the manifest's `tuning` record of each choice: the
-    explicit λ (`cfg.reg_candidates`), the EASE rating term's weight γ, then, with
+    explicit λ (`cfg.reg_candidates`), EASE's λ (`cfg.ease_reg_candidates`), the EASE rating
+    term's weight γ, then, with
     `cfg.ranking_reg_candidates`, the ranking model's λ and the served blend's weights, all
     on the explicit λ search's split (`movierec_trainer.tune`). `cfg` unchanged and {} without
     `reg_candidates`. Raises what the searches raise (TrainingDivergedError when every
@@ -502,8 +509,16 @@ def choose_on_validation(
     )
     cfg = replace(cfg, explicit=replace(cfg.explicit, reg=search.reg))
     tuning["explicit_reg"] = search.describe()
-    gamma = tune.choose_rating_weight(search, cfg)
+    ease_model = None
+    if cfg.ease_reg_candidates and cfg.ease is not None:
+        eased = tune.choose_ease_reg(search, cfg, cfg.ease_reg_candidates)
+        if eased is not None:
+            cfg = replace(cfg, ease=replace(cfg.ease, reg=eased.reg))
+            tuning["ease_reg"] = eased.describe()
+            ease_model = eased.model
+    gamma = tune.choose_rating_weight(search, cfg, ease_model)
     if gamma is not None:
+        ease_model = gamma.model
         cfg = replace(cfg, blend=replace(cfg.blend, rating=gamma.rating), cap_rating_weight=False)
         tuning["ease_rating_weight"] = gamma.describe()
     if cfg.ranking_reg_candidates and cfg.ranking is not None:
@@ -517,7 +532,7 @@ def choose_on_validation(
         if ranked is not None:
             cfg = replace(cfg, ranking=replace(cfg.ranking, reg=ranked.reg))
             tuning["ranking_reg"] = ranked.describe()
-            chosen = tune.choose_blend(search, ranked, cfg, None if gamma is None else gamma.model)
+            chosen = tune.choose_blend(search, ranked, cfg, ease_model)
             if chosen is not None:
                 cfg = replace(cfg, blend=chosen.blend)
                 tuning["blend"] = chosen.describe()

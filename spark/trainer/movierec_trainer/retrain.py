@@ -31,7 +31,7 @@ from movierec_trainer.snapshot import (
     remove_snapshot,
     take_snapshot,
 )
-from movierec_trainer.tune import RANKING_REG_CANDIDATES, REG_CANDIDATES
+from movierec_trainer.tune import EASE_REG_CANDIDATES, RANKING_REG_CANDIDATES, REG_CANDIDATES
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,8 @@ def config_from_params(
         ranking_reg_candidates=(
             RANKING_REG_CANDIDATES if params.reg is None and params.ranking_reg is None else None
         ),
+        # EASE's λ, on the same split, whenever the explicit λ is chosen (no job sets it).
+        ease_reg_candidates=EASE_REG_CANDIDATES if params.reg is None else None,
     )
 
 

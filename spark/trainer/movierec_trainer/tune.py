@@ -265,7 +265,11 @@ class RatingWeightChoice:
 
 
 def choose_rating_weight(
-    search: RegSearch, cfg: TrainConfig, *, say: Callable[[str], None] = log.info
+    search: RegSearch,
+    cfg: TrainConfig,
+    ease_model: easelib.EaseModel | None = None,
+    *,
+    say: Callable[[str], None] = log.info,
 ) -> RatingWeightChoice | None:
     """The served stars' EASE term weight γ (`BlendParams.rating`: r̂_ui + γ·(d_u·B)_i), chosen
     on the validation part the λ search carved, with the chosen λ's model from that search.
@@ -273,18 +277,19 @@ def choose_rating_weight(
     Why: the shipped γ 4.5 was chosen on ml-latest-small; on synthetic-1m the term made the
     served RMSE worse than the explicit model alone (0.7704 against 0.7651, with γ already
     capped to 1.81 by `pipeline.capped_rating_weight`). Here EASE (`cfg.ease`) is fitted on
-    the search's fit part; γ_ls = Σ e·c / Σ c² over the validation ratings (e the explicit
-    model's residual, c the correction (d_u·B)_i from the user's fit-part ratings), and the
-    multiple of γ_ls (RATING_WEIGHT_MULTIPLES, 0 included, negative γ_ls taken as 0) with the
-    lowest clipped RMSE wins. Returns None (γ left to the cap) when the search was skipped or
-    EASE / the rating term is off. Cost: one EASE fit on 80 % of the training ratings."""
+    the search's fit part (or `ease_model`, already fitted there); γ_ls = Σ e·c / Σ c² over
+    the validation ratings (e the explicit model's residual, c the correction (d_u·B)_i from
+    the user's fit-part ratings), and the multiple of γ_ls (RATING_WEIGHT_MULTIPLES, 0
+    included, negative γ_ls taken as 0) with the lowest clipped RMSE wins. Returns None (γ left
+    to the cap) when the search was skipped or EASE / the rating term is off. Cost: one EASE
+    fit on 80 % of the training ratings when `ease_model` is None."""
     fit, valid = search.fit, search.valid
     if fit is None or valid is None or cfg.ease is None or cfg.ranking is None:
         return None
     if cfg.blend.rating <= 0:
         return None
     t0 = time.perf_counter()
-    model = easelib.fit_ease(fit.inter, cfg.ease)
+    model = ease_model if ease_model is not None else easelib.fit_ease(fit.inter, cfg.ease)
     u, i = fit.index(valid)
     base = als.predict_explicit(fit.explicit, u, i)
     with_term = replace(fit, ease=model, blend=replace(cfg.blend, rating=1.0))
@@ -326,6 +331,24 @@ RANKING_TOLERANCE = 0.005
 the given λ wins: a difference that small is below the validation noise (synthetic-10m:
 λ 300, 1000, 3333 and 11111 scored 0.0617–0.0619), and each step outwards costs one more fit
 (6–9 minutes at 25M on 2 × 1 core)."""
+
+
+def nearest_within(scored: dict[float, float], given: float) -> float | None:
+    """The value nearest `given` (on a log scale; the smaller on a tie) among those whose score
+    is within RANKING_TOLERANCE of the best in `scored` (value → validation NDCG); None when
+    nothing was scored. Higher scores are better."""
+    if not scored:
+        return None
+    top = max(scored.values())
+    near = [v for v, nd in scored.items() if nd >= top * (1 - RANKING_TOLERANCE)]
+    return min(near, key=lambda v: (abs(math.log(v / given)), v))
+
+
+def _keep_running(models: dict[float, Any], scored: dict[float, float]) -> None:
+    """Drop from `models` every candidate no longer within RANKING_TOLERANCE of the best."""
+    top = max(scored.values())
+    for other in [v for v in models if scored[v] < top * (1 - RANKING_TOLERANCE)]:
+        del models[other]
 
 
 @dataclass(frozen=True)
@@ -416,12 +439,7 @@ def choose_ranking_reg(
     models: dict[float, als.ImplicitModel] = {}  # only the candidates still in the running
 
     def chosen() -> float | None:
-        """The λ nearest the given one among those within RANKING_TOLERANCE of the best."""
-        if not scored:
-            return None
-        top = max(scored.values())
-        near = [reg for reg, nd in scored.items() if nd >= top * (1 - RANKING_TOLERANCE)]
-        return min(near, key=lambda reg: (abs(math.log(reg / given)), reg))
+        return nearest_within(scored, given)
 
     def score(reg: float) -> bool:
         name = f"ranking λ {reg:g}"
@@ -440,9 +458,7 @@ def choose_ranking_reg(
         rows.append({"reg": reg, "valid_ndcg": round(ndcg, 5), "seconds": secs})
         scored[reg] = ndcg if math.isfinite(ndcg) else -math.inf
         models[reg] = model
-        top = max(scored.values())
-        for other in [r for r in models if scored[r] < top * (1 - RANKING_TOLERANCE)]:
-            del models[other]  # out of the running: free its factors
+        _keep_running(models, scored)  # free the factors of those out of the running
         say(f"{name}: validation NDCG@{TOP_K} {ndcg:.4f} ({secs:.1f}s)")
         return True
 
@@ -452,6 +468,100 @@ def choose_ranking_reg(
         raise als.TrainingDivergedError(f"every ranking λ candidate diverged: {rows}")
     say(f"ranking λ {reg:g} chosen (validation NDCG@{TOP_K} {scored[reg]:.4f})")
     return RankingRegSearch(float(reg), rows, len(ev.eval_users), iterations, models[reg])
+
+
+EASE_REG_CANDIDATES: tuple[float, ...] = (200.0, 800.0, 3200.0)
+"""EASE's λ candidates, a factor 4 apart around ml-latest-small's 800. Like the ranking λ it
+does not carry over: it is added to XᵀX's diagonal, whose entries are the movies' like counts.
+On synthetic-1m's validation part EASE alone scored NDCG@10 0.0460 at λ 800 and 0.0590 at
+51,200 (ml-latest-small: 0.1868 / 0.1906 / 0.1768 at 200 / 800 / 3200)."""
+
+
+@dataclass(frozen=True)
+class EaseRegSearch:
+    """EASE's λ chosen on the λ search's split: `rows` one {reg, valid_ndcg, seconds} (or {reg,
+    error}) per candidate in the order solved; `model` the chosen candidate's EASE on the fit
+    part (what the EASE rating weight and the blend are then chosen with)."""
+
+    reg: float
+    rows: list[dict[str, Any]]
+    n_users: int
+    ease_items: int
+    seconds: float
+    model: easelib.EaseModel | None = field(default=None, repr=False, compare=False)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "parameter": "ease.reg",
+            "chosen": self.reg,
+            "candidates": self.rows,
+            "protocol": (
+                "the explicit λ search's split; XᵀX of the fit part's likes built once and "
+                f"solved per candidate, NDCG@{TOP_K} of EASE alone over {self.n_users} "
+                "validation users"
+            ),
+            "ease_items": self.ease_items,
+            "seconds": self.seconds,
+        }
+
+
+def choose_ease_reg(
+    search: RegSearch,
+    cfg: TrainConfig,
+    candidates: tuple[float, ...] = EASE_REG_CANDIDATES,
+    *,
+    say: Callable[[str], None] = log.info,
+) -> EaseRegSearch | None:
+    """EASE's λ (`cfg.ease` otherwise as given), chosen by the NDCG@10 of EASE alone on the λ
+    search's validation part, over a seeded sample of ≤ BLEND_MAX_USERS evaluation users.
+    G = XᵀX is built once (`easelib.item_gram`) and each λ costs one m×m inversion
+    (`easelib.solve_ease`) and the sample's scores; the walk and the tie rule are the ranking
+    λ's (`walk_grid`, `nearest_within` from `cfg.ease.reg`). Returns None (λ kept) without
+    EASE, without the search's split, or with fewer than MIN_TOPN_USERS validation users.
+    Raises numpy.linalg.LinAlgError when no candidate can be inverted."""
+    if cfg.ease is None or search.fit is None or search.valid is None:
+        return None
+    t0 = time.perf_counter()
+    inter = search.fit.inter
+    ev = validation_evaluator(search, BLEND_MAX_USERS)
+    if len(ev.eval_users) < MIN_TOPN_USERS:
+        say(f"EASE λ {cfg.ease.reg:g} kept: {len(ev.eval_users)} validation users")
+        return None
+    gram, items = easelib.item_gram(inter, cfg.ease)
+    indptr, indices, stars = als.to_csr(inter.user_idx, inter.item_idx, inter.rating, inter.n_users)
+    rows: list[dict[str, Any]] = []
+    scored: dict[float, float] = {}
+    models: dict[float, easelib.EaseModel] = {}
+    given = cfg.ease.reg
+
+    def score(reg: float) -> bool:
+        t1 = time.perf_counter()
+        try:
+            model = easelib.solve_ease(gram, items, replace(cfg.ease, reg=reg))  # type: ignore[arg-type]
+        except np.linalg.LinAlgError as exc:
+            rows.append({"reg": reg, "error": str(exc)[:200]})
+            say(f"EASE λ {reg:g}: {exc}; skipped")
+            return False
+        ndcg = ev.topn(
+            lambda users: easelib.batch_scores(model, users, indptr, indices, stars, inter.n_items)[
+                0
+            ]
+        ).ndcg_at_k
+        secs = round(time.perf_counter() - t1, 2)
+        rows.append({"reg": reg, "valid_ndcg": round(ndcg, 5), "seconds": secs})
+        scored[reg] = ndcg if math.isfinite(ndcg) else -math.inf
+        models[reg] = model
+        _keep_running(models, scored)
+        say(f"EASE λ {reg:g}: validation NDCG@{TOP_K} {ndcg:.4f} ({secs:.1f}s)")
+        return True
+
+    walk_grid(candidates, score, lambda: nearest_within(scored, given))
+    reg = nearest_within(scored, given)
+    if reg is None:
+        raise np.linalg.LinAlgError(f"no EASE λ candidate could be solved: {rows}")
+    secs = round(time.perf_counter() - t0, 2)
+    say(f"EASE λ {reg:g} chosen (validation NDCG@{TOP_K} {scored[reg]:.4f}; {items.size} movies)")
+    return EaseRegSearch(float(reg), rows, len(ev.eval_users), int(items.size), secs, models[reg])
 
 
 BLEND_PARTS = ("als", "ease", "stars", "popularity")

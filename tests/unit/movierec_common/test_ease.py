@@ -43,6 +43,24 @@ def test_fit_matches_the_closed_form_with_zero_diagonal(negative_at: float | Non
     assert model.B.dtype == np.float32
 
 
+def test_one_gram_solved_at_several_lambdas_gives_each_lambdas_fit() -> None:
+    """A λ search builds XᵀX once (`item_gram`) and solves it per candidate (`solve_ease`):
+    each solve is that λ's closed form, and G is left as it was for the next candidate."""
+    inter = _random_ratings(seed=5)
+    params = ease.EaseParams(reg=5.0, min_count=3, user_chunk=7)
+    gram, items = ease.item_gram(inter, params)
+    before = gram.copy()
+    for reg in (0.5, 5.0, 500.0):
+        model = ease.solve_ease(gram, items, replace(params, reg=reg))
+        np.testing.assert_array_equal(gram, before)
+        want_b, want_items = _closed_form(inter, replace(params, reg=reg))
+        np.testing.assert_array_equal(model.items, want_items)
+        np.testing.assert_allclose(model.B, want_b, atol=1e-5)
+        assert model.params.reg == reg
+    with pytest.raises(ValueError, match="reg > 0"):
+        ease.solve_ease(gram, items, replace(params, reg=-1.0))
+
+
 def test_user_chunk_does_not_change_the_model() -> None:
     inter = _random_ratings(seed=3)
     a = ease.fit_ease(inter, ease.EaseParams(reg=3.0, min_count=1, user_chunk=1))

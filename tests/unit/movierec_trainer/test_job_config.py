@@ -5,11 +5,12 @@ settings fill the rest, and the kernel's defaults fill what neither says."""
 from __future__ import annotations
 
 from movierec_common import als
+from movierec_common import ease as easelib
 from movierec_common.training_params import RetrainParams, TrainingParams
 from movierec_trainer.config import TrainerSettings
 from movierec_trainer.pipeline import TrainConfig
 from movierec_trainer.retrain import config_from_params
-from movierec_trainer.tune import RANKING_REG_CANDIDATES, REG_CANDIDATES
+from movierec_trainer.tune import EASE_REG_CANDIDATES, RANKING_REG_CANDIDATES, REG_CANDIDATES
 
 
 def _settings(**values) -> TrainerSettings:
@@ -30,6 +31,9 @@ def test_empty_parameters_give_the_kernel_and_trainer_defaults() -> None:
         # So are the ranking λ (and with it the list's blend weights).
         assert cfg.ranking_reg_candidates == RANKING_REG_CANDIDATES
         assert als.DEFAULT_IMPLICIT.reg in RANKING_REG_CANDIDATES
+        # And EASE's λ.
+        assert cfg.ease_reg_candidates == EASE_REG_CANDIDATES
+        assert easelib.DEFAULT_EASE.reg in EASE_REG_CANDIDATES
 
 
 def test_job_values_win_and_settings_fill_the_rest() -> None:
@@ -43,6 +47,7 @@ def test_job_values_win_and_settings_fill_the_rest() -> None:
     assert (e.rank, e.reg, e.iterations, e.seed) == (8, 0.3, 4, 7)
     assert cfg.reg_candidates is None  # a λ the job gives is used as given
     assert cfg.ranking_reg_candidates is None  # no explicit search: no split to search on
+    assert cfg.ease_reg_candidates is None
     only_ranking = config_from_params(TrainingParams(ranking_reg=50), settings, "local")
     assert only_ranking.reg_candidates == REG_CANDIDATES
     assert only_ranking.ranking_reg_candidates is None and only_ranking.ranking.reg == 50

@@ -202,6 +202,7 @@ SMALL_RANKING = TrainConfig(
     reg_candidates=(0.09,),
     ranking=replace(als.DEFAULT_IMPLICIT, rank=16),
     ranking_reg_candidates=tune.RANKING_REG_CANDIDATES,
+    ease_reg_candidates=tune.EASE_REG_CANDIDATES,
 )
 
 
@@ -232,6 +233,39 @@ def test_the_ranking_lambda_is_chosen_by_validation_ndcg(synthetic_search) -> No
     again = ev.topn(lambda u: ranked.model.X[u] @ ranked.model.Y.T).ndcg_at_k
     assert round(again, 5) == ndcg[ranked.reg]
     assert tune.choose_ranking_reg(synthetic_search, replace(SMALL_RANKING, ranking=None)) is None
+
+
+def test_the_ease_lambda_is_chosen_by_validation_ndcg(synthetic_search) -> None:
+    """On the synthetic data (150 ratings per movie) ml-latest-small's EASE λ 800 ranks worse
+    than a larger λ (synthetic-1m: validation NDCG@10 0.0460 against 0.0590 at 51,200); the
+    search walks up to it, reports every candidate and keeps the chosen model."""
+    eased = tune.choose_ease_reg(synthetic_search, SMALL_RANKING)
+    assert eased is not None and eased.model is not None
+    ndcg = {row["reg"]: row["valid_ndcg"] for row in eased.rows}
+    assert list(ndcg)[:3] == list(tune.EASE_REG_CANDIDATES)
+    top = max(ndcg.values())
+    assert top > ndcg[800.0] + 0.002 and eased.reg > 800.0
+    assert eased.reg == tune.nearest_within(ndcg, easelib.DEFAULT_EASE.reg)
+    assert eased.model.params.reg == eased.reg and eased.ease_items == eased.model.items.size
+    # The kept model is the chosen candidate's: the same validation users score it again.
+    inter = synthetic_search.fit.inter
+    csr = als.to_csr(inter.user_idx, inter.item_idx, inter.rating, inter.n_users)
+    ev = tune.validation_evaluator(synthetic_search, tune.BLEND_MAX_USERS)
+    again = ev.topn(lambda u: easelib.batch_scores(eased.model, u, *csr, inter.n_items)[0])
+    assert round(again.ndcg_at_k, 5) == ndcg[eased.reg]
+    assert eased.describe()["chosen"] == eased.reg
+    # Nothing to choose without EASE or without the search's split.
+    assert tune.choose_ease_reg(synthetic_search, replace(SMALL_RANKING, ease=None)) is None
+    assert tune.choose_ease_reg(replace(synthetic_search, fit=None), SMALL_RANKING) is None
+
+
+def test_nearest_within_keeps_the_given_value_on_a_plateau() -> None:
+    tol = tune.RANKING_TOLERANCE
+    assert tune.nearest_within({}, 30.0) is None
+    # 300 is best, 100 within the tolerance of it and nearer the given 30: 100 wins.
+    assert tune.nearest_within({30.0: 0.5, 100.0: 0.6 * (1 - tol / 2), 300.0: 0.6}, 30.0) == 100
+    # Nothing else within the tolerance: the best wins.
+    assert tune.nearest_within({30.0: 0.5, 100.0: 0.6 * (1 - 2 * tol), 300.0: 0.6}, 30.0) == 300
 
 
 def _served_ndcg(search, ranked, cfg, blend, ease_model) -> float:
@@ -300,13 +334,18 @@ def test_train_job_serves_the_chosen_ranking_lambda_and_blend(synthetic) -> None
     assert params["ranking"]["reg"] == tuning["ranking_reg"]["chosen"] > 30.0
     assert {k: params["blend"][k] for k in tune.BLEND_PARTS} == tuning["blend"]["chosen"]
     assert params["blend"]["rating"] == tuning["ease_rating_weight"]["chosen"]
+    assert params["ease"]["reg"] == tuning["ease_reg"]["chosen"] > easelib.DEFAULT_EASE.reg
     # The served list beats popularity on the held-out part: λ 30 with the shipped weights
     # did not on data like this (synthetic-1m: 0.0604 against 0.0601).
     assert out.metrics["ndcg_at_10"] > out.metrics["popularity_ndcg_at_10"] + 0.01
     # Without candidates the ranking λ and the weights are the ones given.
-    fixed = train_job(synthetic, replace(SMALL_RANKING, ranking_reg_candidates=None))
-    assert "ranking_reg" not in fixed.manifest["tuning"] and "blend" not in fixed.manifest["tuning"]
+    fixed = train_job(
+        synthetic,
+        replace(SMALL_RANKING, ranking_reg_candidates=None, ease_reg_candidates=None),
+    )
+    assert not {"ranking_reg", "blend", "ease_reg"} & set(fixed.manifest["tuning"])
     assert fixed.manifest["params"]["ranking"]["reg"] == als.DEFAULT_IMPLICIT.reg
+    assert fixed.manifest["params"]["ease"]["reg"] == easelib.DEFAULT_EASE.reg
 
 
 def test_ml_latest_small_keeps_the_ranking_lambda_chosen_there(movielens_dir: Path) -> None:
@@ -315,5 +354,10 @@ def test_ml_latest_small_keeps_the_ranking_lambda_chosen_there(movielens_dir: Pa
     ratings = tdata.load_ratings_dir(movielens_dir)
     train = tdata.random_holdout(ratings, 0.2, 42).train
     cfg = TrainConfig(reg_candidates=(0.18,), ranking_reg_candidates=tune.RANKING_REG_CANDIDATES)
-    ranked = tune.choose_ranking_reg(tune.choose_explicit_reg(train, cfg, (0.18,)), cfg)
+    search = tune.choose_explicit_reg(train, cfg, (0.18,))
+    ranked = tune.choose_ranking_reg(search, cfg)
     assert ranked is not None and ranked.reg == als.DEFAULT_IMPLICIT.reg
+    # Likewise EASE's λ 800 (validation NDCG@10 of EASE alone: 0.1868 / 0.1906 / 0.1768 at
+    # 200 / 800 / 3200).
+    eased = tune.choose_ease_reg(search, cfg)
+    assert eased is not None and eased.reg == easelib.DEFAULT_EASE.reg

@@ -121,6 +121,8 @@ function activeModelPanel(ctx, active, served) {
         params.rank !== undefined && `rank ${params.rank}`,
         params.reg !== undefined && `λ ${params.reg}${m.tuning?.explicit_reg?.candidates?.length ? " (chosen on validation)" : ""}`,
         params.iterations !== undefined && `${params.iterations} iterations`,
+        m.params?.ease?.reg !== undefined &&
+          `EASE λ ${Number(Number(m.params.ease.reg).toPrecision(3))}${m.tuning?.ease_reg ? " (chosen on validation)" : ""}`,
         m.params?.blend?.rating !== undefined &&
           `stars' EASE weight γ ${Number(m.params.blend.rating).toFixed(2)}${m.tuning?.ease_rating_weight ? " (chosen on validation)" : ""}`,
         m.params?.ranking?.reg !== undefined &&
