@@ -133,9 +133,9 @@ def solve_ease(
     g[np.diag_indices(m)] += params.reg
     p = np.linalg.inv(g)
     del g
-    b = p / (-np.diag(p))[None, :]
-    b[np.diag_indices(m)] = 0.0
-    return EaseModel(b.astype(np.float32), items, params, time.perf_counter() - t0)
+    p /= (-np.diag(p))[None, :]  # in place: B in float64 would be one more m×m copy
+    p[np.diag_indices(m)] = 0.0
+    return EaseModel(p.astype(np.float32), items, params, time.perf_counter() - t0)
 
 
 def fit_ease(inter: Interactions, params: EaseParams = DEFAULT_EASE) -> EaseModel:
