@@ -313,7 +313,7 @@ def test_admin_retrain_publishes_new_version(
     # validation, and the page says so.
     expect(page.locator("#active-model")).to_contain_text(
         re.compile(
-            r"λ [\d.]+ \(chosen on validation\).*EASE λ \d+ \(chosen on validation\)"
+            r"λ [\d.]+ \(chosen on validation\).*EASE λ [\d.]+ \(chosen on validation\)"
             r".*EASE weight γ \d+\.\d\d \(chosen on validation\)"
             r".*ranking λ [\d.]+ \(chosen on validation\)"
             r".*list = [\d.]+·\w+.*\(chosen on validation\)"

@@ -14,10 +14,10 @@ resembles what the user hated is pushed down instead of up (issue 20 item 7).
 
 Where it stops: G and P are dense m × m float64 for the m movies it covers, and inverting costs
 O(m³). EASE therefore covers only movies with at least `min_count` ratings, and at most the
-`max_items` most rated of them (default 6000: 2 × 288 MB float64, an inverse of ~10-20 s on one
-core). Every other movie is ranked by the ALS ranking model alone (the served score is a blend
-of the two, `blend_scores`); on a catalogue whose head is larger than `max_items` EASE covers
-the head and ALS the rest.
+`max_items` most rated of them (default 6000: G is 288 MB float64, and inverting it peaks at about
+four such matrices, ~1.2 GB, for ~13 s on one core). Every other movie is ranked by the ALS ranking
+model alone (the served score is a blend of the two, `blend_scores`); on a catalogue whose head is
+larger than `max_items` EASE covers the head and ALS the rest.
 """
 
 from __future__ import annotations
@@ -115,26 +115,29 @@ def item_gram(
     return g, items
 
 
-def solve_ease(
-    gram: np.ndarray, items: np.ndarray, params: EaseParams, *, overwrite: bool = False
-) -> EaseModel:
-    """EASE's closed form from `item_gram`'s G (m, m): P = (G + λI)⁻¹, B = I − P·diag(1/diag P)
-    with a zero diagonal (Steck 2019, "Embarrassingly Shallow Autoencoders for Sparse Data",
-    eq. 8). G is left unchanged (a copy of 8·m² bytes while it inverts) unless `overwrite`,
-    which adds λ to G's diagonal in place (a single fit's memory). Raises ValueError when
-    reg ≤ 0 and numpy.linalg.LinAlgError if the inversion fails."""
+def solve_ease(gram: np.ndarray, items: np.ndarray, params: EaseParams) -> EaseModel:
+    """EASE's closed form from `item_gram`'s G (m, m) float64: P = (G + λI)⁻¹,
+    B = I − P·diag(1/diag P) with a zero diagonal (Steck 2019, "Embarrassingly Shallow
+    Autoencoders for Sparse Data", eq. 8). λ is added to G's diagonal in place and the diagonal
+    restored afterwards (also on error), so a λ search reuses G without a copy; P is scaled
+    into B in place. Peak memory beyond G: NumPy's inversion, ~3.2·8·m² bytes (~0.9 GB at
+    m = 6,000). Raises ValueError when reg ≤ 0 and numpy.linalg.LinAlgError if the inversion
+    fails."""
     if params.reg <= 0:
         raise ValueError(f"EASE needs reg > 0, got {params.reg}")
     t0 = time.perf_counter()
     m = int(items.size)
     if m == 0:
         return EaseModel(np.zeros((0, 0), np.float32), items, params, time.perf_counter() - t0)
-    g = gram if overwrite else gram.copy()
-    g[np.diag_indices(m)] += params.reg
-    p = np.linalg.inv(g)
-    del g
-    p /= (-np.diag(p))[None, :]  # in place: B in float64 would be one more m×m copy
-    p[np.diag_indices(m)] = 0.0
+    diag = np.diag_indices(m)
+    saved = gram[diag].copy()
+    gram[diag] += params.reg
+    try:
+        p = np.linalg.inv(gram)
+    finally:
+        gram[diag] = saved
+    p /= (-np.diag(p))[None, :]
+    p[diag] = 0.0
     return EaseModel(p.astype(np.float32), items, params, time.perf_counter() - t0)
 
 
@@ -150,7 +153,7 @@ def fit_ease(inter: Interactions, params: EaseParams = DEFAULT_EASE) -> EaseMode
         raise ValueError(f"EASE needs reg > 0, got {params.reg}")
     t0 = time.perf_counter()
     gram, items = item_gram(inter, params)
-    model = solve_ease(gram, items, params, overwrite=True)
+    model = solve_ease(gram, items, params)
     del gram
     model.seconds = time.perf_counter() - t0
     return model

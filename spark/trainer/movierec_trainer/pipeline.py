@@ -1,7 +1,7 @@
-"""One training job: split → choose the explicit λ, the EASE rating term's weight, the ranking
-model's λ and the served blend's weights, on validation carved from the training part
-(`movierec_trainer.tune`, when `TrainConfig.reg_candidates` / `ranking_reg_candidates`) → fit
-both models → evaluate →
+"""One training job: split → choose the explicit λ, EASE's λ, the EASE rating term's weight,
+the ranking model's λ and the served blend's weights, on validation carved from the training
+part (`movierec_trainer.tune`, when `TrainConfig.reg_candidates` / `ease_reg_candidates` /
+`ranking_reg_candidates`) → fit the models → evaluate →
 (optionally refit on all) → arrays and manifest ready for `movierec_common.artifacts.save_model`.
 
 The CLI (`train`, `retrain`) and the worker all call `train_job`; they differ only in where the
@@ -115,6 +115,12 @@ def index_pairs(
     )
 
 
+def serves_ease(cfg: TrainConfig) -> bool:
+    """Whether a fit with `cfg` has EASE: only beside the ranking model (`--no-ranking` and a
+    job's `no_ranking` publish the explicit model alone, whose list is its own order)."""
+    return cfg.ease is not None and cfg.ranking is not None
+
+
 @dataclass
 class FitResult:
     explicit: als.ExplicitModel
@@ -201,7 +207,7 @@ def fit_models(
     assert emodel is not None
     ease_model = None
     ease_start = time.perf_counter()
-    if cfg.ease is not None and cfg.ranking is not None:  # --no-ranking: explicit model only
+    if serves_ease(cfg):
         if cfg.engine == "spark":
             # XᵀX over the covered movies is one m×m matrix (m ≤ max_items) and its inverse a
             # single dense LAPACK call: nothing to distribute, so the driver computes both.
@@ -510,7 +516,7 @@ def choose_on_validation(
     cfg = replace(cfg, explicit=replace(cfg.explicit, reg=search.reg))
     tuning["explicit_reg"] = search.describe()
     ease_model = None
-    if cfg.ease_reg_candidates and cfg.ease is not None:
+    if cfg.ease_reg_candidates and serves_ease(cfg):
         eased = tune.choose_ease_reg(search, cfg, cfg.ease_reg_candidates)
         if eased is not None:
             cfg = replace(cfg, ease=replace(cfg.ease, reg=eased.reg))
@@ -602,7 +608,8 @@ def train_job(
         "params": {
             "explicit": cfg.explicit.to_dict(),
             "ranking": None if cfg.ranking is None else cfg.ranking.to_dict(),
-            "ease": None if cfg.ease is None else cfg.ease.to_dict(),
+            # The settings of the EASE actually published (None when there is none).
+            "ease": None if publish_fit.ease is None else publish_fit.ease.params.to_dict(),
             "blend": publish_fit.blend.to_dict(),
             "engine": cfg.engine,
             "num_partitions": cfg.num_partitions,

@@ -43,6 +43,7 @@ from movierec_trainer.pipeline import (
     run_als,
     served_parts,
     served_predictions,
+    serves_ease,
 )
 
 log = logging.getLogger(__name__)
@@ -284,7 +285,7 @@ def choose_rating_weight(
     to the cap) when the search was skipped or EASE / the rating term is off. Cost: one EASE
     fit on 80 % of the training ratings when `ease_model` is None."""
     fit, valid = search.fit, search.valid
-    if fit is None or valid is None or cfg.ease is None or cfg.ranking is None:
+    if fit is None or valid is None or not serves_ease(cfg):
         return None
     if cfg.blend.rating <= 0:
         return None
@@ -326,28 +327,31 @@ its ratings, and on synthetic-1m (270 ratings per movie against ml-latest-small'
 the ranking model below popularity (validation NDCG@10 0.0352 against 0.0401), where λ 300
 scores 0.0645."""
 RANKING_SEARCH_ITERATIONS = 8
-RANKING_TOLERANCE = 0.005
-"""Candidates within this share of the best validation NDCG count as equal, and the one nearest
-the given λ wins: a difference that small is below the validation noise (synthetic-10m:
-λ 300, 1000, 3333 and 11111 scored 0.0617–0.0619), and each step outwards costs one more fit
-(6–9 minutes at 25M on 2 × 1 core)."""
+NDCG_TOLERANCE = 0.005
+"""In the ranking and EASE λ searches, candidates within this share of the best validation NDCG
+count as equal, and the one nearest the given λ wins: a difference that small is below the
+validation noise (synthetic-10m: ranking λ 300, 1000, 3333 and 11111 scored 0.0617–0.0619),
+and each step outwards costs one more fit (a ranking fit: 6–9 minutes at 25M on 2 × 1 core)."""
+
+
+def _contenders(scored: dict[float, float]) -> list[float]:
+    """The values of `scored` (value → validation NDCG) within NDCG_TOLERANCE of the best."""
+    top = max(scored.values())
+    return [v for v, nd in scored.items() if nd >= top * (1 - NDCG_TOLERANCE)]
 
 
 def nearest_within(scored: dict[float, float], given: float) -> float | None:
-    """The value nearest `given` (on a log scale; the smaller on a tie) among those whose score
-    is within RANKING_TOLERANCE of the best in `scored` (value → validation NDCG); None when
-    nothing was scored. Higher scores are better."""
+    """The value nearest `given` (on a log scale; the smaller on a tie) among `_contenders`;
+    None when nothing was scored."""
     if not scored:
         return None
-    top = max(scored.values())
-    near = [v for v, nd in scored.items() if nd >= top * (1 - RANKING_TOLERANCE)]
-    return min(near, key=lambda v: (abs(math.log(v / given)), v))
+    return min(_contenders(scored), key=lambda v: (abs(math.log(v / given)), v))
 
 
 def _keep_running(models: dict[float, Any], scored: dict[float, float]) -> None:
-    """Drop from `models` every candidate no longer within RANKING_TOLERANCE of the best."""
-    top = max(scored.values())
-    for other in [v for v in models if scored[v] < top * (1 - RANKING_TOLERANCE)]:
+    """Drop from `models` (value → fitted model) every candidate no longer a contender."""
+    keep = set(_contenders(scored))
+    for other in [v for v in models if v not in keep]:
         del models[other]
 
 
@@ -417,7 +421,7 @@ def choose_ranking_reg(
     ranks the validation part best (NDCG@10 over the evaluation users, the trainer's
     protocol, `evaluate.Evaluator`); beyond an end of the grid as `walk_grid`. `progress` gets
     each candidate's iterations as model "ranking λ <value>" (it may raise to cancel).
-    Scores within RANKING_TOLERANCE of the best count as equal, and the λ nearest
+    Scores within NDCG_TOLERANCE of the best count as equal, and the λ nearest
     `cfg.ranking.reg` among them wins (so the walk stops stepping outwards on a plateau).
     Returns None (λ kept) when there is no ranking model, the search was skipped, or the
     validation part has fewer than MIN_TOPN_USERS users with a relevant rating. Raises
@@ -473,8 +477,9 @@ def choose_ranking_reg(
 EASE_REG_CANDIDATES: tuple[float, ...] = (200.0, 800.0, 3200.0)
 """EASE's λ candidates, a factor 4 apart around ml-latest-small's 800. Like the ranking λ it
 does not carry over: it is added to XᵀX's diagonal, whose entries are the movies' like counts.
-On synthetic-1m's validation part EASE alone scored NDCG@10 0.0460 at λ 800 and 0.0590 at
-51,200 (ml-latest-small: 0.1868 / 0.1906 / 0.1768 at 200 / 800 / 3200)."""
+On synthetic-1m's validation part (the trainer's split, 2,000 users) EASE alone scores NDCG@10
+0.0466 at λ 800 and 0.0577 at 51,200; ml-latest-small 0.1868 / 0.1906 / 0.1768 at 200 / 800 /
+3200."""
 
 
 @dataclass(frozen=True)
@@ -514,13 +519,19 @@ def choose_ease_reg(
 ) -> EaseRegSearch | None:
     """EASE's λ (`cfg.ease` otherwise as given), chosen by the NDCG@10 of EASE alone on the λ
     search's validation part, over a seeded sample of ≤ BLEND_MAX_USERS evaluation users.
+    λ is chosen on the fit part (80 % of the training ratings) and used as is on the whole
+    training part, as the explicit and ranking λs are and as the shipped 800 was (the grid's
+    factor 4 is far coarser than the 1.25× more likes).
     G = XᵀX is built once (`easelib.item_gram`) and each λ costs one m×m inversion
     (`easelib.solve_ease`) and the sample's scores; the walk and the tie rule are the ranking
-    λ's (`walk_grid`, `nearest_within` from `cfg.ease.reg`). Returns None (λ kept) without
-    EASE, without the search's split, or with fewer than MIN_TOPN_USERS validation users.
+    λ's (`walk_grid`, `nearest_within` from `cfg.ease.reg`). No `progress` hook: a cancel
+    waits for the search's end (7 inversions at most, ~15 s each at 6,000 movies). Returns None
+    (λ kept) without EASE (`pipeline.serves_ease`), without the search's split, or with fewer
+    than MIN_TOPN_USERS validation users.
     Raises numpy.linalg.LinAlgError when no candidate can be inverted."""
-    if cfg.ease is None or search.fit is None or search.valid is None:
+    if not serves_ease(cfg) or search.fit is None or search.valid is None:
         return None
+    assert cfg.ease is not None  # serves_ease
     t0 = time.perf_counter()
     inter = search.fit.inter
     ev = validation_evaluator(search, BLEND_MAX_USERS)
@@ -743,7 +754,7 @@ def choose_blend(
     (`blend_parts`: each part standardised per user once, as served, so a candidate costs one
     weighted sum and top-k). Returns None without EASE or a ranking model in `cfg`, without a
     fit, or with fewer than MIN_TOPN_USERS validation users."""
-    if search.fit is None or search.valid is None or ranking.model is None or cfg.ease is None:
+    if search.fit is None or search.valid is None or ranking.model is None or not serves_ease(cfg):
         return None
     t0 = time.perf_counter()
     if ease_model is None:

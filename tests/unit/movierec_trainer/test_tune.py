@@ -225,7 +225,7 @@ def test_the_ranking_lambda_is_chosen_by_validation_ndcg(synthetic_search) -> No
     assert top > ndcg[30.0] + 0.005 and ranked.reg > 30.0
     # The chosen λ is the one nearest the given 30 among those within the tolerance of the
     # best (a plateau of equal scores does not walk λ outwards).
-    near = [reg for reg, nd in ndcg.items() if nd >= top * (1 - tune.RANKING_TOLERANCE)]
+    near = [reg for reg, nd in ndcg.items() if nd >= top * (1 - tune.NDCG_TOLERANCE)]
     assert ranked.reg == min(near, key=lambda reg: abs(np.log(reg / 30.0)))
     assert seen.count("ranking λ 30") == tune.RANKING_SEARCH_ITERATIONS
     # The kept fit is the chosen candidate's: it scores the reported NDCG again.
@@ -245,7 +245,9 @@ def test_the_ease_lambda_is_chosen_by_validation_ndcg(synthetic_search) -> None:
     assert list(ndcg)[:3] == list(tune.EASE_REG_CANDIDATES)
     top = max(ndcg.values())
     assert top > ndcg[800.0] + 0.002 and eased.reg > 800.0
-    assert eased.reg == tune.nearest_within(ndcg, easelib.DEFAULT_EASE.reg)
+    # The rule, written out: nearest the given 800 among those within the tolerance of the best.
+    near = [reg for reg, nd in ndcg.items() if nd >= top * (1 - tune.NDCG_TOLERANCE)]
+    assert eased.reg == min(near, key=lambda reg: abs(np.log(reg / 800.0)))
     assert eased.model.params.reg == eased.reg and eased.ease_items == eased.model.items.size
     # The kept model is the chosen candidate's: the same validation users score it again.
     inter = synthetic_search.fit.inter
@@ -253,14 +255,15 @@ def test_the_ease_lambda_is_chosen_by_validation_ndcg(synthetic_search) -> None:
     ev = tune.validation_evaluator(synthetic_search, tune.BLEND_MAX_USERS)
     again = ev.topn(lambda u: easelib.batch_scores(eased.model, u, *csr, inter.n_items)[0])
     assert round(again.ndcg_at_k, 5) == ndcg[eased.reg]
-    assert eased.describe()["chosen"] == eased.reg
-    # Nothing to choose without EASE or without the search's split.
+    # Nothing to choose without EASE (nor without the ranking model, which is what EASE is
+    # served beside), or without the search's split.
     assert tune.choose_ease_reg(synthetic_search, replace(SMALL_RANKING, ease=None)) is None
+    assert tune.choose_ease_reg(synthetic_search, replace(SMALL_RANKING, ranking=None)) is None
     assert tune.choose_ease_reg(replace(synthetic_search, fit=None), SMALL_RANKING) is None
 
 
 def test_nearest_within_keeps_the_given_value_on_a_plateau() -> None:
-    tol = tune.RANKING_TOLERANCE
+    tol = tune.NDCG_TOLERANCE
     assert tune.nearest_within({}, 30.0) is None
     # 300 is best, 100 within the tolerance of it and nearer the given 30: 100 wins.
     assert tune.nearest_within({30.0: 0.5, 100.0: 0.6 * (1 - tol / 2), 300.0: 0.6}, 30.0) == 100
@@ -346,6 +349,15 @@ def test_train_job_serves_the_chosen_ranking_lambda_and_blend(synthetic) -> None
     assert not {"ranking_reg", "blend", "ease_reg"} & set(fixed.manifest["tuning"])
     assert fixed.manifest["params"]["ranking"]["reg"] == als.DEFAULT_IMPLICIT.reg
     assert fixed.manifest["params"]["ease"]["reg"] == easelib.DEFAULT_EASE.reg
+
+
+def test_an_explicit_only_job_searches_no_ease_lambda(synthetic) -> None:
+    """`--no-ranking` publishes the explicit model alone: no EASE is fitted, so none is tuned
+    and the manifest names none."""
+    cfg = replace(SMALL_RANKING, ranking=None, ranking_reg_candidates=None)
+    out = train_job(synthetic, cfg)
+    assert set(out.manifest["tuning"]) == {"explicit_reg"}
+    assert out.manifest["params"]["ease"] is None and out.manifest["params"]["ranking"] is None
 
 
 def test_ml_latest_small_keeps_the_ranking_lambda_chosen_there(movielens_dir: Path) -> None:

@@ -122,11 +122,11 @@ function activeModelPanel(ctx, active, served) {
         params.reg !== undefined && `λ ${params.reg}${m.tuning?.explicit_reg?.candidates?.length ? " (chosen on validation)" : ""}`,
         params.iterations !== undefined && `${params.iterations} iterations`,
         m.params?.ease?.reg !== undefined &&
-          `EASE λ ${Number(Number(m.params.ease.reg).toPrecision(3))}${m.tuning?.ease_reg ? " (chosen on validation)" : ""}`,
+          `EASE λ ${formatReg(m.params.ease.reg)}${m.tuning?.ease_reg ? " (chosen on validation)" : ""}`,
         m.params?.blend?.rating !== undefined &&
           `stars' EASE weight γ ${Number(m.params.blend.rating).toFixed(2)}${m.tuning?.ease_rating_weight ? " (chosen on validation)" : ""}`,
         m.params?.ranking?.reg !== undefined &&
-          `ranking λ ${Number(Number(m.params.ranking.reg).toPrecision(3))}${m.tuning?.ranking_reg ? " (chosen on validation)" : ""}`,
+          `ranking λ ${formatReg(m.params.ranking.reg)}${m.tuning?.ranking_reg ? " (chosen on validation)" : ""}`,
         m.params?.ease && m.params?.blend?.als !== undefined && blendLine(m.params.blend, Boolean(m.tuning?.blend)),
       ]
         .filter(Boolean)
@@ -136,6 +136,12 @@ function activeModelPanel(ctx, active, served) {
     h("h3", { class: "pt-2 text-sm font-semibold" }, "Training curve"),
     chart || h("p", { class: "text-sm text-slate-600 dark:text-slate-400" }, "This version has no per-iteration history."),
   );
+}
+
+// A λ as a plain number: whole above 100 (51200, not 5.12e+4 or 51,200), else 3 significant digits.
+function formatReg(value) {
+  const x = Number(value);
+  return String(Math.abs(x) >= 100 ? Math.round(x) : Number(x.toPrecision(3)));
 }
 
 // The served list's blend weights, e.g. "list = 0.8·ALS + 0.2·EASE + 0.4·stars + 0.1·popularity".
