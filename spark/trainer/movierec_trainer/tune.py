@@ -348,11 +348,58 @@ def nearest_within(scored: dict[float, float], given: float) -> float | None:
     return min(_contenders(scored), key=lambda v: (abs(math.log(v / given)), v))
 
 
-def _keep_running(models: dict[float, Any], scored: dict[float, float]) -> None:
-    """Drop from `models` (value → fitted model) every candidate no longer a contender."""
-    keep = set(_contenders(scored))
-    for other in [v for v in models if v not in keep]:
-        del models[other]
+@dataclass
+class NdcgWalk:
+    """What `walk_by_ndcg` found: `reg` the chosen value (None when no candidate could be
+    scored), `rows` one {reg, valid_ndcg, seconds} or {reg, error} per candidate in the order
+    tried, `ndcg` and `model` the chosen candidate's."""
+
+    reg: float | None
+    rows: list[dict[str, Any]]
+    ndcg: float = math.nan
+    model: Any = None
+
+
+def walk_by_ndcg(
+    candidates: tuple[float, ...],
+    given: float,
+    fit: Callable[[float], tuple[Any, float]],
+    name: str,
+    failures: tuple[type[Exception], ...],
+    say: Callable[[str], None],
+) -> NdcgWalk:
+    """The ranking and EASE λ searches' shared walk: `fit(λ)` → (model, validation NDCG) for
+    each λ `walk_grid` tries (a `failures` exception skips that λ, and its row says why),
+    `nearest_within` from `given` as the choice, and only the contenders' models kept in
+    memory. `name` labels the log lines ("<name> λ <value>: …")."""
+    rows: list[dict[str, Any]] = []
+    scored: dict[float, float] = {}  # λ → validation NDCG
+    models: dict[float, Any] = {}  # only the candidates still in the running
+
+    def score(reg: float) -> bool:
+        label = f"{name} λ {reg:g}"
+        t0 = time.perf_counter()
+        try:
+            model, ndcg = fit(reg)
+        except failures as exc:
+            rows.append({"reg": reg, "error": str(exc)[:200]})
+            say(f"{label}: failed ({exc}); skipped")
+            return False
+        secs = round(time.perf_counter() - t0, 2)
+        rows.append({"reg": reg, "valid_ndcg": round(ndcg, 5), "seconds": secs})
+        scored[reg] = ndcg if math.isfinite(ndcg) else -math.inf
+        models[reg] = model
+        keep = set(_contenders(scored))
+        for other in [v for v in models if v not in keep]:
+            del models[other]  # out of the running: free its factors
+        say(f"{label}: validation NDCG@{TOP_K} {ndcg:.4f} ({secs:.1f}s)")
+        return True
+
+    walk_grid(candidates, score, lambda: nearest_within(scored, given))
+    reg = nearest_within(scored, given)
+    if reg is None:
+        return NdcgWalk(None, rows)
+    return NdcgWalk(reg, rows, scored[reg], models[reg])
 
 
 @dataclass(frozen=True)
@@ -437,41 +484,22 @@ def choose_ranking_reg(
         )
         return None
     iterations = min(RANKING_SEARCH_ITERATIONS, cfg.ranking.iterations)
-    given = cfg.ranking.reg
-    rows: list[dict[str, Any]] = []
-    scored: dict[float, float] = {}  # λ → validation NDCG
-    models: dict[float, als.ImplicitModel] = {}  # only the candidates still in the running
 
-    def chosen() -> float | None:
-        return nearest_within(scored, given)
-
-    def score(reg: float) -> bool:
+    def fit(reg: float) -> tuple[als.ImplicitModel, float]:
         name = f"ranking λ {reg:g}"
         params = replace(cfg.ranking, reg=reg, iterations=iterations)  # type: ignore[arg-type]
         relay = None if progress is None else (lambda _m, e: progress(name, e))
-        t0 = time.perf_counter()
-        try:
-            _, model = run_als(inter, cfg, None, params, None, spark_context, relay)
-        except als.TrainingDivergedError as exc:
-            rows.append({"reg": reg, "error": str(exc)[:200]})
-            say(f"{name}: diverged ({exc}); skipped")
-            return False
+        _, model = run_als(inter, cfg, None, params, None, spark_context, relay)
         assert model is not None
-        ndcg = ev.topn(factor_scores(model.X, model.Y)).ndcg_at_k
-        secs = round(time.perf_counter() - t0, 2)
-        rows.append({"reg": reg, "valid_ndcg": round(ndcg, 5), "seconds": secs})
-        scored[reg] = ndcg if math.isfinite(ndcg) else -math.inf
-        models[reg] = model
-        _keep_running(models, scored)  # free the factors of those out of the running
-        say(f"{name}: validation NDCG@{TOP_K} {ndcg:.4f} ({secs:.1f}s)")
-        return True
+        return model, ev.topn(factor_scores(model.X, model.Y)).ndcg_at_k
 
-    walk_grid(candidates, score, chosen)
-    reg = chosen()
-    if reg is None:
-        raise als.TrainingDivergedError(f"every ranking λ candidate diverged: {rows}")
-    say(f"ranking λ {reg:g} chosen (validation NDCG@{TOP_K} {scored[reg]:.4f})")
-    return RankingRegSearch(float(reg), rows, len(ev.eval_users), iterations, models[reg])
+    walk = walk_by_ndcg(
+        candidates, cfg.ranking.reg, fit, "ranking", (als.TrainingDivergedError,), say
+    )
+    if walk.reg is None:
+        raise als.TrainingDivergedError(f"every ranking λ candidate diverged: {walk.rows}")
+    say(f"ranking λ {walk.reg:g} chosen (validation NDCG@{TOP_K} {walk.ndcg:.4f})")
+    return RankingRegSearch(float(walk.reg), walk.rows, len(ev.eval_users), iterations, walk.model)
 
 
 EASE_REG_CANDIDATES: tuple[float, ...] = (200.0, 800.0, 3200.0)
@@ -524,7 +552,7 @@ def choose_ease_reg(
     factor 4 is far coarser than the 1.25× more likes).
     G = XᵀX is built once (`easelib.item_gram`) and each λ costs one m×m inversion
     (`easelib.solve_ease`) and the sample's scores; the walk and the tie rule are the ranking
-    λ's (`walk_grid`, `nearest_within` from `cfg.ease.reg`). No `progress` hook: a cancel
+    λ's (`walk_by_ndcg` from `cfg.ease.reg`). No `progress` hook: a cancel
     waits for the search's end (7 inversions at most, ~15 s each at 6,000 movies). Returns None
     (λ kept) without EASE (`pipeline.serves_ease`), without the search's split, or with fewer
     than MIN_TOPN_USERS validation users.
@@ -540,39 +568,25 @@ def choose_ease_reg(
         return None
     gram, items = easelib.item_gram(inter, cfg.ease)
     indptr, indices, stars = als.to_csr(inter.user_idx, inter.item_idx, inter.rating, inter.n_users)
-    rows: list[dict[str, Any]] = []
-    scored: dict[float, float] = {}
-    models: dict[float, easelib.EaseModel] = {}
-    given = cfg.ease.reg
 
-    def score(reg: float) -> bool:
-        t1 = time.perf_counter()
-        try:
-            model = easelib.solve_ease(gram, items, replace(cfg.ease, reg=reg))  # type: ignore[arg-type]
-        except np.linalg.LinAlgError as exc:
-            rows.append({"reg": reg, "error": str(exc)[:200]})
-            say(f"EASE λ {reg:g}: {exc}; skipped")
-            return False
-        ndcg = ev.topn(
-            lambda users: easelib.batch_scores(model, users, indptr, indices, stars, inter.n_items)[
-                0
-            ]
-        ).ndcg_at_k
-        secs = round(time.perf_counter() - t1, 2)
-        rows.append({"reg": reg, "valid_ndcg": round(ndcg, 5), "seconds": secs})
-        scored[reg] = ndcg if math.isfinite(ndcg) else -math.inf
-        models[reg] = model
-        _keep_running(models, scored)
-        say(f"EASE λ {reg:g}: validation NDCG@{TOP_K} {ndcg:.4f} ({secs:.1f}s)")
-        return True
+    def fit(reg: float) -> tuple[easelib.EaseModel, float]:
+        model = easelib.solve_ease(gram, items, replace(cfg.ease, reg=reg))  # type: ignore[arg-type]
 
-    walk_grid(candidates, score, lambda: nearest_within(scored, given))
-    reg = nearest_within(scored, given)
-    if reg is None:
-        raise np.linalg.LinAlgError(f"no EASE λ candidate could be solved: {rows}")
+        def scores(users: np.ndarray) -> np.ndarray:
+            return easelib.batch_scores(model, users, indptr, indices, stars, inter.n_items)[0]
+
+        return model, ev.topn(scores).ndcg_at_k
+
+    walk = walk_by_ndcg(candidates, cfg.ease.reg, fit, "EASE", (np.linalg.LinAlgError,), say)
+    if walk.reg is None:
+        raise np.linalg.LinAlgError(f"no EASE λ candidate could be solved: {walk.rows}")
     secs = round(time.perf_counter() - t0, 2)
-    say(f"EASE λ {reg:g} chosen (validation NDCG@{TOP_K} {scored[reg]:.4f}; {items.size} movies)")
-    return EaseRegSearch(float(reg), rows, len(ev.eval_users), int(items.size), secs, models[reg])
+    say(
+        f"EASE λ {walk.reg:g} chosen (validation NDCG@{TOP_K} {walk.ndcg:.4f}; {items.size} movies)"
+    )
+    return EaseRegSearch(
+        float(walk.reg), walk.rows, len(ev.eval_users), int(items.size), secs, walk.model
+    )
 
 
 BLEND_PARTS = ("als", "ease", "stars", "popularity")
