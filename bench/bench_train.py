@@ -127,6 +127,7 @@ class Dataset:
     test: als.Interactions
     n_ratings: int
     train_ratings: Ratings  # the training part as the trainer reads it (same row order)
+    genres_of: dict = field(default_factory=dict)  # movieId → genres (the genre part)
 
 
 def _clip(x: np.ndarray) -> np.ndarray:
@@ -135,7 +136,9 @@ def _clip(x: np.ndarray) -> np.ndarray:
 
 def load_dataset(size: str, data_dir: Path) -> Dataset:
     if size == "small":
-        r = tdata.load_ratings_dir(data_dir)
+        loaded = tdata.load_dataset_dir(data_dir)
+        r = loaded.ratings
+        genres_of = {m.movieId: m.genres for m in loaded.movies}
         name = "ml-latest-small"
     else:
         n = {"10m": 10_000_000, "1m": 1_000_000}[size]
@@ -149,6 +152,7 @@ def load_dataset(size: str, data_dir: Path) -> Dataset:
             cache.parent.mkdir(parents=True, exist_ok=True)
             np.savez(cache, u=u, i=i, r=rr, t=ts)
         r = tdata.make_ratings(u, i, rr, ts)
+        genres_of = {}  # the generator writes ratings only
         name = f"synthetic {n / 1e6:.0f}M"
     split = tdata.random_holdout(r, 0.2, 42)
     inter, users, items = als.index_ratings(
@@ -161,7 +165,7 @@ def load_dataset(size: str, data_dir: Path) -> Dataset:
         inter.n_users,
         inter.n_items,
     )
-    return Dataset(name, inter, test, len(r), split.train)
+    return Dataset(name, inter, test, len(r), split.train, genres_of)
 
 
 def score(model: als.ExplicitModel, test: als.Interactions) -> tuple[float, float]:
@@ -407,10 +411,10 @@ def ranking_table(spark, ds: Dataset, args) -> tuple[list[dict], dict]:
             ease_reg_candidates=tune.EASE_REG_CANDIDATES,
         )
         t0 = time.perf_counter()
-        cfg, _ = pipeline.choose_on_validation(ds.train_ratings, cfg)
+        cfg, _ = pipeline.choose_on_validation(ds.train_ratings, cfg, genres_of=ds.genres_of)
         tune_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        fit = pipeline.fit_models(ds.train_ratings, cfg)
+        fit = pipeline.fit_models(ds.train_ratings, cfg, genres_of=ds.genres_of)
         return fit, cfg, tune_s, time.perf_counter() - t0
 
     (fit, served_cfg, tune_secs, served_secs), _, _ = timed(shipped)
@@ -418,7 +422,7 @@ def ranking_table(spark, ds: Dataset, args) -> tuple[list[dict], dict]:
     assert (fit.inter.n_users, fit.inter.n_items) == (tr.n_users, tr.n_items)
     s_em, s_ease, s_blend = fit.explicit, fit.ease, fit.blend
     served_rmse = rmse(_clip(pipeline.served_predictions(fit, te.user_idx, te.item_idx)), te.rating)
-    ease_only = replace(fit, blend=ease.BlendParams(als=0.0, ease=1.0, stars=0.0))
+    ease_only = replace(fit, blend=ease.BlendParams(als=0.0, ease=1.0, stars=0.0, genre=0.0))
     cases = [
         ("popularity (most rated in train)", ev.popularity_scores(), 0.0),
         ("explicit ALS, by predicted rating", by_rating, e_secs),
@@ -426,7 +430,8 @@ def ranking_table(spark, ds: Dataset, args) -> tuple[list[dict], dict]:
         ("ranking model (implicit ALS) alone", factor_scores(rmodel.X, rmodel.Y), r_secs),
         ("EASE alone", pipeline.served_scores(ease_only), s_ease.seconds),
         (
-            "served (blend of ALS, EASE, the served stars and popularity, settings chosen on "
+            "served (blend of ALS, EASE, the served stars, genres and popularity, settings "
+            "chosen on "
             "validation carved from train; fit s = all three models, tuning apart)",
             pipeline.served_scores(fit),
             served_secs,

@@ -91,7 +91,7 @@ def main() -> None:
     args = ap.parse_args()
     threadpool_limits(1)
     train, test, fit_r, valid = split(args.data_dir)
-    off = ease.BlendParams(als=1.0, ease=0.0, stars=0.0, rating=0.0)
+    off = ease.BlendParams(als=1.0, ease=0.0, stars=0.0, rating=0.0, genre=0.0)
     print("## validation (fit 64 %, score 16 % carved from train)\n")
     print("| candidate | NDCG@10 | RMSE | fit s |\n|---|---:|---:|---:|")
     ranks = [(128, 15)] if args.quick else [(20, 10), (64, 10), (128, 10), (128, 15), (200, 15)]
@@ -114,7 +114,7 @@ def main() -> None:
             for neg, nw in ((None, 0.0), (2.0, 0.0), (2.0, 1.0))
         ]
     )
-    ease_only = ease.BlendParams(als=0.0, ease=1.0, stars=0.0, rating=0.0)
+    ease_only = ease.BlendParams(als=0.0, ease=1.0, stars=0.0, rating=0.0, genre=0.0)
     best = None
     fit, _ = fit_parts(fit_r, als.DEFAULT_IMPLICIT, None)
     for ep in eases:
@@ -142,7 +142,7 @@ def main() -> None:
         else list(itertools.product((0.5, 0.6, 0.7, 0.8, 0.9, 1.0), (0.0, 0.2, 0.3, 0.4, 0.5)))
     )
     for wa, ws in grid:
-        b = ease.BlendParams(als=wa, ease=round(1 - wa, 2), stars=ws, rating=4.5)
+        b = ease.BlendParams(als=wa, ease=round(1 - wa, 2), stars=ws, rating=4.5, genre=0.0)
         nd, _ = served(fit, valid, b)
         print(
             f"| blend {wa:g}·z(ALS) + {1 - wa:g}·z(EASE) + {ws:g}·z(stars) | {nd:.4f} | — | |",

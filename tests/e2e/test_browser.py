@@ -310,13 +310,13 @@ def test_admin_retrain_publishes_new_version(
 
     expect(active).to_have_text(new_version)
     # The retrain chose the three λs, the stars' EASE weight and the list's blend weights on
-    # validation, and the page says so.
+    # validation, and the page says so; the list has its genre part (the catalogue's genres).
     expect(page.locator("#active-model")).to_contain_text(
         re.compile(
             r"λ [\d.]+ \(chosen on validation\).*EASE λ [\d.]+ \(chosen on validation\)"
             r".*EASE weight γ \d+\.\d\d \(chosen on validation\)"
             r".*ranking λ [\d.]+ \(chosen on validation\)"
-            r".*list = [\d.]+·\w+.*\(chosen on validation\)"
+            r".*list = [\d.]+·\w+.*·genres.*\(chosen on validation\)"
         )
     )
     expect(page.locator(f"#versions tr[data-version='{stack.initial_version}']")).to_be_visible()

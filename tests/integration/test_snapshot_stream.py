@@ -339,3 +339,28 @@ def test_range_cuts_split_the_known_ratings_into_target_sized_runs() -> None:
     assert snapshot.range_cuts(users[:3], np.full(3, 10), 5).tolist() == [2, 3]
     assert snapshot.range_cuts(users[:1], np.array([10]), 5).size == 0
     assert snapshot.range_cuts(users[:0], users[:0], 5).size == 0
+
+
+def test_the_catalogue_read_gives_each_movies_genres(mongo_url: str, db_name: str) -> None:
+    """The retrain's one pass over `movies` gives the catalogue's ids (the ratings filter) and
+    each movie's genres (the blend's genre part); a missing, malformed or empty `genres` field
+    is no genre, not an error."""
+    client = pymongo.MongoClient(mongo_url, serverSelectionTimeoutMS=10_000)
+    try:
+        db = client[db_name]
+        assert snapshot.read_db_catalogue(db) == (None, {})  # empty collection: no filter
+        db["movies"].insert_many(
+            [
+                {"movieId": 3, "title": "A", "genres": ["Animation", "Comedy"]},
+                {"movieId": 1, "title": "B", "genres": []},
+                {"movieId": 2, "title": "C"},
+                {"movieId": 5, "title": "D", "genres": "Drama"},  # not a list
+                {"movieId": 4, "title": "E", "genres": ["Drama", 7, ""]},
+            ]
+        )
+        ids, genres_of = snapshot.read_db_catalogue(db)
+        assert ids is not None and ids.tolist() == [1, 2, 3, 4, 5]
+        assert genres_of == {3: ("Animation", "Comedy"), 4: ("Drama",)}
+    finally:
+        client.drop_database(db_name)
+        client.close()

@@ -61,12 +61,16 @@ RATED_STARS_KEY = "rated_stars"
 # Optional: the EASE item-to-item model (movierec_common.ease): B (m, m) float32 with a zero
 # diagonal over the m covered movies, and their item indices (ascending, into item_ids).
 EASE_KEYS = ("ease_B", "ease_items")
+# Optional: the movies' genres for the blend's genre part (movierec_common.genres), uint8 0/1
+# (n_items, n_genres); the manifest's params.genres names the columns.
+GENRES_KEY = "item_genres"
 ARRAY_KEYS = (
     *REQUIRED_KEYS,
     *RANKING_KEYS,
     *RATED_KEYS,
     RATED_STARS_KEY,
     *EASE_KEYS,
+    GENRES_KEY,
 )  # every array a version may hold
 KNOWN_KEYS = frozenset(ARRAY_KEYS)
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"  # also the admin routes' path pattern
@@ -82,7 +86,7 @@ _FLOAT_KEYS = (
     RATED_STARS_KEY,
     "ease_B",
 )
-_INT_KEYS = ("user_ids", "item_ids", "item_counts", *RATED_KEYS, "ease_items")
+_INT_KEYS = ("user_ids", "item_ids", "item_counts", *RATED_KEYS, "ease_items", GENRES_KEY)
 
 
 class ArtifactError(Exception):
@@ -115,6 +119,7 @@ class ModelArtifact:
     rated_stars: np.ndarray | None = None
     ease_B: np.ndarray | None = None
     ease_items: np.ndarray | None = None
+    item_genres: np.ndarray | None = None
 
     @property
     def has_ranking(self) -> bool:
@@ -203,6 +208,7 @@ def validate_arrays(arrays: dict[str, np.ndarray]) -> None:
             raise ArtifactError(f"{key}: must be strictly increasing (sorted, unique)")
     _validate_rated(a, nu)
     _validate_ease(a, ni)
+    _validate_genres(a, ni)
     check_sanity(a)
 
 
@@ -328,6 +334,18 @@ def _validate_ease(a: dict[str, np.ndarray], n_items: int) -> None:
 
 
 MAX_ABS_EASE = 10.0  # EASE weights of a trained model are well below 1 in magnitude
+
+
+def _validate_genres(a: dict[str, np.ndarray], n_items: int) -> None:
+    g = a.get(GENRES_KEY)
+    if g is None:
+        return
+    if g.ndim != 2 or g.shape[0] != n_items:
+        raise ArtifactError(
+            f"{GENRES_KEY}: expected shape (n_items, n_genres) = ({n_items}, …), got {g.shape}"
+        )
+    if g.size and (g.min() < 0 or g.max() > 1):
+        raise ArtifactError(f"{GENRES_KEY}: must hold 0/1 indicators")
 
 
 def model_names(arrays: dict[str, Any]) -> list[str]:
@@ -564,6 +582,7 @@ def _load_version(root: Path, version: str) -> ModelArtifact:
         rated_stars=arrays.get(RATED_STARS_KEY),
         ease_B=arrays.get("ease_B"),
         ease_items=arrays.get("ease_items"),
+        item_genres=arrays.get(GENRES_KEY),
     )
 
 

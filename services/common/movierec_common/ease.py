@@ -239,8 +239,10 @@ class BlendParams:
     ml-latest-small (validation carved from the training part, bench/tune_models.py); the
     trainer chooses the weights again on every data set it tunes on (movierec_trainer.tune).
 
-    Ranking order: als·z(x_u·y_i) + ease·z(x_u·B) + stars·z(r̂_ui) + popularity·z(log(1 + n_i)),
-    each z standardised per user over the model's items (`blend_ranking`); n_i is the movie's
+    Ranking order: als·z(x_u·y_i) + ease·z(x_u·B) + stars·z(r̂_ui) + genre·z(ĝ_i·p_u)
+    + popularity·z(log(1 + n_i)), each z standardised per user over the model's items
+    (`blend_ranking`); ĝ_i·p_u is the genre part (`movierec_common.genres`: how much movie i
+    shares the genres of the movies the user rated at or above their mean); n_i is the movie's
     number of training ratings, the same for every user (where which movies a person rates
     carries little of their taste, the prior that a movie gets rated at all is most of the
     signal: on synthetic-1m the validation choice weighs it 0.2).
@@ -256,6 +258,7 @@ class BlendParams:
     stars: float = 0.4
     rating: float = 4.5
     popularity: float = 0.0
+    genre: float = 0.3
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -271,11 +274,15 @@ def blend_ranking(
     params: BlendParams = DEFAULT_BLEND,
     *,
     popularity: np.ndarray | None = None,
+    genre: np.ndarray | None = None,
 ) -> np.ndarray:
     """The served order's score (…, n_items) float64 from whichever parts exist (None = that
     model is absent, its weight dropped); standardised along the last axis. `popularity`
-    (n_items,) is the popularity part as `popularity_scores` gives it."""
-    return blend_with_scales(als_scores, ease_scores, stars, params, popularity=popularity)[0]
+    (n_items,) is the popularity part as `popularity_scores` gives it; `genre` (…, n_items)
+    the raw genre part (`genres.scores`), None when the model has no genres."""
+    return blend_with_scales(
+        als_scores, ease_scores, stars, params, popularity=popularity, genre=genre
+    )[0]
 
 
 def blend_with_scales(
@@ -285,9 +292,10 @@ def blend_with_scales(
     params: BlendParams = DEFAULT_BLEND,
     *,
     popularity: np.ndarray | None = None,
-) -> tuple[np.ndarray, tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]]:
-    """`blend_ranking` and, per personal part (ALS, EASE, stars), the factor w/σ (…, 1) its
-    raw scores enter the blend with (None where the part is absent or weighted 0): an exact
+    genre: np.ndarray | None = None,
+) -> tuple[np.ndarray, tuple[np.ndarray | None, ...]]:
+    """`blend_ranking` and, per personal part (ALS, EASE, stars, genre), the factor w/σ (…, 1)
+    its raw scores enter the blend with (None where the part is absent or weighted 0): an exact
     split of a part's raw score, times that factor, is its split of the blended score (the
     serving explanation uses them rather than recomputing each part and its spread). The
     popularity part (`popularity`, `popularity_scores` of the model's rating counts, weighted
@@ -295,7 +303,13 @@ def blend_with_scales(
     Raises ValueError when no personal part is left."""
     out: np.ndarray | None = None
     scales: list[np.ndarray | None] = []
-    for w, s in ((params.als, als_scores), (params.ease, ease_scores), (params.stars, stars)):
+    parts = (
+        (params.als, als_scores),
+        (params.ease, ease_scores),
+        (params.stars, stars),
+        (params.genre, genre),
+    )
+    for w, s in parts:
         if s is None or w == 0:
             scales.append(None)
             continue
@@ -311,7 +325,7 @@ def blend_with_scales(
         raise ValueError("nothing to blend")
     if popularity is not None and params.popularity != 0:
         out += params.popularity * popularity
-    return out, (scales[0], scales[1], scales[2])
+    return out, tuple(scales)
 
 
 def popularity_scores(item_counts: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 from movierec_common import als
 from movierec_common import ease as easelib
+from movierec_common import genres as genrelib
 from movierec_common.data_model import RATING_MAX, RATING_MIN
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ class ServingModel:
     ease: easelib.EaseModel | None = None  # item-to-item model blended into list and stars
     blend: easelib.BlendParams = easelib.DEFAULT_BLEND
     popularity: np.ndarray | None = None  # float64 (n_items,) `easelib.popularity_scores`
+    genre_rows: np.ndarray | None = None  # float32 (n_items, n_genres) ĝ, `genrelib.genre_rows`
     user_parts: TrainedUserParts | None = None  # trained users' precomputed parts
     loaded_at: float = 0.0
     load_seconds: float = 0.0
@@ -272,6 +274,8 @@ class UserVectors:
     folded_in: bool
     ease_scores: np.ndarray | None = None  # float32 (n_items,) x_u·B, None without EASE
     ease_correction: np.ndarray | None = None  # float32 (n_items,) d_u·B (unweighted)
+    # float32 (n_items,) the genre part ĝ_i·p_u (`genrelib.scores`), None without EASE or genres
+    genre_scores: np.ndarray | None = None
 
 
 def _params_from(cls: type, values: dict[str, Any] | None, fallback: Any) -> Any:
@@ -442,6 +446,11 @@ def build_serving_model(
         rated_stars=None if rated_stars is None else star_codes(rated_stars),
         ease=ease_model,
         blend=blend,
+        genre_rows=(
+            None
+            if ease_model is None or arrays.get("item_genres") is None
+            else genrelib.genre_rows(np.asarray(arrays["item_genres"]))
+        ),
         loaded_at=loaded_at,
         load_seconds=load_seconds,
     )
@@ -487,14 +496,29 @@ def ease_vectors(
 def with_ease(
     model: ServingModel, vectors: UserVectors, item_idx: np.ndarray, ratings: np.ndarray
 ) -> UserVectors:
-    """`vectors` with the EASE parts of the user's current ratings (row indices, stars; NaN
-    stars, i.e. unknown values, are left out); unchanged without EASE or without a known star."""
+    """`vectors` with the EASE parts (and the genre part, `with_genre`) of the user's current
+    ratings (row indices, stars; NaN stars, i.e. unknown values, are left out); unchanged
+    without EASE or without a known star."""
     known = np.isfinite(np.asarray(ratings, dtype=np.float64))
     if model.ease is None or not known.any():
         return vectors
     item_idx, ratings = np.asarray(item_idx)[known], np.asarray(ratings)[known]
     s, c = ease_vectors(model, item_idx, ratings, vectors.b_u)
-    return dataclasses.replace(vectors, ease_scores=s, ease_correction=c)
+    return with_genre(
+        model, dataclasses.replace(vectors, ease_scores=s, ease_correction=c), item_idx, ratings
+    )
+
+
+def with_genre(
+    model: ServingModel, vectors: UserVectors, item_idx: np.ndarray, ratings: np.ndarray
+) -> UserVectors:
+    """`vectors` with the genre part of the user's current ratings (row indices, known stars):
+    ĝ·p_u over every movie (`genrelib.scores`, O(n_ratings·n_genres + n_items·n_genres));
+    unchanged when the model has no genres."""
+    if model.genre_rows is None:
+        return vectors
+    g = genrelib.scores(model.genre_rows, item_idx, ratings)
+    return dataclasses.replace(vectors, genre_scores=g)
 
 
 @dataclass(frozen=True, eq=False)
@@ -667,7 +691,9 @@ def trained_with_ease(
     s = np.zeros(model.n_items, np.float32)
     c = np.zeros(model.n_items, np.float32)
     s[model.ease.items], c[model.ease.items] = s_cov, c_cov
-    return dataclasses.replace(vectors, ease_scores=s, ease_correction=c)
+    return with_genre(
+        model, dataclasses.replace(vectors, ease_scores=s, ease_correction=c), *current
+    )
 
 
 def trained_user(model: ServingModel, user_id: int) -> UserVectors | None:
@@ -736,12 +762,14 @@ def _als_part(model: ServingModel, user: UserVectors) -> np.ndarray | None:
 @dataclass(frozen=True)
 class PartScales:
     """For one user's blended order: the factor w/σ each part's raw scores (x_u·y_i, x_u·B,
-    predicted stars) enter the blend with, None where the part is absent or weighted 0
-    (`ease.blend_with_scales`). The explanation multiplies each part's exact split by it."""
+    predicted stars, the genre part) enter the blend with, None where the part is absent or
+    weighted 0 (`ease.blend_with_scales`). The explanation multiplies each part's exact split
+    by it."""
 
     als: float | None
     ease: float | None
     stars: float | None
+    genre: float | None = None
 
 
 def ranking_scores(
@@ -767,10 +795,15 @@ def blended_scores(
         return als_part, None
     stars = predicted_ratings(model, user) if predicted is None else predicted
     scores, scales = easelib.blend_with_scales(
-        als_part, user.ease_scores, stars, model.blend, popularity=model.popularity
+        als_part,
+        user.ease_scores,
+        stars,
+        model.blend,
+        popularity=model.popularity,
+        genre=user.genre_scores,
     )
-    als_s, ease_s, stars_s = (None if x is None else float(x[0]) for x in scales)
-    return scores.astype(np.float32), PartScales(als_s, ease_s, stars_s)
+    als_s, ease_s, stars_s, genre_s = (None if x is None else float(x[0]) for x in scales)
+    return scores.astype(np.float32), PartScales(als_s, ease_s, stars_s, genre_s)
 
 
 def clip_rating(values: np.ndarray | float) -> np.ndarray:
@@ -900,17 +933,18 @@ def ranked_top_k(
         var = float(x64 @ model.gram @ x64) / n - mean * mean
         a = blend.als / (math.sqrt(var) if var > 0 else 1.0)
         stars = predicted_ratings(model, user) if predicted is None else predicted
-        if blend.ease == 0 and blend.stars == 0:
-            rest, ease_s, stars_s = np.zeros(n), None, None
+        genre = None if blend.genre == 0 else user.genre_scores
+        if blend.ease == 0 and blend.stars == 0 and genre is None:
+            rest, ease_s, stars_s, genre_s = np.zeros(n), None, None, None
         else:
-            rest, (_, ease_v, stars_v) = easelib.blend_with_scales(
-                None, user.ease_scores, stars, blend
+            rest, (_, *vs) = easelib.blend_with_scales(
+                None, user.ease_scores, stars, blend, genre=genre
             )
-            ease_s, stars_s = (None if v is None else float(v[0]) for v in (ease_v, stars_v))
+            ease_s, stars_s, genre_s = (None if v is None else float(v[0]) for v in vs)
         if blend.popularity != 0 and model.popularity is not None:
             rest = rest + blend.popularity * model.popularity
         rest = rest - a * mean
-        scales = PartScales(a, ease_s, stars_s)
+        scales = PartScales(a, ease_s, stars_s, genre_s)
     reach = a * float(np.linalg.norm(x64))
     bound = rest + reach * model.y_norms
     if allowed is not None:
@@ -1019,7 +1053,8 @@ def explain_blend(
 ) -> list[list[tuple[int, float]]]:
     """ "Because you rated …" for the blended order (`ranking_scores` with EASE): each part's
     exact per-rating split (ALS: `ranking_contributions`; EASE: `ease_contributions`; stars:
-    `explicit_contributions` plus γ·d_uj·B_ji) weighted as the blend weights it, w / σ of that
+    `explicit_contributions` plus γ·d_uj·B_ji; genre: `genrelib.contributions`, the liked
+    movies' shared genres) weighted as the blend weights it, w / σ of that
     part's scores over the movies, so the shares follow what moved the served score.
     `predicted` is `predicted_ratings(model, user)` and `scales` the `blended_scores` scales
     when the caller has them already (computed here otherwise); `w_inv` as in
@@ -1042,6 +1077,8 @@ def explain_blend(
                 model, user, rated_idx, stars, ease_c
             )
         total += scales.stars * star_c
+    if scales.genre is not None and model.genre_rows is not None:
+        total += scales.genre * genrelib.contributions(model.genre_rows, targets, rated_idx, stars)
     # "Because you rated" names movies the user liked: a disliked film's part (pushing away
     # from its neighbours) can be positive for a far-away movie, but it is no reason to watch.
     liked = easelib.like_signal(np.asarray(stars), model.ease.params) > 0 if model.ease else None

@@ -178,6 +178,7 @@ def cmd_train(args: argparse.Namespace, settings: TrainerSettings) -> int:
                 spark_context=None if spark is None else spark.sparkContext,
                 progress=progress,
                 source={"source": "csv", "path": str(data_dir), "load": ds.summary.to_dict()},
+                genres_of={m.movieId: m.genres for m in ds.movies},
             )
     finally:
         if spark is not None:

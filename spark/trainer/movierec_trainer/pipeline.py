@@ -22,13 +22,14 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
 from movierec_common import als
 from movierec_common import ease as easelib
+from movierec_common import genres as genrelib
 from movierec_common.data_model import RATING_MAX, RATING_MIN
 from movierec_common.movielens import Ratings
 
@@ -52,6 +53,8 @@ user's ratings: covers a rating stamped just before the snapshot but committed a
 passed it, and modest clock skew between catalog replicas."""
 ProgressFn = Callable[[str, dict], None]
 """Called as (model name, history entry) after every iteration; may raise to stop the job."""
+GenresOf = Mapping[int, Sequence[str]]
+"""movieId → its genre names (the catalogue's), for the blend's genre part."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,15 @@ class FitResult:
     ease: easelib.EaseModel | None = None
     blend: easelib.BlendParams = easelib.DEFAULT_BLEND
     ease_seconds: float = 0.0
+    # The movies' genres (`genrelib.genre_indicators`): uint8 (n_items, n_genres) and the
+    # column names; None / () when the data has no genres (the blend then has no genre part).
+    item_genres: np.ndarray | None = None
+    genre_names: tuple[str, ...] = ()
+
+    @property
+    def genre_rows(self) -> np.ndarray | None:
+        """ĝ (n_items, n_genres) float32 of the genre part, or None without genres."""
+        return None if self.item_genres is None else genrelib.genre_rows(self.item_genres)
 
     def index(self, r: Ratings) -> tuple[np.ndarray, np.ndarray]:
         """`index_pairs` of `r` in this fit: (user indices, item indices)."""
@@ -180,6 +192,17 @@ def run_als(
     )
 
 
+def with_genres(fit: FitResult, genres_of: GenresOf | None) -> FitResult:
+    """`fit` with its movies' genres from `genres_of` (movieId → genre names); unchanged when
+    `genres_of` is None or none of the fit's movies has a genre."""
+    if not genres_of:
+        return fit
+    indicators, names = genrelib.genre_indicators(fit.item_ids, genres_of)
+    if not names:
+        return fit
+    return replace(fit, item_genres=indicators, genre_names=names)
+
+
 def fit_models(
     ratings: Ratings,
     cfg: TrainConfig,
@@ -187,8 +210,10 @@ def fit_models(
     valid: Ratings | None = None,
     spark_context: Any = None,
     progress: ProgressFn | None = None,
+    genres_of: GenresOf | None = None,
 ) -> FitResult:
-    """Index the ratings and fit the explicit (and ranking) model with the chosen engine."""
+    """Index the ratings and fit the explicit (and ranking) model with the chosen engine (and
+    EASE beside the ranking model); the movies' genres from `genres_of` (`with_genres`)."""
     inter, user_ids, item_ids = als.index_ratings(
         ratings.user_ids, ratings.movie_ids, ratings.ratings
     )
@@ -230,7 +255,7 @@ def fit_models(
     ease_seconds = time.perf_counter() - ease_start
     seconds = time.perf_counter() - start
     counts = np.bincount(inter.item_idx, minlength=inter.n_items).astype(np.int64)
-    return FitResult(
+    fit = FitResult(
         emodel,
         rmodel,
         user_ids,
@@ -242,6 +267,7 @@ def fit_models(
         blend,
         ease_seconds,
     )
+    return with_genres(fit, genres_of)
 
 
 RATING_WEIGHT_TRAIN_FACTOR = 2.0
@@ -329,16 +355,20 @@ def served_predictions(fit: FitResult, u: np.ndarray, i: np.ndarray) -> np.ndarr
     return out
 
 
-PartsFn = Callable[[np.ndarray], tuple[np.ndarray | None, np.ndarray, np.ndarray]]
+PartsFn = Callable[
+    [np.ndarray], tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray | None]
+]
 """Maps user indices to the blend's personal parts for them, each (len(users), n_items):
-(x_u·y_i or None without a ranking model, EASE's x_u·B, the served stars)."""
+(x_u·y_i or None without a ranking model, EASE's x_u·B, the served stars, the genre part
+ĝ_i·p_u or None without genres)."""
 
 
 def served_parts(fit: FitResult) -> PartsFn:
     """The personal parts the served list blends (`easelib.blend_ranking`), for blocks of
-    users of a fit with EASE: the ranking model's scores, EASE's, and the served stars
-    (explicit model + `fit.blend.rating`·(d_u·B)_i, as `served_predictions`). Raises
-    ValueError when the fit has no EASE."""
+    users of a fit with EASE: the ranking model's scores, EASE's, the served stars
+    (explicit model + `fit.blend.rating`·(d_u·B)_i, as `served_predictions`) and the genre part
+    (`genrelib.batch_scores` of the users' training ratings). Raises ValueError when the fit
+    has no EASE."""
     if fit.ease is None:
         raise ValueError("the fit has no EASE: its list is one model's order")
     e = fit.explicit
@@ -347,8 +377,11 @@ def served_parts(fit: FitResult) -> PartsFn:
         fit.inter.user_idx, fit.inter.item_idx, fit.inter.rating, fit.inter.n_users
     )
     model, rating, ranking = fit.ease, fit.blend.rating, fit.ranking
+    rows = fit.genre_rows
 
-    def parts(users: np.ndarray) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    def parts(
+        users: np.ndarray,
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray | None]:
         e_scores, corr = easelib.batch_scores(
             model,
             users,
@@ -360,15 +393,19 @@ def served_parts(fit: FitResult) -> PartsFn:
         )
         assert corr is not None
         a_scores = None if ranking is None else ranking.X[users] @ ranking.Y.T
-        return a_scores, e_scores, by_rating(users) + rating * corr
+        g_scores = (
+            None if rows is None else genrelib.batch_scores(rows, users, indptr, indices, stars)
+        )
+        return a_scores, e_scores, by_rating(users) + rating * corr, g_scores
 
     return parts
 
 
 def served_scores(fit: FitResult) -> ScoreFn:
     """The served list's order for blocks of users: `easelib.blend_ranking` of the ranking
-    model, EASE, the served stars and popularity (`served_parts`; only the ranking model when
-    EASE is off; the explicit model's stars when neither ranking model exists)."""
+    model, EASE, the served stars, the genre part and popularity (`served_parts`; only the
+    ranking model when EASE is off; the explicit model's stars when neither ranking model
+    exists)."""
     if fit.ease is None:
         if fit.ranking is None:
             e = fit.explicit
@@ -376,7 +413,12 @@ def served_scores(fit: FitResult) -> ScoreFn:
         return factor_scores(fit.ranking.X, fit.ranking.Y)
     parts, blend = served_parts(fit), fit.blend
     popularity = easelib.popularity_scores(fit.item_counts)
-    return lambda users: easelib.blend_ranking(*parts(users), blend, popularity=popularity)
+
+    def scores(users: np.ndarray) -> np.ndarray:
+        a, e, s, g = parts(users)
+        return easelib.blend_ranking(a, e, s, blend, popularity=popularity, genre=g)
+
+    return scores
 
 
 def evaluate_fit(fit: FitResult, test: Ratings, *, bench: bool = False) -> dict[str, Any]:
@@ -442,6 +484,8 @@ def model_arrays(fit: FitResult) -> dict[str, np.ndarray]:
     if fit.ease is not None:
         arrays["ease_B"] = np.asarray(fit.ease.B, np.float32)
         arrays["ease_items"] = fit.ease.items.astype(np.int64)
+        if fit.item_genres is not None:
+            arrays["item_genres"] = fit.item_genres.astype(np.uint8)
     return arrays
 
 
@@ -496,13 +540,15 @@ def choose_on_validation(
     *,
     spark_context: Any = None,
     progress: ProgressFn | None = None,
+    genres_of: GenresOf | None = None,
 ) -> tuple[TrainConfig, dict[str, Any]]:
     """`cfg` with the settings chosen on validation carved from `train` (the training ratings,
     never an evaluation holdout), and the manifest's `tuning` record of each choice: the
     explicit λ (`cfg.reg_candidates`), EASE's λ (`cfg.ease_reg_candidates`), the EASE rating
     term's weight γ, then, with
     `cfg.ranking_reg_candidates`, the ranking model's λ and the served blend's weights, all
-    on the explicit λ search's split (`movierec_trainer.tune`). `cfg` unchanged and {} without
+    on the explicit λ search's split (`movierec_trainer.tune`; the blend's genre part from
+    `genres_of`). `cfg` unchanged and {} without
     `reg_candidates`. Raises what the searches raise (TrainingDivergedError when every
     candidate diverges; a `progress` exception to cancel)."""
     if not cfg.reg_candidates:
@@ -538,7 +584,7 @@ def choose_on_validation(
         if ranked is not None:
             cfg = replace(cfg, ranking=replace(cfg.ranking, reg=ranked.reg))
             tuning["ranking_reg"] = ranked.describe()
-            chosen = tune.choose_blend(search, ranked, cfg, ease_model)
+            chosen = tune.choose_blend(search, ranked, cfg, ease_model, genres_of=genres_of)
             if chosen is not None:
                 cfg = replace(cfg, blend=chosen.blend)
                 tuning["blend"] = chosen.describe()
@@ -553,9 +599,11 @@ def train_job(
     progress: ProgressFn | None = None,
     source: dict[str, Any] | None = None,
     phase: Callable[[str], None] | None = None,
+    genres_of: GenresOf | None = None,
 ) -> TrainOutcome:
     """Split, choose λ (if `cfg.reg_candidates`), fit, evaluate, and build the artifact; the
-    refit with `publish_full` uses the chosen λ. `phase(name)` announces each phase."""
+    refit with `publish_full` uses the chosen λ. `phase(name)` announces each phase;
+    `genres_of` (movieId → genre names, the catalogue's) gives the blend its genre part."""
     phases: dict[str, float] = {}
     announce = phase or (lambda _name: None)
     t0 = time.perf_counter()
@@ -573,13 +621,20 @@ def train_job(
         announce("tune")
         t0 = time.perf_counter()
         cfg, tuning = choose_on_validation(
-            train, cfg, spark_context=spark_context, progress=progress
+            train, cfg, spark_context=spark_context, progress=progress, genres_of=genres_of
         )
         phases["tune_s"] = time.perf_counter() - t0
 
     announce("train")
     t0 = time.perf_counter()
-    fit = fit_models(train, cfg, valid=test, spark_context=spark_context, progress=progress)
+    fit = fit_models(
+        train,
+        cfg,
+        valid=test,
+        spark_context=spark_context,
+        progress=progress,
+        genres_of=genres_of,
+    )
     phases["train_s"] = time.perf_counter() - t0
 
     announce("validate")
@@ -600,10 +655,13 @@ def train_job(
     if cfg.holdout > 0 and cfg.publish_full:
         announce("refit")
         t0 = time.perf_counter()
-        publish_fit = fit_models(ratings, cfg, spark_context=spark_context, progress=progress)
+        publish_fit = fit_models(
+            ratings, cfg, spark_context=spark_context, progress=progress, genres_of=genres_of
+        )
         phases["refit_s"] = time.perf_counter() - t0
         published = "full_refit"
 
+    arrays = model_arrays(publish_fit)
     manifest: dict[str, Any] = {
         "params": {
             "explicit": cfg.explicit.to_dict(),
@@ -611,6 +669,8 @@ def train_job(
             # The settings of the EASE actually published (None when there is none).
             "ease": None if publish_fit.ease is None else publish_fit.ease.params.to_dict(),
             "blend": publish_fit.blend.to_dict(),
+            # The columns of the `item_genres` array (the genre part's genres), in order.
+            "genres": list(publish_fit.genre_names) if "item_genres" in arrays else [],
             "engine": cfg.engine,
             "num_partitions": cfg.num_partitions,
             "broadcast_dtype": cfg.broadcast_dtype,
@@ -644,7 +704,6 @@ def train_job(
         "tuning": tuning,
         "history": _history(fit),
     }
-    arrays = model_arrays(publish_fit)
     arrays.update(
         rated_lists(ratings, arrays["user_ids"], (source or {}).get("db_read_started_at"))
     )

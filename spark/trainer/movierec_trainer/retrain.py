@@ -232,6 +232,7 @@ def _train_gate_publish(
         progress=reporter.progress,
         source={**snap.source, "snapshot": str(snap.path)},
         phase=reporter.phase,
+        genres_of=snap.genres_of,
     )
     phases["tune_s"] = outcome.phases.get("tune_s", 0.0)
     phases["train_s"] = outcome.phases.get("train_s", 0.0) + outcome.phases.get("refit_s", 0.0)

@@ -21,7 +21,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,8 @@ class Snapshot:
     n_csv: int
     source: dict[str, Any]
     summary: LoadSummary
+    # movieId → genre names from the `movies` collection (the blend's genre part)
+    genres_of: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
 
 class _Columns:
@@ -286,14 +288,25 @@ def read_db_ratings(
     return cols.ratings()
 
 
-def read_db_movie_ids(db: Any) -> np.ndarray | None:
-    """The catalogue: every movieId of the `movies` collection, or None (no filter, logged)
-    while the collection is empty (a database mongo-init has not filled)."""
-    ids = [int(d["movieId"]) for d in db[data_model.MOVIES].find({}, {"_id": 0, "movieId": 1})]
+def read_db_catalogue(db: Any) -> tuple[np.ndarray | None, dict[int, tuple[str, ...]]]:
+    """The catalogue in one pass over the `movies` collection: every movieId (sorted), or None
+    (no filter, logged) while the collection is empty (a database mongo-init has not filled),
+    and each movie's genres (movieId → names; a missing or malformed `genres` field counts as
+    none)."""
+    ids: list[int] = []
+    genres_of: dict[int, tuple[str, ...]] = {}
+    for d in db[data_model.MOVIES].find({}, {"_id": 0, "movieId": 1, "genres": 1}):
+        m = int(d["movieId"])
+        ids.append(m)
+        g = d.get("genres")
+        if isinstance(g, list):
+            names = tuple(x for x in g if isinstance(x, str) and x)
+            if names:
+                genres_of[m] = names
     if not ids:
         log.warning("the movies collection is empty: ratings are not checked against it")
-        return None
-    return np.asarray(sorted(ids), np.int64)
+        return None, genres_of
+    return np.asarray(sorted(ids), np.int64), genres_of
 
 
 def read_tombstones(db: Any) -> Tombstones:
@@ -376,7 +389,7 @@ def take_snapshot(
         summary,
         now=started,
     )
-    known = read_db_movie_ids(db)
+    known, genres_of = read_db_catalogue(db)
     source: dict[str, Any] = {
         "source": "mongodb" if db_only else "mongodb+csv",
         "db_read_started_at": started,
@@ -406,7 +419,7 @@ def take_snapshot(
         raise ValueError("the snapshot has no ratings to train on")
     path = Path(work_dir) / "snapshots" / f"{name}.parquet"
     write_parquet(merged, path)
-    return Snapshot(path, len(merged), n_db, n_csv, source, summary)
+    return Snapshot(path, len(merged), n_db, n_csv, source, summary, genres_of)
 
 
 def read_snapshot_local(path: Path) -> Ratings:

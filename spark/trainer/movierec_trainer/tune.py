@@ -36,6 +36,7 @@ from movierec_trainer import data as tdata
 from movierec_trainer.evaluate import Evaluator, factor_scores, rmse
 from movierec_trainer.pipeline import (
     FitResult,
+    GenresOf,
     ProgressFn,
     TrainConfig,
     fit_models,
@@ -44,6 +45,7 @@ from movierec_trainer.pipeline import (
     served_parts,
     served_predictions,
     serves_ease,
+    with_genres,
 )
 
 log = logging.getLogger(__name__)
@@ -589,19 +591,21 @@ def choose_ease_reg(
     )
 
 
-BLEND_PARTS = ("als", "ease", "stars", "popularity")
+BLEND_PARTS = ("als", "ease", "stars", "popularity", "genre")
 BLEND_BOUNDS = {
     "als": (0.1, 2.0),  # > 0: the recommender's bounded top-k needs an ALS part
     "ease": (0.0, 2.0),
     "stars": (0.0, 2.0),
     "popularity": (-1.0, 1.0),
+    "genre": (0.0, 2.0),
 }
 BLEND_STEP = 0.1
 BLEND_MAX_ROUNDS = 40
 BLEND_GATE = 2.5
 """A move is taken only when its mean NDCG gain over the validation users exceeds this many
 standard errors of the paired per-user differences. The best of a round's ~8 moves is the one
-tested, so the gate is Bonferroni-sized (one-sided 5 % over 8 moves ≈ 2.5 s.e.). Measured
+tested, so the gate is Bonferroni-sized (one-sided 5 % over 8 moves ≈ 2.5 s.e.; ~10 moves since
+the genre part, ≈ 2.6). Measured
 out of sample (choose on a random half of the validation users, score the other half, 20
 halvings; bench/REPORT.md, session 15): at 1 s.e. a move was taken in 50 % (ml-latest-small)
 and 70 % (synthetic-1m) of the halves and gained −0.0004 and −0.00003 on the other half; at
@@ -611,7 +615,7 @@ where a part is clearly mis-weighted (with ml-latest-small's λ 30 on synthetic-
 gained 3–4 s.e.)."""
 BLEND_MAX_USERS = 2000
 BLEND_PART_BYTES = 1 << 30
-"""The standardised parts of the sampled users are held in float32 (4 parts × users × movies);
+"""The standardised parts of the sampled users are held in float32 (5 parts × users × movies);
 fewer users are sampled where the catalogue is large (~1,100 at 59k movies)."""
 BLEND_CHUNK = 128
 """Users per scored block: the evaluator's float64 copy of a block's scores stays small."""
@@ -654,12 +658,15 @@ class BlendChoice:
 
 @dataclass(frozen=True)
 class BlendParts:
-    """The four standardised parts (ALS, EASE, stars, popularity) of the sampled validation
-    users, (4, n_users, n_items) float32, row j for `users[j]`; `ev` their evaluator."""
+    """The standardised parts (BLEND_PARTS order: ALS, EASE, stars, popularity, genre; the
+    genre part 0 without genres) of the sampled validation users, (5, n_users, n_items)
+    float32, row j for `users[j]`; `ev` their evaluator; `has_genre` whether the movies
+    have genres (without, the genre weight is not searched)."""
 
     ev: Evaluator
     users: np.ndarray
     parts: np.ndarray
+    has_genre: bool = False
 
     def ndcg(self, weights: tuple[float, ...]) -> np.ndarray:
         """Per-user NDCG@10 (n_users,) of the list Σ_p weights[p]·parts[p]."""
@@ -685,15 +692,19 @@ def blend_parts(
     ranking: RankingRegSearch,
     cfg: TrainConfig,
     ease_model: easelib.EaseModel,
+    genres_of: GenresOf | None = None,
 ) -> BlendParts | None:
     """`BlendParts` of a seeded sample of the validation users (≤ BLEND_MAX_USERS, fewer when
     BLEND_PART_BYTES would not hold them), from the models fitted on the search's fit part;
-    the stars include `cfg.blend.rating`·(d_u·B). None with fewer than MIN_TOPN_USERS."""
+    the stars include `cfg.blend.rating`·(d_u·B), the genre part comes from `genres_of`. None
+    with fewer than MIN_TOPN_USERS."""
     if search.fit is None or ranking.model is None:
         return None
     fit = replace(search.fit, ranking=ranking.model, ease=ease_model, blend=cfg.blend)
+    fit = with_genres(fit, genres_of)
     n_items = fit.inter.n_items
-    max_users = max(1, min(BLEND_MAX_USERS, BLEND_PART_BYTES // (16 * max(n_items, 1))))
+    per_user = 4 * len(BLEND_PARTS) * max(n_items, 1)
+    max_users = max(1, min(BLEND_MAX_USERS, BLEND_PART_BYTES // per_user))
     ev = validation_evaluator(search, max_users, chunk=BLEND_CHUNK)
     users = ev.eval_users
     if users.size < MIN_TOPN_USERS:
@@ -701,21 +712,26 @@ def blend_parts(
     served = served_parts(fit)
     parts = np.empty((len(BLEND_PARTS), users.size, n_items), dtype=np.float32)
     parts[3] = easelib.popularity_scores(fit.item_counts)
+    parts[4] = 0.0
     for s in range(0, users.size, 256):
         block = users[s : s + 256]
-        for p, raw in enumerate(served(block)):
-            assert raw is not None  # the ranking model is there
-            parts[p, s : s + block.size] = easelib.standardize(raw)
-    return BlendParts(ev, users, parts)
+        a, e, stars, genre = served(block)
+        assert a is not None  # the ranking model is there
+        for p, raw in ((0, a), (1, e), (2, stars), (4, genre)):
+            if raw is not None:
+                parts[p, s : s + block.size] = easelib.standardize(raw)
+    return BlendParts(ev, users, parts, fit.item_genres is not None)
 
 
 def blend_ascent(
     score: Callable[[tuple[float, ...]], np.ndarray],
     start: tuple[float, ...],
     gate: float = BLEND_GATE,
+    frozen: frozenset[str] = frozenset(),
 ) -> tuple[tuple[float, ...], np.ndarray, list[dict[str, Any]]]:
     """Coordinate ascent over the blend weights (BLEND_PARTS order) from `start`: each round
-    scores every weight ±BLEND_STEP (within BLEND_BOUNDS, at least one personal part) with
+    scores every weight but the `frozen` ones ±BLEND_STEP (within BLEND_BOUNDS, at least one
+    of ALS, EASE and stars above 0) with
     `score` (per-user NDCG, paired across calls) and takes the best move if its mean gain
     exceeds `gate` standard errors of the paired differences; at most BLEND_MAX_ROUNDS rounds.
     Returns (weights, their per-user NDCG, the accepted moves)."""
@@ -724,6 +740,8 @@ def blend_ascent(
     for _ in range(BLEND_MAX_ROUNDS):
         moves: list[tuple[float, ...]] = []
         for c, name in enumerate(BLEND_PARTS):
+            if name in frozen:
+                continue
             lo, hi = BLEND_BOUNDS[name]
             for d in (-BLEND_STEP, BLEND_STEP):
                 w = list(weights)
@@ -758,9 +776,10 @@ def choose_blend(
     ease_model: easelib.EaseModel | None = None,
     *,
     say: Callable[[str], None] = log.info,
+    genres_of: GenresOf | None = None,
 ) -> BlendChoice | None:
-    """The served list's weights (`BlendParams` als, ease, stars, popularity) chosen on the
-    validation part the λ search carved, from the models fitted on its fit part: the explicit
+    """The served list's weights (`BlendParams` als, ease, stars, popularity, genre) chosen on
+    the validation part the λ search carved, from the models fitted on its fit part: the explicit
     model at the chosen λ (`search.fit`), the ranking model at its chosen λ (`ranking.model`)
     and EASE (`ease_model`, fitted here when None), with `cfg.blend.rating` in the stars.
 
@@ -773,14 +792,18 @@ def choose_blend(
     t0 = time.perf_counter()
     if ease_model is None:
         ease_model = easelib.fit_ease(search.fit.inter, cfg.ease)
-    bp = blend_parts(search, ranking, cfg, ease_model)
+    bp = blend_parts(search, ranking, cfg, ease_model, genres_of)
     if bp is None:
         say(f"blend weights kept: fewer than {MIN_TOPN_USERS} validation users")
         return None
     start = tuple(float(getattr(cfg.blend, k)) for k in BLEND_PARTS)
     start = tuple(max(v, BLEND_BOUNDS[k][0]) for k, v in zip(BLEND_PARTS, start, strict=True))
     first = bp.ndcg(start)
-    weights, current, path = blend_ascent(lambda w: first if w == start else bp.ndcg(w), start)
+    weights, current, path = blend_ascent(
+        lambda w: first if w == start else bp.ndcg(w),
+        start,
+        frozen=frozenset() if bp.has_genre else frozenset({"genre"}),
+    )
     blend = replace(cfg.blend, **dict(zip(BLEND_PARTS, weights, strict=True)))
     secs = round(time.perf_counter() - t0, 2)
     say(

@@ -33,49 +33,75 @@ def rated_by(csv_ratings, user_id: int) -> set[int]:
     return set(csv_ratings.movie_ids[csv_ratings.user_ids == user_id].tolist())
 
 
-def served_stars(art: artifacts.ModelArtifact, user_id: int, ratings) -> np.ndarray:
-    """Independent float64 recomputation of the served stars of a trained user: μ + b_u + b_i
-    + p·q, plus with EASE γ·Σ_j B_ji·(r_uj − μ − b_u − b_j) over the user's rated movies that
-    EASE covers (γ = the manifest's blend.rating)."""
-    u = int(np.searchsorted(art.user_ids, user_id))
-    pred = art.global_mean + art.user_bias[u] + art.item_bias + art.Q @ art.P[u]
+def _user_rows(art: artifacts.ModelArtifact, user_id: int, ratings):
+    """(model rows, stars float64) of `user_id`'s ratings in `ratings`."""
+    mine = ratings.user_ids == user_id
+    return (
+        np.searchsorted(art.item_ids, ratings.movie_ids[mine]),
+        ratings.ratings[mine].astype(np.float64),
+    )
+
+
+def _stars(art: artifacts.ModelArtifact, b_u: float, p_u: np.ndarray, rows, stars) -> np.ndarray:
+    """μ + b_u + b_i + p_u·q_i, plus with EASE γ·Σ_j B_ji·(r_uj − μ − b_u − b_j) over the rated
+    movies EASE covers (γ = the manifest's blend.rating), float64."""
+    pred = art.global_mean + b_u + art.item_bias + art.Q @ p_u
     if art.ease_B is not None and art.ease_items is not None:
         gamma = float(art.manifest["params"]["blend"]["rating"])
-        mine = ratings.user_ids == user_id
-        rows = np.searchsorted(art.item_ids, ratings.movie_ids[mine])
-        d = ratings.ratings[mine] - art.global_mean - art.user_bias[u] - art.item_bias[rows]
+        d = stars - art.global_mean - b_u - art.item_bias[rows]
         covered = np.isin(rows, art.ease_items)
         pos = np.searchsorted(art.ease_items, rows[covered])
         pred[art.ease_items] += gamma * (d[covered] @ art.ease_B[pos].astype(np.float64))
     return pred
 
 
-def expected_served_order(art: artifacts.ModelArtifact, user_id: int, ratings, k: int) -> list[int]:
-    """Independent float64 recomputation of a trained user's served list from the artifact and
-    the user's current ratings: Σ_part w·(s − mean)/std over the movies for the parts ALS
-    x_u·y_i, EASE x_u·B (likes 1, ratings ≤ negative_at −negative_weight) and `served_stars`,
-    with the manifest's weights; rated movies excluded."""
-    assert art.rank_X is not None and art.rank_Y is not None
-    assert art.ease_B is not None and art.ease_items is not None
+def served_stars(art: artifacts.ModelArtifact, user_id: int, ratings) -> np.ndarray:
+    """Independent float64 recomputation of the served stars of a trained user (`_stars` with
+    the user's trained b_u, p_u and current ratings)."""
+    u = int(np.searchsorted(art.user_ids, user_id))
+    return _stars(art, float(art.user_bias[u]), art.P[u], *_user_rows(art, user_id, ratings))
+
+
+def expected_blend(
+    art: artifacts.ModelArtifact, x_u: np.ndarray, b_u: float, p_u: np.ndarray, rows, stars, k
+) -> list[int]:
+    """Independent float64 recomputation of a served list from the artifact, the user's
+    vectors and ratings (model rows, stars): Σ_part w·(s − mean)/std over the movies for the
+    parts ALS x_u·y_i, EASE x_u·B (likes 1, ratings ≤ negative_at −negative_weight), the
+    served stars, the genre part (the genre rows, each over √(its genre count), of the movies
+    rated at or above the user's mean and above 2★, summed and dotted with every movie's row)
+    and popularity log(1 + n_i), with the manifest's weights; rated movies excluded."""
+    assert art.rank_Y is not None and art.ease_B is not None and art.ease_items is not None
     params = art.manifest["params"]
     blend, ep = params["blend"], params["ease"]
-    u = int(np.searchsorted(art.user_ids, user_id))
-    mine = ratings.user_ids == user_id
-    rows = np.searchsorted(art.item_ids, ratings.movie_ids[mine])
-    stars = ratings.ratings[mine].astype(np.float64)
     x = np.where(stars > ep["negative_at"], 1.0, -ep["negative_weight"])
     covered = np.isin(rows, art.ease_items)
     ease_part = np.zeros(art.item_ids.size)
     pos = np.searchsorted(art.ease_items, rows[covered])
     ease_part[art.ease_items] = x[covered] @ art.ease_B[pos].astype(np.float64)
     parts = [
-        (blend["als"], art.rank_Y.astype(np.float64) @ art.rank_X[u]),
+        (blend["als"], art.rank_Y.astype(np.float64) @ x_u),
         (blend["ease"], ease_part),
-        (blend["stars"], served_stars(art, user_id, ratings)),
+        (blend["stars"], _stars(art, b_u, p_u, rows, stars)),
+        (blend["popularity"], np.log1p(art.item_counts.astype(np.float64))),
     ]
-    score = sum(w * (s - s.mean()) / s.std() for w, s in parts)
+    if art.item_genres is not None:
+        g = art.item_genres.astype(np.float64)
+        n = g.sum(axis=1, keepdims=True)
+        g = np.divide(g, np.sqrt(n), out=np.zeros_like(g), where=n > 0)
+        liked = (stars >= stars.mean()) & (stars > 2.0)
+        parts.append((blend["genre"], g @ g[rows[liked]].sum(axis=0)))
+    score = sum(w * (s - s.mean()) / (s.std() or 1.0) for w, s in parts if w)
     score[rows] = -np.inf
     return art.item_ids[np.argsort(-score, kind="stable")[:k]].tolist()
+
+
+def expected_served_order(art: artifacts.ModelArtifact, user_id: int, ratings, k: int) -> list[int]:
+    """`expected_blend` of a trained user: their trained vectors and current ratings."""
+    assert art.rank_X is not None
+    u = int(np.searchsorted(art.user_ids, user_id))
+    rows, stars = _user_rows(art, user_id, ratings)
+    return expected_blend(art, art.rank_X[u], float(art.user_bias[u]), art.P[u], rows, stars, k)
 
 
 def expected_rating_order(
@@ -184,14 +210,22 @@ def test_new_user_with_a_few_ratings_is_folded_in(
     body = recs.client.get(f"/api/recs/users/{user}", headers=recs.service).json()
     assert body["strategy"] == "fold-in" and len(body["items"]) == 10
     assert body["n_user_ratings"] == 4
-    # Independent recomputation with the kernel on the published arrays (float64).
+    # Independent recomputation: the kernel's fold-in on the published arrays (float64), then
+    # the served blend written out (`expected_blend`).
     art = artifacts.load_model(trained.root)
     idx = np.searchsorted(art.item_ids, [1, 3114, 2355])
-    params = als.ImplicitParams(**art.manifest["params"]["ranking"])
-    x = als.fold_in_implicit(art.rank_Y, idx, np.array([5.0, 5.0, 4.5]), params)
-    scores = art.rank_Y @ x
-    scores[idx] = -np.inf
-    want = art.item_ids[np.argsort(-scores, kind="stable")[:10]].tolist()
+    stars = np.array([5.0, 5.0, 4.5])
+    params = art.manifest["params"]
+    x = als.fold_in_implicit(art.rank_Y, idx, stars, als.ImplicitParams(**params["ranking"]))
+    b_u, p_u = als.fold_in_explicit(
+        art.Q,
+        art.item_bias,
+        art.global_mean,
+        idx,
+        stars,
+        als.ExplicitParams(**params["explicit"]),
+    )
+    want = expected_blend(art, x, float(b_u), p_u, idx, stars, 10)
     got = [i["movieId"] for i in body["items"]]
     assert got[:8] == want[:8] and len(set(got) & set(want)) >= 9
     popular = recs.client.get("/api/recs/users/950002", headers=recs.service).json()
@@ -432,7 +466,12 @@ def test_rated_lookup_modes_give_the_same_lists(
     no_lists = tmp_path / "no-lists"
     arrays = {
         k: getattr(art, k)
-        for k in artifacts.REQUIRED_KEYS + artifacts.RANKING_KEYS + artifacts.EASE_KEYS
+        for k in (
+            *artifacts.REQUIRED_KEYS,
+            *artifacts.RANKING_KEYS,
+            *artifacts.EASE_KEYS,
+            artifacts.GENRES_KEY,
+        )
         if getattr(art, k) is not None
     }
     arrays["global_mean"] = np.asarray(art.global_mean)
@@ -537,6 +576,37 @@ def test_low_ratings_are_not_likes_hater_and_fan_get_different_lists(
     for item in lists[fan]["items"]:
         assert item["because"] and {b["movieId"] for b in item["because"]} <= set(HORROR)
         assert all(b["rating"] == 5.0 for b in item["because"])
+
+
+PIXAR = [1, 2355, 3114, 4886, 6377]  # Toy Story, A Bug's Life, Toy Story 2, Monsters, Nemo
+
+
+def test_a_pixar_fan_is_served_animation_through_the_genre_part(
+    recs: RecsServer, recs_db: SeededDb, trained: TrainedModel
+) -> None:
+    """Issue 20 item 6: a new user who rated five Pixar films 5★ got Lord of the Rings, Star
+    Wars, The Matrix and Shawshank with only Shrek from animation. The trainer now publishes
+    the movies' genres with the model and the served blend has a genre part (the genres of
+    what the user liked): the list leads with animation, explained by the Pixar films."""
+    art = artifacts.load_model(trained.root, trained.version)
+    assert art.item_genres is not None and art.item_genres.shape[0] == art.item_ids.size
+    names = art.manifest["params"]["genres"]
+    assert "Animation" in names and len(names) == art.item_genres.shape[1]
+    assert art.manifest["params"]["blend"]["genre"] > 0
+    toy_story = int(np.searchsorted(art.item_ids, 1))
+    row = dict(zip(names, art.item_genres[toy_story].tolist(), strict=True))
+    assert {g for g, on in row.items() if on} == {
+        "Adventure", "Animation", "Children", "Comedy", "Fantasy"
+    }  # fmt: skip
+    fan = 900_703
+    insert_ratings(recs_db, fan, [(m, 5.0) for m in PIXAR])
+    r = recs.client.get(f"/api/recs/users/{fan}", params={"k": 10}, headers=recs.service)
+    assert r.status_code == 200, r.text
+    items = r.json()["items"]
+    animated = [i for i in items if "Animation" in i["genres"]]
+    assert len(animated) >= 5 and "Animation" in items[0]["genres"], [i["title"] for i in items]
+    for item in animated:
+        assert item["because"] and {b["movieId"] for b in item["because"]} <= set(PIXAR)
 
 
 def test_every_personalised_item_says_because_you_rated(

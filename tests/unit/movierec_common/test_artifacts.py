@@ -102,10 +102,30 @@ def test_no_pickle_in_npz(tmp_path: Path) -> None:
     b = np.full((3, 3), 0.01, np.float32)
     np.fill_diagonal(b, 0.0)
     ease = {"ease_B": b, "ease_items": np.array([0, 2, 5], np.int64)}  # 3 of the 7 movies
-    arrays = {**_arrays(ranking=True), **_rated(), **ease}
+    item_genres = np.eye(7, 3, dtype=np.uint8)  # movies 0-2 one genre each, the rest none
+    arrays = {**_arrays(ranking=True), **_rated(), **ease, "item_genres": item_genres}
     version = artifacts.save_model(tmp_path, arrays, _manifest())
     with np.load(_factors(tmp_path, version), allow_pickle=False) as npz:
         assert set(npz.files) == set(artifacts.KNOWN_KEYS)
+    loaded = artifacts.load_model(tmp_path)
+    assert loaded.item_genres is not None
+    np.testing.assert_array_equal(loaded.item_genres, item_genres)
+
+
+@pytest.mark.parametrize(
+    ("item_genres", "message"),
+    [
+        (np.ones((6, 3), np.uint8), "n_items"),  # one row short
+        (np.ones(7, np.uint8), "n_items"),  # not 2-d
+        (np.full((7, 3), 2, np.uint8), "0/1"),
+        (np.ones((7, 3), np.float32), "integer"),
+    ],
+)
+def test_malformed_item_genres_refused(
+    tmp_path: Path, item_genres: np.ndarray, message: str
+) -> None:
+    with pytest.raises(ArtifactError, match=message):
+        artifacts.save_model(tmp_path, {**_arrays(), "item_genres": item_genres}, _manifest())
 
 
 def test_truncated_factors_refused(tmp_path: Path) -> None:

@@ -174,12 +174,15 @@ def test_the_popularity_part_is_the_same_standardised_log_count_for_every_user()
 
 def test_blend_scales_turn_each_parts_raw_differences_into_blend_differences() -> None:
     rng = np.random.default_rng(3)
-    a, e, s = rng.random((2, 40)), rng.random((2, 40)), rng.random((2, 40))
-    p = ease.BlendParams(als=0.7, ease=0.0, stars=0.5)
-    blended, (sa, se, ss) = ease.blend_with_scales(a, e, s, p)
-    assert se is None and sa is not None and ss is not None
-    np.testing.assert_allclose(blended, ease.blend_ranking(a, e, s, p))
+    a, e, s, g = (rng.random((2, 40)) for _ in range(4))
+    p = ease.BlendParams(als=0.7, ease=0.0, stars=0.5, genre=0.4)
+    blended, (sa, se, ss, sg) = ease.blend_with_scales(a, e, s, p, genre=g)
+    assert se is None and sa is not None and ss is not None and sg is not None
+    np.testing.assert_allclose(blended, ease.blend_ranking(a, e, s, p, genre=g))
     # blended_i − blended_j = Σ_part scale · (raw_i − raw_j), per user (row)
-    want = sa * (a - a[:, :1]) + ss * (s - s[:, :1])
+    want = sa * (a - a[:, :1]) + ss * (s - s[:, :1]) + sg * (g - g[:, :1])
     np.testing.assert_allclose(blended - blended[:, :1], want, atol=1e-12)
     np.testing.assert_allclose(sa[:, 0], 0.7 / a.std(axis=1))
+    np.testing.assert_allclose(sg[:, 0], 0.4 / g.std(axis=1))
+    # Without a genre part (a model without genres) its weight is dropped, not an error.
+    assert ease.blend_with_scales(a, e, s, p)[1][3] is None

@@ -23,10 +23,21 @@ EXPLICIT_ONLY = TrainConfig(ranking=None, ease=None)
 
 
 @pytest.fixture(scope="module")
-def synthetic(tmp_path_factory: pytest.TempPathFactory):
+def synthetic_dataset(tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("synth")
     write(SynthSpec(n_ratings=300_000, n_users=3_000, n_movies=2_000, seed=11), out)
-    return tdata.load_ratings_dir(out)
+    return tdata.load_dataset_dir(out)
+
+
+@pytest.fixture(scope="module")
+def synthetic(synthetic_dataset):
+    return synthetic_dataset.ratings
+
+
+@pytest.fixture(scope="module")
+def synthetic_genres(synthetic_dataset) -> dict[int, list[str]]:
+    """movieId → genres of the synthetic catalogue (correlated with the movies' factors)."""
+    return {m.movieId: m.genres for m in synthetic_dataset.movies}
 
 
 def test_the_lowest_validation_rmse_wins_and_every_candidate_is_reported(synthetic) -> None:
@@ -274,37 +285,67 @@ def test_nearest_within_keeps_the_given_value_on_a_plateau() -> None:
     assert tune.nearest_within({30.0: 0.5, 100.0: 0.6 * (1 - 2 * tol), 300.0: 0.6}, 30.0) == 300
 
 
-def _served_ndcg(search, ranked, cfg, blend, ease_model) -> float:
+def _served_ndcg(search, ranked, cfg, blend, ease_model, genres_of=None) -> float:
     """The validation NDCG@10 of `blend` scored by the trainer's served path
     (`pipeline.served_scores`), not by the tuner's own cached parts."""
     from movierec_trainer import pipeline
 
     fit = replace(search.fit, ranking=ranked.model, ease=ease_model, blend=blend)
+    fit = pipeline.with_genres(fit, genres_of)
     ev = tune.validation_evaluator(search, tune.BLEND_MAX_USERS)
     return ev.topn(pipeline.served_scores(fit)).ndcg_at_k
 
 
-def test_the_tuners_blend_scores_are_the_served_lists(synthetic_search) -> None:
+def test_the_tuners_blend_scores_are_the_served_lists(synthetic_search, synthetic_genres) -> None:
     """The ascent scores weights on cached, standardised parts; the served scoring path
     (`pipeline.served_scores`, what `evaluate_fit` and the recommender rank by) must give the
-    same NDCG for the same weights, popularity part included."""
+    same NDCG for the same weights, popularity and genre parts included."""
     cfg = SMALL_RANKING
     ranked = tune.choose_ranking_reg(synthetic_search, cfg)
     model = easelib.fit_ease(synthetic_search.fit.inter, cfg.ease)
-    bp = tune.blend_parts(synthetic_search, ranked, cfg, model)
-    assert bp is not None and bp.users.size == tune.BLEND_MAX_USERS
-    for weights in [(0.8, 0.2, 0.4, 0.0), (0.5, 0.3, 0.7, 0.4), (1.0, 0.0, 0.2, -0.3)]:
+    bp = tune.blend_parts(synthetic_search, ranked, cfg, model, synthetic_genres)
+    assert bp is not None and bp.users.size == tune.BLEND_MAX_USERS and bp.has_genre
+    for weights in [
+        (0.8, 0.2, 0.4, 0.0, 0.3),
+        (0.5, 0.3, 0.7, 0.4, 0.0),
+        (1.0, 0.0, 0.2, -0.3, 0.8),
+    ]:
         blend = replace(cfg.blend, **dict(zip(tune.BLEND_PARTS, weights, strict=True)))
-        served = _served_ndcg(synthetic_search, ranked, cfg, blend, model)
+        served = _served_ndcg(synthetic_search, ranked, cfg, blend, model, synthetic_genres)
         assert float(bp.ndcg(weights).mean()) == pytest.approx(served, abs=2e-4), weights
-    # The popularity weight really changes the list (the part is not silently dropped).
-    changed = bp.ndcg((0.8, 0.2, 0.4, 1.0)) != bp.ndcg((0.8, 0.2, 0.4, 0.0))
-    assert changed.mean() > 0.1
-    choice = tune.choose_blend(synthetic_search, ranked, cfg, model)
+    # The popularity and genre weights really change the list (no part silently dropped).
+    for moved in [(0.8, 0.2, 0.4, 1.0, 0.3), (0.8, 0.2, 0.4, 0.0, 1.0)]:
+        changed = bp.ndcg(moved) != bp.ndcg((0.8, 0.2, 0.4, 0.0, 0.3))
+        assert changed.mean() > 0.1, moved
+    choice = tune.choose_blend(synthetic_search, ranked, cfg, model, genres_of=synthetic_genres)
     assert choice is not None
     assert all(step["gain"] > tune.BLEND_GATE * step["se"] for step in choice.path)
     assert choice.describe()["chosen"] == {k: getattr(choice.blend, k) for k in tune.BLEND_PARTS}
     assert choice.blend.rating == cfg.blend.rating  # the stars' γ is not the blend's to move
+
+
+def test_without_genres_the_genre_weight_is_not_searched(synthetic_search) -> None:
+    """Data without a catalogue's genres has no genre part: its weight is neither scored nor
+    moved (a move there could only be noise), and the parts hold zeros for it."""
+    cfg = SMALL_RANKING
+    ranked = tune.choose_ranking_reg(synthetic_search, cfg)
+    model = easelib.fit_ease(synthetic_search.fit.inter, cfg.ease)
+    bp = tune.blend_parts(synthetic_search, ranked, cfg, model)
+    assert bp is not None and not bp.has_genre and not bp.parts[4].any()
+    seen: list[tuple[float, ...]] = []
+
+    def score(w: tuple[float, ...]) -> np.ndarray:
+        seen.append(w)
+        return bp.ndcg(w)
+
+    start = tuple(float(getattr(cfg.blend, k)) for k in tune.BLEND_PARTS)
+    tune.blend_ascent(score, start, frozen=frozenset({"genre"}))
+    assert len(seen) > 1 and {w[4] for w in seen} == {start[4]}
+    choice = tune.choose_blend(synthetic_search, ranked, cfg, model)
+    assert choice is not None and choice.blend.genre == cfg.blend.genre
+
+
+START = (0.8, 0.2, 0.4, 0.0, 0.3)  # the shipped weights, BLEND_PARTS order
 
 
 def _toy_scores(effect: dict[int, float], n_users: int = 800, seed: int = 0):
@@ -317,17 +358,18 @@ def _toy_scores(effect: dict[int, float], n_users: int = 800, seed: int = 0):
     def score(w: tuple[float, ...]) -> np.ndarray:
         key = abs(hash(tuple(round(x, 4) for x in w))) % (2**32)
         noise = np.random.default_rng([seed, key]).normal(0, 0.05, n_users)
-        real = sum(effect.get(c, 0.0) * (w[c] - (0.8, 0.2, 0.4, 0.0)[c]) for c in range(4))
+        real = sum(effect.get(c, 0.0) * (w[c] - START[c]) for c in range(len(START)))
         return base + real + noise
 
     return score
 
 
 def test_the_ascent_follows_a_real_gain_and_stops_at_noise() -> None:
-    start = (0.8, 0.2, 0.4, 0.0)
+    start = START
     # A strong real gain in the popularity weight (up to its bound), none elsewhere.
     weights, _, path = tune.blend_ascent(_toy_scores({3: 0.2}), start)
-    assert weights[3] == tune.BLEND_BOUNDS["popularity"][1] and weights[:3] == start[:3]
+    assert weights[3] == tune.BLEND_BOUNDS["popularity"][1]
+    assert weights[:3] == start[:3] and weights[4] == start[4]
     assert len(path) == 10 and all(p["gain"] > tune.BLEND_GATE * p["se"] for p in path)
     # No real effect anywhere: the best of each round's noise rarely clears the gate.
     moved = [bool(tune.blend_ascent(_toy_scores({}, seed=s), start)[2]) for s in range(20)]
@@ -376,3 +418,10 @@ def test_ml_latest_small_keeps_the_ranking_lambda_chosen_there(movielens_dir: Pa
     # 200 / 800 / 3200).
     eased = tune.choose_ease_reg(search, cfg)
     assert eased is not None and eased.reg == easelib.DEFAULT_EASE.reg
+    # And the blend, genre part included: the ascent keeps the shipped weights (the genre
+    # weight 0.3 was chosen on 12 validation carves, bench/REPORT.md session 17).
+    movies = tdata.load_dataset_dir(movielens_dir).movies
+    genres_of = {m.movieId: m.genres for m in movies}
+    choice = tune.choose_blend(search, ranked, cfg, eased.model, genres_of=genres_of)
+    assert choice is not None and choice.path == []
+    assert choice.blend == cfg.blend and choice.blend.genre == 0.3

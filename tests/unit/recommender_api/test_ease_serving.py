@@ -37,6 +37,11 @@ def _toy(tmp_path: Path | None = None):
         "rank_Y": im.Y,
         "ease_B": xm.B,
         "ease_items": xm.items,
+        # one or two of four genres per movie, the last movie none
+        "item_genres": np.array(
+            [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1], [1, 1, 0, 0]] * 3, np.uint8
+        )
+        * (np.arange(n_items) < n_items - 1)[:, None].astype(np.uint8),
     }
     params = {
         "explicit": ep.to_dict(),
@@ -54,7 +59,7 @@ def _user_ratings(model, inter, u: int) -> UserRatings:
 
 
 def test_served_order_is_the_blend_of_als_ease_and_the_corrected_stars() -> None:
-    model, inter, em, im, xm, _, _ = _toy()
+    model, inter, em, im, xm, arrays, _ = _toy()
     assert model.ease is not None and model.blend.rating == 2.0 and model.has_ranking
     u = 6
     rated = _user_ratings(model, inter, u)
@@ -70,8 +75,19 @@ def test_served_order_is_the_blend_of_als_ease_and_the_corrected_stars() -> None
     )
     stars = em.mu + em.user_bias[u] + em.item_bias + em.Q @ em.P[u] + 2.0 * corr
     np.testing.assert_allclose(ranking.predicted_ratings(model, v), stars, atol=1e-4)
-    want = ease.blend_ranking(im.Y @ im.X[u], e_scores, stars, model.blend)
+    # The genre part from the definition: the genre rows of the movies rated at or above the
+    # user's mean, each movie's row over √(its genre count), summed and dotted with every row.
+    rows = np.zeros((inter.n_items, 4))
+    for i, row in enumerate(arrays["item_genres"].astype(float)):
+        rows[i] = row / np.sqrt(row.sum()) if row.any() else row
+    profile = rows[idx[(r >= r.mean()) & (r > 2.0)]].sum(axis=0)
+    assert model.blend.genre == 0.3 and v.genre_scores is not None
+    np.testing.assert_allclose(v.genre_scores, rows @ profile, atol=1e-5)
+    want = ease.blend_ranking(im.Y @ im.X[u], e_scores, stars, model.blend, genre=rows @ profile)
     np.testing.assert_allclose(ranking.ranking_scores(model, v), want, atol=1e-3)
+    # ... and the genre part is really in the order
+    without = ease.blend_ranking(im.Y @ im.X[u], e_scores, stars, model.blend)
+    assert np.abs(want - without).max() > 0.05
 
 
 def test_fold_in_reproduces_a_trained_users_blended_list_and_stars() -> None:
@@ -166,7 +182,10 @@ def test_ease_without_ranking_factors_orders_by_rating_when_no_star_is_known() -
     assert known is not None
     scored = service._scores(only_ease, known, "ranking", n)
     assert scored.order == "ranking"
-    want = ease.blend_ranking(None, known.ease_scores, scored.predicted, only_ease.blend)
+    want = ease.blend_ranking(
+        None, known.ease_scores, scored.predicted, only_ease.blend, genre=known.genre_scores
+    )
+    assert known.genre_scores is not None
     np.testing.assert_allclose(scored.scores, want[scored.best], atol=1e-4)
     assert scored.best.tolist() == np.argsort(-want, kind="stable").tolist()
 

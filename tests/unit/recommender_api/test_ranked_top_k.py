@@ -20,7 +20,8 @@ N_USERS, N_ITEMS = 400, 9000
 @cache
 def _model() -> tuple[ServingModel, als.Interactions]:
     """Long-tailed synthetic ratings (a few popular movies, most rated once or never) on more
-    movies than `BOUND_MIN_ITEMS`, with all three served models fitted."""
+    movies than `BOUND_MIN_ITEMS`, with all three served models fitted and random genres (one
+    to three of eight per movie, some movies none) for the genre part."""
     rng = np.random.default_rng(11)
     weight = 1.0 / np.arange(1, N_ITEMS + 1) ** 0.7
     per_user = rng.integers(5, 120, N_USERS)
@@ -40,9 +41,13 @@ def _model() -> tuple[ServingModel, als.Interactions]:
     }
     xm = ease.fit_ease(inter, xp)
     arrays |= {"ease_B": xm.B, "ease_items": xm.items}
+    genres = (rng.random((N_ITEMS, 8)) < 0.2).astype(np.uint8)
+    genres[rng.random(N_ITEMS) < 0.05] = 0
+    arrays["item_genres"] = genres[iids - 1]
     params = {"explicit": ep.to_dict(), "ranking": ip.to_dict(), "ease": xp.to_dict()}
     model = build_serving_model(version="v", manifest={"params": params}, arrays=arrays)
     assert model.n_items >= ranking.BOUND_MIN_ITEMS and model.ease is not None
+    assert model.genre_rows is not None
     return model, inter
 
 
@@ -64,7 +69,9 @@ BLENDS = {
     "ALS + EASE + stars": ease.DEFAULT_BLEND,
     "ALS + EASE + stars + popularity": dataclasses.replace(ease.DEFAULT_BLEND, popularity=0.3),
     "ALS + EASE + stars − popularity": dataclasses.replace(ease.DEFAULT_BLEND, popularity=-0.2),
-    "ALS + popularity": ease.BlendParams(als=0.8, ease=0.0, stars=0.0, popularity=0.5),
+    "ALS + popularity": ease.BlendParams(als=0.8, ease=0.0, stars=0.0, popularity=0.5, genre=0.0),
+    "ALS + genres": ease.BlendParams(als=0.8, ease=0.0, stars=0.0, genre=0.6),
+    "ALS + EASE + stars, no genre part": dataclasses.replace(ease.DEFAULT_BLEND, genre=0.0),
     "ALS alone": None,
 }
 
@@ -88,8 +95,18 @@ def test_the_bounded_list_is_the_full_list(k: int, blend: ease.BlendParams | Non
         np.testing.assert_allclose(got.scores, want_scores, rtol=1e-5, atol=1e-5)
         if blended:
             assert got.scales is not None and want_scales is not None
-            for name in ("als", "ease", "stars"):
+            for name in ("als", "ease", "stars", "genre"):
                 assert getattr(got.scales, name) == pytest.approx(getattr(want_scales, name))
+            assert (want_scales.genre is not None) == (blend.genre != 0)
+            if blend.genre:  # the full order's genre part is really there
+                without = dataclasses.replace(model, blend=dataclasses.replace(blend, genre=0))
+                gap = (
+                    ranking.blended_scores(model, vectors)[0]
+                    - ranking.blended_scores(without, vectors)[0]
+                )
+                assert vectors.genre_scores is not None
+                want_gap = blend.genre * ease.standardize(vectors.genre_scores.astype(np.float64))
+                np.testing.assert_allclose(gap, want_gap, atol=1e-4)
             if blend.popularity:  # the full order's popularity part is really there
                 without = dataclasses.replace(model, blend=dataclasses.replace(blend, popularity=0))
                 gap = (

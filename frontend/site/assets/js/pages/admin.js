@@ -127,7 +127,7 @@ function activeModelPanel(ctx, active, served) {
           `stars' EASE weight γ ${Number(m.params.blend.rating).toFixed(2)}${m.tuning?.ease_rating_weight ? " (chosen on validation)" : ""}`,
         m.params?.ranking?.reg !== undefined &&
           `ranking λ ${formatReg(m.params.ranking.reg)}${m.tuning?.ranking_reg ? " (chosen on validation)" : ""}`,
-        m.params?.ease && m.params?.blend?.als !== undefined && blendLine(m.params.blend, Boolean(m.tuning?.blend)),
+        m.params?.ease && m.params?.blend?.als !== undefined && blendLine(m.params.blend, Boolean(m.tuning?.blend), (m.params.genres || []).length > 0),
       ]
         .filter(Boolean)
         .join(" · "),
@@ -144,12 +144,14 @@ function formatReg(value) {
   return String(Math.abs(x) >= 100 ? Math.round(x) : Number(x.toPrecision(3)));
 }
 
-// The served list's blend weights, e.g. "list = 0.8·ALS + 0.2·EASE + 0.4·stars + 0.1·popularity".
-function blendLine(blend, chosen) {
+// The served list's blend weights, e.g. "list = 0.8·ALS + 0.2·EASE + 0.4·stars + 0.3·genres
+// + 0.1·popularity"; the genre part only when the model has the movies' genres.
+function blendLine(blend, chosen, hasGenres) {
   const parts = [
     ["ALS", blend.als],
     ["EASE", blend.ease],
     ["stars", blend.stars],
+    ["genres", hasGenres ? (blend.genre ?? 0) : 0],
     ["popularity", blend.popularity ?? 0],
   ].filter(([, w]) => Number(w) !== 0);
   const sum = parts.map(([name, w], i) => `${i && Number(w) > 0 ? "+ " : i ? "− " : ""}${i ? Math.abs(Number(w)) : Number(w)}·${name}`).join(" ");
