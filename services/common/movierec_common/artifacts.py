@@ -336,6 +336,9 @@ def _validate_ease(a: dict[str, np.ndarray], n_items: int) -> None:
 MAX_ABS_EASE = 10.0  # EASE weights of a trained model are well below 1 in magnitude
 
 
+MAX_GENRE_COLUMNS = 256  # the trainer keeps at most genres.MAX_GENRES (64)
+
+
 def _validate_genres(a: dict[str, np.ndarray], n_items: int) -> None:
     g = a.get(GENRES_KEY)
     if g is None:
@@ -344,8 +347,27 @@ def _validate_genres(a: dict[str, np.ndarray], n_items: int) -> None:
         raise ArtifactError(
             f"{GENRES_KEY}: expected shape (n_items, n_genres) = ({n_items}, …), got {g.shape}"
         )
+    if g.shape[1] > MAX_GENRE_COLUMNS:
+        raise ArtifactError(f"{GENRES_KEY}: {g.shape[1]} genres (at most {MAX_GENRE_COLUMNS})")
     if g.size and (g.min() < 0 or g.max() > 1):
         raise ArtifactError(f"{GENRES_KEY}: must hold 0/1 indicators")
+    if "ease_B" not in a:
+        raise ArtifactError(f"{GENRES_KEY}: the genre part is blended with EASE; no ease_B")
+
+
+def check_genre_names(arrays: dict[str, Any], manifest: dict[str, Any]) -> None:
+    """With `item_genres`, the manifest's `params.genres` must name its columns: a list of
+    strings, one per column (the admin page shows the part by them)."""
+    g = arrays.get(GENRES_KEY)
+    if g is None:
+        return
+    names = (manifest.get("params") or {}).get("genres")
+    if not isinstance(names, list) or not all(isinstance(x, str) for x in names):
+        raise ArtifactError(f"{GENRES_KEY}: the manifest's params.genres must list its columns")
+    if len(names) != np.asarray(g).shape[1]:
+        raise ArtifactError(
+            f"{GENRES_KEY}: {np.asarray(g).shape[1]} columns, params.genres names {len(names)}"
+        )
 
 
 def model_names(arrays: dict[str, Any]) -> list[str]:
@@ -458,6 +480,7 @@ def save_model(
     and the sha256/size of factors.npz.
     """
     validate_arrays(arrays)
+    check_genre_names(arrays, manifest)
     root = Path(model_dir)
     versions = root / VERSIONS
     versions.mkdir(parents=True, exist_ok=True)
@@ -563,6 +586,7 @@ def _load_version(root: Path, version: str) -> ModelArtifact:
     expected_models = model_names(arrays)
     if models != expected_models:
         raise ArtifactError(f"{version}: manifest models {models!r} do not match the arrays")
+    check_genre_names(arrays, manifest)
     return ModelArtifact(
         version=version,
         manifest=manifest,

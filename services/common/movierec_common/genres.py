@@ -13,13 +13,17 @@ and weighted in the blend like the other parts (`ease.blend_with_scales`). The �
 sits between a raw count (a movie with six genres matches everything) and cosine (a movie with
 one genre matches as strongly as one with six); the "rated at or above their own mean" rule
 keeps out a generous rater's disappointments and keeps a harsh rater's favourites. Both were
-chosen on 12 validation carves of ml-latest-small's training part (bench/REPORT.md, session
-17). The floor is the product's rule that low ratings are not likes (issue 20 item 7): someone
-who rated only horror films, all 0.5★, has no profile, so the part does not steer them to more
-horror (on the validation carves the floor changes nothing measurable).
+chosen on 12 validation carves of ml-latest-small's training part (`bench/tune_genres.py`;
+bench/REPORT.md, "A genre part in the blend"). The floor is the product's rule that low
+ratings are not likes (issue 20 item 7): someone who rated only horror films, all 0.5★, has no
+profile, so the part does not steer them to more horror (on the validation carves the floor
+changes nothing measurable).
 
-The split over the rated movies is exact: s_ui = Σ_j [j liked]·ĝ_j·ĝ_i, which is what
-"because you rated …" adds for this part (`contributions`). NumPy only.
+The split over the rated movies is exact: s_ui − mean_i'(s_ui') = Σ_j [j liked]·ĝ_j·(ĝ_i − ḡ)
+with ḡ the mean genre row, which is what "because you rated …" adds for this part
+(`contributions`): the part enters the blend centred, and s_ui itself is never negative (its
+mean is ~2 standard deviations on ml-latest-small), so splitting it uncentred would credit a
+liked movie's genres even for a movie whose genre part lowered its score. NumPy only.
 """
 
 from __future__ import annotations
@@ -29,8 +33,15 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 LIKE_FLOOR = 2.0
-"""Stars at or below which a rating is never a like, whatever the user's mean: the ranking
-model's and EASE's `negative_at`."""
+"""Stars at or below which a rating is never a like, whatever the user's mean: the same 2★ as
+the ranking model's and EASE's default `negative_at`."""
+
+
+MAX_GENRES = 64
+"""At most this many genres (columns), the most common: a catalogue's admins may type any
+genre, and the part costs O(n_items·n_genres) per list (MovieLens has 20)."""
+MIN_GENRE_MOVIES = 2
+"""A genre only one of the model's movies carries relates it to no other movie: left out."""
 
 
 def genre_indicators(
@@ -38,14 +49,24 @@ def genre_indicators(
 ) -> tuple[np.ndarray, tuple[str, ...]]:
     """(g (n_items, n_genres) uint8 0/1, the genre names in column order, sorted) for the movies
     `item_ids` (n_items,) from `genres_of` (movieId → genre names; a movie missing from it, or
-    with none, has a zero row). The names are those the movies of `item_ids` carry."""
+    with none, has a zero row). The columns are the genres at least MIN_GENRE_MOVIES of these
+    movies carry, the MAX_GENRES most common of them (ties by name)."""
     ids = [int(x) for x in np.asarray(item_ids).tolist()]
-    names = tuple(sorted({str(g) for m in ids for g in (genres_of.get(m) or ())}))
+    count: dict[str, int] = {}
+    for m in ids:
+        for name in set(map(str, genres_of.get(m) or ())):
+            count[name] = count.get(name, 0) + 1
+    common = sorted(
+        (n for n in count if count[n] >= MIN_GENRE_MOVIES), key=lambda n: (-count[n], n)
+    )
+    names = tuple(sorted(common[:MAX_GENRES]))
     col = {g: c for c, g in enumerate(names)}
     g = np.zeros((len(ids), len(names)), dtype=np.uint8)
     for row, m in enumerate(ids):
         for name in genres_of.get(m) or ():
-            g[row, col[str(name)]] = 1
+            c = col.get(str(name))
+            if c is not None:
+                g[row, c] = 1
     return g, names
 
 
@@ -96,12 +117,23 @@ def batch_scores(
     return prof @ rows.T
 
 
+def mean_row(rows: np.ndarray) -> np.ndarray:
+    """ḡ (n_genres,) float64: the mean of the genre rows over every movie."""
+    return np.asarray(rows, np.float64).mean(axis=0)
+
+
 def contributions(
-    rows: np.ndarray, targets: np.ndarray, rated_idx: np.ndarray, stars: np.ndarray
+    rows: np.ndarray,
+    targets: np.ndarray,
+    rated_idx: np.ndarray,
+    stars: np.ndarray,
+    centre: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(n_t, n_r) float64 [j liked]·ĝ_j·ĝ_i: the part's exact split over the rated movies j
-    (`rated_idx`, `stars`, (n_r,)); row i sums to s_ui."""
+    """(n_t, n_r) float64 [j liked]·ĝ_j·(ĝ_i − ḡ): the centred part's exact split over the
+    rated movies j (`rated_idx`, `stars`, (n_r,)); row i sums to s_ui − mean over the movies
+    of s_u·. `centre` is ḡ (`mean_row(rows)`) when the caller holds it."""
     keep = liked(stars).astype(np.float64)
-    t = np.asarray(rows[np.asarray(targets, np.int64)], np.float64)
+    ref = mean_row(rows) if centre is None else np.asarray(centre, np.float64)
+    t = np.asarray(rows[np.asarray(targets, np.int64)], np.float64) - ref[None, :]
     r = np.asarray(rows[np.asarray(rated_idx, np.int64)], np.float64)
     return (t @ r.T) * keep[None, :]

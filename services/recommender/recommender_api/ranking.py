@@ -116,6 +116,7 @@ class ServingModel:
     blend: easelib.BlendParams = easelib.DEFAULT_BLEND
     popularity: np.ndarray | None = None  # float64 (n_items,) `easelib.popularity_scores`
     genre_rows: np.ndarray | None = None  # float32 (n_items, n_genres) ĝ, `genrelib.genre_rows`
+    genre_mean: np.ndarray | None = None  # float64 (n_genres,) ḡ, `genrelib.mean_row`
     user_parts: TrainedUserParts | None = None  # trained users' precomputed parts
     loaded_at: float = 0.0
     load_seconds: float = 0.0
@@ -408,6 +409,11 @@ def build_serving_model(
             np.asarray(arrays["ease_items"], dtype=np.int64),
             _params_from(easelib.EaseParams, params.get("ease"), easelib.DEFAULT_EASE),
         )
+    genre_rows = (
+        None
+        if ease_model is None or arrays.get("item_genres") is None
+        else genrelib.genre_rows(np.asarray(arrays["item_genres"]))
+    )
     model = ServingModel(
         version=version,
         manifest=manifest,
@@ -446,11 +452,8 @@ def build_serving_model(
         rated_stars=None if rated_stars is None else star_codes(rated_stars),
         ease=ease_model,
         blend=blend,
-        genre_rows=(
-            None
-            if ease_model is None or arrays.get("item_genres") is None
-            else genrelib.genre_rows(np.asarray(arrays["item_genres"]))
-        ),
+        genre_rows=genre_rows,
+        genre_mean=None if genre_rows is None else genrelib.mean_row(genre_rows),
         loaded_at=loaded_at,
         load_seconds=load_seconds,
     )
@@ -514,8 +517,8 @@ def with_genre(
 ) -> UserVectors:
     """`vectors` with the genre part of the user's current ratings (row indices, known stars):
     ĝ·p_u over every movie (`genrelib.scores`, O(n_ratings·n_genres + n_items·n_genres));
-    unchanged when the model has no genres."""
-    if model.genre_rows is None:
+    unchanged when the model has no genres or weighs the part 0."""
+    if model.genre_rows is None or model.blend.genre == 0:
         return vectors
     g = genrelib.scores(model.genre_rows, item_idx, ratings)
     return dataclasses.replace(vectors, genre_scores=g)
@@ -1054,8 +1057,9 @@ def explain_blend(
     """ "Because you rated …" for the blended order (`ranking_scores` with EASE): each part's
     exact per-rating split (ALS: `ranking_contributions`; EASE: `ease_contributions`; stars:
     `explicit_contributions` plus γ·d_uj·B_ji; genre: `genrelib.contributions`, the liked
-    movies' shared genres) weighted as the blend weights it, w / σ of that
-    part's scores over the movies, so the shares follow what moved the served score.
+    movies' shared genres, centred over the movies as the blend centres the part) weighted as
+    the blend weights it, w / σ of that part's scores over the movies, so the shares follow
+    what moved the served score.
     `predicted` is `predicted_ratings(model, user)` and `scales` the `blended_scores` scales
     when the caller has them already (computed here otherwise); `w_inv` as in
     `ranking_contributions`."""
@@ -1078,7 +1082,9 @@ def explain_blend(
             )
         total += scales.stars * star_c
     if scales.genre is not None and model.genre_rows is not None:
-        total += scales.genre * genrelib.contributions(model.genre_rows, targets, rated_idx, stars)
+        total += scales.genre * genrelib.contributions(
+            model.genre_rows, targets, rated_idx, stars, model.genre_mean
+        )
     # "Because you rated" names movies the user liked: a disliked film's part (pushing away
     # from its neighbours) can be positive for a far-away movie, but it is no reason to watch.
     liked = easelib.like_signal(np.asarray(stars), model.ease.params) > 0 if model.ease else None

@@ -604,8 +604,8 @@ BLEND_MAX_ROUNDS = 40
 BLEND_GATE = 2.5
 """A move is taken only when its mean NDCG gain over the validation users exceeds this many
 standard errors of the paired per-user differences. The best of a round's ~8 moves is the one
-tested, so the gate is Bonferroni-sized (one-sided 5 % over 8 moves ≈ 2.5 s.e.; ~10 moves since
-the genre part, ≈ 2.6). Measured
+tested, so the gate is Bonferroni-sized (one-sided 5 % over 8 moves ≈ 2.5 s.e.; with the genre
+part a round has ~10 moves, whose bound would be 2.58: kept at 2.5, as measured below). Measured
 out of sample (choose on a random half of the validation users, score the other half, 20
 halvings; bench/REPORT.md, session 15): at 1 s.e. a move was taken in 50 % (ml-latest-small)
 and 70 % (synthetic-1m) of the halves and gained −0.0004 and −0.00003 on the other half; at
@@ -615,8 +615,9 @@ where a part is clearly mis-weighted (with ml-latest-small's λ 30 on synthetic-
 gained 3–4 s.e.)."""
 BLEND_MAX_USERS = 2000
 BLEND_PART_BYTES = 1 << 30
-"""The standardised parts of the sampled users are held in float32 (5 parts × users × movies);
-fewer users are sampled where the catalogue is large (~1,100 at 59k movies)."""
+"""The standardised parts of the sampled users are held in float32 (5 parts × users × movies,
+4 without genres); fewer users are sampled where the catalogue is large (at 59k movies ~910
+with genres, ~1,100 without)."""
 BLEND_CHUNK = 128
 """Users per scored block: the evaluator's float64 copy of a block's scores stays small."""
 MIN_TOPN_USERS = 50
@@ -658,10 +659,9 @@ class BlendChoice:
 
 @dataclass(frozen=True)
 class BlendParts:
-    """The standardised parts (BLEND_PARTS order: ALS, EASE, stars, popularity, genre; the
-    genre part 0 without genres) of the sampled validation users, (5, n_users, n_items)
-    float32, row j for `users[j]`; `ev` their evaluator; `has_genre` whether the movies
-    have genres (without, the genre weight is not searched)."""
+    """The standardised parts (BLEND_PARTS order: ALS, EASE, stars, popularity, and genre when
+    the movies have genres, `has_genre`) of the sampled validation users, (5 or 4, n_users,
+    n_items) float32, row j for `users[j]`; `ev` their evaluator."""
 
     ev: Evaluator
     users: np.ndarray
@@ -679,7 +679,7 @@ class BlendParts:
             lo = int(np.searchsorted(users, block[0]))
             view = parts[:, lo : lo + block.size]
             out = view[0] * np.float32(w[0])
-            for p in range(1, len(w)):
+            for p in range(1, min(len(w), view.shape[0])):
                 if w[p]:
                     out += view[p] * np.float32(w[p])
             return out
@@ -703,22 +703,22 @@ def blend_parts(
     fit = replace(search.fit, ranking=ranking.model, ease=ease_model, blend=cfg.blend)
     fit = with_genres(fit, genres_of)
     n_items = fit.inter.n_items
-    per_user = 4 * len(BLEND_PARTS) * max(n_items, 1)
+    n_parts = len(BLEND_PARTS) - (fit.item_genres is None)
+    per_user = 4 * n_parts * max(n_items, 1)
     max_users = max(1, min(BLEND_MAX_USERS, BLEND_PART_BYTES // per_user))
     ev = validation_evaluator(search, max_users, chunk=BLEND_CHUNK)
     users = ev.eval_users
     if users.size < MIN_TOPN_USERS:
         return None
     served = served_parts(fit)
-    parts = np.empty((len(BLEND_PARTS), users.size, n_items), dtype=np.float32)
+    parts = np.empty((n_parts, users.size, n_items), dtype=np.float32)
     parts[3] = easelib.popularity_scores(fit.item_counts)
-    parts[4] = 0.0
     for s in range(0, users.size, 256):
         block = users[s : s + 256]
         a, e, stars, genre = served(block)
         assert a is not None  # the ranking model is there
         for p, raw in ((0, a), (1, e), (2, stars), (4, genre)):
-            if raw is not None:
+            if raw is not None and p < n_parts:
                 parts[p, s : s + block.size] = easelib.standardize(raw)
     return BlendParts(ev, users, parts, fit.item_genres is not None)
 
@@ -796,7 +796,9 @@ def choose_blend(
     if bp is None:
         say(f"blend weights kept: fewer than {MIN_TOPN_USERS} validation users")
         return None
-    start = tuple(float(getattr(cfg.blend, k)) for k in BLEND_PARTS)
+    # Without genres there is no genre part: its weight is 0, and not searched.
+    given = replace(cfg.blend, genre=cfg.blend.genre if bp.has_genre else 0.0)
+    start = tuple(float(getattr(given, k)) for k in BLEND_PARTS)
     start = tuple(max(v, BLEND_BOUNDS[k][0]) for k, v in zip(BLEND_PARTS, start, strict=True))
     first = bp.ndcg(start)
     weights, current, path = blend_ascent(
@@ -804,7 +806,7 @@ def choose_blend(
         start,
         frozen=frozenset() if bp.has_genre else frozenset({"genre"}),
     )
-    blend = replace(cfg.blend, **dict(zip(BLEND_PARTS, weights, strict=True)))
+    blend = replace(given, **dict(zip(BLEND_PARTS, weights, strict=True)))
     secs = round(time.perf_counter() - t0, 2)
     say(
         f"blend weights {dict(zip(BLEND_PARTS, weights, strict=True))} chosen in {len(path)} "

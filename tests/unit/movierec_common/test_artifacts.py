@@ -104,7 +104,8 @@ def test_no_pickle_in_npz(tmp_path: Path) -> None:
     ease = {"ease_B": b, "ease_items": np.array([0, 2, 5], np.int64)}  # 3 of the 7 movies
     item_genres = np.eye(7, 3, dtype=np.uint8)  # movies 0-2 one genre each, the rest none
     arrays = {**_arrays(ranking=True), **_rated(), **ease, "item_genres": item_genres}
-    version = artifacts.save_model(tmp_path, arrays, _manifest())
+    manifest = {**_manifest(), "params": {"genres": ["Action", "Comedy", "Drama"]}}
+    version = artifacts.save_model(tmp_path, arrays, manifest)
     with np.load(_factors(tmp_path, version), allow_pickle=False) as npz:
         assert set(npz.files) == set(artifacts.KNOWN_KEYS)
     loaded = artifacts.load_model(tmp_path)
@@ -113,19 +114,32 @@ def test_no_pickle_in_npz(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("item_genres", "message"),
+    ("item_genres", "names", "message"),
     [
-        (np.ones((6, 3), np.uint8), "n_items"),  # one row short
-        (np.ones(7, np.uint8), "n_items"),  # not 2-d
-        (np.full((7, 3), 2, np.uint8), "0/1"),
-        (np.ones((7, 3), np.float32), "integer"),
+        (np.ones((6, 3), np.uint8), ["a", "b", "c"], "n_items"),  # one row short
+        (np.ones(7, np.uint8), ["a"], "n_items"),  # not 2-d
+        (np.full((7, 3), 2, np.uint8), ["a", "b", "c"], "0/1"),
+        (np.ones((7, 3), np.float32), ["a", "b", "c"], "integer"),
+        (np.ones((7, 300), np.uint8), ["a"] * 300, "at most"),
+        (np.ones((7, 3), np.uint8), ["a", "b"], "names 2"),  # the manifest names 2 columns
+        (np.ones((7, 3), np.uint8), None, "params.genres"),
     ],
 )
 def test_malformed_item_genres_refused(
-    tmp_path: Path, item_genres: np.ndarray, message: str
+    tmp_path: Path, item_genres: np.ndarray, names: list[str] | None, message: str
 ) -> None:
+    b = np.zeros((1, 1), np.float32)
+    arrays = {**_arrays(), "ease_B": b, "ease_items": np.array([0]), "item_genres": item_genres}
+    manifest = {**_manifest(), "params": {"genres": names}}
     with pytest.raises(ArtifactError, match=message):
-        artifacts.save_model(tmp_path, {**_arrays(), "item_genres": item_genres}, _manifest())
+        artifacts.save_model(tmp_path, arrays, manifest)
+
+
+def test_item_genres_without_ease_refused(tmp_path: Path) -> None:
+    manifest = {**_manifest(), "params": {"genres": ["a"]}}
+    arrays = {**_arrays(), "item_genres": np.ones((7, 1), np.uint8)}
+    with pytest.raises(ArtifactError, match="no ease_B"):
+        artifacts.save_model(tmp_path, arrays, manifest)
 
 
 def test_truncated_factors_refused(tmp_path: Path) -> None:

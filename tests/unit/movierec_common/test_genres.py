@@ -16,19 +16,40 @@ GENRES_OF = {
     30: ["Action", "Sci-Fi"],
     40: [],
     50: ["Comedy", "Drama"],
+    70: ["Animation", "Children", "Action", "Sci-Fi"],
+    80: ["Noir"],  # the only movie with it: relates it to nothing, not a column
     99: ["Western"],  # not among the model's movies: not a column
 }
-ITEM_IDS = np.array([10, 20, 30, 40, 50, 60])  # 60: not in GENRES_OF at all
+ITEM_IDS = np.array([10, 20, 30, 40, 50, 60, 70, 80])  # 60: not in GENRES_OF at all
 
 
 def test_indicators_name_the_models_genres_in_sorted_columns() -> None:
     g, names = genres.genre_indicators(ITEM_IDS, GENRES_OF)
     assert names == ("Action", "Animation", "Children", "Comedy", "Drama", "Sci-Fi")
-    assert g.dtype == np.uint8 and g.shape == (6, 6)
+    assert g.dtype == np.uint8 and g.shape == (8, 6)
     assert g[0].tolist() == [0, 1, 1, 1, 0, 0]
     assert g[2].tolist() == [1, 0, 0, 0, 0, 1]
-    assert g[3].sum() == 0 and g[5].sum() == 0  # no genres; unknown movie
+    assert g[3].sum() == 0 and g[5].sum() == 0 and g[7].sum() == 0  # none; unknown; Noir
     assert genres.genre_indicators(ITEM_IDS, {})[1] == ()
+
+
+def test_at_most_the_most_common_genres_become_columns() -> None:
+    """Free-text genres from a catalogue's admins cannot grow the part without bound: the
+    MAX_GENRES most common genres are kept (ties by name)."""
+    n = genres.MAX_GENRES + 6
+    ids = np.arange(1, 3 * n + 1)
+    # genre k is carried by 2 + (k % 3) movies, so counts tie in groups
+    genres_of: dict[int, list[str]] = {}
+    movie = 1
+    for k in range(n):
+        for _ in range(2 + k % 3):
+            genres_of.setdefault(int(movie), []).append(f"g{k:03d}")
+            movie = movie % ids.size + 1
+    g, names = genres.genre_indicators(ids, genres_of)
+    count = {f"g{k:03d}": 2 + k % 3 for k in range(n)}
+    want = sorted(sorted(count, key=lambda x: (-count[x], x))[: genres.MAX_GENRES])
+    assert list(names) == want and g.shape == (ids.size, genres.MAX_GENRES)
+    assert g.sum(axis=0).tolist() == [count[x] for x in names]
 
 
 def test_rows_are_scaled_by_the_root_of_the_genre_count() -> None:
@@ -87,10 +108,15 @@ def test_scores_batch_and_split_agree_with_the_definition(seed: int) -> None:
         one = genres.scores(rows, idx_a[lo:hi], stars_a[lo:hi])
         np.testing.assert_allclose(one, want, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(batch[u], want, rtol=1e-5, atol=1e-6)
-        # The explanation's split: row i sums to s_ui, disliked movies contribute nothing.
+        # The explanation's split: row i sums to s_ui centred over the movies (the blend
+        # standardises the part), disliked movies contribute nothing.
         targets = np.arange(40)
         split = genres.contributions(rows, targets, idx_a[lo:hi], stars_a[lo:hi])
-        np.testing.assert_allclose(split.sum(axis=1), want, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(split.sum(axis=1), want - want.mean(), rtol=1e-5, atol=1e-6)
+        held = genres.contributions(
+            rows, targets[:5], idx_a[lo:hi], stars_a[lo:hi], rows.astype(float).mean(0)
+        )
+        np.testing.assert_allclose(held, split[:5], rtol=1e-6, atol=1e-9)
         disliked = ~genres.liked(stars_a[lo:hi])
         assert not split[:, disliked].any()
 

@@ -48,6 +48,7 @@ def _toy(tmp_path: Path | None = None):
         "ranking": ip.to_dict(),
         "ease": xp.to_dict(),
         "blend": blend.to_dict(),
+        "genres": ["Action", "Comedy", "Drama", "Horror"],
     }
     model = build_serving_model(version="v1", manifest={"params": params}, arrays=arrays)
     return model, inter, em, im, xm, arrays, params
