@@ -314,7 +314,8 @@ def render_peers(
         "| settings (chosen on validation carved from train) |",
         "|---|---:|---:|---:|---:|---:|---|",
         f"| **MovieRec served** | {ours_ndcg:.4f} | 1.00 | {ours_rmse:.4f} | 1.00 | {ours_s:.2f} "
-        "| as `train` chooses them: explicit λ, EASE λ, γ, ranking λ, blend weights |",
+        "| as `train` chooses them: explicit λ, EASE λ, γ, ranking λ, blend weights (genre "
+        "part included) |",
     ]
     for r in rows:
         nd = "—" if r.ndcg is None else f"{r.ndcg:.4f}"
