@@ -431,8 +431,7 @@ def ranking_table(spark, ds: Dataset, args) -> tuple[list[dict], dict]:
         ("EASE alone", pipeline.served_scores(ease_only), s_ease.seconds),
         (
             "served (blend of ALS, EASE, the served stars, genres and popularity, settings "
-            "chosen on "
-            "validation carved from train; fit s = all three models, tuning apart)",
+            "chosen on validation carved from train; fit s = all three models, tuning apart)",
             pipeline.served_scores(fit),
             served_secs,
         ),
