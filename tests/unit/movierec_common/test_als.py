@@ -158,8 +158,8 @@ def test_plan_is_reusable_and_matches_unplanned() -> None:
 def test_implicit_solve_matches_dense_reference(k: int) -> None:
     """Full confidence matrix over ALL items per row: (Yᵀ C_u Y + λI) x = Yᵀ C_u p_u.
 
-    k=20 sends rows with ≤ 10 ratings through the Woodbury path, longer ones through the
-    primal path; both must agree with the dense definition."""
+    k=20 sends rows with fewer than 20 ratings through the whitened L×L (Woodbury) path, longer
+    ones through the whitened k×k path; both must agree with the dense definition."""
     n_items, alpha, reg = 60, 2.0, 0.7
     rng = np.random.default_rng(11)
     fixed, (indptr, indices, _) = _random_block(25, n_items, k, seed=11, max_len=30)
@@ -175,6 +175,44 @@ def test_implicit_solve_matches_dense_reference(k: int) -> None:
         expected = np.linalg.solve(a, fixed.T @ (c * p))
         np.testing.assert_allclose(got[row], expected, rtol=1e-9, atol=1e-12)
     assert np.all(got[0] == 0)
+
+
+def test_implicit_exact_solve_in_float32_stays_within_float32_precision() -> None:
+    """float32 factors make the exact ranking solve run in float32 (the trainer's setting); on
+    the whitened, well-conditioned systems it stays within float32 precision of float64."""
+    k, rng = 20, np.random.default_rng(4)
+    fixed, (indptr, indices, _) = _random_block(60, 90, k, seed=4, max_len=60)
+    ratings = rng.choice(np.arange(0.5, 5.01, 0.5), size=indices.shape[0])
+    gram = fixed.T @ fixed
+    ref = als.solve_implicit_block(fixed, gram, indptr, indices, ratings, 2.0, 0.7)
+    f32 = fixed.astype(np.float32)
+    got = als.solve_implicit_block(
+        f32, f32.astype(np.float64).T @ f32.astype(np.float64), indptr, indices, ratings, 2.0, 0.7
+    )
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, ref, rtol=2e-4, atol=1e-5)
+    assert not np.allclose(got, ref, rtol=1e-12, atol=0)  # really computed in float32
+
+
+@pytest.mark.parametrize("cg_steps", [0, 3])
+def test_cache_slices_do_not_change_the_solution(
+    cg_steps: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cutting buckets into one-row slices (the smallest cache budget) solves the same rows."""
+    k, rng = 12, np.random.default_rng(6)
+    fixed, (indptr, indices, _) = _random_block(50, 80, k, seed=6, max_len=40)
+    ratings = rng.choice(np.arange(0.5, 5.01, 0.5), size=indices.shape[0])
+    x0 = rng.standard_normal((50, k))
+    args = (fixed, fixed.T @ fixed, indptr, indices, ratings, 1.5, 0.9)
+    whole = als.solve_implicit_block(*args, x0=x0, cg_steps=cg_steps)
+    e_whole = als.solve_explicit_block(fixed, indptr, indices, ratings, 0.3, x0=x0, cg_steps=2)
+    monkeypatch.setattr(als, "CG_SLICE_BYTES", 1)
+    monkeypatch.setattr(als, "EXACT_SLICE_BYTES", 1)
+    np.testing.assert_allclose(
+        als.solve_implicit_block(*args, x0=x0, cg_steps=cg_steps), whole, rtol=1e-10, atol=1e-12
+    )
+    e_sliced = als.solve_explicit_block(fixed, indptr, indices, ratings, 0.3, x0=x0, cg_steps=2)
+    np.testing.assert_allclose(e_sliced, e_whole, rtol=1e-10, atol=1e-12)
 
 
 # ---------------------------------------------------------------------------------- fitting
