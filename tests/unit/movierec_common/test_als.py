@@ -189,9 +189,89 @@ def test_implicit_exact_solve_in_float32_stays_within_float32_precision() -> Non
     got = als.solve_implicit_block(
         f32, f32.astype(np.float64).T @ f32.astype(np.float64), indptr, indices, ratings, 2.0, 0.7
     )
-    assert got.dtype == np.float64
+    assert got.dtype == np.float32
     np.testing.assert_allclose(got, ref, rtol=2e-4, atol=1e-5)
     assert not np.allclose(got, ref, rtol=1e-12, atol=0)  # really computed in float32
+
+
+def _dense_implicit(fixed, indptr, indices, ratings, alpha, reg):
+    """Hu-Koren-Volinsky by definition, confidence over ALL items per row (float64)."""
+    n_items, k = fixed.shape
+    out = np.zeros((len(indptr) - 1, k))
+    for row in range(len(indptr) - 1):
+        c, p = np.ones(n_items), np.zeros(n_items)
+        s, e = indptr[row], indptr[row + 1]
+        c[indices[s:e]] = 1 + alpha * ratings[s:e]
+        p[indices[s:e]] = 1.0
+        a = fixed.T @ (c[:, None] * fixed) + reg * np.eye(k)
+        out[row] = np.linalg.solve(a, fixed.T @ (c * p))
+    return out
+
+
+@pytest.mark.parametrize("force_fallback", [False, True])
+def test_exact_implicit_solve_by_cg_to_tolerance(
+    force_fallback: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At rank 80 in float32, rows longer than twice the step bound are solved by CG until the
+    residual is at float32 precision, the others directly; both are the exact solution. With
+    the bound forced to 1 step, CG stops short and the direct solve must finish those rows."""
+    k, n_items, alpha, reg = 80, 400, 1.5, 2.0
+    rng = np.random.default_rng(21)
+    lens = np.concatenate([[0, 1, 3, 20], rng.integers(60, 200, 26)])
+    rows = np.repeat(np.arange(lens.size), lens)
+    cols = np.concatenate([rng.choice(n_items, n, replace=False) for n in lens])
+    stars = rng.choice(np.arange(0.5, 5.01, 0.5), size=cols.size)
+    indptr, indices, ratings = als.to_csr(rows, cols, stars, lens.size)
+    fixed = rng.standard_normal((n_items, k)) * 0.3
+    x0 = rng.standard_normal((lens.size, k)) * 0.1
+    if force_fallback:
+        monkeypatch.setattr(als, "_exact_steps", lambda kappa, tol: 1)
+    direct_rows = []
+    real_direct = als._direct_whitened
+
+    def spy(g, w, conf):
+        direct_rows.append(g.shape[0])
+        return real_direct(g, w, conf)
+
+    monkeypatch.setattr(als, "_direct_whitened", spy)
+    f32 = fixed.astype(np.float32)
+    got = als.solve_implicit_block(
+        f32, f32.astype(np.float64).T @ f32.astype(np.float64), indptr, indices, ratings,
+        alpha, reg, x0=x0,
+    )  # fmt: skip
+    ref = _dense_implicit(f32.astype(np.float64), indptr, indices, ratings, alpha, reg)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-6)
+    assert np.all(got[0] == 0)
+    if force_fallback:
+        assert sum(direct_rows) == lens.size - 1  # every row with ratings finished directly
+    else:
+        assert 0 < sum(direct_rows) <= 4  # only the short rows
+
+
+@pytest.mark.parametrize("cg_steps", [0, 2])
+def test_planned_solves_report_the_fit_error_of_what_they_return(cg_steps: int) -> None:
+    """The error sums of a half-step (CG carries y·x along its steps) are those of its rows."""
+    k, rng = 10, np.random.default_rng(8)
+    fixed, (indptr, indices, _) = _random_block(40, 70, k, seed=8, max_len=30)
+    stars = rng.choice(np.arange(0.5, 5.01, 0.5), size=indices.shape[0])
+    signal = als.implicit_signal(stars, 2.0)
+    x0 = rng.standard_normal((40, k))
+    rows = np.repeat(np.arange(40), np.diff(indptr))
+    plan = als.plan_block(indptr, indices, signal)
+    x, sse, sae = als.solve_implicit_planned(
+        fixed, fixed.T @ fixed, plan, 1.5, 0.9, x0=x0, cg_steps=cg_steps, fit_error=True
+    )
+    err = 1.0 - np.einsum("nk,nk->n", x[rows], fixed[indices])
+    assert sse == pytest.approx(float(np.sum(err**2)), rel=1e-9)
+    assert sae == pytest.approx(float(np.sum(np.abs(err))), rel=1e-9)
+    resid = rng.standard_normal(indices.shape[0])
+    plan = als.plan_block(indptr, indices, resid)
+    x, sse, sae = als.solve_explicit_planned(
+        fixed, plan, 0.3, True, x0=x0, cg_steps=cg_steps, fit_error=True
+    )
+    err = resid - np.einsum("nk,nk->n", x[rows], fixed[indices])
+    assert sse == pytest.approx(float(np.sum(err**2)), rel=1e-9)
+    assert sae == pytest.approx(float(np.sum(np.abs(err))), rel=1e-9)
 
 
 @pytest.mark.parametrize("cg_steps", [0, 3])
@@ -207,7 +287,6 @@ def test_cache_slices_do_not_change_the_solution(
     whole = als.solve_implicit_block(*args, x0=x0, cg_steps=cg_steps)
     e_whole = als.solve_explicit_block(fixed, indptr, indices, ratings, 0.3, x0=x0, cg_steps=2)
     monkeypatch.setattr(als, "CG_SLICE_BYTES", 1)
-    monkeypatch.setattr(als, "EXACT_SLICE_BYTES", 1)
     np.testing.assert_allclose(
         als.solve_implicit_block(*args, x0=x0, cg_steps=cg_steps), whole, rtol=1e-10, atol=1e-12
     )
