@@ -22,23 +22,26 @@ never allocates more than a few tens of MB), and the normal equations are built 
 matmul and solved with one stacked `np.linalg.solve`. Explicit rows with fewer ratings than the
 rank use the equivalent dual form x = Yᵀ(YYᵀ + λ'I)⁻¹r (an L×L solve instead of k×k); with
 λ' > 0 both forms are the same ridge solution, and they are much cheaper for the long tail of
-rarely rated movies. The exact ranking solve works in whitened coordinates (see
-`solve_implicit_planned`): the shared YᵀY + λI is factored once per half-step, so a row costs
-O(min(L,k)²·max(L,k)) instead of O(L·k² + k³).
+rarely rated movies.
 
-Conjugate gradient (`cg_steps` > 0, the ranking model's default): instead of the exact solve,
-each half-step takes a few CG steps per row warm-started from the row's current factors
-(Takács, Pilászy & Tikk 2011; implicit's CPU `least_squares_cg`), batched over the same padded
-buckets, cut into slices that stay in a core's L2 cache (`CG_SLICE_BYTES`): O(L·k + k²) per
-row and step instead of O(L·k² + k³), which is what makes high rank affordable. The model's
-last user half-step is always exact, so fold-in (an exact solve) reproduces a trained user's
-vector.
+The ranking model works in whitened coordinates (`_Whitened`): the shared YᵀY + λI = LLᵀ is
+factored once per half-step, and with x = L⁻ᵀξ every row's system becomes I + (its own
+ratings' part), with eigenvalues in [1, 1 + α·max|r′|]. Its half-steps take a few conjugate-
+gradient steps per row (`cg_steps`, 2 by default) warm-started from the row's current factors
+(Takács, Pilászy & Tikk 2011; implicit's CPU `least_squares_cg`, here preconditioned by the
+shared part for free), batched over the padded buckets cut into slices that stay in a core's
+L2 cache (`CG_SLICE_BYTES`): O(L·k) per row and step instead of O(L·k² + k³), which is what
+makes high rank affordable. Its exact solve (`cg_steps` = 0, and always the model's last user
+half-step, so fold-in reproduces a trained user's vector) is CG run to machine precision, a
+number of steps the eigenvalue bound fixes in advance, or a direct O(min(L,k)²·max(L,k)) solve
+where that is cheaper. The explicit model's CG is plain (its λ·n_row shift is per row).
 
 Precision: float64 factors in → float64 arithmetic, the reference the tests compare against.
 In float32 (`dtype` of `fit_als`, the trainer's setting) the CG steps and the exact ranking
 solve run in float32 (the whitened systems are well conditioned: measured at rank 128 on 5M
-ratings, the float32 exact solve is within 4.7e-7 relative of the float64 one, the precision
-the factors are published in); the exact explicit solve always accumulates in float64.
+ratings, the trained user factors are within 1.3e-6 relative of a float64 exact solve, about
+the precision the factors are published in); the exact explicit solve always accumulates in
+float64.
 
 One loop, two engines: `fit_als` owns biases, start values, iteration order, divergence checks
 and the history; an engine only supplies the half-steps (`HalfSteps`: `LocalHalfSteps` here,
