@@ -558,8 +558,9 @@ def _implicit_whitened(
     a known number of steps (`_exact_steps`); rows for which that costs more than the direct
     `_direct_whitened` (2 passes over L·k per step against min(L,k)²·max(L,k) once), and rows
     that still miss the tolerance at the cap, are solved directly. Measured at rank 128 on 5M
-    ratings, exact user side: 15.3 s with per-row k×k systems of the original factors, 5.2 s
-    with `_direct_whitened` alone, X s with CG first."""
+    ratings, exact user side in float32: 15.3 s with per-row k×k systems of the original
+    factors and 5.2 s with `_direct_whitened` alone (random factors); as the last half-step of
+    a 5-iteration fit, CG first: 2.2 s, ~11 steps from the warm start, no row left over."""
     dt = _work_dtype(fixed)
     k = np.shape(fixed)[1]
     wh = _Whitened(fixed, base, plan, dt)
