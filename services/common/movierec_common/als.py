@@ -71,6 +71,7 @@ DEFAULT_CHUNK = 1 << 17  # padded ratings gathered at once: 131072 × k=20 × 8 
 # ratings (user half-step, float32, 3 plain CG steps): 2.64 s with whole 67 MB buckets, 1.16 s with
 # 1 MiB slices, 1.42 s with 0.5 MiB (per-call overhead wins below that).
 CG_SLICE_BYTES = 1 << 20
+DIRECT_MAX_ROWS = 4  # exact ranking solves of at most this many rows skip the whitening
 _MAX_ABS_FACTOR = 1e6  # a ridge solution this large means the system was (near) singular
 
 
@@ -706,7 +707,34 @@ def solve_implicit_planned(
     fixed = np.asarray(fixed)
     k = fixed.shape[1]
     base = np.asarray(gram, dtype=np.float64) + reg * np.eye(k)
+    if cg_steps == 0 and sum(b.rows.size for b in plan.buckets) <= DIRECT_MAX_ROWS:
+        # A few rows, such as one user's fold-in while serving: factoring and inverting the
+        # shared part costs more than solving the rows' own k×k systems (measured at rank 128,
+        # one user: 0.19-3.8 ms for 5-1500 ratings, against 0.7-4.0 ms whitened).
+        return _implicit_direct(fixed, base, plan, alpha, fit_error)
     return _implicit_whitened(fixed, base, plan, alpha, x0, cg_steps, fit_error)
+
+
+def _implicit_direct(
+    fixed: np.ndarray, base: np.ndarray, plan: BlockPlan, alpha: float, fit_error: bool
+) -> tuple[np.ndarray, float, float]:
+    """Exact Hu-Koren-Volinsky solve of each row's k×k system (base + YᵤᵀDᵤYᵤ)x = Yᵤᵀcᵤ in
+    float64, for plans of a few ratings (see `solve_implicit_planned`)."""
+    gather = _Gather(fixed, plan, np.float64)
+    out = np.zeros((plan.n_rows, base.shape[0]), dtype=np.float64)
+    sse = sae = 0.0
+    for b in plan.buckets:
+        y = gather(b)
+        w = alpha * np.abs(b.vals)  # c − 1 on observed entries, 0 in padding
+        conf = np.where(b.valid & (b.vals > 0), 1.0 + w, 0.0)  # c·p: 0 for evidence against
+        a = base[None, :, :] + np.matmul((y * w[..., None]).transpose(0, 2, 1), y)
+        x = _solve_spd(a, _yt_v(y, conf))
+        out[b.rows] = x
+        if fit_error:
+            err = np.where(b.valid, 1.0 - _y_x(y, x), 0.0)
+            sse += float(np.sum(err * err))
+            sae += float(np.sum(np.abs(err)))
+    return out, sse, sae
 
 
 def solve_implicit_block(

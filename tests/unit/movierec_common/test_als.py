@@ -159,7 +159,8 @@ def test_implicit_solve_matches_dense_reference(k: int) -> None:
     """Full confidence matrix over ALL items per row: (Yᵀ C_u Y + λI) x = Yᵀ C_u p_u.
 
     k=20 sends rows with fewer than 20 ratings through the whitened L×L (Woodbury) path, longer
-    ones through the whitened k×k path; both must agree with the dense definition."""
+    ones through the whitened k×k path, and a row solved alone through the plain k×k solve;
+    all must agree with the dense definition."""
     n_items, alpha, reg = 60, 2.0, 0.7
     rng = np.random.default_rng(11)
     fixed, (indptr, indices, _) = _random_block(25, n_items, k, seed=11, max_len=30)
@@ -174,6 +175,11 @@ def test_implicit_solve_matches_dense_reference(k: int) -> None:
         a = fixed.T @ (c[:, None] * fixed) + reg * np.eye(k)
         expected = np.linalg.solve(a, fixed.T @ (c * p))
         np.testing.assert_allclose(got[row], expected, rtol=1e-9, atol=1e-12)
+        # One row alone (as a fold-in) takes the unwhitened direct solve: the same answer.
+        alone = als.solve_implicit_block(
+            fixed, fixed.T @ fixed, np.array([0, e - s]), indices[s:e], ratings[s:e], alpha, reg
+        )
+        np.testing.assert_allclose(alone[0], expected, rtol=1e-9, atol=1e-12)
     assert np.all(got[0] == 0)
 
 
