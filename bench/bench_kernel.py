@@ -4,7 +4,8 @@ For ml-latest-small (seeded 80/20 split, training part) and a seeded 5M-rating s
 (bench/synth.py), at rank 20 and rank 128, the same iterations and the same problem:
   * MovieRec's local engine as the trainer runs it (float32 half-steps), ranking model,
     whitened conjugate-gradient half-steps (the default 2 steps per row, and implicit's 3;
-    the last user half-step exact) and the exact solver (the reference);
+    the last user half-step exact), the same with that last step in CG too (implicit's work
+    per iteration; not shipped) and the exact solver (the reference);
   * implicit's AlternatingLeastSquares (CPU, conjugate gradient, 3 steps), given the same
     confidence c = 1 + α·r and regularisation, with 1 thread (as our engine) and 2 threads;
   * the explicit model, exact vs CG (ml-latest-small only);
@@ -48,6 +49,29 @@ def timed(fn: Callable[[], object], repeat: int = 1) -> tuple[object, float]:
         out = fn()
         best = min(best, time.perf_counter() - t)
     return out, best
+
+
+class CgThroughout(als.LocalHalfSteps):
+    """Bench only: the model's last user half-step takes CG steps like every other (implicit's
+    work per iteration), where the shipped loop solves it exactly so that fold-in reproduces a
+    trained user's vector. Shows what that exact step costs."""
+
+    def __init__(self, inter: als.Interactions, steps: int) -> None:
+        super().__init__(inter)
+        self.steps = steps
+
+    def solve_users(
+        self, explicit: als.ExplicitStep | None, implicit: als.ImplicitStep | None, errors: bool
+    ) -> als.StepResult:
+        if implicit is not None and implicit.cg_steps == 0:
+            implicit = replace(implicit, cg_steps=self.steps)
+        return super().solve_users(explicit, implicit, errors)
+
+
+def cg_throughout(data: als.Interactions, p: als.ImplicitParams) -> als.ImplicitModel:
+    _, m = als.fit_als(CgThroughout(data, p.cg_steps), data, None, p, dtype=np.float32)
+    assert m is not None
+    return m
 
 
 def implicit_fit(train: als.Interactions, p: als.ImplicitParams, threads: int):
@@ -100,7 +124,7 @@ def main() -> int:
     def row(data: str, rank: int, iters: int, engine: str, secs: float, ndcg: float | None):
         rows.append((data, rank, iters, engine, secs, ndcg))
         nd = "" if ndcg is None else f"  NDCG@10 {ndcg:.4f}"
-        print(f"{data:>18} k={rank:<3} it={iters:<2} {engine:<38} {secs:7.2f} s{nd}", flush=True)
+        print(f"{data:>18} k={rank:<3} it={iters:<2} {engine:<56} {secs:7.2f} s{nd}", flush=True)
 
     cases = [("ml-latest-small", small, 20, 10), ("ml-latest-small", small, 128, 15)]
     cases += [
@@ -121,6 +145,9 @@ def main() -> int:
             p3 = replace(p, cg_steps=3)
             m, s = timed(lambda p=p3, data=data: als.fit_implicit(data, p, dtype=np.float32))
             row(name, rank, iters, "MovieRec local, CG 3 steps (float32)", s, score(m.X, m.Y))
+        m, s = timed(lambda p=p, data=data: cg_throughout(data, p))
+        label = f"MovieRec, CG {p.cg_steps} steps, last user step too (not shipped)"
+        row(name, rank, iters, label, s, score(m.X, m.Y))
         for threads in (1, 2):
             (X, Y), s = timed(lambda p=p, data=data, t=threads: implicit_fit(data, p, t))
             row(name, rank, iters, f"implicit ALS (CG), {threads} thread(s)", s, score(X, Y))
