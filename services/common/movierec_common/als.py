@@ -72,6 +72,7 @@ DEFAULT_CHUNK = 1 << 17  # padded ratings gathered at once: 131072 × k=20 × 8 
 # 1 MiB slices, 1.42 s with 0.5 MiB (per-call overhead wins below that).
 CG_SLICE_BYTES = 1 << 20
 DIRECT_MAX_ROWS = 4  # exact ranking solves of at most this many rows skip the whitening
+WHITEN_F32_MAX_COND = 1e4  # cond(YᵀY + λI) above which float32 input is whitened in float64
 _MAX_ABS_FACTOR = 1e6  # a ridge solution this large means the system was (near) singular
 
 
@@ -401,10 +402,10 @@ def _cg_solve(
     fused pass. Shapes: y (nb, L, k), w / target (nb, L) with 0 in padding, x0 (nb, k);
     computed in y's dtype (the fixed factors' precision). Returns (x (nb, k), y·x (nb, L), left):
     with `track`, y·x is carried along the steps (y·x += step·y·p) so the fit error costs no
-    extra pass; without, it is None.
-    With `tol`, `steps` is a cap: the loop stops once every row's residual is at most
-    tol·‖x‖ (with A's eigenvalues ≥ 1, as in the whitened systems, the error is then at most
-    tol·‖x‖ too), and `left` (nb,) marks the rows that did not get there; without, None.
+    extra pass; without, it is None. With `tol`, `steps` is a cap: the loop stops once every
+    row's residual (the recursively updated one) is at most tol·‖x‖ — with A's eigenvalues ≥ 1,
+    as in the whitened systems, the error is then at most tol·‖x‖ too in exact arithmetic —
+    and `left` (nb,) marks the rows that did not get there; without `tol`, None.
 
     Method: Takács, Pilászy & Tikk (2011), "Applications of the conjugate gradient method for
     implicit feedback collaborative filtering", RecSys; implicit's CPU `least_squares_cg` does
@@ -497,6 +498,13 @@ class _Whitened:
     def __init__(self, fixed: np.ndarray, base: np.ndarray, plan: BlockPlan, dtype: type) -> None:
         self.chol = np.linalg.cholesky(base)  # raises LinAlgError unless base is SPD
         self.white = np.linalg.inv(self.chol).T
+        if dtype == np.float32:
+            # x = Wξ multiplies ξ's rounding by up to √cond(M): float32 keeps ~1e-6 only while
+            # M is well conditioned (the shipped λ 30: cond ~10²), so a nearly singular M (a
+            # tiny λ against rank-deficient factors) is worked in float64 instead.
+            eig = np.linalg.eigvalsh(base)
+            if not eig[0] > eig[-1] / WHITEN_F32_MAX_COND:
+                dtype = np.float64
         self.dtype = dtype
         self.gather = _Gather(fixed, plan, dtype, transform=self.white.astype(dtype))
 
@@ -509,15 +517,22 @@ class _Whitened:
         return xi @ self.white.T.astype(self.dtype)
 
 
+_NEVER = 1 << 30  # more CG steps than any direct solve costs
+
+
 def _exact_steps(kappa: float, tol: float) -> int:
     """CG steps that take the residual of a system with eigenvalues in [1, κ] from ‖x‖ to
     tol·‖x‖ from a zero start: ‖r_m‖ ≤ 2κ·ρᵐ·‖e_0‖ with ρ = (√κ−1)/(√κ+1) (the classic CG
     bound in the A-norm, moved to the residual with λ_min ≥ 1)."""
+    if not math.isfinite(kappa):
+        return _NEVER  # α or the ratings are not finite: leave it to the direct solve
     root = math.sqrt(max(kappa, 1.0))
     rho = (root - 1.0) / (root + 1.0)
     if rho <= 0.0:
         return 1
-    return math.ceil(math.log(2.0 * kappa / tol) / -math.log(rho))
+    if rho >= 1.0:
+        return _NEVER
+    return min(_NEVER, math.ceil(math.log(2.0 * kappa / tol) / -math.log(rho)))
 
 
 def _direct_whitened(
@@ -562,9 +577,9 @@ def _implicit_whitened(
     ratings, exact user side in float32: 15.3 s with per-row k×k systems of the original
     factors and 5.2 s with `_direct_whitened` alone (random factors); as the last half-step of
     a 5-iteration fit, CG first: 2.2 s, ~11 steps from the warm start, no row left over."""
-    dt = _work_dtype(fixed)
     k = np.shape(fixed)[1]
-    wh = _Whitened(fixed, base, plan, dt)
+    wh = _Whitened(fixed, base, plan, _work_dtype(fixed))
+    dt = wh.dtype
     start_all = None if x0 is None else wh.to_white(x0)
     xi_all = np.zeros((plan.n_rows, k), dtype=dt)
     tol = 8 * float(np.finfo(dt).eps) if cg_steps == 0 else None
@@ -691,18 +706,19 @@ def solve_implicit_planned(
     """Hu-Koren-Volinsky (2008) solve of every row: (YᵀY + Yᵀ(C−I)Y + λI) x = Yᵀ C p.
 
     Shapes: `fixed` Y (n_fixed, k), `gram` = YᵀY (k, k) over ALL rows of `fixed` (computed once
-    per half-step, so no row pays a pass over every item); the plan's values
-    are the signed signal r′ of `implicit_signal`, c = 1 + α·|r′|, p = [r′ > 0]. Returns
-    (x (plan.n_rows, k) in the working dtype (float32 for float32 `fixed`, else float64), sse,
-    sae) where, with `fit_error`, sse = Σ(1 − y·x)² and
-    sae = Σ|1 − y·x| over the observed entries (the ranking model's progress signal), else 0.0.
-    Rows without ratings get zeros.
+    per half-step, so no row pays a pass over every item); the plan's values are the signed
+    signal r′ of `implicit_signal`, c = 1 + α·|r′|, p = [r′ > 0]. Returns (x (plan.n_rows, k),
+    sse, sae) where, with `fit_error`, sse = Σ(1 − y·x)² and sae = Σ|1 − y·x| over the observed
+    entries (the ranking model's progress signal), else 0.0. Rows without ratings get zeros.
+    x comes in the working dtype: float32 for float32 `fixed` (float64 when YᵀY + λI is too
+    ill-conditioned for float32, `_Whitened`), else float64.
 
-    `cg_steps` = 0 solves exactly, in whitened coordinates (below); `cg_steps` > 0 takes that
-    many conjugate-gradient steps from `x0` (plan.n_rows, k), the rows' current factors (zeros
-    when None): O(L·k + k²) per row and step (Takács, Pilászy & Tikk 2011; implicit's
-    `least_squares_cg`). Arithmetic in float32 when `fixed` is float32, else float64.
-    Raises numpy.linalg.LinAlgError when YᵀY + λI is not positive definite (λ ≤ 0).
+    `cg_steps` > 0 takes that many conjugate-gradient steps from `x0` (plan.n_rows, k), the
+    rows' current factors (zeros when None), in whitened coordinates (`_Whitened`): O(L·k) per
+    row and step (Takács, Pilászy & Tikk 2011; implicit's `least_squares_cg`). `cg_steps` = 0
+    solves exactly: whitened CG to machine precision or a direct solve (`_implicit_whitened`),
+    and for at most `DIRECT_MAX_ROWS` rows (a fold-in) the rows' own k×k systems in float64.
+    Raises numpy.linalg.LinAlgError on a singular system (YᵀY + λI not positive definite).
     """
     fixed = np.asarray(fixed)
     k = fixed.shape[1]
@@ -718,8 +734,9 @@ def solve_implicit_planned(
 def _implicit_direct(
     fixed: np.ndarray, base: np.ndarray, plan: BlockPlan, alpha: float, fit_error: bool
 ) -> tuple[np.ndarray, float, float]:
-    """Exact Hu-Koren-Volinsky solve of each row's k×k system (base + YᵤᵀDᵤYᵤ)x = Yᵤᵀcᵤ in
-    float64, for plans of a few ratings (see `solve_implicit_planned`)."""
+    """Exact Hu-Koren-Volinsky solve of each row's k×k system (base + YᵤᵀDᵤYᵤ)x = Yᵤᵀcᵤ,
+    accumulated in float64, for plans of a few rows (see `solve_implicit_planned`); the rows
+    are returned in the working dtype of `fixed`."""
     gather = _Gather(fixed, plan, np.float64)
     out = np.zeros((plan.n_rows, base.shape[0]), dtype=np.float64)
     sse = sae = 0.0
@@ -734,7 +751,7 @@ def _implicit_direct(
             err = np.where(b.valid, 1.0 - _y_x(y, x), 0.0)
             sse += float(np.sum(err * err))
             sae += float(np.sum(np.abs(err)))
-    return out, sse, sae
+    return out.astype(_work_dtype(fixed), copy=False), sse, sae
 
 
 def solve_implicit_block(
@@ -1102,20 +1119,6 @@ class LocalHalfSteps:
         self._plans.clear()
 
 
-def gram_of(f: np.ndarray, block: int = 4096) -> np.ndarray:
-    """fᵀf (k, k) float64 for rows f (n, k). float32 rows: float32 products over blocks of
-    `block` rows, summed in float64 — measured at 60k × 128 against float64 throughout:
-    relative error 7.7e-8 (float32 throughout: 5e-7), 3× faster and no float64 copy of f."""
-    if f.dtype != np.float32:
-        f64 = np.asarray(f, dtype=np.float64)
-        return f64.T @ f64
-    g = np.zeros((f.shape[1], f.shape[1]))
-    for s in range(0, f.shape[0], block):
-        b = f[s : s + block]
-        g += b.T @ b
-    return g
-
-
 def _guarded(it: int, side: str, solve: Callable[..., StepResult], *args: Any) -> StepResult:
     """Run one half-step; a numerical failure becomes TrainingDivergedError."""
     try:
@@ -1142,7 +1145,8 @@ def fit_als(
     own number of iterations. Every iteration solves ITEMS given users, then USERS given items;
     with `cg_steps` > 0 each half-step takes CG steps warm-started from the current factors,
     except the model's LAST user half-step, which is exact, so a trained user's vector is
-    exactly the fold-in of their ratings (`fold_in_explicit` / `fold_in_implicit`).
+    exactly the fold-in of their ratings (`fold_in_explicit` / `fold_in_implicit`), to the
+    working precision: a float32 fit's ranking vectors agree with a float64 fold-in to ~1e-6.
     `valid` (explicit only) adds valid_rmse/valid_mae to each history entry. After each
     iteration `on_iteration(name, entry)` is called with name "explicit" or "ranking" and
     entry {iteration, of, train_rmse, train_mae, valid_rmse, valid_mae, seconds}; train_*
@@ -1191,7 +1195,8 @@ def fit_als(
     def i_step(fixed: np.ndarray, current: np.ndarray, exact: bool) -> ImplicitStep:
         f = cast(fixed)
         steps = 0 if exact else implicit.cg_steps
-        return ImplicitStep(f, gram_of(f), cast(current), implicit.alpha, implicit.reg, steps)
+        f64 = f.astype(np.float64)
+        return ImplicitStep(f, f64.T @ f64, cast(current), implicit.alpha, implicit.reg, steps)
 
     engine.load(resid, ratings)
     start = time.perf_counter()
@@ -1284,7 +1289,8 @@ def fold_in_explicit(
     ratings: np.ndarray,
     params: ExplicitParams = DEFAULT_EXPLICIT,
 ) -> tuple[float, np.ndarray]:
-    """(b_u, p_u (k,)) for one user's ratings (stars): exactly the training user half-step.
+    """(b_u, p_u (k,)) for one user's ratings (stars): exactly the training user half-step
+    (float64).
 
     `item_idx` must not repeat an item (the caller keeps the latest rating per movie).
     """
@@ -1324,7 +1330,8 @@ def fold_in_implicit(
     params: ImplicitParams = DEFAULT_IMPLICIT,
     gram: np.ndarray | None = None,
 ) -> np.ndarray:
-    """x_u (k,) for one user's ratings: exactly the training user half-step (pass `gram` = YᵀY
+    """x_u (k,) for one user's ratings: exactly the training user half-step in float64 (a
+    float32 fit's vector agrees to ~1e-6; pass `gram` = YᵀY
     to avoid recomputing it per request)."""
     Y = np.asarray(Y, dtype=np.float64)
     gram = Y.T @ Y if gram is None else gram

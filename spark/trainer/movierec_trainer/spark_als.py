@@ -36,10 +36,11 @@ Both models can train in the SAME jobs (`SparkALS.fit(explicit, implicit)`). The
 supplies `SparkHalfSteps`, whose tasks call the kernel's public planned solves (and cap BLAS at
 one thread per task with threadpoolctl).
 
-Precision. The payload is float32 by default (half the bytes); the exact solves accumulate in
-float64 whatever they are given, CG steps run in the payload's precision, and the factors
-still agree with the local float64 engine to ~1e-7 relative (tests/spark/test_spark_als.py
-checks 1e-6; float64 is one argument away). Renumbering the columns changes no arithmetic: a
+Precision. The payload is float32 by default (half the bytes); the exact explicit solves
+accumulate in float64 whatever they are given, the ranking model's CG steps and exact solves
+run in the payload's precision (on whitened, well-conditioned systems), and the factors agree
+with the local float64 engine to ~1e-6 relative (tests/spark/test_spark_als.py checks 1e-6;
+float64 is one argument away). Renumbering the columns changes no arithmetic: a
 block gathers the same factor rows in the same order.
 
 Why the driver cuts the shares: the trainer already holds the ratings as columnar arrays (it

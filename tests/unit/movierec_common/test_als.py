@@ -241,17 +241,60 @@ def test_exact_implicit_solve_by_cg_to_tolerance(
 
     monkeypatch.setattr(als, "_direct_whitened", spy)
     f32 = fixed.astype(np.float32)
-    got = als.solve_implicit_block(
-        f32, f32.astype(np.float64).T @ f32.astype(np.float64), indptr, indices, ratings,
-        alpha, reg, x0=x0,
-    )  # fmt: skip
-    ref = _dense_implicit(f32.astype(np.float64), indptr, indices, ratings, alpha, reg)
+    f64 = f32.astype(np.float64)
+    plan = als.plan_block(indptr, indices, ratings)
+    got, sse, sae = als.solve_implicit_planned(
+        f32, f64.T @ f64, plan, alpha, reg, x0=x0, fit_error=True
+    )
+    ref = _dense_implicit(f64, indptr, indices, ratings, alpha, reg)
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-6)
     assert np.all(got[0] == 0)
+    # The error sums come from y·x carried along CG (and from the direct solve for the rest).
+    err = 1.0 - np.einsum("nk,nk->n", got[rows].astype(np.float64), f64[cols])
+    assert sse == pytest.approx(float(np.sum(err**2)), rel=1e-4)
+    assert sae == pytest.approx(float(np.sum(np.abs(err))), rel=1e-4)
     if force_fallback:
         assert sum(direct_rows) == lens.size - 1  # every row with ratings finished directly
     else:
         assert 0 < sum(direct_rows) <= 4  # only the short rows
+
+
+def test_float32_fit_reproduces_fold_in_at_a_rank_where_the_exact_step_is_cg() -> None:
+    """The trainer's setting: float32 half-steps at a rank where the last user half-step runs
+    whitened CG to machine precision (users with more ratings than twice its step count). The
+    float64 fold-in of a trained user's ratings must give back their stored vector."""
+    inter = _synthetic(n_users=60, n_items=200, k=6, density=0.45, seed=31)
+    params = ImplicitParams(rank=64, reg=5.0, alpha=1.0, iterations=4)
+    direct_rows = []
+    real_direct = als._direct_whitened
+
+    def spy(g, w, conf):
+        direct_rows.append(g.shape[0])
+        return real_direct(g, w, conf)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(als, "_direct_whitened", spy)
+        model = als.fit_implicit(inter, params, dtype=np.float32)
+    assert sum(direct_rows) < inter.n_users  # the exact step ran CG for most users
+    for u in (0, 17, inter.n_users - 1):
+        sel = inter.user_idx == u
+        assert sel.sum() > 60
+        x_u = als.fold_in_implicit(model.Y, inter.item_idx[sel], inter.rating[sel], params)
+        np.testing.assert_allclose(x_u, model.X[u], rtol=2e-5, atol=1e-6)
+
+
+def test_float32_fit_with_a_tiny_reg_against_rank_deficient_factors() -> None:
+    """40 movies at rank 64: YᵀY is singular and λ = 1e-6 barely lifts it. float32 whitening
+    would lose every digit (x = Wξ scales ξ's rounding by √cond), so the kernel whitens such a
+    system in float64; the fit must succeed and still reproduce fold-in."""
+    inter = _synthetic(n_users=200, n_items=40, k=4, density=0.5, seed=32)
+    params = ImplicitParams(rank=64, reg=1e-6, alpha=1.0, iterations=3)
+    model = als.fit_implicit(inter, params, dtype=np.float32)
+    assert np.all(np.isfinite(model.X)) and np.abs(model.X).max() < 1e3
+    for u in (0, 99):
+        sel = inter.user_idx == u
+        x_u = als.fold_in_implicit(model.Y, inter.item_idx[sel], inter.rating[sel], params)
+        np.testing.assert_allclose(x_u, model.X[u], rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("cg_steps", [0, 2])
@@ -551,8 +594,8 @@ def test_evidence_against_pushes_the_user_away_from_a_disliked_movie() -> None:
 @pytest.mark.parametrize("reg_scaled", [True, False])
 def test_explicit_cg_converges_to_the_exact_solve(reg_scaled: bool) -> None:
     """Enough CG steps from zero reach the exact ridge solution (a k×k SPD system converges in
-    k steps in exact arithmetic); a few steps from the exact solution do not move it. CG runs in
-    float32 (als.CG_DTYPE), hence float32 tolerances."""
+    k steps in exact arithmetic); a few steps from the exact solution do not move it. The
+    tolerances leave room for CG's rounding over 4k steps."""
     k = 8
     fixed, (indptr, indices, values) = _random_block(60, 90, k, seed=21)
     exact = als.naive_solve_explicit(fixed, indptr, indices, values, 0.3, reg_scaled)
