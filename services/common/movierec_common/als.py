@@ -444,8 +444,9 @@ def _cg_solve(
 
 
 def _work_dtype(fixed: np.ndarray) -> type:
-    """CG runs in the fixed factors' precision: float32 in → float32 arithmetic (the memory-bound
-    gathers move half the bytes; ~2× faster at rank 128), anything else → float64."""
+    """CG and the exact ranking solve run in the fixed factors' precision: float32 in → float32
+    arithmetic (the memory-bound gathers move half the bytes; ~2× faster at rank 128), anything
+    else → float64."""
     return np.float32 if np.asarray(fixed).dtype == np.float32 else np.float64
 
 
@@ -465,9 +466,8 @@ def _explicit_cg(
     out = np.zeros((plan.n_rows, k), dtype=np.float64)
     sse = sae = 0.0
     for whole in plan.buckets:
-        lam_all = (reg * whole.counts if reg_scaled else np.full(whole.counts.shape, reg)).astype(
-            dt
-        )
+        counts = whole.counts
+        lam_all = (reg * counts if reg_scaled else np.full(counts.shape, reg)).astype(dt)
         vals_all, valid_all = whole.vals.astype(dt), whole.valid.astype(dt)
         for s in _slices(whole, k * np.dtype(dt).itemsize, CG_SLICE_BYTES):
             b = _sub(whole, s)
@@ -557,6 +557,15 @@ def _direct_whitened(
     return xi, _y_x(g, xi)
 
 
+def _confidence(
+    vals: np.ndarray, valid: np.ndarray, alpha: float, dt: type
+) -> tuple[np.ndarray, np.ndarray]:
+    """(c − 1, c·p) of a bucket's signed signal r′, in `dt`: c = 1 + α·|r′| on observed entries
+    and 0 in padding; p = [r′ > 0], so evidence against has c·p = 0."""
+    w = (alpha * np.abs(vals)).astype(dt)
+    return w, np.where(valid & (vals > 0), 1 + w, 0).astype(dt)
+
+
 def _implicit_whitened(
     fixed: np.ndarray,
     base: np.ndarray,
@@ -586,8 +595,7 @@ def _implicit_whitened(
     sse = sae = 0.0
     for whole in plan.buckets:
         length = whole.cols.shape[1]
-        w_all = (alpha * np.abs(whole.vals)).astype(dt)  # c − 1 observed, 0 in padding
-        conf_all = np.where(whole.valid & (whole.vals > 0), 1 + w_all, 0).astype(dt)  # c·p
+        w_all, conf_all = _confidence(whole.vals, whole.valid, alpha, dt)
         steps = cg_steps
         if tol is not None:
             steps = _exact_steps(1.0 + float(w_all.max(initial=0.0)), tol) + 2
@@ -742,8 +750,7 @@ def _implicit_direct(
     sse = sae = 0.0
     for b in plan.buckets:
         y = gather(b)
-        w = alpha * np.abs(b.vals)  # c − 1 on observed entries, 0 in padding
-        conf = np.where(b.valid & (b.vals > 0), 1.0 + w, 0.0)  # c·p: 0 for evidence against
+        w, conf = _confidence(b.vals, b.valid, alpha, np.float64)
         a = base[None, :, :] + np.matmul((y * w[..., None]).transpose(0, 2, 1), y)
         x = _solve_spd(a, _yt_v(y, conf))
         out[b.rows] = x
@@ -1194,8 +1201,8 @@ def fit_als(
 
     def i_step(fixed: np.ndarray, current: np.ndarray, exact: bool) -> ImplicitStep:
         f = cast(fixed)
-        steps = 0 if exact else implicit.cg_steps
         f64 = f.astype(np.float64)
+        steps = 0 if exact else implicit.cg_steps
         return ImplicitStep(f, f64.T @ f64, cast(current), implicit.alpha, implicit.reg, steps)
 
     engine.load(resid, ratings)
@@ -1248,7 +1255,8 @@ def fit_als(
     finally:
         engine.close()
     if imodel is not None:  # half-steps in float32 hand back float32 rows
-        imodel.X, imodel.Y = imodel.X.astype(np.float64), imodel.Y.astype(np.float64)
+        X, Y = imodel.X.astype(np.float64, copy=False), imodel.Y.astype(np.float64, copy=False)
+        imodel.X, imodel.Y = X, Y
     return emodel, imodel
 
 
